@@ -171,3 +171,85 @@ def run_with_capture(
     except StopForward:
         pass
     return request.mass
+
+
+@dataclass
+class ListAttention:
+    """Mean attention of the attending rows to every prefix token, per head, for one list.
+
+    ``token_mass[k, j]`` belongs to head ``heads[k]`` and prefix token ``j`` (passages live in the prefix).
+    """
+
+    heads: list[tuple[int, int]]
+    token_mass: torch.Tensor  # (len(heads), prefix_len), float32
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    width = max(len(s) for s in seqs)
+    pads = [width - len(s) for s in seqs]
+    ids = torch.tensor([[pad_id] * p + s for p, s in zip(pads, seqs)], device=device)
+    mask = torch.tensor([[0] * p + [1] * len(s) for p, s in zip(pads, seqs)], device=device)
+    return ids, mask, pads
+
+
+def _right_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=device)
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
+    return ids, mask
+
+
+def capture_lists(
+    model: torch.nn.Module,
+    prefixes: list[list[int]],
+    tails: list[list[list[int]]],
+    heads: list[tuple[int, int]],
+    truncate: bool = True,
+    pad_id: int = 0,
+) -> list[list[ListAttention]]:
+    """Prefill each prefix once, then run every tail of it over the cached keys/values.
+
+    ``tails[t][b]`` is the t-th tail of list b (the real query first, then e.g. ``N/A``); each tail
+    costs only its own tokens. Prefixes are left-padded and tails right-padded, with explicit
+    positions, so batching does not change any list's result. Returns ``out[t][b]``.
+    """
+    from transformers import DynamicCache  # local: keeps module import light
+
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    order = [(layer, head) for layer in sorted(by_layer) for head in by_layer[layer]]
+    stop_after = max(by_layer) if truncate else None
+    decoder = model.base_model
+    device = next(model.parameters()).device
+
+    prefix_ids, prefix_mask, pads = _left_pad(prefixes, pad_id, device)
+    width = prefix_ids.shape[1]
+    prefix_pos = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    run_with_capture(decoder, prefix_ids, prefix_mask, prefix_pos, CaptureRequest(heads={}, stop_after=stop_after), cache)
+
+    results = []
+    for tail_batch in tails:
+        if len(tail_batch) != len(prefixes):
+            raise ValueError("every prefix needs exactly one tail in each tail batch")
+        tail_ids, tail_mask = _right_pad(tail_batch, pad_id, device)
+        lengths = tail_mask.sum(-1)
+        position = prefix_mask.sum(-1, keepdim=True) + torch.arange(tail_ids.shape[1], device=device)[None]
+        rows = torch.arange(tail_ids.shape[1], device=device).expand(len(prefixes), -1)
+        row_weights = tail_mask.float() / lengths[:, None].float()
+        request = CaptureRequest(heads=by_layer, rows=rows, row_weights=row_weights, stop_after=stop_after)
+        run_with_capture(decoder, tail_ids, torch.cat([prefix_mask, tail_mask], dim=-1), position, request, cache)
+        cache.crop(-tail_ids.shape[1])  # back to the shared prefix for the next tail
+        results.append(
+            [
+                ListAttention(
+                    heads=order,
+                    token_mass=torch.cat([request.mass[layer][b] for layer in sorted(by_layer)], dim=0)[
+                        :, pads[b] : width
+                    ],
+                )
+                for b in range(len(prefixes))
+            ]
+        )
+    return results

@@ -1,0 +1,123 @@
+"""Head sets: which (layer, head) pairs score passages, and the model shape they belong to.
+
+A head set is a small JSON artifact. It records the layer/head counts of the model it was chosen on,
+so that loading it onto a model of another shape fails with a clear error instead of reading the
+wrong heads (or crashing on an index).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+HEADSET_FORMAT = "headrank.headset/1"
+
+
+class HeadSetMismatchError(ValueError):
+    """A head set does not fit the model it is used with."""
+
+
+@dataclass(frozen=True)
+class HeadSet:
+    heads: tuple[tuple[int, int], ...]
+    num_layers: int | None = None  # shape of the model the set was chosen on (None: not recorded)
+    num_heads: int | None = None
+    model: str | None = None
+    name: str | None = None
+    prompt: dict = field(default_factory=dict)  # PromptSettings the set was chosen with, if any
+
+    def __post_init__(self) -> None:
+        pairs = tuple(_as_pair(h) for h in self.heads)
+        if not pairs:
+            raise ValueError("a head set needs at least one (layer, head) pair")
+        if len(set(pairs)) != len(pairs):
+            raise ValueError("a head set lists the same (layer, head) pair twice")
+        object.__setattr__(self, "heads", tuple(sorted(pairs)))
+
+    @classmethod
+    def all_heads(cls, num_layers: int, num_heads: int, model: str | None = None) -> HeadSet:
+        """Every head of every layer (the ICR preset)."""
+        heads = tuple((layer, head) for layer in range(num_layers) for head in range(num_heads))
+        return cls(heads=heads, num_layers=num_layers, num_heads=num_heads, model=model, name="all")
+
+    @property
+    def deepest_layer(self) -> int:
+        """L*: the forward pass can stop after this layer."""
+        return max(layer for layer, _ in self.heads)
+
+    def by_layer(self) -> dict[int, list[int]]:
+        grouped: dict[int, list[int]] = {}
+        for layer, head in self.heads:
+            grouped.setdefault(layer, []).append(head)
+        return grouped
+
+    def check_model(self, num_layers: int, num_heads: int) -> None:
+        """Raise HeadSetMismatchError unless every head exists in a model of this shape."""
+        if self.num_layers is not None and self.num_heads is not None:
+            if (self.num_layers, self.num_heads) != (num_layers, num_heads):
+                origin = f" (chosen on {self.model})" if self.model else ""
+                raise HeadSetMismatchError(
+                    f"head set{origin} is for a model with {self.num_layers} layers x {self.num_heads} heads, "
+                    f"but this model has {num_layers} layers x {num_heads} heads"
+                )
+        bad = [(layer, head) for layer, head in self.heads if not (0 <= layer < num_layers and 0 <= head < num_heads)]
+        if bad:
+            raise HeadSetMismatchError(
+                f"head set names heads that do not exist in a model with {num_layers} layers x {num_heads} heads: "
+                f"{bad[:5]}{' ...' if len(bad) > 5 else ''}"
+            )
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["heads"] = [list(h) for h in self.heads]
+        return {"format": HEADSET_FORMAT, **data}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HeadSet:
+        if not isinstance(data, dict) or "heads" not in data:
+            raise ValueError("a head set JSON object needs a 'heads' list of [layer, head] pairs")
+        fmt = data.get("format", HEADSET_FORMAT)
+        if fmt != HEADSET_FORMAT:
+            raise ValueError(f"unsupported head set format {fmt!r} (expected {HEADSET_FORMAT!r})")
+        known = {"heads", "num_layers", "num_heads", "model", "name", "prompt"}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def load(cls, path: str | Path) -> HeadSet:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"head set file not found: {path}") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        if isinstance(data, list):  # a bare list of [layer, head] pairs
+            data = {"heads": data}
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from None
+
+    @classmethod
+    def coerce(cls, heads: HeadSet | str | Path | Iterable) -> HeadSet:
+        """Accept a HeadSet, a JSON file path, or an iterable of (layer, head) pairs."""
+        if isinstance(heads, HeadSet):
+            return heads
+        if isinstance(heads, (str, Path)):
+            return cls.load(heads)
+        return cls(heads=tuple(heads))
+
+
+def _as_pair(item) -> tuple[int, int]:
+    try:
+        layer, head = item
+    except (TypeError, ValueError):
+        raise ValueError(f"a head must be a (layer, head) pair, got {item!r}") from None
+    if isinstance(layer, bool) or isinstance(head, bool) or not isinstance(layer, int) or not isinstance(head, int):
+        raise ValueError(f"a head must be a pair of integers, got {item!r}")
+    return layer, head

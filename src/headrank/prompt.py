@@ -1,0 +1,164 @@
+"""The listwise prompt: token ids, the exact token span of every passage, and the attending rows.
+
+The prompt is assembled from separately tokenized segments, so every span is exact by
+construction (no offset guessing at token boundaries):
+
+    <chat template head>Here are some passages:\\n [1] p1 \\n [2] p2 \\n ... [N] pN \\n
+    Please find information that is relevant to the following query in the passages above.\\n
+    Query: {query}<chat template tail>
+
+Everything up to and including the newline after the last passage is the *prefix* (it does not
+depend on the query, so its keys/values can be cached); the rest is the *tail*, whose tokens are
+the attending rows Q. The content-free calibration query ``N/A`` only needs a new tail.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from transformers import PreTrainedTokenizerBase
+
+INTRO = "Here are some passages:"
+INSTRUCTION = "Please find information that is relevant to the following query in the passages above."
+CALIBRATION_QUERY = "N/A"
+_SENTINEL = "HEADRANKCONTENTSENTINEL"
+
+log = logging.getLogger(__name__)
+
+
+def normalize_text(text: str) -> str:
+    """Collapse runs of whitespace (newlines included) so passages cannot fake the prompt's layout."""
+    return " ".join(text.split())
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """How prompts are built; saved with head sets so a head set is used with the prompt it was chosen on."""
+
+    max_passage_tokens: int = 100
+    max_query_tokens: int = 128
+    chat_template: str = "auto"  # "auto": use the tokenizer's template if it has one; "none": plain text
+
+    def __post_init__(self) -> None:
+        if self.max_passage_tokens < 1:
+            raise ValueError(f"max_passage_tokens must be >= 1, got {self.max_passage_tokens}")
+        if self.max_query_tokens < 1:
+            raise ValueError(f"max_query_tokens must be >= 1, got {self.max_query_tokens}")
+        if self.chat_template not in ("auto", "none"):
+            raise ValueError(f"chat_template must be 'auto' or 'none', got {self.chat_template!r}")
+
+
+@dataclass(frozen=True)
+class PassageSegment:
+    """One passage as it enters the prompt: its ids (label included), text and whether it was cut."""
+
+    ids: list[int]
+    text: str
+    truncated: bool
+
+
+@dataclass(frozen=True)
+class ListwisePrompt:
+    prefix_ids: list[int]
+    tail_ids: list[int]
+    passage_spans: list[tuple[int, int]]  # [start, end) token positions of "[i] p_i" in the prompt
+    passage_texts: list[str]  # "[i] p_i" exactly as it went in (after normalization and truncation)
+    truncated: list[bool] = field(default_factory=list)
+
+    @property
+    def input_ids(self) -> list[int]:
+        return self.prefix_ids + self.tail_ids
+
+    @property
+    def attending_rows(self) -> tuple[int, int]:
+        """[start, end) of the rows Q: the instruction after the last passage to the end of the prompt."""
+        return len(self.prefix_ids), len(self.prefix_ids) + len(self.tail_ids)
+
+    def __len__(self) -> int:
+        return len(self.prefix_ids) + len(self.tail_ids)
+
+
+class PromptBuilder:
+    """Builds listwise prompts for one tokenizer (and its chat template)."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, settings: PromptSettings | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.settings = settings or PromptSettings()
+        self.uses_chat_template, template_head, self._template_tail = self._template_parts()
+        self._head_ids = self._encode(template_head + INTRO + "\n")
+        self._sep_ids = self._encode("\n")
+
+    def _template_parts(self) -> tuple[bool, str, str]:
+        has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if self.settings.chat_template == "auto" and has_template:
+            rendered = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": _SENTINEL}],
+                tokenize=False,
+                add_generation_prompt=True,
+                enable_thinking=False,  # Qwen3: no reasoning block, the prompt ends where the answer would start
+            )
+            if rendered.count(_SENTINEL) != 1:
+                raise ValueError("the tokenizer's chat template does not render the user message verbatim")
+            head, tail = rendered.split(_SENTINEL)
+            return True, head, tail
+        if self.settings.chat_template == "auto":
+            log.warning("tokenizer has no chat template; using a plain-text listwise prompt")
+        bos = self.tokenizer.bos_token or ""
+        return False, bos, "\n"
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _cut(self, text: str, limit: int) -> tuple[str, bool]:
+        ids = self._encode(text)
+        if len(ids) <= limit:
+            return text, False
+        # Byte-level tokenizers can cut a character in two; drop the dangling replacement character.
+        return self.tokenizer.decode(ids[:limit]).rstrip("\ufffd").strip(), True
+
+    def passage_segments(self, passages: list[str], start: int = 1) -> list[PassageSegment]:
+        """Normalize, cut to the token budget and tokenize passages labelled ``[start]``, ``[start+1]``..."""
+        segments = []
+        for offset, passage in enumerate(passages):
+            text = normalize_text(passage)
+            if not text:
+                raise ValueError(f"passage {offset} is empty (the ranker ranks empty passages last without the model)")
+            text, truncated = self._cut(text, self.settings.max_passage_tokens)
+            labelled = f"[{start + offset}] {text}"
+            segments.append(PassageSegment(ids=self._encode(labelled), text=labelled, truncated=truncated))
+        return segments
+
+    def tail_ids(self, query: str) -> list[int]:
+        """Token ids of the instruction, the query and the chat template's end: the attending rows."""
+        text = normalize_text(query)
+        if not text:
+            raise ValueError("query is empty")
+        text, _ = self._cut(text, self.settings.max_query_tokens)
+        return self._encode(f"{INSTRUCTION}\nQuery: {text}{self._template_tail}")
+
+    def overhead(self, query: str) -> int:
+        """Tokens a prompt needs besides its passages (used to pack windows into the context)."""
+        return len(self._head_ids) + len(self.tail_ids(query))
+
+    def segment_cost(self, segment: PassageSegment) -> int:
+        return len(segment.ids) + len(self._sep_ids)
+
+    def assemble(self, query: str, segments: list[PassageSegment]) -> ListwisePrompt:
+        if not segments:
+            raise ValueError("a listwise prompt needs at least one passage")
+        prefix = list(self._head_ids)
+        spans = []
+        for segment in segments:
+            spans.append((len(prefix), len(prefix) + len(segment.ids)))
+            prefix += segment.ids + self._sep_ids
+        return ListwisePrompt(
+            prefix_ids=prefix,
+            tail_ids=self.tail_ids(query),
+            passage_spans=spans,
+            passage_texts=[s.text for s in segments],
+            truncated=[s.truncated for s in segments],
+        )
+
+    def build(self, query: str, passages: list[str]) -> ListwisePrompt:
+        return self.assemble(query, self.passage_segments(passages))

@@ -1,0 +1,288 @@
+"""HeadRanker: the public API. ``rank(query, docs, top_k)`` like sentence-transformers and rerankers.
+
+One prefill of the listwise prompt (truncated at the deepest head-set layer), plus the short
+calibration tail over the cached passages; no token is generated.
+
+Lists that do not fit ``max_length`` tokens are ranked with sliding windows (RankGPT-style): windows
+of as many passages as fit, from the bottom of the list to the top, each half overlapping the next,
+so the best passages of every window move up. No passage is dropped. With windowing, the returned
+``score`` is rank-derived (``n - position``) because attention scores of different windows are not
+comparable; ``RankResult.windowed`` says so.
+
+Empty or whitespace-only passages never reach the model: they are ranked last, in input order, with
+score ``-inf``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from headrank.capture import ListAttention, capture_lists
+from headrank.heads import HeadSet
+from headrank.models import DEFAULT_MODEL, LoadedModel, load_model
+from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings, normalize_text
+from headrank.scoring import ScoringConfig, score_passages
+
+METHODS = ("heads", "icr")
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """One ranked passage; also readable as a dict (``r["corpus_id"]``) like sentence-transformers."""
+
+    corpus_id: int  # index of the passage in the input list
+    score: float
+    rank: int  # 1-based position in the ranking
+    text: str | None = None
+    windowed: bool = False
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def to_dict(self) -> dict:
+        out = {"corpus_id": self.corpus_id, "rank": self.rank, "score": self.score}
+        if self.text is not None:
+            out["text"] = self.text
+        return out
+
+
+class HeadRanker:
+    """Rerank passages by the attention mass that chosen heads give them."""
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        heads: HeadSet,
+        scoring: ScoringConfig | None = None,
+        prompt: PromptSettings | None = None,
+        truncate: bool = True,
+        max_length: int | None = None,
+        method: str = "heads",
+    ) -> None:
+        heads.check_model(model.num_layers, model.num_heads)
+        self.model = model
+        self.heads = heads
+        self.scoring = scoring or ScoringConfig()
+        # A head set remembers the prompt it was chosen with; an explicit prompt overrides it.
+        self.prompt_settings = prompt or PromptSettings(**heads.prompt)
+        self.builder = PromptBuilder(model.tokenizer, self.prompt_settings)
+        self.truncate = truncate
+        self.max_length = min(max_length or model.max_context, model.max_context)
+        self.method = method
+        tok = model.tokenizer
+        self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        self._calibration_tail = self.builder.tail_ids(CALIBRATION_QUERY)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | LoadedModel = DEFAULT_MODEL,
+        heads: HeadSet | str | Path | Iterable | None = None,
+        method: str | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        max_passage_tokens: int | None = None,
+        calibrate: bool = True,
+        max_length: int | None = None,
+        truncate: bool = True,
+    ) -> HeadRanker:
+        """Load a model (named, hub id, local dir or .gguf) and a head set.
+
+        ``method="icr"`` is the ICR preset: every head, full depth, N/A calibration and ICR's token
+        masking. ``method="heads"`` reads the given head set (default when ``heads`` is given).
+        """
+        method = method or ("heads" if heads is not None else "icr")
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        if method == "heads" and heads is None:
+            raise ValueError("method 'heads' needs a head set (list of (layer, head) pairs or a JSON file)")
+        loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
+        if method == "icr":
+            head_set = HeadSet.all_heads(loaded.num_layers, loaded.num_heads, model=loaded.name)
+            scoring = ScoringConfig(calibrate=True, token_mask=True)
+        else:
+            head_set = HeadSet.coerce(heads)
+            scoring = ScoringConfig(calibrate=calibrate, token_mask=False)
+        prompt_args = dict(head_set.prompt)
+        if max_passage_tokens is not None:
+            prompt_args["max_passage_tokens"] = max_passage_tokens
+        return cls(
+            loaded,
+            head_set,
+            scoring=scoring,
+            prompt=PromptSettings(**prompt_args),
+            truncate=truncate,
+            max_length=max_length,
+            method=method,
+        )
+
+    # ------------------------------------------------------------------ scoring of whole lists
+
+    def score_prompts(self, prompts: Sequence[ListwisePrompt]) -> list[torch.Tensor]:
+        """Scores (input order) for prompts that fit the context, in one batched forward."""
+        return [
+            score_passages(att, p.passage_spans, self.scoring, cal)
+            for p, (att, cal) in zip(prompts, self.capture(prompts))
+        ]
+
+    def capture(self, prompts: Sequence[ListwisePrompt]) -> list[tuple[ListAttention, ListAttention | None]]:
+        """Captured attention of the head set for each prompt, and for its N/A tail if calibrating."""
+        tails = [[p.tail_ids for p in prompts]]
+        if self.scoring.calibrate:
+            tails.append([self._calibration_tail for _ in prompts])
+        with torch.inference_mode():
+            out = capture_lists(
+                self.model.model,
+                [p.prefix_ids for p in prompts],
+                tails,
+                list(self.heads.heads),
+                truncate=self.truncate,
+                pad_id=self._pad_id,
+            )
+        calibration = out[1] if self.scoring.calibrate else [None] * len(prompts)
+        return list(zip(out[0], calibration))
+
+    # ------------------------------------------------------------------ public API
+
+    def rank(
+        self, query: str, docs: Sequence[str], top_k: int | None = None, return_documents: bool = True
+    ) -> list[RankResult]:
+        """Rank ``docs`` for ``query``; results sorted best first, each with its input index and score."""
+        return self.rank_batch([query], [docs], top_k=top_k, return_documents=return_documents)[0]
+
+    def rank_batch(
+        self,
+        queries: Sequence[str],
+        docs: Sequence[Sequence[str]],
+        top_k: int | None = None,
+        return_documents: bool = True,
+        batch_size: int = 4,
+    ) -> list[list[RankResult]]:
+        """Rank several (query, docs) lists; lists that fit the context share batched forwards."""
+        if isinstance(queries, str):
+            raise TypeError("rank_batch takes a list of queries; use rank() for a single query")
+        if len(queries) != len(docs):
+            raise ValueError(f"got {len(queries)} queries but {len(docs)} passage lists")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if top_k is not None and top_k < 1:
+            raise ValueError("top_k must be >= 1 (or None for all)")
+        jobs = [_Job.make(q, d, i) for i, (q, d) in enumerate(zip(queries, docs))]
+        fitting: list[tuple[_Job, ListwisePrompt]] = []
+        for job in jobs:
+            if not job.kept:
+                continue
+            prompt = self.builder.build(job.query, [job.docs[i] for i in job.kept])
+            if len(prompt) <= self.max_length:
+                fitting.append((job, prompt))
+            else:
+                job.order = self._rank_windowed(job.query, [job.docs[i] for i in job.kept])
+                job.windowed = True
+        for start in range(0, len(fitting), batch_size):
+            chunk = fitting[start : start + batch_size]
+            for (job, _), scores in zip(chunk, self.score_prompts([p for _, p in chunk])):
+                job.scores = scores.tolist()
+        return [job.results(top_k, return_documents) for job in jobs]
+
+    def score(self, query: str, docs: Sequence[str]) -> list[float]:
+        """Scores in input order (the list must fit the context; empty passages score -inf)."""
+        job = _Job.make(query, docs, 0)
+        if job.kept:
+            prompt = self.builder.build(job.query, [job.docs[i] for i in job.kept])
+            if len(prompt) > self.max_length:
+                raise ValueError(
+                    f"the list needs {len(prompt)} tokens but max_length is {self.max_length}; use rank() (windowed)"
+                )
+            job.scores = self.score_prompts([prompt])[0].tolist()
+        out = [-math.inf] * len(docs)
+        for i, s in zip(job.kept, job.scores or []):
+            out[i] = s
+        return out
+
+    # ------------------------------------------------------------------ windowing
+
+    def window_size(self, query: str, docs: Sequence[str]) -> int:
+        """How many passages fit one prompt, assuming the longest passages of the list."""
+        costs = sorted((self.builder.segment_cost(s) + 2 for s in self.builder.passage_segments(docs)), reverse=True)
+        budget = self.max_length - self.builder.overhead(query)
+        size, used = 0, 0
+        for cost in costs:
+            if used + cost > budget:
+                break
+            size, used = size + 1, used + cost
+        if size < 2:
+            raise ValueError(
+                f"max_length {self.max_length} cannot hold two passages of this list; "
+                "raise max_length or lower max_passage_tokens"
+            )
+        return size
+
+    def _rank_windowed(self, query: str, docs: list[str]) -> list[int]:
+        """Sliding windows from the bottom of the list up, stride half a window; returns the final order."""
+        size = self.window_size(query, docs)
+        stride = max(1, size // 2)
+        order = list(range(len(docs)))
+        end = len(docs)
+        while True:
+            start = max(0, end - size)
+            window = order[start:end]
+            scores = self.score_prompts([self.builder.build(query, [docs[i] for i in window])])[0]
+            ranked = sorted(range(len(window)), key=lambda j: (-scores[j].item(), j))
+            order[start:end] = [window[j] for j in ranked]
+            if start == 0:
+                return order
+            end -= stride
+
+
+@dataclass
+class _Job:
+    """One (query, docs) list on its way through rank_batch."""
+
+    query: str
+    docs: list[str]
+    kept: list[int]  # indices of non-empty passages, the ones the model sees
+    scores: list[float] | None = None  # per kept passage (unwindowed)
+    order: list[int] | None = None  # positions into kept (windowed)
+    windowed: bool = False
+
+    @classmethod
+    def make(cls, query: str, docs: Sequence[str], index: int) -> _Job:
+        if not isinstance(query, str):
+            raise TypeError(f"query {index} is {type(query).__name__}, expected str")
+        if not normalize_text(query):
+            raise ValueError(f"query {index} is empty")
+        if isinstance(docs, str) or not isinstance(docs, Sequence):
+            raise TypeError(f"passages of query {index} must be a list of strings, got {type(docs).__name__}")
+        if len(docs) == 0:
+            raise ValueError(f"query {index} has no passages to rank")
+        for i, doc in enumerate(docs):
+            if not isinstance(doc, str):
+                raise TypeError(f"passage {i} of query {index} is {type(doc).__name__}, expected str")
+        kept = [i for i, d in enumerate(docs) if normalize_text(d)]
+        return cls(query=query, docs=list(docs), kept=kept)
+
+    def results(self, top_k: int | None, return_documents: bool) -> list[RankResult]:
+        n = len(self.kept)
+        if self.windowed:
+            ranked = [(self.kept[j], float(n - pos)) for pos, j in enumerate(self.order or [])]
+        else:
+            pairs = list(zip(self.kept, self.scores or []))
+            ranked = sorted(pairs, key=lambda p: (-p[1], p[0]))
+        empty = [i for i in range(len(self.docs)) if i not in set(self.kept)]
+        ranked += [(i, -math.inf) for i in empty]
+        ranked = ranked[:top_k] if top_k else ranked
+        return [
+            RankResult(
+                corpus_id=i,
+                score=s,
+                rank=pos + 1,
+                text=self.docs[i] if return_documents else None,
+                windowed=self.windowed,
+            )
+            for pos, (i, s) in enumerate(ranked)
+        ]

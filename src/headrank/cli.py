@@ -76,7 +76,11 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length):
+    from transformers.utils import logging as hf_logging
+
     from headrank.ranker import HeadRanker  # torch/transformers import only when needed
+
+    hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars
 
     head_set = parse_heads(heads) if heads else None
     return HeadRanker.from_pretrained(

@@ -46,7 +46,7 @@ def masked_calibrated_scores(
     for start, end in spans:
         tokens = calibrated[start:end]
         if tokens.numel() > 1:
-            keep = tokens > tokens.mean() - 2 * tokens.std()
+            keep = tokens >= tokens.mean() - 2 * tokens.std()  # ">=": a constant passage keeps its tokens
             tokens = tokens[keep]
         scores.append(tokens.sum())
     return torch.stack(scores)

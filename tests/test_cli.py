@@ -1,0 +1,75 @@
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import data_path
+from headrank.cli import app
+
+runner = CliRunner()
+
+
+def _dl19():
+    return str(data_path("msmarco-passage", "dl19", "bm25-top100.json"))
+
+
+def test_missing_query_and_malformed_input(tmp_path):
+    p = tmp_path / "c.tsv"
+    p.write_text("d1\tpassage\n")
+    result = runner.invoke(app, ["rerank", str(p)])
+    assert result.exit_code == 2 and "no query" in result.output
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a"}\n{oops\n')
+    result = runner.invoke(app, ["rerank", str(bad), "-q", "x"])
+    assert result.exit_code == 2 and "bad.jsonl:2" in result.output
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("\n")
+    result = runner.invoke(app, ["rerank", str(empty), "-q", "x"])
+    assert result.exit_code == 2 and "no candidate passages" in result.output
+
+
+def test_offline_model_error_exit_code(tmp_path, monkeypatch):
+    monkeypatch.setenv("HEADRANK_HOME", str(tmp_path))
+    monkeypatch.setenv("HEADRANK_OFFLINE", "1")
+    p = tmp_path / "c.tsv"
+    p.write_text("d1\tpassage\n")
+    result = runner.invoke(app, ["rerank", str(p), "-q", "x"])
+    assert result.exit_code == 3 and "not cached" in result.output
+
+
+@pytest.mark.integration
+def test_rerank_dl19_icr_json(default_model_dir):
+    result = runner.invoke(app, ["rerank", _dl19(), "--method", "icr", "--depth", "20", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["qid"] and len(payload["results"]) == 20
+    assert [r["rank"] for r in payload["results"]] == list(range(1, 21))
+    scores = [r["score"] for r in payload["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.integration
+def test_rerank_trec_output_with_inline_heads(default_model_dir):
+    result = runner.invoke(
+        app, ["rerank", _dl19(), "--heads", "16:0,18:5", "--depth", "5", "-o", "trec", "--tag", "t1", "-k", "3"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3
+    qid, q0, docid, rank, score, tag = lines[0].split()
+    assert (q0, rank, tag) == ("Q0", "1", "t1") and float(score)
+
+
+@pytest.mark.integration
+def test_head_set_for_another_model_fails_cleanly(default_model_dir, tmp_path):
+    result = runner.invoke(app, ["rerank", _dl19(), "--heads", "40:0", "--depth", "3"])
+    assert result.exit_code == 2 and "do not exist" in result.output
+    result = runner.invoke(app, ["rerank", _dl19(), "--heads", "x:y", "--depth", "3"])
+    assert result.exit_code == 2 and "layer:head" in result.output
+
+
+@pytest.mark.integration
+def test_demo_prints_a_ranking(default_model_dir):
+    result = runner.invoke(app, ["demo", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "vaccines" in result.output.lower() and "rank" in result.output

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+
+from conftest import data_path
+from headrank.data import DataFormatError, read_rerank_input
+
+
+def test_rankgpt_file_from_shared_data():
+    path = data_path("msmarco-passage", "dl19", "bm25-top100.json")
+    data = read_rerank_input(path)
+    assert data.query and data.qid and len(data.candidates) == 100
+    second = read_rerank_input(path, entry=1)
+    assert second.query != data.query
+    with pytest.raises(DataFormatError, match="entry 999"):
+        read_rerank_input(path, entry=999)
+
+
+def test_jsonl_with_query_line(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"query": "q?", "qid": "7"}\n{"docid": "d1", "text": "one"}\n\n{"content": "two"}\n')
+    data = read_rerank_input(p)
+    assert (data.query, data.qid) == ("q?", "7")
+    assert [(c.docid, c.text) for c in data.candidates] == [("d1", "one"), ("1", "two")]
+
+
+def test_tsv(tmp_path):
+    p = tmp_path / "c.tsv"
+    p.write_text("d1\tfirst passage\nsecond passage without id\n")
+    data = read_rerank_input(p)
+    assert data.query is None
+    assert [(c.docid, c.text) for c in data.candidates] == [("d1", "first passage"), ("1", "second passage without id")]
+
+
+@pytest.mark.parametrize(
+    "name, content, match",
+    [
+        ("a.jsonl", '{"text": "ok"}\n{"text": broken}\n', r"a.jsonl:2: invalid JSON"),
+        ("b.jsonl", '{"text": "ok"}\n[1, 2]\n', r"b.jsonl:2: expected a JSON object"),
+        ("c.jsonl", '{"title": "no text"}\n', r"c.jsonl:1: no passage text"),
+        ("d.jsonl", '{"text": 5}\n', r"d.jsonl:1: 'text' must be a string"),
+        ("e.tsv", "a\tb\tc\n", r"e.tsv:1: expected"),
+        ("f.json", '[{"query": "q", "hits": [{"docid": 1}]}]', r"hit 0: needs a string 'content'"),
+        ("g.json", '[{"hits": []}]', r"needs a string 'query'"),
+        ("h.json", "[]", "no query entries"),
+        ("i.json", '[{"query": "q", "hits": [}', r"i.json:1: invalid JSON"),
+    ],
+)
+def test_malformed_input_names_file_and_line(tmp_path, name, content, match):
+    p = tmp_path / name
+    p.write_text(content)
+    with pytest.raises(DataFormatError, match=match):
+        read_rerank_input(p)
+
+
+def test_missing_file_and_unknown_format(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_rerank_input(tmp_path / "nope.json")
+    with pytest.raises(ValueError, match="unknown input format"):
+        read_rerank_input(tmp_path / "x", fmt="xml")
+    p = tmp_path / "bin.tsv"
+    p.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DataFormatError, match="UTF-8"):
+        read_rerank_input(p)
+
+
+def test_single_rankgpt_object(tmp_path):
+    p = tmp_path / "one.json"
+    p.write_text(json.dumps({"query": "q", "hits": [{"content": "c", "docid": "x", "qid": 3}]}, indent=2))
+    data = read_rerank_input(p)
+    assert (data.query, data.qid, data.candidates[0].docid) == ("q", "3", "x")

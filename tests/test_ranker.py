@@ -1,0 +1,174 @@
+"""HeadRanker behaviour on tiny random models (fast) and the real default model (integration)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import data_path, tiny_llama, tiny_qwen3
+from headrank.heads import HeadSet, HeadSetMismatchError
+from headrank.models import wrap_model
+from headrank.prompt import PromptSettings
+from headrank.ranker import HeadRanker, RankResult
+from headrank.scoring import ScoringConfig
+
+DOCS = ["alpha beta gamma", "delta epsilon", "zeta eta theta iota", "kappa lambda mu", "nu xi omicron pi rho"]
+
+
+@pytest.fixture(scope="module")
+def tiny_ranker(request):
+    tok = request.getfixturevalue("llama_tokenizer")
+    loaded = wrap_model(tiny_llama(), tok, name="tiny-llama")
+    heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4)
+    return HeadRanker(loaded, heads, scoring=ScoringConfig(calibrate=True))
+
+
+def test_rank_shape_and_order(tiny_ranker):
+    results = tiny_ranker.rank("a query", DOCS)
+    assert [r.rank for r in results] == [1, 2, 3, 4, 5]
+    assert sorted(r.corpus_id for r in results) == list(range(5))
+    assert all(results[i].score >= results[i + 1].score for i in range(4))
+    assert all(r.text == DOCS[r.corpus_id] for r in results)
+    assert results[0]["corpus_id"] == results[0].corpus_id  # dict-style access, like sentence-transformers
+    scores = tiny_ranker.score("a query", DOCS)
+    assert [r.corpus_id for r in results] == sorted(range(5), key=lambda i: (-scores[i], i))
+
+
+def test_top_k_and_return_documents(tiny_ranker):
+    results = tiny_ranker.rank("a query", DOCS, top_k=2, return_documents=False)
+    assert len(results) == 2 and results[0].text is None and "text" not in results[0].to_dict()
+
+
+def test_rank_batch_equals_single(tiny_ranker):
+    queries = ["first query", "a much longer second query with more tokens"]
+    lists = [DOCS, DOCS[:3] + ["another passage that is longer than the others by a margin"]]
+    batched = tiny_ranker.rank_batch(queries, lists, batch_size=2)
+    for q, docs, got in zip(queries, lists, batched):
+        single = tiny_ranker.rank(q, docs)
+        assert [r.corpus_id for r in got] == [r.corpus_id for r in single]
+        assert all(abs(a.score - b.score) < 1e-5 for a, b in zip(got, single))
+
+
+def test_empty_passages_rank_last_without_the_model(tiny_ranker):
+    docs = ["", DOCS[0], "   ", DOCS[1]]
+    results = tiny_ranker.rank("q", docs)
+    assert [r.corpus_id for r in results[-2:]] == [0, 2]
+    assert all(math.isinf(r.score) and r.score < 0 for r in results[-2:])
+    all_empty = tiny_ranker.rank("q", ["", " "])
+    assert [r.corpus_id for r in all_empty] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "query, docs, error, match",
+    [
+        ("", DOCS, ValueError, "query 0 is empty"),
+        ("  ", DOCS, ValueError, "query 0 is empty"),
+        ("q", [], ValueError, "no passages"),
+        ("q", ["ok", 3], TypeError, "passage 1 of query 0 is int"),
+        ("q", "a single string", TypeError, "list of strings"),
+        (None, DOCS, TypeError, "query 0 is NoneType"),
+    ],
+)
+def test_bad_input(tiny_ranker, query, docs, error, match):
+    with pytest.raises(error, match=match):
+        tiny_ranker.rank(query, docs)
+
+
+def test_bad_arguments(tiny_ranker):
+    with pytest.raises(ValueError, match="top_k"):
+        tiny_ranker.rank("q", DOCS, top_k=0)
+    with pytest.raises(ValueError, match="2 queries but 1"):
+        tiny_ranker.rank_batch(["a", "b"], [DOCS])
+    with pytest.raises(TypeError, match="list of queries"):
+        tiny_ranker.rank_batch("a", [DOCS])
+
+
+def test_head_set_for_another_model_is_rejected(llama_tokenizer):
+    loaded = wrap_model(tiny_llama(), llama_tokenizer)
+    with pytest.raises(HeadSetMismatchError, match="do not exist"):
+        HeadRanker(loaded, HeadSet(heads=((7, 0),)))
+    with pytest.raises(HeadSetMismatchError, match="do not exist"):
+        HeadRanker(loaded, HeadSet(heads=((1, 4),)))
+    with pytest.raises(HeadSetMismatchError, match="30 layers x 9 heads"):
+        HeadRanker(loaded, HeadSet(heads=((1, 0),), num_layers=30, num_heads=9, model="smollm2"))
+
+
+def test_windowing_ranks_every_passage(llama_tokenizer):
+    loaded = wrap_model(tiny_llama(), llama_tokenizer)
+    heads = HeadSet(heads=((1, 0),))
+    docs = [f"passage number {i} about topic {i % 3}" for i in range(12)]
+    full = HeadRanker(loaded, heads)
+    prompt_len = len(full.builder.build("q", docs))
+    windowed = HeadRanker(loaded, heads, max_length=prompt_len // 2)
+    results = windowed.rank("q", docs)
+    assert sorted(r.corpus_id for r in results) == list(range(12))
+    assert all(r.windowed for r in results)
+    assert [r.score for r in results] == [float(12 - i) for i in range(12)]
+    assert windowed.window_size("q", docs) < 12
+    with pytest.raises(ValueError, match="use rank"):
+        windowed.score("q", docs)
+    with pytest.raises(ValueError, match="cannot hold two passages"):
+        HeadRanker(loaded, heads, max_length=60).rank("q", docs)
+
+
+def test_window_order_follows_scores_when_one_window_suffices(llama_tokenizer):
+    """With a window as large as the list, windowing reduces to plain scoring."""
+    loaded = wrap_model(tiny_qwen3(vocab_size=49152), llama_tokenizer)
+    ranker = HeadRanker(loaded, HeadSet(heads=((0, 0), (3, 2))))
+    docs = DOCS
+    plain = [r.corpus_id for r in ranker.rank("q", docs)]
+    assert ranker._rank_windowed("q", docs) == plain
+
+
+def test_icr_preset_on_tiny_model(llama_tokenizer):
+    loaded = wrap_model(tiny_llama(), llama_tokenizer)
+    ranker = HeadRanker.from_pretrained(loaded, method="icr")
+    assert len(ranker.heads.heads) == 16 and ranker.heads.deepest_layer == 3
+    assert ranker.scoring == ScoringConfig(calibrate=True, token_mask=True)
+    assert len(ranker.rank("q", DOCS)) == 5
+
+
+def test_from_pretrained_argument_errors(llama_tokenizer):
+    loaded = wrap_model(tiny_llama(), llama_tokenizer)
+    with pytest.raises(ValueError, match="unknown method"):
+        HeadRanker.from_pretrained(loaded, method="bm25")
+    with pytest.raises(ValueError, match="needs a head set"):
+        HeadRanker.from_pretrained(loaded, method="heads")
+
+
+def test_head_set_prompt_settings_are_used(llama_tokenizer, tmp_path):
+    loaded = wrap_model(tiny_llama(), llama_tokenizer)
+    path = tmp_path / "heads.json"
+    HeadSet(heads=((1, 2),), prompt={"max_passage_tokens": 7}).save(path)
+    ranker = HeadRanker.from_pretrained(loaded, heads=path)
+    assert ranker.prompt_settings == PromptSettings(max_passage_tokens=7)
+    assert HeadRanker.from_pretrained(loaded, heads=path, max_passage_tokens=9).prompt_settings.max_passage_tokens == 9
+
+
+@pytest.mark.integration
+def test_real_model_ranks_relevant_passages_first(real_ranker):
+    docs = [
+        "The Great Wall of China is a series of fortifications in northern China.",
+        "Paris is the capital and most populous city of France.",
+        "Bananas are a good source of potassium.",
+        "France's capital city, Paris, lies on the Seine river.",
+        "The Pacific is the largest ocean on Earth.",
+    ]
+    results = real_ranker.rank("What is the capital of France?", docs)
+    assert {r.corpus_id for r in results[:2]} == {1, 3}
+
+
+@pytest.mark.integration
+def test_real_model_icr_on_dl19_list(real_ranker):
+    entry = json.loads(data_path("msmarco-passage", "dl19", "bm25-top100.json").read_text())[0]
+    docs = [h["content"] for h in entry["hits"][:20]]
+    results = real_ranker.rank(entry["query"], docs)
+    assert len(results) == 20 and all(math.isfinite(r.score) for r in results)
+    truncated_equals_full = HeadRanker(
+        real_ranker.model, HeadSet(heads=((14, 3), (16, 0), (18, 5))), truncate=True
+    ).score(entry["query"], docs[:10])
+    full = HeadRanker(
+        real_ranker.model, HeadSet(heads=((14, 3), (16, 0), (18, 5))), truncate=False
+    ).score(entry["query"], docs[:10])
+    assert truncated_equals_full == full

@@ -101,3 +101,25 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def tiny_qwen2(vocab_size: int = 1000, layers: int = 4):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+    )
+    return Qwen2ForCausalLM(config).eval()
+
+
+def tiny_mistral(vocab_size: int = 1000, layers: int = 4):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    config = MistralConfig(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, sliding_window=None,
+    )
+    return MistralForCausalLM(config).eval()

@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from conftest import data_path, tiny_llama, tiny_qwen3
+from conftest import data_path, tiny_llama, tiny_mistral, tiny_qwen2, tiny_qwen3
 from headrank.capture import CaptureRequest, capture_lists, enable_capture, run_with_capture
 
 HEADS = [(0, 1), (1, 0), (1, 3), (2, 2), (3, 1)]
@@ -30,7 +30,9 @@ def _random_lists(vocab, seed=0):
     return prefixes, tails
 
 
-@pytest.mark.parametrize("builder", [tiny_llama, tiny_qwen3], ids=["llama", "qwen3"])
+@pytest.mark.parametrize(
+    "builder", [tiny_llama, tiny_qwen3, tiny_qwen2, tiny_mistral], ids=["llama", "qwen3", "qwen2", "mistral"]
+)
 def test_capture_matches_eager_batched_with_padding(builder):
     model = builder(vocab_size=1000)
     enable_capture(model)

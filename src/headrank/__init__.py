@@ -1,1 +1,20 @@
-"""HeadRank."""
+"""HeadRank: decoding-free passage reranking from a decoder LLM's attention heads."""
+
+from headrank.heads import HeadSet, HeadSetMismatchError
+from headrank.models import DEFAULT_MODEL, ModelUnavailableError, load_model
+from headrank.prompt import PromptSettings
+from headrank.ranker import HeadRanker, RankResult
+from headrank.scoring import ScoringConfig
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "HeadRanker",
+    "HeadSet",
+    "HeadSetMismatchError",
+    "ModelUnavailableError",
+    "PromptSettings",
+    "RankResult",
+    "ScoringConfig",
+    "load_model",
+]
+__version__ = "0.1.0"

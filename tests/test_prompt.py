@@ -99,3 +99,13 @@ def test_long_query_is_cut(llama_tokenizer):
 def test_bad_settings(kwargs):
     with pytest.raises(ValueError):
         PromptSettings(**kwargs)
+
+
+def test_huge_passage_is_cut_without_tokenizing_it_all(llama_tokenizer):
+    builder = PromptBuilder(llama_tokenizer, PromptSettings(max_passage_tokens=20))
+    huge = "lorem ipsum dolor sit amet " * 50_000  # ~1.3 MB
+    prompt = builder.build("q", [huge, "short"])
+    start, end = prompt.passage_spans[0]
+    assert prompt.truncated == [True, False]
+    assert end - start <= 20 + 6  # the budget plus the "[1] " label
+    assert llama_tokenizer.decode(prompt.input_ids[start:end]) == prompt.passage_texts[0]

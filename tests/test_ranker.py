@@ -172,3 +172,8 @@ def test_real_model_icr_on_dl19_list(real_ranker):
         real_ranker.model, HeadSet(heads=((14, 3), (16, 0), (18, 5))), truncate=False
     ).score(entry["query"], docs[:10])
     assert truncated_equals_full == full
+
+
+def test_max_length_must_be_positive(llama_tokenizer):
+    with pytest.raises(ValueError, match="max_length"):
+        HeadRanker(wrap_model(tiny_llama(), llama_tokenizer), HeadSet(heads=((0, 0),)), max_length=0)

@@ -23,6 +23,7 @@ INTRO = "Here are some passages:"
 INSTRUCTION = "Please find information that is relevant to the following query in the passages above."
 CALIBRATION_QUERY = "N/A"
 _SENTINEL = "HEADRANKCONTENTSENTINEL"
+_MAX_CHARS_PER_TOKEN = 32
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,12 @@ class PromptBuilder:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _cut(self, text: str, limit: int) -> tuple[str, bool]:
-        ids = self._encode(text)
+        # No token spans more than a few dozen characters: cutting the characters first keeps a
+        # megabyte-long passage from being tokenized in full.
+        clipped = text[: limit * _MAX_CHARS_PER_TOKEN]
+        ids = self._encode(clipped)
+        if len(ids) <= limit and len(clipped) < len(text):
+            return clipped, True
         if len(ids) <= limit:
             return text, False
         # Byte-level tokenizers can cut a character in two; drop the dangling replacement character.

@@ -65,6 +65,8 @@ class HeadRanker:
         method: str = "heads",
     ) -> None:
         heads.check_model(model.num_layers, model.num_heads)
+        if max_length is not None and max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {max_length}")
         self.model = model
         self.heads = heads
         self.scoring = scoring or ScoringConfig()
@@ -273,7 +275,8 @@ class _Job:
         else:
             pairs = list(zip(self.kept, self.scores or []))
             ranked = sorted(pairs, key=lambda p: (-p[1], p[0]))
-        empty = [i for i in range(len(self.docs)) if i not in set(self.kept)]
+        kept = set(self.kept)
+        empty = [i for i in range(len(self.docs)) if i not in kept]
         ranked += [(i, -math.inf) for i in empty]
         ranked = ranked[:top_k] if top_k else ranked
         return [

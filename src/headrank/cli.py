@@ -188,6 +188,118 @@ def demo(
                    console, title)
 
 
+def _bm25_scores(query: str, passages) -> list[float]:
+    """First-stage passthrough: the input order is the ranking."""
+    return [float(len(passages) - i) for i in range(len(passages))]
+
+
+def _ranker_scores(ranker):
+    def score(query: str, passages) -> list[float]:
+        out = [0.0] * len(passages)
+        for r in ranker.rank(query, list(passages), return_documents=False):
+            out[r.corpus_id] = r.score
+        return out
+
+    return score
+
+
+@app.command()
+def evaluate(
+    benchmarks: str = typer.Option("dl19,dl20", "--benchmarks", "-b",
+                                   help="Comma-separated: dl19, dl20, dl21, noveleval, nfcorpus, a path, "
+                                        "or ir_datasets:<id>."),
+    method: str = typer.Option("icr", help="bm25 (first-stage passthrough), icr, or heads."),
+    depth: int = typer.Option(20, "--depth", "-K", help="Rerank the first K candidates."),
+    order: str = typer.Option("first-stage", help="Input order: first-stage, or reversed (first-stage top "
+                                                  "next to the query)."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Named model, hub id, local directory or .gguf file."),
+    heads: str = typer.Option(None, help="Head set for --method heads: JSON file or 'layer:head,...'."),
+    max_passage_tokens: int = typer.Option(100, help="Per-passage token budget."),
+    calibrate: bool = typer.Option(True, help="Subtract the N/A-query scores (heads method)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    data_root: Path = typer.Option(None, help="Folder with the named benchmarks (default: $HEADRANK_DATA "
+                                              "or ../shared/data)."),
+    out: Path = typer.Option(Path("runs"), help="Output folder: per-run TREC files, metrics, plots."),
+    split: str = typer.Option("test", help="BEIR split for BEIR benchmarks."),
+    plot: bool = typer.Option(True, help="Draw the diagnostics PNG of each run."),
+) -> None:
+    """Rerank benchmark candidates and report nDCG@10, MRR@10, Recall@K and middle-zone diagnostics.
+
+    Resumable: rerun the same command after an interruption and finished queries are kept.
+    """
+    import dataclasses
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from headrank.datasets import load_benchmark
+    from headrank.evaluate import EvalSettings, markdown_table, rerank_benchmark, summarize
+
+    logging.basicConfig(level=logging.WARNING)
+    if method not in ("bm25", "icr", "heads"):
+        _fail(f"unknown method {method!r}; choose bm25, icr or heads")
+    if method == "bm25" and order != "first-stage":
+        _fail("--method bm25 is the first-stage order itself; --order reversed does not apply")
+    try:
+        settings = EvalSettings(
+            method=method, depth=depth, order=order,
+            model=None if method == "bm25" else model,
+            heads=heads if method == "heads" else None,
+            max_passage_tokens=None if method == "bm25" else max_passage_tokens,
+            device=device, dtype=dtype, calibrate=calibrate,
+        )
+        names = [b.strip() for b in benchmarks.split(",") if b.strip()]
+        loaded = [load_benchmark(n, data_root=data_root, cache_dir=out / "cache", split=split) for n in names]
+    except (ValueError, FileNotFoundError, DataFormatError) as err:
+        _fail(str(err))
+    extra: dict = {"commit": None}
+    if method == "bm25":
+        score_fn = _bm25_scores
+    else:
+        from headrank.models import weights_fingerprint
+
+        try:
+            ranker = _load_ranker(model, Method(method), heads, max_passage_tokens, device, dtype, calibrate, None)
+        except ModelUnavailableError as err:
+            _fail(str(err), code=3)
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            _fail(str(err))
+        score_fn = _ranker_scores(ranker)
+        extra.update(model_path=ranker.model.path, model_fingerprint=weights_fingerprint(ranker.model.model),
+                     head_set=ranker.heads.to_dict() if method == "heads" else "all heads (ICR preset)",
+                     prompt=dataclasses.asdict(ranker.prompt_settings))
+    from headrank.evaluate import git_commit
+
+    extra["commit"] = git_commit()
+    started = time.perf_counter()
+    results = []
+    total = sum(len(b.queries) for b in loaded)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(f"{method} K={depth}", total=total)
+        for bench in loaded:
+            progress.update(task, description=f"{method} K={depth} {bench.name}")
+            run_dir = out / f"{bench.name}-{settings.slug}"
+            try:
+                records = rerank_benchmark(bench, score_fn, settings, run_dir, on_query=lambda _: progress.advance(task))
+            except ValueError as err:
+                _fail(str(err))
+            results.append(summarize(bench, records, settings, run_dir, extra=extra, plot=plot))
+    wall = time.perf_counter() - started
+    table = markdown_table(results)
+    summary = {
+        "settings": dataclasses.asdict(settings), "benchmarks": names, "wall_time_s": wall, **extra,
+        "average_ndcg@10": sum(r.metrics["nDCG@10"] for r in results) / len(results),
+        "results": [dataclasses.asdict(r) | {"per_query": None} for r in results],
+    }
+    stem = out / f"summary-{settings.slug}-{'_'.join(b.name for b in loaded)}"
+    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
+    stem.with_suffix(".md").write_text(table)
+    print(table)
+    err_console.print(f"wall time {wall:.1f} s; summary: {stem.with_suffix('.json')}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

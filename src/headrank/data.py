@@ -83,11 +83,12 @@ def read_rerank_input(path: str | Path, fmt: str = "auto", entry: int = 0) -> Re
     return _parse_tsv(text, name)
 
 
-def _parse_rankgpt(text: str, name: str, entry: int) -> RerankInput:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{name}:{err.lineno}: invalid JSON ({err.msg})") from None
+def _parse_rankgpt(text: str, name: str, entry: int, data: list | None = None) -> RerankInput:
+    if data is None:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"{name}:{err.lineno}: invalid JSON ({err.msg})") from None
     entries = data if isinstance(data, list) else [data]
     if not entries:
         raise DataFormatError(f"{name}: the file holds no query entries")
@@ -144,3 +145,120 @@ def _parse_tsv(text: str, name: str) -> RerankInput:
         else:
             raise DataFormatError(f"{name}:{lineno}: expected 'docid<TAB>text' or 'text', got {len(fields)} columns")
     return out
+
+
+# ---------------------------------------------------------------------------- evaluation formats
+
+Qrels = dict[str, dict[str, int]]
+Run = dict[str, list[tuple[str, float]]]
+
+
+def read_rankgpt_file(path: str | Path) -> list[RerankInput]:
+    """Every query of a RankGPT / rank_llm candidate file, candidates in first-stage order."""
+    text, name = _read_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataFormatError(f"{name}:{err.lineno}: invalid JSON ({err.msg})") from None
+    entries = data if isinstance(data, list) else [data]
+    return [_parse_rankgpt(text, name, i, data=entries) for i in range(len(entries))]
+
+
+def read_qrels(path: str | Path) -> Qrels:
+    """TREC qrels (``qid 0 docid grade``) or BEIR qrels TSV (``query-id corpus-id score``, header optional)."""
+    text, name = _read_text(path)
+    qrels: Qrels = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if lineno == 1 and fields[0] in ("query-id", "qid", "query_id"):
+            continue
+        if len(fields) == 4:
+            qid, _, docid, grade = fields
+        elif len(fields) == 3:
+            qid, docid, grade = fields
+        else:
+            raise DataFormatError(f"{name}:{lineno}: expected 'qid 0 docid grade' or 'qid docid grade'")
+        try:
+            qrels.setdefault(qid, {})[docid] = int(grade)
+        except ValueError:
+            raise DataFormatError(f"{name}:{lineno}: relevance grade {grade!r} is not an integer") from None
+    if not qrels:
+        raise DataFormatError(f"{name}: no relevance judgments")
+    return qrels
+
+
+def read_topics(path: str | Path) -> dict[str, str]:
+    """``id<TAB>text`` per line (topics, or a TSV corpus); the text may itself contain tabs."""
+    text, name = _read_text(path)
+    topics = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t", 1)
+        if len(fields) != 2:
+            raise DataFormatError(f"{name}:{lineno}: expected 'id<TAB>text'")
+        topics[fields[0]] = fields[1]
+    return topics
+
+
+def read_trec_run(path: str | Path) -> Run:
+    """A TREC run file; each query's documents sorted by descending score (ties by rank column)."""
+    text, name = _read_text(path)
+    rows: dict[str, list[tuple[float, int, str]]] = {}
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 6:
+            raise DataFormatError(f"{name}:{lineno}: expected 'qid Q0 docid rank score tag'")
+        qid, _, docid, rank, score, _ = fields
+        try:
+            rows.setdefault(qid, []).append((float(score), int(rank), docid))
+        except ValueError:
+            raise DataFormatError(f"{name}:{lineno}: rank and score must be numbers") from None
+    return {qid: [(d, s) for s, _, d in sorted(r, key=lambda x: (-x[0], x[1]))] for qid, r in rows.items()}
+
+
+def write_trec_run(path: str | Path, run: Run, tag: str) -> None:
+    """Write a TREC run; ranks follow the order given (scores are expected to descend)."""
+    with Path(path).open("w") as f:
+        for qid, docs in run.items():
+            for rank, (docid, score) in enumerate(docs, start=1):
+                f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+
+
+def read_jsonl_objects(path: str | Path) -> list[dict]:
+    text, name = _read_text(path)
+    out = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"{name}:{lineno}: invalid JSON ({err.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataFormatError(f"{name}:{lineno}: expected a JSON object")
+        out.append(obj)
+    return out
+
+
+def read_beir(folder: str | Path, split: str = "test") -> tuple[dict[str, str], dict[str, str], Qrels]:
+    """A BEIR folder: corpus (``title`` + ``text``), queries and ``qrels/<split>.tsv``."""
+    folder = Path(folder)
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        raise FileNotFoundError(f"{folder}: no qrels/{split}.tsv (is this a BEIR folder?)")
+    corpus = {}
+    for obj in read_jsonl_objects(folder / "corpus.jsonl"):
+        if "_id" not in obj:
+            raise DataFormatError(f"{folder / 'corpus.jsonl'}: a document has no '_id'")
+        corpus[str(obj["_id"])] = " ".join(x for x in (obj.get("title", ""), obj.get("text", "")) if x)
+    queries = {}
+    for obj in read_jsonl_objects(folder / "queries.jsonl"):
+        if "_id" not in obj or not isinstance(obj.get("text"), str):
+            raise DataFormatError(f"{folder / 'queries.jsonl'}: a query needs '_id' and 'text'")
+        queries[str(obj["_id"])] = obj["text"]
+    return corpus, queries, read_qrels(qrels_path)

@@ -231,3 +231,12 @@ def wrap_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name:
     model.eval()
     enable_capture(model)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, path=name)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 (first 16 hex digits) of every parameter's name, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,328 @@
+"""Evaluation: rerank benchmark candidate lists, then metrics (ir-measures), middle-zone selectivity,
+homogenization, plots, and TREC runs. Runs are resumable: every finished query is appended to
+``progress.jsonl`` at once, and a restarted run skips the queries already there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import ir_measures
+from ir_measures import RR, R, nDCG
+
+from headrank.data import Qrels, write_trec_run
+from headrank.datasets import Benchmark
+
+# A reranker for evaluation: (query, passages in input order) -> one score per passage, same order.
+ScoreFn = Callable[[str, Sequence[str]], list[float]]
+ORDERS = ("first-stage", "reversed")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Everything that changes a run's output; a run directory is keyed by it."""
+
+    method: str
+    depth: int = 20
+    order: str = "first-stage"
+    model: str | None = None
+    heads: str | None = None
+    max_passage_tokens: int | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    calibrate: bool = True
+
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ValueError("depth must be >= 1")
+        if self.order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}")
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+    @property
+    def slug(self) -> str:
+        return f"{self.method}-k{self.depth}-{self.order}-{self.key}"
+
+
+@dataclass
+class QueryRecord:
+    """One reranked list: docids and scores in first-stage order, and the reranking latency."""
+
+    qid: str
+    docids: list[str]
+    scores: list[float]
+    latency_s: float
+
+    def ranking(self) -> list[tuple[str, float]]:
+        """Best first; ties broken by first-stage position."""
+        order = sorted(range(len(self.docids)), key=lambda i: (-self.scores[i], i))
+        return [(self.docids[i], self.scores[i]) for i in order]
+
+
+@dataclass
+class BenchmarkResult:
+    benchmark: str
+    settings: dict
+    metrics: dict[str, float]
+    per_query: dict[str, dict[str, float]]
+    selectivity: dict[str, float]
+    homogenization: dict[str, float]
+    mean_latency_s: float
+    queries: int
+    run_file: str
+    measure_names: list[str] = field(default_factory=list)  # ir-measures names: nDCG@10, MRR@10, Recall@K
+    plot_file: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def measures(relevant_grade: int, depth: int) -> list:
+    """nDCG@10 (graded), MRR@10 and Recall@depth (binary at the benchmark's relevance grade)."""
+    return [nDCG @ 10, RR(rel=relevant_grade) @ 10, R(rel=relevant_grade) @ depth]
+
+
+def compute_metrics(records: Sequence[QueryRecord], qrels: Qrels, relevant_grade: int, depth: int):
+    """Aggregate and per-query metrics with trec_eval semantics (pytrec_eval via ir-measures)."""
+    run = [ir_measures.ScoredDoc(r.qid, d, s) for r in records for d, s in _trec_scores(r)]
+    wanted = measures(relevant_grade, depth)
+    judged = {q: d for q, d in qrels.items() if q in {r.qid for r in records}}
+    qrels_list = [ir_measures.Qrel(q, d, g) for q, docs in judged.items() for d, g in docs.items()]
+    aggregate = {str(m): float(v) for m, v in ir_measures.calc_aggregate(wanted, qrels_list, run).items()}
+    per_query: dict[str, dict[str, float]] = {}
+    for metric in ir_measures.iter_calc(wanted, qrels_list, run):
+        per_query.setdefault(metric.query_id, {})[str(metric.measure)] = float(metric.value)
+    return aggregate, per_query
+
+
+def _trec_scores(record: QueryRecord) -> list[tuple[str, float]]:
+    """Scores that trec_eval sorts into exactly our ranking (it breaks ties by docid, we by position)."""
+    ranking = record.ranking()
+    n = len(ranking)
+    return [(d, float(n - i)) for i, (d, _) in enumerate(ranking)]
+
+
+# ---------------------------------------------------------------------------- diagnostics
+
+
+def middle_zone(n: int) -> range:
+    """0-based input positions of the middle zone: 1-based r with N/4 < r <= 3N/4."""
+    return range(math.floor(n / 4), math.floor(3 * n / 4))
+
+
+def middle_zone_selectivity(records: Sequence[QueryRecord], qrels: Qrels, relevant_grade: int) -> dict[str, float]:
+    """Share of relevant (grade >= relevant_grade) and of non-relevant middle-zone candidates (first-stage
+    positions N/4 < r <= 3N/4) that the reranker puts in its top quartile (rank <= N/4), pooled over
+    queries; the gap in percentage points. Unjudged candidates count as non-relevant (grade 0).
+    """
+    counts = {"rel": [0, 0], "nonrel": [0, 0]}  # [in top quartile, total]
+    for record in records:
+        n = len(record.docids)
+        top = {d for d, _ in record.ranking()[: max(1, math.floor(n / 4))]}
+        grades = qrels.get(record.qid, {})
+        for i in middle_zone(n):
+            docid = record.docids[i]
+            kind = "rel" if grades.get(docid, 0) >= relevant_grade else "nonrel"
+            counts[kind][1] += 1
+            counts[kind][0] += docid in top
+    rel = 100.0 * counts["rel"][0] / counts["rel"][1] if counts["rel"][1] else float("nan")
+    nonrel = 100.0 * counts["nonrel"][0] / counts["nonrel"][1] if counts["nonrel"][1] else float("nan")
+    return {
+        "relevant_top_quartile_pct": rel,
+        "nonrelevant_top_quartile_pct": nonrel,
+        "gap_pp": rel - nonrel,
+        "relevant_middle": counts["rel"][1],
+        "nonrelevant_middle": counts["nonrel"][1],
+    }
+
+
+def homogenization(records: Sequence[QueryRecord]) -> dict[str, float]:
+    """Spread of middle-zone scores against the list ends: mean over queries of
+    std(scores at middle positions) / std(scores at end positions). Values well below 1 mean the middle
+    of the context gets near-identical scores (attention homogenization).
+    """
+    ratios = []
+    for record in records:
+        n = len(record.docids)
+        zone = set(middle_zone(n))
+        finite = [s if math.isfinite(s) else None for s in record.scores]
+        middle = [s for i, s in enumerate(finite) if i in zone and s is not None]
+        ends = [s for i, s in enumerate(finite) if i not in zone and s is not None]
+        if len(middle) > 1 and len(ends) > 1 and statistics.pstdev(ends) > 0:
+            ratios.append(statistics.pstdev(middle) / statistics.pstdev(ends))
+    return {"middle_to_ends_std_ratio": statistics.fmean(ratios) if ratios else float("nan"), "lists": len(ratios)}
+
+
+def plot_diagnostics(records: Sequence[QueryRecord], qrels: Qrels, relevant_grade: int, title: str, path: Path) -> None:
+    """Left: share of each first-stage position that lands in the top quartile, relevant vs not.
+    Right: per-list z-scored score by first-stage position (mean and spread), middle zone shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(r.docids) for r in records)
+    hits = {"rel": [[0, 0] for _ in range(n)], "nonrel": [[0, 0] for _ in range(n)]}
+    zscores: list[list[float]] = [[] for _ in range(n)]
+    for record in records:
+        m = len(record.docids)
+        top = {d for d, _ in record.ranking()[: max(1, m // 4)]}
+        grades = qrels.get(record.qid, {})
+        finite = [s for s in record.scores if math.isfinite(s)]
+        mu = statistics.fmean(finite) if finite else 0.0
+        sd = statistics.pstdev(finite) if len(finite) > 1 else 0.0
+        for i, docid in enumerate(record.docids):
+            kind = "rel" if grades.get(docid, 0) >= relevant_grade else "nonrel"
+            hits[kind][i][1] += 1
+            hits[kind][i][0] += docid in top
+            if sd > 0 and math.isfinite(record.scores[i]):
+                zscores[i].append((record.scores[i] - mu) / sd)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    positions = list(range(1, n + 1))
+    zone = middle_zone(n)
+    for ax in (left, right):
+        ax.axvspan(zone.start + 0.5, zone.stop + 0.5, color="0.9", label="middle zone")
+    for kind, color, label in (("rel", "tab:green", "relevant"), ("nonrel", "tab:red", "non-relevant")):
+        share = [100.0 * h / t if t else float("nan") for h, t in hits[kind]]
+        left.plot(positions, share, marker="o", ms=3, color=color, label=label)
+    left.set(xlabel="first-stage position", ylabel="% put in top quartile", title="selectivity by input position")
+    left.legend(fontsize=8)
+    means = [statistics.fmean(z) if z else float("nan") for z in zscores]
+    sds = [statistics.pstdev(z) if len(z) > 1 else 0.0 for z in zscores]
+    right.errorbar(positions, means, yerr=sds, fmt="o", ms=3, capsize=2)
+    right.set(xlabel="first-stage position", ylabel="score (z per list)", title="score spread by input position")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def load_progress(path: Path) -> dict[str, QueryRecord]:
+    """Finished queries of an interrupted run; a torn last line (killed mid-write) is ignored."""
+    done: dict[str, QueryRecord] = {}
+    if not path.is_file():
+        return done
+    for line in path.read_text().splitlines():
+        try:
+            rec = QueryRecord(**json.loads(line))
+        except (json.JSONDecodeError, TypeError):
+            continue
+        done[rec.qid] = rec
+    return done
+
+
+def rerank_benchmark(
+    bench: Benchmark,
+    score_fn: ScoreFn,
+    settings: EvalSettings,
+    run_dir: Path,
+    on_query: Callable[[str], None] | None = None,
+) -> list[QueryRecord]:
+    """Rerank every query's top-``depth`` candidates, appending each finished query to progress.jsonl."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings_path = run_dir / "settings.json"
+    wanted = {"benchmark": bench.name, **asdict(settings)}
+    if settings_path.is_file() and json.loads(settings_path.read_text()) != wanted:
+        raise ValueError(f"{run_dir} holds a run with other settings; use another --out directory")
+    settings_path.write_text(json.dumps(wanted, indent=2))
+    progress_path = run_dir / "progress.jsonl"
+    done = load_progress(progress_path)
+    with progress_path.open("a") as progress:
+        for qid, query in bench.queries.items():
+            if qid not in done:
+                candidates = bench.candidates[qid][: settings.depth]
+                texts = [c.text for c in candidates]
+                feed = texts[::-1] if settings.order == "reversed" else texts
+                started = time.perf_counter()
+                scores = list(score_fn(query, feed))
+                latency = time.perf_counter() - started
+                if settings.order == "reversed":
+                    scores = scores[::-1]
+                done[qid] = QueryRecord(qid, [c.docid for c in candidates], scores, latency)
+                progress.write(json.dumps(asdict(done[qid])) + "\n")
+                progress.flush()
+            if on_query:
+                on_query(qid)
+    return [done[q] for q in bench.queries]
+
+
+def summarize(bench: Benchmark, records: list[QueryRecord], settings: EvalSettings, run_dir: Path,
+              extra: dict | None = None, plot: bool = True) -> BenchmarkResult:
+    """Write the TREC run, metrics.json and the diagnostics plot of one benchmark run."""
+    run_file = run_dir / "run.trec"
+    write_trec_run(run_file, {r.qid: [(d, s) for d, s in _trec_scores(r)] for r in records},
+                   tag=f"headrank-{settings.method}")
+    aggregate, per_query = compute_metrics(records, bench.qrels, bench.relevant_grade, settings.depth)
+    plot_file = None
+    if plot:
+        plot_file = run_dir / "diagnostics.png"
+        plot_diagnostics(records, bench.qrels, bench.relevant_grade, f"{bench.name} - {settings.method} "
+                         f"(K={settings.depth}, {settings.order})", plot_file)
+    result = BenchmarkResult(
+        benchmark=bench.name,
+        settings={"benchmark": bench.name, **asdict(settings)},
+        metrics=aggregate,
+        per_query=per_query,
+        selectivity=middle_zone_selectivity(records, bench.qrels, bench.relevant_grade),
+        homogenization=homogenization(records),
+        mean_latency_s=statistics.fmean(r.latency_s for r in records),
+        queries=len(records),
+        run_file=str(run_file),
+        measure_names=[str(m) for m in measures(bench.relevant_grade, settings.depth)],
+        plot_file=str(plot_file) if plot_file else None,
+        extra=extra or {},
+    )
+    (run_dir / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=_json_default))
+    return result
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    raise TypeError(type(value).__name__)
+
+
+def markdown_table(results: Sequence[BenchmarkResult]) -> str:
+    """One row per benchmark run, plus the average over benchmarks when there are several."""
+    head = ("| benchmark | method | K | order | queries | nDCG@10 | MRR@10 | R@K | middle: rel % top-quartile | "
+            "middle: non-rel % | gap (pp) | mid/ends std | latency (s/query) |")
+    lines = [head, "|" + "---|" * 13]
+    for r in results:
+        m = r.metrics
+        _, mrr, rec = (m[name] for name in r.measure_names)
+        s = r.selectivity
+        lines.append(
+            f"| {r.benchmark} | {r.settings['method']} | {r.settings['depth']} | {r.settings['order']} | {r.queries} | "
+            f"{m['nDCG@10']:.4f} | {mrr:.4f} | {rec:.4f} | {s['relevant_top_quartile_pct']:.1f} | "
+            f"{s['nonrelevant_top_quartile_pct']:.1f} | {s['gap_pp']:.1f} | "
+            f"{r.homogenization['middle_to_ends_std_ratio']:.2f} | {r.mean_latency_s:.2f} |"
+        )
+    if len(results) > 1:
+        avg = statistics.fmean(r.metrics["nDCG@10"] for r in results)
+        lines.append(f"| **average** | | | | | {avg:.4f} | | | | | | | |")
+    return "\n".join(lines) + "\n"

@@ -73,3 +73,27 @@ def test_demo_prints_a_ranking(default_model_dir):
     result = runner.invoke(app, ["demo", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "vaccines" in result.output.lower() and "rank" in result.output
+
+
+def test_evaluate_bm25_on_dl19(tmp_path):
+    data_path("msmarco-passage", "dl19")
+    args = ["evaluate", "--method", "bm25", "-b", "dl19", "--out", str(tmp_path), "--data-root", str(data_path())]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "| dl19 | bm25 | 20 | first-stage | 43 | 0.5058 |" in result.stdout
+    summary = json.loads(next(tmp_path.glob("summary-*.json")).read_text())
+    assert summary["average_ndcg@10"] == pytest.approx(0.5058, abs=1e-4)
+    run_dir = next(tmp_path.glob("dl19-bm25-*"))
+    assert len((run_dir / "run.trec").read_text().splitlines()) == 43 * 20
+    again = runner.invoke(app, args)  # resumes: nothing left to rerank, same numbers
+    assert again.exit_code == 0 and "| dl19 | bm25 | 20 | first-stage | 43 | 0.5058 |" in again.stdout
+
+
+def test_evaluate_argument_errors(tmp_path):
+    result = runner.invoke(app, ["evaluate", "--method", "bm25", "--order", "reversed", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "does not apply" in result.output
+    result = runner.invoke(app, ["evaluate", "--method", "magic", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown method" in result.output
+    result = runner.invoke(app, ["evaluate", "--method", "bm25", "-b", "nope", "--out", str(tmp_path),
+                                 "--data-root", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown benchmark" in result.output

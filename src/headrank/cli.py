@@ -23,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # no hard wraps inside error messages
 
 DEMO_QUERY = "How do vaccines train the immune system?"
 DEMO_PASSAGES = [
@@ -236,6 +236,7 @@ def evaluate(
     from headrank.evaluate import EvalSettings, markdown_table, rerank_benchmark, summarize
 
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s logs every index build at DEBUG
     if method not in ("bm25", "icr", "heads"):
         _fail(f"unknown method {method!r}; choose bm25, icr or heads")
     if method == "bm25" and order != "first-stage":

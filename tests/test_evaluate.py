@@ -1,0 +1,169 @@
+"""Evaluation harness: metrics against hand computation, middle-zone statistic, resume, BM25 numbers."""
+
+import json
+import math
+
+import pytest
+
+from conftest import data_path
+from headrank.data import Candidate
+from headrank.datasets import Benchmark, load_benchmark
+from headrank.evaluate import (
+    EvalSettings,
+    QueryRecord,
+    compute_metrics,
+    homogenization,
+    load_progress,
+    markdown_table,
+    middle_zone,
+    middle_zone_selectivity,
+    rerank_benchmark,
+    summarize,
+)
+
+
+def test_ndcg_and_mrr_match_hand_computation():
+    qrels = {"q": {"d1": 3, "d2": 0, "d3": 2, "d4": 1}}
+    # ranking d2, d1, d5 (unjudged), d3, d4: scores in first-stage order d1..d5
+    record = QueryRecord("q", ["d1", "d2", "d3", "d4", "d5"], [4.0, 5.0, 2.0, 1.0, 3.0], 0.0)
+    aggregate, per_query = compute_metrics([record], qrels, relevant_grade=2, depth=5)
+    dcg = 3 / math.log2(3) + 2 / math.log2(5) + 1 / math.log2(6)
+    idcg = 3 + 2 / math.log2(3) + 1 / math.log2(4)
+    assert aggregate["nDCG@10"] == pytest.approx(dcg / idcg, abs=1e-6)
+    assert aggregate["RR(rel=2)@10"] == pytest.approx(0.5)
+    assert aggregate["R(rel=2)@5"] == pytest.approx(1.0)
+    assert per_query["q"]["nDCG@10"] == aggregate["nDCG@10"]
+
+
+def test_ties_are_broken_by_first_stage_position_not_docid():
+    qrels = {"q": {"z": 1}}
+    record = QueryRecord("q", ["z", "a"], [1.0, 1.0], 0.0)  # tie: z came first in the first stage
+    aggregate, _ = compute_metrics([record], qrels, relevant_grade=1, depth=2)
+    assert aggregate["nDCG@10"] == pytest.approx(1.0)
+
+
+def test_middle_zone_positions():
+    assert list(middle_zone(20)) == list(range(5, 15))  # 1-based 6..15
+    assert list(middle_zone(8)) == [2, 3, 4, 5]
+
+
+def test_middle_zone_selectivity_on_constructed_list():
+    n = 20
+    docids = [f"d{i}" for i in range(n)]
+    qrels = {"q": {"d6": 2, "d7": 3, "d10": 2, "d12": 1, "d0": 3}}  # d12 grade 1 is not relevant on DL
+    # reranker: d7 and d10 to the top quartile (5 slots), with d8, d9 and d0; d6 stays low
+    top = ["d7", "d10", "d8", "d9", "d0"]
+    scores = [100.0 - top.index(d) if d in top else -float(i) for i, d in enumerate(docids)]
+    stats = middle_zone_selectivity([QueryRecord("q", docids, scores, 0.0)], qrels, relevant_grade=2)
+    # middle zone d5..d14: relevant d6, d7, d10 (2 of 3 in top quartile); non-relevant 7 (d8, d9 in top)
+    assert stats["relevant_middle"] == 3 and stats["nonrelevant_middle"] == 7
+    assert stats["relevant_top_quartile_pct"] == pytest.approx(200 / 3)
+    assert stats["nonrelevant_top_quartile_pct"] == pytest.approx(200 / 7)
+    assert stats["gap_pp"] == pytest.approx(200 / 3 - 200 / 7)
+
+
+def test_homogenization_ratio():
+    flat_middle = [10, 9, 8, 7, 6] + [5.0] * 10 + [4, 3, 2, 1, 0]
+    spread = list(range(20, 0, -1))
+    assert homogenization([QueryRecord("q", [str(i) for i in range(20)], flat_middle, 0)])["middle_to_ends_std_ratio"] == 0
+    assert homogenization([QueryRecord("q", [str(i) for i in range(20)], spread, 0)])["middle_to_ends_std_ratio"] > 0.3
+
+
+def _toy_benchmark():
+    cands = {f"q{i}": [Candidate(f"d{i}-{j}", f"text {j}") for j in range(6)] for i in range(5)}
+    qrels = {f"q{i}": {f"d{i}-{(i + 1) % 6}": 2, f"d{i}-0": 1} for i in range(5)}
+    return Benchmark("toy", {q: f"query {q}" for q in cands}, cands, qrels, relevant_grade=1)
+
+
+def test_resume_after_interruption(tmp_path):
+    bench = _toy_benchmark()
+    settings = EvalSettings(method="toy", depth=6)
+    calls = []
+
+    def score(query, passages):
+        calls.append(query)
+        return [float(len(p) * (i % 3)) for i, p in enumerate(passages)]
+
+    def interrupted(query, passages):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return score(query, passages)
+
+    with pytest.raises(KeyboardInterrupt):
+        rerank_benchmark(bench, interrupted, settings, tmp_path / "run")
+    assert len(load_progress(tmp_path / "run" / "progress.jsonl")) == 3
+    # a torn last line (killed mid-write) is ignored
+    with (tmp_path / "run" / "progress.jsonl").open("a") as f:
+        f.write('{"qid": "q3", "docids": [')
+    calls.clear()
+    resumed = rerank_benchmark(bench, score, settings, tmp_path / "run")
+    assert calls == ["query q3", "query q4"]  # only the unfinished queries ran
+    fresh = rerank_benchmark(bench, score, settings, tmp_path / "fresh")
+    first = summarize(bench, resumed, settings, tmp_path / "run", plot=False)
+    second = summarize(bench, fresh, settings, tmp_path / "fresh", plot=False)
+    assert first.metrics == second.metrics and first.selectivity == second.selectivity
+    with pytest.raises(ValueError, match="other settings"):
+        rerank_benchmark(bench, score, EvalSettings(method="toy", depth=3), tmp_path / "run")
+
+
+def test_reversed_order_feeds_reversed_and_maps_back(tmp_path):
+    bench = _toy_benchmark()
+    seen = []
+
+    def score(query, passages):
+        seen.append(list(passages))
+        return [float(i) for i in range(len(passages))]  # prefers the last passage fed
+
+    records = rerank_benchmark(bench, score, EvalSettings(method="toy", depth=6, order="reversed"), tmp_path)
+    assert seen[0][0] == "text 5"
+    assert records[0].ranking()[0][0] == "d0-0"  # last fed = first-stage top
+
+
+def test_summary_outputs(tmp_path):
+    bench = _toy_benchmark()
+    settings = EvalSettings(method="toy", depth=6)
+    records = rerank_benchmark(bench, lambda q, p: [1.0 / (i + 1) for i in range(len(p))], settings, tmp_path)
+    result = summarize(bench, records, settings, tmp_path)
+    assert (tmp_path / "run.trec").read_text().splitlines()[0].split()[:4] == ["q0", "Q0", "d0-0", "1"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["queries"] == 5
+    assert (tmp_path / "diagnostics.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| toy | toy | 6 |" in markdown_table([result])
+
+
+@pytest.mark.parametrize("bad", [{"depth": 0}, {"order": "random"}])
+def test_bad_settings(bad):
+    with pytest.raises(ValueError):
+        EvalSettings(method="x", **bad)
+
+
+@pytest.mark.parametrize("name, expected", [("dl19", 0.5058), ("dl20", 0.4796)])
+def test_bm25_passthrough_equals_pyserini(name, expected, tmp_path):
+    data_path("msmarco-passage", name)
+    bench = load_benchmark(name, data_root=data_path())
+    records = [QueryRecord(q, [c.docid for c in bench.candidates[q][:20]], [20.0 - i for i in range(20)], 0.0)
+               for q in bench.queries]
+    aggregate, _ = compute_metrics(records, bench.qrels, bench.relevant_grade, 20)
+    assert aggregate["nDCG@10"] == pytest.approx(expected, abs=5e-5)
+
+
+def test_bm25_first_stage_on_nfcorpus_test(tmp_path):
+    bench = load_benchmark("nfcorpus", data_root=data_path(), cache_dir=tmp_path)
+    assert len(bench.queries) == 323 and len(list(tmp_path.glob("nfcorpus/bm25-*.trec"))) == 1
+    records = [QueryRecord(q, [c.docid for c in bench.candidates[q]], [100.0 - i for i in range(len(bench.candidates[q]))], 0)
+               for q in bench.queries]
+    aggregate, _ = compute_metrics(records, bench.qrels, 1, 100)
+    assert aggregate["nDCG@10"] == pytest.approx(0.32, abs=0.02)
+    again = load_benchmark("nfcorpus", data_root=data_path(), cache_dir=tmp_path)  # from the cache
+    assert again.candidates == bench.candidates
+
+
+def test_noveleval_lists_are_complete():
+    bench = load_benchmark("noveleval", data_root=data_path())
+    assert len(bench.queries) == 21 and all(len(c) == 20 for c in bench.candidates.values())
+
+
+def test_unknown_benchmark_and_missing_data(tmp_path):
+    with pytest.raises(FileNotFoundError, match="unknown benchmark"):
+        load_benchmark("msmarco-v9", data_root=tmp_path)
+    with pytest.raises(FileNotFoundError, match="data-root"):
+        load_benchmark("dl19", data_root=tmp_path)

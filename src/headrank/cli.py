@@ -301,6 +301,98 @@ def evaluate(
     err_console.print(f"wall time {wall:.1f} s; summary: {stem.with_suffix('.json')}")
 
 
+def _floats(value: str, name: str) -> list[float]:
+    try:
+        return [float(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{name}: expected comma-separated numbers, got {value!r}") from None
+
+
+@app.command("select-heads")
+def select_heads(
+    out: Path = typer.Option(..., "--out", "-o", help="Head set JSON to write (a heatmap PNG is written beside it)."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Named model, hub id, local directory or .gguf file."),
+    benchmark: str = typer.Option("dl21", help="Training benchmark (never an evaluation set)."),
+    depth: int = typer.Option(20, "--depth", "-K", help="Candidates per training list (first-stage order)."),
+    max_passage_tokens: int = typer.Option(100, help="Per-passage token budget (saved with the head set)."),
+    preset: str = typer.Option("headrank", help="headrank (sweep lambda and K on validation) or qrhead "
+                                                "(lambda 0, top 16, no sweep)."),
+    lambdas: str = typer.Option("0,0.1,0.3,1", help="Lambda values to sweep."),
+    ks: str = typer.Option("4,8,16,32", help="Head-set sizes to sweep."),
+    val_fraction: float = typer.Option(0.25, help="Share of training queries held out for choosing lambda, K."),
+    seed: int = typer.Option(0, help="Seed of the train/validation split."),
+    calibrate: bool = typer.Option(True, help="Rank by N/A-calibrated mass (D_h and the head set's scores)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
+    cache: Path = typer.Option(Path("runs") / "cache", help="Where head observations are cached."),
+) -> None:
+    """Choose a head set: D_h (nDCG@10 of each head) and E_h (its entropy) on training queries."""
+    import dataclasses
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from headrank.datasets import load_benchmark
+    from headrank.evaluate import git_commit
+    from headrank.heads import HeadSet
+    from headrank.selection import HeadObservations, observe_heads, plot_heatmaps, split_queries, sweep_selection
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    if preset not in ("headrank", "qrhead"):
+        _fail("--preset must be headrank or qrhead")
+    try:
+        lambda_values = [0.0] if preset == "qrhead" else _floats(lambdas, "--lambdas")
+        k_values = [16] if preset == "qrhead" else [int(k) for k in _floats(ks, "--ks")]
+        bench = load_benchmark(benchmark, data_root=data_root, cache_dir=cache)
+        train_q, val_q = split_queries(list(bench.queries), val_fraction, seed)
+        ranker = _load_ranker(model, Method.icr, None, max_passage_tokens, device, dtype, True, None)
+    except ModelUnavailableError as err:
+        _fail(str(err), code=3)
+    except (ValueError, FileNotFoundError, DataFormatError) as err:
+        _fail(str(err))
+    fingerprint = ranker.model.fingerprint
+    cache.mkdir(parents=True, exist_ok=True)
+    obs_path = cache / f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}.pt"
+    if obs_path.is_file():
+        observations = HeadObservations.load(obs_path)
+    else:
+        lists = [(q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q][:depth]]) for q in bench.queries]
+        columns = (TextColumn("observing heads"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=err_console) as progress:
+            task = progress.add_task("observe", total=len(lists))
+            observations = observe_heads(ranker, lists, on_list=lambda: progress.advance(task))
+        observations.save(obs_path)
+    qrels = bench.qrels
+    selection = sweep_selection(observations.subset(train_q), observations.subset(val_q), qrels, lambda_values,
+                                k_values, calibrated=calibrate)
+    loaded = ranker.model
+    head_set = HeadSet(
+        heads=tuple(selection.heads), num_layers=loaded.num_layers, num_heads=loaded.num_heads, model=loaded.name,
+        name=f"{preset}-{bench.name}", prompt=dataclasses.asdict(ranker.prompt_settings), fingerprint=fingerprint,
+        selection={
+            "preset": preset, "benchmark": bench.name, "depth": depth, "calibrated": calibrate, "seed": seed,
+            "train_queries": train_q, "val_queries": val_q, "lambda": selection.lam, "k": selection.k,
+            "val_ndcg@10": selection.val_ndcg, "sweep": selection.sweep, "commit": git_commit(),
+        },
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    head_set.save(out)
+    plot_heatmaps(selection.d, selection.e, observations.heads, selection.heads, loaded.num_layers,
+                  loaded.num_heads, f"{loaded.name} on {bench.name} train ({len(train_q)} queries)",
+                  out.with_suffix(".png"))
+    table = Table(title=f"sweep on {bench.name}: {len(train_q)} train / {len(val_q)} validation queries")
+    for col in ("lambda", "K", "train nDCG@10", "val nDCG@10"):
+        table.add_column(col, justify="right")
+    for row in selection.sweep:
+        mark = " *" if (row["lambda"], row["k"]) == (selection.lam, selection.k) else ""
+        table.add_row(f"{row['lambda']:g}", str(row["k"]), f"{row['train_ndcg@10']:.4f}", f"{row['val_ndcg@10']:.4f}{mark}")
+    Console().print(table)
+    err_console.print(f"chose lambda={selection.lam:g}, K={selection.k} (L*={head_set.deepest_layer}); "
+                      f"wrote {out} and {out.with_suffix('.png')}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -27,6 +27,8 @@ class HeadSet:
     model: str | None = None
     name: str | None = None
     prompt: dict = field(default_factory=dict)  # PromptSettings the set was chosen with, if any
+    fingerprint: str | None = None  # weights fingerprint of the model it was chosen on (models.weights_fingerprint)
+    selection: dict = field(default_factory=dict)  # how it was chosen: data, lambda, K, sweep
 
     def __post_init__(self) -> None:
         pairs = tuple(_as_pair(h) for h in self.heads)
@@ -52,6 +54,15 @@ class HeadSet:
         for layer, head in self.heads:
             grouped.setdefault(layer, []).append(head)
         return grouped
+
+    def check_fingerprint(self, fingerprint: str) -> None:
+        """Raise HeadSetMismatchError if the set records other weights than ``fingerprint``."""
+        if self.fingerprint and self.fingerprint != fingerprint:
+            raise HeadSetMismatchError(
+                f"head set was chosen on {self.model or 'another model'} (weights {self.fingerprint}), "
+                f"but this model's weights are {fingerprint}; select heads for this model "
+                "(headrank select-heads) or pass the model it was made for"
+            )
 
     def check_model(self, num_layers: int, num_heads: int) -> None:
         """Raise HeadSetMismatchError unless every head exists in a model of this shape."""
@@ -84,7 +95,7 @@ class HeadSet:
         fmt = data.get("format", HEADSET_FORMAT)
         if fmt != HEADSET_FORMAT:
             raise ValueError(f"unsupported head set format {fmt!r} (expected {HEADSET_FORMAT!r})")
-        known = {"heads", "num_layers", "num_heads", "model", "name", "prompt"}
+        known = {"heads", "num_layers", "num_heads", "model", "name", "prompt", "fingerprint", "selection"}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
@@ -66,6 +66,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     name: str
     path: str
+    _fingerprint: str | None = field(default=None, repr=False)
 
     @property
     def num_layers(self) -> int:
@@ -78,6 +79,13 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def fingerprint(self) -> str:
+        """Weights fingerprint, computed once (hashing every parameter takes about a second per 100M)."""
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.model)
+        return self._fingerprint
 
     @property
     def max_context(self) -> int:

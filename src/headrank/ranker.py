@@ -65,6 +65,8 @@ class HeadRanker:
         method: str = "heads",
     ) -> None:
         heads.check_model(model.num_layers, model.num_heads)
+        if heads.fingerprint:
+            heads.check_fingerprint(model.fingerprint)
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         self.model = model

@@ -393,6 +393,87 @@ def select_heads(
                       f"wrote {out} and {out.with_suffix('.png')}")
 
 
+@app.command()
+def train(
+    heads: Path = typer.Option(..., help="Head set JSON (from select-heads); its train/validation split is reused."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write."),
+    model: str = typer.Option(None, help="Base model (default: the one the head set names)."),
+    benchmark: str = typer.Option("dl21", help="Training benchmark (never an evaluation set)."),
+    epochs: int = typer.Option(3),
+    lr: float = typer.Option(1e-4),
+    lora_r: int = typer.Option(8),
+    targets: str = typer.Option("q_proj,k_proj", help="LoRA target projections, e.g. q_proj,k_proj,v_proj,o_proj."),
+    beta: float = typer.Option(1.0, help="DPO temperature."),
+    alpha: float = typer.Option(0.5, help="Weight of the distribution regularizer (0 disables it)."),
+    tau: float = typer.Option(1.0, help="Temperature of the target distribution exp(grade / tau)."),
+    list_size: int = typer.Option(20, help="Candidates per training list."),
+    pairs: int = typer.Option(8, help="Preference pairs per list."),
+    pair_mode: str = typer.Option("hard-adjacent", help="hard-adjacent, random-adjacent or any-gap."),
+    reference: bool = typer.Option(True, help="DPO against the adapter-free model (off: plain pairwise loss)."),
+    list_order: str = typer.Option("shuffled", help="shuffled or first-stage order of training lists."),
+    seed: int = typer.Option(0),
+    resume: bool = typer.Option(False, help="Continue from the training state in --out."),
+    device: str = typer.Option("auto"),
+    dtype: str = typer.Option("float32"),
+    data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
+) -> None:
+    """Preference-align the head set's attention with LoRA; writes a HeadRank checkpoint directory."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from headrank.align import TrainConfig
+    from headrank.align import train as run_training
+    from headrank.datasets import load_benchmark
+    from headrank.models import load_model
+    from headrank.prompt import PromptBuilder, PromptSettings
+
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    try:
+        head_set = HeadSet.load(heads)
+        config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")), lr=lr,
+                             epochs=epochs, beta=beta, alpha=alpha, tau=tau, list_size=list_size,
+                             pairs_per_list=pairs, pair_mode=pair_mode, use_reference=reference,
+                             list_order=list_order, seed=seed)
+        bench = load_benchmark(benchmark, data_root=data_root)
+        split = head_set.selection
+        train_q = [q for q in split.get("train_queries", []) if q in bench.queries]
+        val_q = [q for q in split.get("val_queries", []) if q in bench.queries]
+        if not train_q or not val_q:
+            raise ValueError(f"{heads} records no train/validation split on {bench.name}; run select-heads on it")
+        base = model or head_set.model
+        loaded = load_model(base, device=device, dtype=dtype)
+        head_set.check_model(loaded.num_layers, loaded.num_heads)
+        if head_set.fingerprint:
+            head_set.check_fingerprint(loaded.fingerprint)
+    except ModelUnavailableError as err:
+        _fail(str(err), code=3)
+    except (ValueError, FileNotFoundError, DataFormatError) as err:
+        _fail(str(err))
+    builder = PromptBuilder(loaded.tokenizer, PromptSettings(**head_set.prompt))
+    items = {q: (q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q]]) for q in bench.queries}
+    tok = loaded.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as progress:
+        task = progress.add_task("epoch 1", total=len(train_q))
+
+        def on_step(epoch: int, step: int, loss: float) -> None:
+            progress.update(task, completed=step, description=f"epoch {epoch} loss {loss:.4f}")
+
+        def on_epoch(epoch: int, loss: float, val: float) -> None:
+            progress.console.print(f"epoch {epoch}: train loss {loss:.4f}, validation nDCG@10 {val:.4f}")
+            progress.reset(task)
+
+        result = run_training(loaded.model, builder, head_set, [items[q] for q in train_q], [items[q] for q in val_q],
+                              bench.qrels, config, out, pad_id, base, resume=resume, on_step=on_step,
+                              on_epoch=on_epoch)
+    for row in result["history"]:
+        loss = "-" if row["train_loss"] is None else f"{row['train_loss']:.4f}"
+        Console().print(f"epoch {row['epoch']}: train loss {loss}, validation nDCG@10 {row['val_ndcg@10']:.4f}")
+    err_console.print(f"best validation nDCG@10 {result['best_val_ndcg@10']:.4f}; checkpoint: {out}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

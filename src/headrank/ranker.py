@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 
-from headrank.capture import ListAttention, capture_lists
+from headrank.align import HEADSET_NAME, is_checkpoint, load_checkpoint_config, merge_adapter
+from headrank.capture import ListAttention, capture_lists, enable_capture
 from headrank.heads import HeadSet
 from headrank.models import DEFAULT_MODEL, LoadedModel, load_model
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings, normalize_text
@@ -63,9 +64,10 @@ class HeadRanker:
         truncate: bool = True,
         max_length: int | None = None,
         method: str = "heads",
+        verify_fingerprint: bool = True,
     ) -> None:
         heads.check_model(model.num_layers, model.num_heads)
-        if heads.fingerprint:
+        if heads.fingerprint and verify_fingerprint:
             heads.check_fingerprint(model.fingerprint)
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
@@ -95,11 +97,16 @@ class HeadRanker:
         max_length: int | None = None,
         truncate: bool = True,
     ) -> HeadRanker:
-        """Load a model (named, hub id, local dir or .gguf) and a head set.
+        """Load a model (named, hub id, local dir, .gguf, or a trained HeadRank checkpoint) and a head set.
 
         ``method="icr"`` is the ICR preset: every head, full depth, N/A calibration and ICR's token
-        masking. ``method="heads"`` reads the given head set (default when ``heads`` is given).
+        masking. ``method="heads"`` reads the given head set (default when ``heads`` is given). A
+        checkpoint directory brings its base model, adapter (merged) and head set.
         """
+        if isinstance(model, (str, Path)) and is_checkpoint(model):
+            if heads is not None or method not in (None, "heads"):
+                raise ValueError("a HeadRank checkpoint brings its own head set; do not pass heads or method")
+            return cls._from_checkpoint(Path(model), device, dtype, max_passage_tokens, max_length, truncate)
         method = method or ("heads" if heads is not None else "icr")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -124,6 +131,25 @@ class HeadRanker:
             max_length=max_length,
             method=method,
         )
+
+    @classmethod
+    def _from_checkpoint(cls, path: Path, device: str, dtype: str, max_passage_tokens: int | None,
+                         max_length: int | None, truncate: bool) -> HeadRanker:
+        config = load_checkpoint_config(path)
+        head_set = HeadSet.load(path / HEADSET_NAME)
+        loaded = load_model(config["base_model"], device=device, dtype=dtype)
+        head_set.check_model(loaded.num_layers, loaded.num_heads)
+        if head_set.fingerprint:
+            head_set.check_fingerprint(loaded.fingerprint)  # the adapter was trained on these base weights
+        merged = merge_adapter(loaded.model, path)
+        enable_capture(merged)
+        model = LoadedModel(model=merged, tokenizer=loaded.tokenizer, name=str(path), path=str(path))
+        prompt_args = dict(head_set.prompt)
+        if max_passage_tokens is not None:
+            prompt_args["max_passage_tokens"] = max_passage_tokens
+        return cls(model, head_set, scoring=ScoringConfig(calibrate=config.get("calibrate", True)),
+                   prompt=PromptSettings(**prompt_args), truncate=truncate, max_length=max_length,
+                   method="headrank", verify_fingerprint=False)
 
     # ------------------------------------------------------------------ scoring of whole lists
 

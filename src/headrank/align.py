@@ -1,0 +1,275 @@
+"""Preference alignment in attention space (DESIGN.md section 6): LoRA on layers <= L*, trained so
+that the selected heads' attention mass prefers more relevant passages.
+
+For a training list, ``p_theta(i) = s(i) / sum_k s(k)`` with ``s`` the raw attention mass of the
+head set (positive, so a distribution). The reference ``p_ref`` is the same model with its adapters
+disabled, computed once per list. Loss per list:
+
+    mean over pairs (w, l) of  -log sigmoid(beta * [(log p(w) - log p_ref(w)) - (log p(l) - log p_ref(l))])
+    + alpha * KL(y || p_theta),  y(i) proportional to exp(grade_i / tau)
+
+Pairs are hard adjacent-level pairs by default (grades differ by one; smallest reference margin).
+Ablations switch pieces off or swap them (see ``TrainConfig``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from headrank.capture import capture_lists
+from headrank.heads import HeadSet
+from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder
+from headrank.scoring import passage_mass
+from headrank.selection import ndcg_at_10
+
+PAIR_MODES = ("hard-adjacent", "random-adjacent", "any-gap")
+LIST_ORDERS = ("shuffled", "first-stage")
+CONFIG_NAME = "headrank_config.json"
+HEADSET_NAME = "headset.json"
+ADAPTER_DIR = "adapter"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lora_r: int = 8
+    lora_alpha: int = 16
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj")
+    lr: float = 1e-4
+    epochs: int = 3
+    beta: float = 1.0
+    alpha: float = 0.5  # weight of the distribution regularizer (0: off)
+    tau: float = 1.0
+    list_size: int = 20
+    pairs_per_list: int = 8
+    pair_mode: str = "hard-adjacent"
+    use_reference: bool = True  # False: plain pairwise logistic loss on log p_theta
+    list_order: str = "shuffled"
+    seed: int = 0
+    patience: int = 1
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.pair_mode not in PAIR_MODES:
+            raise ValueError(f"pair_mode must be one of {', '.join(PAIR_MODES)}")
+        if self.list_order not in LIST_ORDERS:
+            raise ValueError(f"list_order must be one of {', '.join(LIST_ORDERS)}")
+        if self.list_size < 2 or self.epochs < 1 or self.lora_r < 1 or self.lr <= 0:
+            raise ValueError("list_size >= 2, epochs >= 1, lora_r >= 1 and lr > 0 are required")
+
+
+@dataclass
+class TrainingList:
+    qid: str
+    query: str
+    docids: list[str]
+    grades: list[int]
+    prompt: ListwisePrompt
+    ref_logp: torch.Tensor | None = None
+    pairs: list[tuple[int, int]] = field(default_factory=list)
+
+
+def build_lists(items: Sequence[tuple[str, str, list[tuple[str, str]]]], qrels: dict[str, dict[str, int]],
+                builder: PromptBuilder, config: TrainConfig, rng: random.Random) -> list[TrainingList]:
+    """Lists built like evaluation lists (first-stage top ``list_size``), shuffled unless configured not to."""
+    lists = []
+    for qid, query, docs in items:
+        docs = list(docs[: config.list_size])
+        if config.list_order == "shuffled":
+            rng.shuffle(docs)
+        grades = [max(qrels.get(qid, {}).get(d, 0), 0) for d, _ in docs]
+        lists.append(TrainingList(qid, query, [d for d, _ in docs], grades, builder.build(query, [t for _, t in docs])))
+    return lists
+
+
+def make_pairs(grades: Sequence[int], ref_logp: torch.Tensor | None, mode: str, limit: int,
+               rng: random.Random) -> list[tuple[int, int]]:
+    """(winner, loser) index pairs. Adjacent modes need grades one level apart; hard picks the smallest
+    reference margin log p_ref(w) - log p_ref(l), random samples uniformly."""
+    pairs = [(w, l) for w in range(len(grades)) for l in range(len(grades))
+             if (grades[w] - grades[l] == 1 if mode != "any-gap" else grades[w] > grades[l])]
+    if mode == "hard-adjacent" and ref_logp is not None:
+        pairs.sort(key=lambda p: (float(ref_logp[p[0]] - ref_logp[p[1]]), p))
+        return pairs[:limit]
+    rng.shuffle(pairs)
+    return pairs[:limit]
+
+
+def decoder_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The causal LM under a peft wrapper (capture needs its decoder stack)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def list_logprobs(model: torch.nn.Module, lists: Sequence[TrainingList], heads: HeadSet, pad_id: int) -> list[torch.Tensor]:
+    """log p_theta over the passages of each list, from the raw (uncalibrated) head-set mass."""
+    attention = capture_lists(decoder_model(model), [t.prompt.prefix_ids for t in lists],
+                              [[t.prompt.tail_ids for t in lists]], list(heads.heads), pad_id=pad_id)[0]
+    out = []
+    for att, t in zip(attention, lists):
+        mass = passage_mass(att.token_mass.sum(0), t.prompt.passage_spans).clamp(min=1e-12)
+        out.append(mass.log() - mass.sum().log())
+    return out
+
+
+def list_loss(logp: torch.Tensor, item: TrainingList, config: TrainConfig) -> torch.Tensor:
+    """Preference loss over the list's pairs plus the distribution regularizer."""
+    loss = logp.new_zeros(())
+    if item.pairs:
+        w = torch.tensor([p[0] for p in item.pairs])
+        l = torch.tensor([p[1] for p in item.pairs])
+        margin = logp[w] - logp[l]
+        if config.use_reference:
+            margin = margin - (item.ref_logp[w] - item.ref_logp[l])
+        loss = loss + torch.nn.functional.softplus(-config.beta * margin).mean()  # = -log sigmoid(beta * margin)
+    if config.alpha > 0:
+        target = torch.softmax(torch.tensor(item.grades, dtype=logp.dtype) / config.tau, dim=0)
+        loss = loss + config.alpha * (target * (target.log() - logp)).sum()
+    return loss
+
+
+def validation_ndcg(model: torch.nn.Module, lists: Sequence[TrainingList], heads: HeadSet, builder: PromptBuilder,
+                    qrels: dict[str, dict[str, int]], pad_id: int, calibrate: bool = True) -> float:
+    """Mean nDCG@10 of the head-set scores (N/A-calibrated by default) on validation lists."""
+    values = []
+    na_tail = builder.tail_ids(CALIBRATION_QUERY)
+    with torch.no_grad():
+        for t in lists:
+            tails = [[t.prompt.tail_ids]] + ([[na_tail]] if calibrate else [])
+            out = capture_lists(decoder_model(model), [t.prompt.prefix_ids], tails, list(heads.heads), pad_id=pad_id)
+            scores = passage_mass(out[0][0].token_mass.sum(0), t.prompt.passage_spans)
+            if calibrate:
+                scores = scores - passage_mass(out[1][0].token_mass.sum(0), t.prompt.passage_spans)
+            values.append(float(ndcg_at_10(scores[None], t.docids, qrels.get(t.qid, {}))[0]))
+    return sum(values) / max(len(values), 1)
+
+
+def add_adapters(model: torch.nn.Module, heads: HeadSet, config: TrainConfig):
+    """LoRA on the target projections of layers 0..L* only (later layers never run)."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
+                      target_modules=list(config.target_modules),
+                      layers_to_transform=list(range(heads.deepest_layer + 1)), bias="none")
+    return get_peft_model(model, lora)
+
+
+def train(
+    model: torch.nn.Module,
+    builder: PromptBuilder,
+    heads: HeadSet,
+    train_items: Sequence[tuple[str, str, list[tuple[str, str]]]],
+    val_items: Sequence[tuple[str, str, list[tuple[str, str]]]],
+    qrels: dict[str, dict[str, int]],
+    config: TrainConfig,
+    out_dir: Path,
+    pad_id: int,
+    base_model_name: str,
+    resume: bool = False,
+    on_step: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+) -> dict:
+    """Train adapters; keeps the best epoch by validation nDCG@10 in ``out_dir`` (a HeadRank checkpoint)."""
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    peft_model = add_adapters(model, heads, config)
+    train_lists = build_lists(train_items, qrels, builder, config, rng)
+    val_config = TrainConfig(**{**asdict(config), "list_order": "first-stage"})
+    val_lists = build_lists(val_items, qrels, builder, val_config, rng)
+    peft_model.eval()  # no dropout; gradients still flow
+    with torch.no_grad(), peft_model.disable_adapter():
+        for item in train_lists:
+            item.ref_logp = list_logprobs(peft_model, [item], heads, pad_id)[0]
+            item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    state_path = out_dir / "training_state.pt"
+    history: list[dict] = []
+    start_epoch, best, since_best = 0, -1.0, 0
+    if resume and state_path.is_file():
+        state = torch.load(state_path, weights_only=False)
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(peft_model, state["adapter"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, best, since_best, history = state["epoch"], state["best"], state["since_best"], state["history"]
+        rng.setstate(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+    if start_epoch == 0 and not history:
+        base_val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id)
+        history.append({"epoch": 0, "train_loss": None, "val_ndcg@10": base_val})
+        best = base_val
+        _save_checkpoint(peft_model, heads, config, out_dir, base_model_name, history)
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        order = list(range(len(train_lists)))
+        rng.shuffle(order)
+        total = 0.0
+        for step, index in enumerate(order, start=1):
+            item = train_lists[index]
+            loss = list_loss(list_logprobs(peft_model, [item], heads, pad_id)[0], item, config)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            total += float(loss.detach())
+            if on_step:
+                on_step(epoch, step, float(loss.detach()))
+        val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id)
+        history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_ndcg@10": val})
+        if on_epoch:
+            on_epoch(epoch, history[-1]["train_loss"], val)
+        if val > best:
+            best, since_best = val, 0
+            _save_checkpoint(peft_model, heads, config, out_dir, base_model_name, history)
+        else:
+            since_best += 1
+        from peft import get_peft_model_state_dict
+
+        torch.save({"adapter": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict(),
+                    "epoch": epoch, "best": best, "since_best": since_best, "history": history,
+                    "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, state_path)
+        if since_best > config.patience:
+            break
+    _write_config(out_dir, heads, config, base_model_name, history)
+    return {"history": history, "best_val_ndcg@10": best}
+
+
+def _write_config(out_dir: Path, heads: HeadSet, config: TrainConfig, base_model_name: str, history: list[dict]) -> None:
+    (out_dir / CONFIG_NAME).write_text(json.dumps({
+        "format": "headrank.checkpoint/1", "base_model": base_model_name, "method": "heads",
+        "calibrate": True, "train_config": asdict(config), "history": history,
+    }, indent=2))
+    heads.save(out_dir / HEADSET_NAME)
+
+
+def _save_checkpoint(peft_model, heads: HeadSet, config: TrainConfig, out_dir: Path, base_model_name: str,
+                     history: list[dict]) -> None:
+    peft_model.save_pretrained(out_dir / ADAPTER_DIR)
+    _write_config(out_dir, heads, config, base_model_name, history)
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and (path / CONFIG_NAME).is_file()
+
+
+def load_checkpoint_config(path: str | Path) -> dict:
+    data = json.loads((Path(path) / CONFIG_NAME).read_text())
+    if data.get("format") != "headrank.checkpoint/1":
+        raise ValueError(f"{path}: not a headrank checkpoint (format {data.get('format')!r})")
+    return data
+
+
+def merge_adapter(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
+    """Apply a checkpoint's LoRA adapter to a loaded base model and merge it (plain weights at inference)."""
+    from peft import PeftModel
+
+    adapter = Path(checkpoint) / ADAPTER_DIR
+    if not adapter.is_dir():
+        raise FileNotFoundError(f"{checkpoint}: no {ADAPTER_DIR}/ directory (incomplete checkpoint)")
+    return PeftModel.from_pretrained(model, adapter).merge_and_unload()

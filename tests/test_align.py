@@ -1,0 +1,116 @@
+"""Preference alignment: pairs, loss, a few-step training run and checkpoint round trip on a tiny model."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from conftest import tiny_llama
+from headrank.align import TrainConfig, TrainingList, is_checkpoint, list_loss, make_pairs, train
+from headrank.heads import HeadSet
+from headrank.prompt import PromptBuilder, PromptSettings
+from headrank.ranker import HeadRanker
+
+
+def test_pairs():
+    grades = [0, 1, 2, 3, 1, 0]
+    ref = torch.tensor([0.0, 5.0, 1.0, 0.0, 0.0, 0.0])
+    adjacent = make_pairs(grades, ref, "hard-adjacent", 100, random.Random(0))
+    assert all(grades[w] - grades[l] == 1 for w, l in adjacent)
+    assert len(adjacent) == 2 * 2 + 2 + 1  # 1>0 (x4), 2>1 (x2), 3>2
+    margins = [float(ref[w] - ref[l]) for w, l in adjacent]
+    assert margins == sorted(margins)  # hardest (smallest reference margin) first
+    assert make_pairs(grades, ref, "hard-adjacent", 2, random.Random(0)) == adjacent[:2]
+    any_gap = make_pairs(grades, ref, "any-gap", 100, random.Random(0))
+    assert (3, 0) in any_gap and len(any_gap) == sum(a > b for a in grades for b in grades)
+    assert make_pairs([0, 0, 0], None, "random-adjacent", 5, random.Random(0)) == []
+
+
+def test_loss_terms():
+    item = TrainingList("q", "query", ["a", "b"], [1, 0], prompt=None, ref_logp=torch.log(torch.tensor([0.5, 0.5])),
+                        pairs=[(0, 1)])
+    logp = torch.log(torch.tensor([0.5, 0.5]))
+    no_reg = list_loss(logp, item, TrainConfig(alpha=0.0))
+    assert float(no_reg) == pytest.approx(torch.log(torch.tensor(2.0)).item())  # -log sigmoid(0)
+    better = list_loss(torch.log(torch.tensor([0.9, 0.1])), item, TrainConfig(alpha=0.0))
+    assert float(better) < float(no_reg)
+    with_reg = list_loss(logp, item, TrainConfig(alpha=1.0, tau=1.0))
+    target = torch.softmax(torch.tensor([1.0, 0.0]), 0)
+    kl = float((target * (target.log() - logp)).sum())
+    assert float(with_reg) == pytest.approx(float(no_reg) + kl)
+    plain = list_loss(torch.log(torch.tensor([0.9, 0.1])), item, TrainConfig(alpha=0.0, use_reference=False))
+    assert float(plain) == pytest.approx(float(torch.nn.functional.softplus(-torch.log(torch.tensor(9.0)))))
+
+
+@pytest.mark.parametrize("bad", [{"pair_mode": "x"}, {"list_order": "x"}, {"list_size": 1}, {"lr": 0}])
+def test_bad_config(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def _toy_data():
+    items, qrels = [], {}
+    words = ["solar", "wind", "pasta", "river", "music", "chess", "tiger", "cloud"]
+    for q in range(6):
+        docs = [(f"{q}-{i}", f"{words[(q + i) % 8]} passage {i} about {words[i % 8]}") for i in range(6)]
+        items.append((str(q), f"query about {words[q]}", docs))
+        qrels[str(q)] = {f"{q}-{i}": g for i, g in zip(range(6), [2, 0, 1, 0, 1, 0])}
+    return items, qrels
+
+
+@pytest.fixture()
+def tiny_base(tmp_path, llama_tokenizer):
+    path = tmp_path / "tiny-base"
+    tiny_llama().save_pretrained(path)
+    llama_tokenizer.save_pretrained(path)
+    return path
+
+
+def _train(base, llama_tokenizer, out, epochs, resume=False):
+    from headrank.models import load_model
+
+    loaded = load_model(str(base), device="cpu", dtype="float32")
+    heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(base),
+                    prompt={"max_passage_tokens": 16}, fingerprint=loaded.fingerprint)
+    items, qrels = _toy_data()
+    config = TrainConfig(epochs=epochs, lr=5e-3, list_size=6, pairs_per_list=4, patience=5, seed=3)
+    builder = PromptBuilder(loaded.tokenizer, PromptSettings(max_passage_tokens=16))
+    return train(loaded.model, builder, heads, items[:4], items[4:], qrels, config, out, pad_id=0,
+                 base_model_name=str(base), resume=resume)
+
+
+def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llama_tokenizer, tmp_path):
+    out = tmp_path / "ckpt"
+    result = _train(tiny_base, llama_tokenizer, out, epochs=2)
+    history = result["history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert all(h["train_loss"] > 0 for h in history[1:])
+    assert is_checkpoint(out) and (out / "adapter").is_dir() and (out / "headset.json").is_file()
+    assert json.loads((out / "headrank_config.json").read_text())["train_config"]["lr"] == 5e-3
+    # deterministic for a given seed
+    again = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt2", epochs=2)
+    assert [h["train_loss"] for h in again["history"]] == [h["train_loss"] for h in history]
+    # resume: one epoch, then continue to two, equals two straight
+    _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=1)
+    resumed = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=2, resume=True)
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in history])
+    # the checkpoint loads and ranks; the adapter changed the scores when it was kept
+    ranker = HeadRanker.from_pretrained(str(out), device="cpu")
+    assert ranker.method == "headrank" and ranker.heads.deepest_layer == 2
+    results = ranker.rank("query about solar", ["solar panels", "pasta recipes", "wind farms"])
+    assert sorted(r.corpus_id for r in results) == [0, 1, 2]
+    with pytest.raises(ValueError, match="brings its own head set"):
+        HeadRanker.from_pretrained(str(out), heads=[(0, 0)])
+
+
+def test_training_changes_only_adapters_on_layers_up_to_l_star(tiny_base):
+    from headrank.align import add_adapters
+    from headrank.models import load_model
+
+    loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
+    peft_model = add_adapters(loaded.model, HeadSet(heads=((1, 0),)), TrainConfig(target_modules=("q_proj", "k_proj")))
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora" in n for n in trainable)
+    assert all(".layers.0." in n or ".layers.1." in n for n in trainable)
+    assert not any("v_proj" in n for n in trainable)

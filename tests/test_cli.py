@@ -97,3 +97,22 @@ def test_evaluate_argument_errors(tmp_path):
     result = runner.invoke(app, ["evaluate", "--method", "bm25", "-b", "nope", "--out", str(tmp_path),
                                  "--data-root", str(tmp_path)])
     assert result.exit_code == 2 and "unknown benchmark" in result.output
+
+
+@pytest.mark.integration
+def test_rerank_and_evaluate_with_baselines(default_model_dir, tmp_path):
+    result = runner.invoke(app, ["rerank", _dl19(), "--method", "pointwise", "--depth", "4", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["results"]) == 4
+    folder = tmp_path / "mini"
+    folder.mkdir()
+    entry = json.loads(data_path("msmarco-passage", "dl19", "bm25-top100.json").read_text())[:1]
+    entry[0]["hits"] = entry[0]["hits"][:5]
+    (folder / "c.json").write_text(json.dumps(entry))
+    (folder / "qrels.txt").write_text(data_path("msmarco-passage", "dl19", "qrels.txt").read_text())
+    result = runner.invoke(app, ["evaluate", "--method", "generative", "-b", str(folder), "--depth", "5",
+                                 "--out", str(tmp_path / "runs"), "--no-plot"])
+    assert result.exit_code == 0, result.output
+    assert "format OK" in result.stdout
+    summary = json.loads(next((tmp_path / "runs").glob("summary-*.json")).read_text())
+    assert summary["results"][0]["extra"]["windows"] == 1

@@ -44,6 +44,8 @@ DEMO_PASSAGES = [
 class Method(str, Enum):
     icr = "icr"
     heads = "heads"
+    generative = "generative"
+    pointwise = "pointwise"
 
 
 class Output(str, Enum):
@@ -131,8 +133,9 @@ def rerank(
     top_k: int = typer.Option(None, "--top-k", "-k", help="Print only the best K."),
     output: Output = typer.Option(Output.table, "--output", "-o", help="table, json or a TREC run."),
     model: str = typer.Option(DEFAULT_MODEL, help="Named model, hub id, local model directory or .gguf file."),
-    method: Method = typer.Option(None, help="icr (all heads, calibrated) or heads (a head set); "
-                                             "default: heads if --heads is given, else icr."),
+    method: Method = typer.Option(None, help="icr (all heads, calibrated), heads (a head set), or the "
+                                             "generative / pointwise baselines; default: heads if --heads "
+                                             "is given, else icr (a checkpoint --model brings its heads)."),
     heads: str = typer.Option(None, help="Head set: JSON file or 'layer:head,...'."),
     max_passage_tokens: int = typer.Option(None, help="Per-passage token budget (default 100)."),
     max_length: int = typer.Option(None, help="Max prompt tokens before windowing (default: model context)."),
@@ -153,17 +156,27 @@ def rerank(
     candidates = data.candidates[:depth] if depth else data.candidates
     if not candidates:
         _fail(f"{input}: no candidate passages")
+    texts = [c.text for c in candidates]
     try:
-        ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length)
-        started = time.perf_counter()
-        results = ranker.rank(q, [c.text for c in candidates], top_k=top_k)
-        elapsed = time.perf_counter() - started
+        if method in (Method.generative, Method.pointwise):
+            score_fn, _ = _baseline(method.value, model, device, dtype, max_passage_tokens)
+            started = time.perf_counter()
+            out = score_fn(q, texts)
+            elapsed = time.perf_counter() - started
+            results = _results_from_scores(out[0] if isinstance(out, tuple) else out, texts, top_k)
+            label = method.value
+        else:
+            ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length)
+            started = time.perf_counter()
+            results = ranker.rank(q, texts, top_k=top_k)
+            elapsed = time.perf_counter() - started
+            label = ranker.method
     except ModelUnavailableError as err:
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err))
     out_console = Console()
-    title = f"{q}  ({len(candidates)} passages, {ranker.method}, {elapsed:.2f} s)"
+    title = f"{q}  ({len(candidates)} passages, {label}, {elapsed:.2f} s)"
     _print_results(results, [c.docid for c in candidates], data.qid, output, tag, out_console, title)
     if results and results[0].windowed:
         err_console.print("note: the list did not fit the context and was ranked with sliding windows")
@@ -193,6 +206,36 @@ def _bm25_scores(query: str, passages) -> list[float]:
     return [float(len(passages) - i) for i in range(len(passages))]
 
 
+EVAL_METHODS = ("bm25", "icr", "heads", "generative", "pointwise")
+
+
+def _baseline(method: str, model: str, device: str, dtype: str, max_passage_tokens: int | None):
+    """Score function of a comparison baseline; generative ones also report their formatting counters."""
+    from headrank.models import load_model
+
+    loaded = load_model(model, device=device, dtype=dtype)
+    budget = max_passage_tokens or 100
+    if method == "pointwise":
+        from headrank.baselines.pointwise import PointwiseRanker
+
+        return PointwiseRanker(loaded, max_passage_tokens=budget).score, loaded
+    from headrank.baselines.generative import GenerativeRanker
+
+    def score(query: str, passages):
+        ranker = GenerativeRanker(loaded, max_passage_tokens=budget)
+        scores = ranker.score(query, passages)
+        return scores, {"windows_total": ranker.windows_total, "windows_valid": ranker.windows_valid}
+
+    return score, loaded
+
+
+def _results_from_scores(scores, texts, top_k):
+    from headrank.ranker import RankResult
+
+    order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))[: top_k or None]
+    return [RankResult(corpus_id=i, score=scores[i], rank=pos + 1, text=texts[i]) for pos, i in enumerate(order)]
+
+
 def _ranker_scores(ranker):
     def score(query: str, passages) -> list[float]:
         out = [0.0] * len(passages)
@@ -208,7 +251,8 @@ def evaluate(
     benchmarks: str = typer.Option("dl19,dl20", "--benchmarks", "-b",
                                    help="Comma-separated: dl19, dl20, dl21, noveleval, nfcorpus, a path, "
                                         "or ir_datasets:<id>."),
-    method: str = typer.Option("icr", help="bm25 (first-stage passthrough), icr, or heads."),
+    method: str = typer.Option("icr", help="bm25 (first-stage passthrough), icr, heads (a head set or a "
+                                           "checkpoint via --model), generative (RankGPT-style) or pointwise."),
     depth: int = typer.Option(20, "--depth", "-K", help="Rerank the first K candidates."),
     order: str = typer.Option("first-stage", help="Input order: first-stage, or reversed (first-stage top "
                                                   "next to the query)."),
@@ -237,8 +281,8 @@ def evaluate(
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s logs every index build at DEBUG
-    if method not in ("bm25", "icr", "heads"):
-        _fail(f"unknown method {method!r}; choose bm25, icr or heads")
+    if method not in EVAL_METHODS:
+        _fail(f"unknown method {method!r}; choose one of {', '.join(EVAL_METHODS)}")
     if method == "bm25" and order != "first-stage":
         _fail("--method bm25 is the first-stage order itself; --order reversed does not apply")
     try:
@@ -256,6 +300,16 @@ def evaluate(
     extra: dict = {"commit": None}
     if method == "bm25":
         score_fn = _bm25_scores
+    elif method in ("generative", "pointwise"):
+        try:
+            score_fn, loaded_model = _baseline(method, model, device, dtype, max_passage_tokens)
+        except ModelUnavailableError as err:
+            _fail(str(err), code=3)
+        except ValueError as err:
+            _fail(str(err))
+        from headrank.models import weights_fingerprint
+
+        extra.update(model_path=loaded_model.path, model_fingerprint=weights_fingerprint(loaded_model.model))
     else:
         from headrank.models import weights_fingerprint
 

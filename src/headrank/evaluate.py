@@ -21,8 +21,9 @@ from ir_measures import RR, R, nDCG
 from headrank.data import Qrels, write_trec_run
 from headrank.datasets import Benchmark
 
-# A reranker for evaluation: (query, passages in input order) -> one score per passage, same order.
-ScoreFn = Callable[[str, Sequence[str]], list[float]]
+# A reranker for evaluation: (query, passages in input order) -> one score per passage, same order;
+# it may also return (scores, info) where info is a dict of per-query counters saved with the query.
+ScoreFn = Callable[[str, Sequence[str]], "list[float] | tuple[list[float], dict]"]
 ORDERS = ("first-stage", "reversed")
 
 
@@ -64,6 +65,7 @@ class QueryRecord:
     docids: list[str]
     scores: list[float]
     latency_s: float
+    info: dict = field(default_factory=dict)  # e.g. generative windows: {"windows_total", "windows_valid"}
 
     def ranking(self) -> list[tuple[str, float]]:
         """Best first; ties broken by first-stage position."""
@@ -166,6 +168,15 @@ def homogenization(records: Sequence[QueryRecord]) -> dict[str, float]:
     return {"middle_to_ends_std_ratio": statistics.fmean(ratios) if ratios else float("nan"), "lists": len(ratios)}
 
 
+def formatting_success(records: Sequence[QueryRecord]) -> dict[str, float]:
+    """For generative rerankers: share of windows whose output was a valid permutation without repair."""
+    total = sum(r.info.get("windows_total", 0) for r in records)
+    if not total:
+        return {}
+    valid = sum(r.info.get("windows_valid", 0) for r in records)
+    return {"formatting_success": valid / total, "windows": total}
+
+
 def plot_diagnostics(records: Sequence[QueryRecord], qrels: Qrels, relevant_grade: int, title: str, path: Path) -> None:
     """Left: share of each first-stage position that lands in the top quartile, relevant vs not.
     Right: per-list z-scored score by first-stage position (mean and spread), middle zone shaded."""
@@ -259,11 +270,12 @@ def rerank_benchmark(
                 texts = [c.text for c in candidates]
                 feed = texts[::-1] if settings.order == "reversed" else texts
                 started = time.perf_counter()
-                scores = list(score_fn(query, feed))
+                out = score_fn(query, feed)
                 latency = time.perf_counter() - started
+                scores, info = (list(out[0]), dict(out[1])) if isinstance(out, tuple) else (list(out), {})
                 if settings.order == "reversed":
                     scores = scores[::-1]
-                done[qid] = QueryRecord(qid, [c.docid for c in candidates], scores, latency)
+                done[qid] = QueryRecord(qid, [c.docid for c in candidates], scores, latency, info)
                 progress.write(json.dumps(asdict(done[qid])) + "\n")
                 progress.flush()
             if on_query:
@@ -295,7 +307,7 @@ def summarize(bench: Benchmark, records: list[QueryRecord], settings: EvalSettin
         run_file=str(run_file),
         measure_names=[str(m) for m in measures(bench.relevant_grade, settings.depth)],
         plot_file=str(plot_file) if plot_file else None,
-        extra=extra or {},
+        extra={**(extra or {}), **formatting_success(records)},
     )
     (run_dir / "metrics.json").write_text(json.dumps(asdict(result), indent=2, default=_json_default))
     return result
@@ -311,7 +323,10 @@ def markdown_table(results: Sequence[BenchmarkResult]) -> str:
     """One row per benchmark run, plus the average over benchmarks when there are several."""
     head = ("| benchmark | method | K | order | queries | nDCG@10 | MRR@10 | R@K | middle: rel % top-quartile | "
             "middle: non-rel % | gap (pp) | mid/ends std | latency (s/query) |")
-    lines = [head, "|" + "---|" * 13]
+    with_format = any("formatting_success" in r.extra for r in results)
+    if with_format:
+        head += " format OK |"
+    lines = [head, "|" + "---|" * (13 + with_format)]
     for r in results:
         m = r.metrics
         _, mrr, rec = (m[name] for name in r.measure_names)
@@ -321,6 +336,7 @@ def markdown_table(results: Sequence[BenchmarkResult]) -> str:
             f"{m['nDCG@10']:.4f} | {mrr:.4f} | {rec:.4f} | {s['relevant_top_quartile_pct']:.1f} | "
             f"{s['nonrelevant_top_quartile_pct']:.1f} | {s['gap_pp']:.1f} | "
             f"{r.homogenization['middle_to_ends_std_ratio']:.2f} | {r.mean_latency_s:.2f} |"
+            + (f" {100 * r.extra.get('formatting_success', float('nan')):.1f}% |" if with_format else "")
         )
     if len(results) > 1:
         avg = statistics.fmean(r.metrics["nDCG@10"] for r in results)

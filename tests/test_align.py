@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from conftest import tiny_llama
-from headrank.align import TrainConfig, TrainingList, is_checkpoint, list_loss, make_pairs, train
+from headrank.align import TrainConfig, TrainingList, list_loss, make_pairs, train
+from headrank.checkpoint import is_checkpoint
 from headrank.heads import HeadSet
 from headrank.prompt import PromptBuilder, PromptSettings
 from headrank.ranker import HeadRanker

@@ -14,7 +14,6 @@ Ablations switch pieces off or swap them (see ``TrainConfig``).
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 import torch
 
 from headrank.capture import capture_lists
+from headrank.checkpoint import save_adapter, write_config
 from headrank.heads import HeadSet
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder
 from headrank.scoring import passage_mass
@@ -30,9 +30,6 @@ from headrank.selection import ndcg_at_10
 
 PAIR_MODES = ("hard-adjacent", "random-adjacent", "any-gap")
 LIST_ORDERS = ("shuffled", "first-stage")
-CONFIG_NAME = "headrank_config.json"
-HEADSET_NAME = "headset.json"
-ADAPTER_DIR = "adapter"
 
 
 @dataclass(frozen=True)
@@ -204,7 +201,8 @@ def train(
         base_val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id)
         history.append({"epoch": 0, "train_loss": None, "val_ndcg@10": base_val})
         best = base_val
-        _save_checkpoint(peft_model, heads, config, out_dir, base_model_name, history)
+        save_adapter(peft_model, out_dir)
+        write_config(out_dir, heads, asdict(config), base_model_name, history)
     for epoch in range(start_epoch + 1, config.epochs + 1):
         order = list(range(len(train_lists)))
         rng.shuffle(order)
@@ -225,7 +223,8 @@ def train(
             on_epoch(epoch, history[-1]["train_loss"], val)
         if val > best:
             best, since_best = val, 0
-            _save_checkpoint(peft_model, heads, config, out_dir, base_model_name, history)
+            save_adapter(peft_model, out_dir)
+            write_config(out_dir, heads, asdict(config), base_model_name, history)
         else:
             since_best += 1
         from peft import get_peft_model_state_dict
@@ -235,41 +234,5 @@ def train(
                     "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, state_path)
         if since_best > config.patience:
             break
-    _write_config(out_dir, heads, config, base_model_name, history)
+    write_config(out_dir, heads, asdict(config), base_model_name, history)
     return {"history": history, "best_val_ndcg@10": best}
-
-
-def _write_config(out_dir: Path, heads: HeadSet, config: TrainConfig, base_model_name: str, history: list[dict]) -> None:
-    (out_dir / CONFIG_NAME).write_text(json.dumps({
-        "format": "headrank.checkpoint/1", "base_model": base_model_name, "method": "heads",
-        "calibrate": True, "train_config": asdict(config), "history": history,
-    }, indent=2))
-    heads.save(out_dir / HEADSET_NAME)
-
-
-def _save_checkpoint(peft_model, heads: HeadSet, config: TrainConfig, out_dir: Path, base_model_name: str,
-                     history: list[dict]) -> None:
-    peft_model.save_pretrained(out_dir / ADAPTER_DIR)
-    _write_config(out_dir, heads, config, base_model_name, history)
-
-
-def is_checkpoint(path: str | Path) -> bool:
-    path = Path(path)
-    return path.is_dir() and (path / CONFIG_NAME).is_file()
-
-
-def load_checkpoint_config(path: str | Path) -> dict:
-    data = json.loads((Path(path) / CONFIG_NAME).read_text())
-    if data.get("format") != "headrank.checkpoint/1":
-        raise ValueError(f"{path}: not a headrank checkpoint (format {data.get('format')!r})")
-    return data
-
-
-def merge_adapter(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
-    """Apply a checkpoint's LoRA adapter to a loaded base model and merge it (plain weights at inference)."""
-    from peft import PeftModel
-
-    adapter = Path(checkpoint) / ADAPTER_DIR
-    if not adapter.is_dir():
-        raise FileNotFoundError(f"{checkpoint}: no {ADAPTER_DIR}/ directory (incomplete checkpoint)")
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from headrank.align import HEADSET_NAME, is_checkpoint, load_checkpoint_config, merge_adapter
 from headrank.capture import ListAttention, capture_lists, enable_capture
+from headrank.checkpoint import HEADSET_NAME, is_checkpoint, load_checkpoint_config, merge_adapter
 from headrank.heads import HeadSet
 from headrank.models import DEFAULT_MODEL, LoadedModel, load_model
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings, normalize_text

@@ -340,5 +340,6 @@ def markdown_table(results: Sequence[BenchmarkResult]) -> str:
         )
     if len(results) > 1:
         avg = statistics.fmean(r.metrics["nDCG@10"] for r in results)
-        lines.append(f"| **average** | | | | | {avg:.4f} | | | | | | | |")
+        mrr = statistics.fmean(r.metrics[r.measure_names[1]] for r in results)
+        lines.append(f"| **average** | | | | | {avg:.4f} | {mrr:.4f} |" + " |" * (6 + with_format))
     return "\n".join(lines) + "\n"

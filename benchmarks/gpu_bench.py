@@ -61,16 +61,6 @@ def synthetic_list(n: int, passage_tokens: int, vocab: int, rng: random.Random) 
     return prefix, draw(40), draw(40)
 
 
-def prefill_flops(shape: dict, layers: int, tokens: int) -> float:
-    """Matmul FLOPs of a causal prefill through ``layers`` layers (projections, MLP, QK^T and AV)."""
-    h, i = shape["hidden_size"], shape["intermediate_size"]
-    q = shape["num_attention_heads"] * shape["head_dim"]
-    kv = shape["num_key_value_heads"] * shape["head_dim"]
-    per_token = 2 * (h * q + 2 * h * kv + q * h + 3 * h * i)
-    attention = 2 * 2 * q * tokens * tokens / 2  # causal half of QK^T and of AV
-    return layers * (per_token * tokens + attention)
-
-
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -122,6 +112,7 @@ def correctness(device: str) -> float:
 
 
 def bench_model(name: str, shape: dict, sizes: list[int], args, device: str, dtype: torch.dtype) -> list[dict]:
+    from headrank.bench import prefill_flops
     from headrank.capture import capture_lists
 
     model = build_model(shape, dtype, device, vocab=VOCAB if name != "tiny" else 1000)
@@ -152,7 +143,7 @@ def bench_model(name: str, shape: dict, sizes: list[int], args, device: str, dty
             latency = timed(one, device, args.reps)
             batch_time = timed(many, device, max(1, args.reps // 2))
             depth = (l_star if method == "headrank" else layers - 1) + 1
-            flops = prefill_flops(shape, depth, tokens)
+            flops = prefill_flops(model.config, depth, tokens)
             row[method] = {
                 "latency_ms": 1000 * latency,
                 "throughput_qps": batch / batch_time,

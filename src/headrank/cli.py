@@ -528,6 +528,66 @@ def train(
     err_console.print(f"best validation nDCG@10 {result['best_val_ndcg@10']:.4f}; checkpoint: {out}")
 
 
+@app.command()
+def bench(
+    heads: Path = typer.Option(..., help="Head set JSON for the HeadRank rows (its L* sets the truncation)."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Model for every method."),
+    sizes: str = typer.Option("10,20,50,100", help="List sizes N."),
+    methods: str = typer.Option("headrank,icr,generative,pointwise", help="Methods to time."),
+    queries: int = typer.Option(2, help="DL19 queries per measurement (after one warm-up list)."),
+    max_passage_tokens: int = typer.Option(100, help="Per-passage budget; lowered where N passages would not fit."),
+    device: str = typer.Option("auto"),
+    data_root: Path = typer.Option(None, help="Folder with the named benchmarks (DL19 lists are timed)."),
+    write: Path = typer.Option(None, help="Append the Markdown section to this file (e.g. BENCHMARKS.md)."),
+) -> None:
+    """Latency and peak memory per query against list size, HeadRank vs ICR, generative and pointwise."""
+    import platform
+
+    import torch
+
+    from headrank.bench import METHODS, markdown, measure, passage_budget
+    from headrank.datasets import load_benchmark
+    from headrank.evaluate import git_commit
+    from headrank.models import load_model
+
+    try:
+        head_set = HeadSet.load(heads)
+        ns = [int(x) for x in _floats(sizes, "--sizes")]
+        chosen = [m.strip() for m in methods.split(",") if m.strip()]
+        unknown = [m for m in chosen if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+        bench_data = load_benchmark("dl19", data_root=data_root)
+        context = load_model(model, device="cpu").max_context
+    except ModelUnavailableError as err:
+        _fail(str(err), code=3)
+    except (ValueError, FileNotFoundError, DataFormatError) as err:
+        _fail(str(err))
+    qids = list(bench_data.queries)[: queries + 1]
+    rows = []
+    for n in ns:
+        budget = passage_budget(n, context, max_passage_tokens)
+        lists = [(bench_data.queries[q], [c.text for c in bench_data.candidates[q][:n]]) for q in qids]
+        for method in chosen:
+            err_console.print(f"timing {method} at N={n} (budget {budget} tokens/passage)")
+            try:
+                rows.append(measure(method, model, [list(h) for h in head_set.heads], lists, budget, device))
+            except RuntimeError as err:
+                _fail(str(err))
+    command = (f"headrank bench --heads {heads} --model {model} --sizes {sizes} --methods {methods} "
+               f"--queries {queries} --max-passage-tokens {max_passage_tokens} --device {device}")
+    note = (f"## Speed by list size: HeadRank (L* = {head_set.deepest_layer}) vs ICR, generative, pointwise\n\n"
+            f"Measured in one run on {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+            f"commit {git_commit()}, model {model}; DL19 lists, median over {queries} queries after a warm-up list; "
+            "memory = peak above the loaded model, each cell in a fresh process. FLOPs: matmuls of the listwise "
+            "prefill through the layers that run (none for the baselines, which are not one prefill).")
+    text = markdown(rows, command, note)
+    print(text)
+    if write:
+        with write.open("a") as f:
+            f.write("\n" + text)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

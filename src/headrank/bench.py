@@ -1,0 +1,145 @@
+"""Speed and memory of HeadRank against ICR and the generative and pointwise baselines, by list size.
+
+Every (method, N) runs in a fresh process, so its peak memory is its own: we report the peak resident
+set size above the loaded model (CPU) or the peak allocated GPU memory above the weights (CUDA).
+Latency is the median over the lists, after one warm-up list. Ratios are to HeadRank at the same N,
+measured in the same run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+METHODS = ("headrank", "icr", "generative", "pointwise")
+
+
+def prefill_flops(config, layers: int, tokens: int) -> float:
+    """Matmul FLOPs of a causal prefill of ``tokens`` through ``layers`` layers of a decoder config."""
+    h = config.hidden_size
+    i = config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    q = config.num_attention_heads * head_dim
+    kv = config.num_key_value_heads * head_dim
+    per_token = 2 * (h * q + 2 * h * kv + q * h + 3 * h * i)
+    attention = 2 * 2 * q * tokens * tokens / 2
+    return layers * (per_token * tokens + attention)
+
+
+def passage_budget(n: int, context: int, wanted: int = 100, overhead: int = 400) -> int:
+    """Per-passage token budget so that n passages fit the context (at most ``wanted``)."""
+    return max(8, min(wanted, (context - overhead) // n - 6))
+
+
+@dataclass
+class BenchRow:
+    method: str
+    n: int
+    budget: int
+    tokens: int
+    latency_s: float
+    extra_peak_mib: float
+    prefill_gflop: float | None
+    achieved_gflops: float | None
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _child(method: str, model_name: str, heads: list | None, lists: list, budget: int, device: str, conn) -> None:
+    import torch
+
+    from headrank.heads import HeadSet
+    from headrank.models import load_model
+    from headrank.prompt import PromptBuilder, PromptSettings
+    from headrank.ranker import HeadRanker
+
+    loaded = load_model(model_name, device=device, dtype="auto")
+    prompt = PromptSettings(max_passage_tokens=budget)
+    depth = None
+    if method == "headrank":
+        ranker = HeadRanker(loaded, HeadSet(heads=tuple(map(tuple, heads))), prompt=prompt)
+        run = lambda q, docs: ranker.rank(q, docs)  # noqa: E731
+        depth = ranker.heads.deepest_layer + 1
+    elif method == "icr":
+        ranker = HeadRanker.from_pretrained(loaded, method="icr", max_passage_tokens=budget)
+        run = lambda q, docs: ranker.rank(q, docs)  # noqa: E731
+        depth = loaded.num_layers
+    elif method == "generative":
+        from headrank.baselines.generative import GenerativeRanker
+
+        run = GenerativeRanker(loaded, max_passage_tokens=budget).score
+    else:
+        from headrank.baselines.pointwise import PointwiseRanker
+
+        run = PointwiseRanker(loaded, max_passage_tokens=budget).score
+    tokens = len(PromptBuilder(loaded.tokenizer, prompt).build(*lists[0]))
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    run(*lists[0])  # warm-up
+    if cuda:
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        base = _rss_mib()
+    times = []
+    for query, docs in lists:
+        started = time.perf_counter()
+        run(query, docs)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - started)
+    if cuda:
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+    latency = statistics.median(times)
+    flops = prefill_flops(loaded.model.config, depth, tokens) if depth else None
+    conn.send(asdict(BenchRow(method, len(lists[0][1]), budget, tokens, latency, peak,
+                              flops / 1e9 if flops else None, flops / latency / 1e9 if flops else None)))
+    conn.close()
+
+
+def measure(method: str, model_name: str, heads: list | None, lists: list, budget: int, device: str = "auto") -> BenchRow:
+    """One (method, N) measurement in a fresh process."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(method, model_name, heads, lists, budget, device, child))
+    proc.start()
+    child.close()
+    try:
+        row = parent.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"benchmark process for {method} N={len(lists[0][1])} died (exit {proc.exitcode})") from None
+    proc.join()
+    return BenchRow(**row)
+
+
+def markdown(rows: list[BenchRow], command: str, note: str) -> str:
+    by_n: dict[int, dict[str, BenchRow]] = {}
+    for row in rows:
+        by_n.setdefault(row.n, {})[row.method] = row
+    lines = [note, "", f"Command: `{command}`", "",
+             "| N | method | budget (tokens/passage) | prompt tokens | latency (s) | x HeadRank | extra peak memory (MiB) "
+             "| prefill GFLOP | achieved GFLOP/s |", "|---|---|---|---|---|---|---|---|---|"]
+    for n in sorted(by_n):
+        ref = by_n[n].get("headrank")
+        for method in METHODS:
+            row = by_n[n].get(method)
+            if row is None:
+                continue
+            ratio = f"{row.latency_s / ref.latency_s:.2f}x" if ref else "n/a"
+            gflop = f"{row.prefill_gflop:.1f}" if row.prefill_gflop else "-"
+            rate = f"{row.achieved_gflops:.1f}" if row.achieved_gflops else "-"
+            lines.append(f"| {n} | {method} | {row.budget} | {row.tokens} | {row.latency_s:.2f} | {ratio} | "
+                         f"{row.extra_peak_mib:.0f} | {gflop} | {rate} |")
+    return "\n".join(lines) + "\n"

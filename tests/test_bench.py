@@ -1,0 +1,40 @@
+"""headrank bench: every method measured in its own process on a tiny model (behaviour, not speed)."""
+
+import pytest
+
+from conftest import tiny_llama
+from headrank.bench import BenchRow, markdown, measure, passage_budget, prefill_flops
+
+
+def test_passage_budget_fits_the_context():
+    assert passage_budget(20, 8192) == 100
+    assert 100 * (passage_budget(100, 8192) + 6) + 400 <= 8192
+    assert passage_budget(10_000, 2048) == 8
+
+
+def test_prefill_flops_grows_with_depth_and_tokens():
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2)
+    assert prefill_flops(config, 2, 100) == pytest.approx(2 * prefill_flops(config, 1, 100))
+    assert prefill_flops(config, 1, 200) > 2 * prefill_flops(config, 1, 100)
+
+
+def test_measure_every_method_on_a_tiny_model(tmp_path, llama_tokenizer):
+    path = tmp_path / "tiny"
+    tiny_llama().save_pretrained(path)
+    llama_tokenizer.save_pretrained(path)
+    lists = [("first query", ["alpha", "beta gamma", "delta"]), ("second", ["x y", "z", "w v u"])]
+    rows = [measure(m, str(path), [[1, 0], [2, 3]], lists, budget=8, device="cpu")
+            for m in ("headrank", "icr", "generative", "pointwise")]
+    assert [r.method for r in rows] == ["headrank", "icr", "generative", "pointwise"]
+    assert all(r.n == 3 and r.latency_s > 0 and r.tokens > 0 for r in rows)
+    assert rows[0].prefill_gflop < rows[1].prefill_gflop  # truncated at layer 2 of 4
+    assert rows[2].prefill_gflop is None
+    table = markdown(rows, "cmd", "note")
+    assert "| 3 | headrank | 8 |" in table and "1.00x" in table and "Command: `cmd`" in table
+
+
+def test_markdown_without_headrank_row():
+    row = BenchRow("icr", 5, 10, 100, 0.5, 10.0, 1.0, 2.0)
+    assert "n/a" in markdown([row], "c", "n")

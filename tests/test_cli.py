@@ -116,3 +116,10 @@ def test_rerank_and_evaluate_with_baselines(default_model_dir, tmp_path):
     assert "format OK" in result.stdout
     summary = json.loads(next((tmp_path / "runs").glob("summary-*.json")).read_text())
     assert summary["results"][0]["extra"]["windows"] == 1
+
+
+def test_error_messages_keep_brackets(tmp_path):
+    p = tmp_path / "[weird] name.tsv"
+    p.write_text("a\tb\tc\n")
+    result = runner.invoke(app, ["rerank", str(p), "-q", "x"])
+    assert result.exit_code == 2 and "[weird] name.tsv:1" in result.output

@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from headrank.data import DataFormatError, read_rerank_input
 from headrank.heads import HeadSet
@@ -73,7 +74,8 @@ def parse_heads(value: str) -> HeadSet:
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    # The message is plain text: brackets in it (head lists, file names) must not be read as markup.
+    err_console.print(Text("error: ", style="bold red") + Text(message))
     raise typer.Exit(code)
 
 

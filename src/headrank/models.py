@@ -177,9 +177,17 @@ def verify_gguf(path: Path, sha256: str | None) -> None:
 
 def convert_gguf(gguf_path: Path, target: Path) -> None:
     """De-quantize a GGUF file to a float32 safetensors directory (atomic: written aside, then renamed)."""
+    from transformers.utils import logging as hf_logging
+
     _console.print(f"[bold]headrank[/]: converting {gguf_path.name} to safetensors in {target}")
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()  # de-quantizing takes a while: show it even where the caller hid bars
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    finally:
+        if not bars_were_on:
+            hf_logging.disable_progress_bar()
     # Drop the GGUF quantizer so the checkpoint saves and reloads as plain dense weights.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

@@ -25,14 +25,6 @@ DL19 = REPO.parent / "shared" / "data" / "msmarco-passage" / "dl19" / "bm25-top1
 EAGER_FITS_GIB = 12.0  # run eager only where its returned attention maps stay under this
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -40,6 +32,7 @@ def _peak_mib() -> float:
 def _child(kind: str, size: int, n_queries: int, heads_spec: str, conn) -> None:
     import torch
 
+    from headrank.bench import rss_mib
     from headrank.capture import capture_lists
     from headrank.models import load_model
     from headrank.prompt import PromptBuilder, PromptSettings
@@ -56,7 +49,7 @@ def _child(kind: str, size: int, n_queries: int, heads_spec: str, conn) -> None:
     else:
         lo, hi = map(int, heads_spec.split("-"))
         heads = [(layer, head) for layer in range(lo, hi + 1) for head in range(loaded.num_heads)]
-    baseline = _rss_mib()
+    baseline = rss_mib()
     times = []
     with torch.inference_mode():
         for prompt in prompts:

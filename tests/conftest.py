@@ -65,28 +65,6 @@ def qwen3_tokenizer():
     return AutoTokenizer.from_pretrained(target)
 
 
-def tiny_llama(vocab_size: int = 49152, layers: int = 4):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
-def tiny_qwen3(vocab_size: int = 151669, layers: int = 4):
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    torch.manual_seed(0)
-    config = Qwen3Config(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
-    )
-    return Qwen3ForCausalLM(config).eval()
-
-
 @pytest.fixture(scope="session")
 def real_ranker(default_model_dir):
     from headrank.ranker import HeadRanker
@@ -103,23 +81,29 @@ def isolated_home(tmp_path, monkeypatch):
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def tiny_qwen2(vocab_size: int = 1000, layers: int = 4):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+def _tiny(config_name: str, model_name: str, vocab_size: int, layers: int, **extra):
+    """A randomly initialized 64-wide model with GQA (4 query heads, 2 KV heads), seeded."""
+    import transformers
 
     torch.manual_seed(0)
-    config = Qwen2Config(
+    config = getattr(transformers, config_name)(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, **extra,
     )
-    return Qwen2ForCausalLM(config).eval()
+    return getattr(transformers, model_name)(config).eval()
+
+
+def tiny_llama(vocab_size: int = 49152, layers: int = 4):
+    return _tiny("LlamaConfig", "LlamaForCausalLM", vocab_size, layers)
+
+
+def tiny_qwen3(vocab_size: int = 151669, layers: int = 4):
+    return _tiny("Qwen3Config", "Qwen3ForCausalLM", vocab_size, layers, head_dim=16)
+
+
+def tiny_qwen2(vocab_size: int = 1000, layers: int = 4):
+    return _tiny("Qwen2Config", "Qwen2ForCausalLM", vocab_size, layers)
 
 
 def tiny_mistral(vocab_size: int = 1000, layers: int = 4):
-    from transformers import MistralConfig, MistralForCausalLM
-
-    torch.manual_seed(0)
-    config = MistralConfig(
-        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096, sliding_window=None,
-    )
-    return MistralForCausalLM(config).eval()
+    return _tiny("MistralConfig", "MistralForCausalLM", vocab_size, layers, sliding_window=None)

@@ -46,7 +46,8 @@ class BenchRow:
     achieved_gflops: float | None
 
 
-def _rss_mib() -> float:
+def rss_mib() -> float:
+    """Current resident set size of this process, MiB (Linux)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -89,7 +90,7 @@ def _child(method: str, model_name: str, heads: list | None, lists: list, budget
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     else:
-        base = _rss_mib()
+        base = rss_mib()
     times = []
     for query, docs in lists:
         started = time.perf_counter()

@@ -107,8 +107,8 @@ def _parse_rankgpt(text: str, name: str, entry: int, data: list | None = None) -
     return RerankInput(query=item["query"], qid=qid, candidates=candidates)
 
 
-def _parse_jsonl(text: str, name: str) -> RerankInput:
-    out = RerankInput(query=None)
+def _jsonl_objects(text: str, name: str):
+    """(line number, object) for every non-blank line; malformed lines name the file and line."""
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -118,6 +118,12 @@ def _parse_jsonl(text: str, name: str) -> RerankInput:
             raise DataFormatError(f"{name}:{lineno}: invalid JSON ({err.msg})") from None
         if not isinstance(obj, dict):
             raise DataFormatError(f"{name}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
+
+
+def _parse_jsonl(text: str, name: str) -> RerankInput:
+    out = RerankInput(query=None)
+    for lineno, obj in _jsonl_objects(text, name):
         text_key = next((k for k in TEXT_KEYS if k in obj), None)
         if text_key is None:
             if isinstance(obj.get("query"), str):
@@ -231,18 +237,7 @@ def write_trec_run(path: str | Path, run: Run, tag: str) -> None:
 
 def read_jsonl_objects(path: str | Path) -> list[dict]:
     text, name = _read_text(path)
-    out = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(f"{name}:{lineno}: invalid JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise DataFormatError(f"{name}:{lineno}: expected a JSON object")
-        out.append(obj)
-    return out
+    return [obj for _, obj in _jsonl_objects(text, name)]
 
 
 def read_beir(folder: str | Path, split: str = "test") -> tuple[dict[str, str], dict[str, str], Qrels]:

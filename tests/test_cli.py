@@ -116,6 +116,22 @@ def test_rerank_and_evaluate_with_baselines(default_model_dir, tmp_path):
     assert "format OK" in result.stdout
     summary = json.loads(next((tmp_path / "runs").glob("summary-*.json")).read_text())
     assert summary["results"][0]["extra"]["windows"] == 1
+    result = runner.invoke(app, ["evaluate", "--method", "heads", "--heads", "10:3,12:1", "-b", str(folder),
+                                 "--depth", "5", "--out", str(tmp_path / "fused"), "--no-plot",
+                                 "--fuse-first-stage", "1"])
+    assert result.exit_code == 0, result.output
+    assert "| heads+rrf1 | 5 | first-stage |" in result.stdout and "average" not in result.stdout
+    fused_run = next((tmp_path / "fused").glob("*heads+rrf1*/run.trec")).read_text().split()
+    assert fused_run[2::6] == [h["docid"] for h in entry[0]["hits"]]  # weight 1: the first-stage order
+
+
+@pytest.mark.integration
+def test_rerank_fused_with_first_stage(default_model_dir):
+    result = runner.invoke(app, ["rerank", _dl19(), "--depth", "6", "--fuse-first-stage", "1", "-o", "json", "-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert [r["corpus_id"] for r in json.loads(result.stdout)["results"]] == [0, 1, 2]
+    result = runner.invoke(app, ["rerank", _dl19(), "--depth", "3", "--fuse-first-stage", "2"])
+    assert result.exit_code == 2
 
 
 def test_error_messages_keep_brackets(tmp_path):

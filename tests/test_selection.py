@@ -92,6 +92,16 @@ def test_sweep_picks_the_informative_head():
         sweep_selection(train, val, qrels, lambdas=[], ks=[1])
 
 
+def test_max_depth_keeps_the_head_set_shallow():
+    obs, qrels = _synthetic()
+    train, val = obs.subset(obs.qids[:6]), obs.subset(obs.qids[6:])
+    shallow = sweep_selection(train, val, qrels, lambdas=[0.0], ks=[1, 2], max_depth=3)
+    assert all(layer < 3 for layer, _ in shallow.heads) and (3, 2) not in shallow.heads
+    assert shallow.val_ndcg < sweep_selection(train, val, qrels, lambdas=[0.0], ks=[1]).val_ndcg
+    with pytest.raises(ValueError, match="first 0 layers"):
+        sweep_selection(train, val, qrels, lambdas=[0.0], ks=[1], max_depth=0)
+
+
 def test_observe_heads_on_tiny_model(llama_tokenizer, tmp_path):
     ranker = HeadRanker.from_pretrained(wrap_model(tiny_llama(), llama_tokenizer), method="icr")
     lists = [("q1", "first query", [("a", "alpha beta"), ("b", "gamma delta")]),

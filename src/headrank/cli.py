@@ -145,6 +145,9 @@ def rerank(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
     tag: str = typer.Option("headrank", help="Run tag for TREC output."),
+    fuse_first_stage: float = typer.Option(None, min=0.0, max=1.0,
+                                           help="Fuse with the input (first-stage) order: weighted RRF with "
+                                                "this weight on the first stage; 0.5 = plain RRF."),
 ) -> None:
     """Rerank one query's candidate passages and print the ranking."""
     logging.basicConfig(level=logging.WARNING)
@@ -159,28 +162,38 @@ def rerank(
     if not candidates:
         _fail(f"{input}: no candidate passages")
     texts = [c.text for c in candidates]
+    keep = None if fuse_first_stage is not None else top_k  # fusion needs every passage's score
     try:
         if method in (Method.generative, Method.pointwise):
             score_fn, _ = _baseline(method.value, model, device, dtype, max_passage_tokens)
             started = time.perf_counter()
             out = score_fn(q, texts)
             elapsed = time.perf_counter() - started
-            results = _results_from_scores(out[0] if isinstance(out, tuple) else out, texts, top_k)
+            results = _results_from_scores(out[0] if isinstance(out, tuple) else out, texts, keep)
             label = method.value
         else:
             ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length)
             started = time.perf_counter()
-            results = ranker.rank(q, texts, top_k=top_k)
+            results = ranker.rank(q, texts, top_k=keep)
             elapsed = time.perf_counter() - started
             label = ranker.method
     except ModelUnavailableError as err:
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err))
+    windowed = bool(results) and results[0].windowed
+    if fuse_first_stage is not None:
+        from headrank.fusion import fuse_with_first_stage
+
+        scores = [0.0] * len(texts)
+        for r in results:
+            scores[r.corpus_id] = r.score
+        results = _results_from_scores(fuse_with_first_stage(scores, fuse_first_stage), texts, top_k)
+        label = f"{label} + first stage (RRF, w={fuse_first_stage:g})"
     out_console = Console()
     title = f"{q}  ({len(candidates)} passages, {label}, {elapsed:.2f} s)"
     _print_results(results, [c.docid for c in candidates], data.qid, output, tag, out_console, title)
-    if results and results[0].windowed:
+    if windowed:
         err_console.print("note: the list did not fit the context and was ranked with sliding windows")
 
 
@@ -269,6 +282,10 @@ def evaluate(
     out: Path = typer.Option(Path("runs"), help="Output folder: per-run TREC files, metrics, plots."),
     split: str = typer.Option("test", help="BEIR split for BEIR benchmarks."),
     plot: bool = typer.Option(True, help="Draw the diagnostics PNG of each run."),
+    fuse_first_stage: float = typer.Option(None, min=0.0, max=1.0,
+                                           help="Also report the method fused with the first-stage ranking "
+                                                "(weighted RRF, this weight on the first stage; 0.5 = plain "
+                                                "RRF). Reuses the method's run: no extra model work."),
 ) -> None:
     """Rerank benchmark candidates and report nDCG@10, MRR@10, Recall@K and middle-zone diagnostics.
 
@@ -279,7 +296,7 @@ def evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from headrank.datasets import load_benchmark
-    from headrank.evaluate import EvalSettings, markdown_table, rerank_benchmark, summarize
+    from headrank.evaluate import EvalSettings, fused_records, markdown_table, rerank_benchmark, summarize
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s logs every index build at DEBUG
@@ -287,6 +304,8 @@ def evaluate(
         _fail(f"unknown method {method!r}; choose one of {', '.join(EVAL_METHODS)}")
     if method == "bm25" and order != "first-stage":
         _fail("--method bm25 is the first-stage order itself; --order reversed does not apply")
+    if method == "bm25" and fuse_first_stage is not None:
+        _fail("--fuse-first-stage fuses a reranker with the first stage; --method bm25 is the first stage")
     try:
         settings = EvalSettings(
             method=method, depth=depth, order=order,
@@ -329,7 +348,7 @@ def evaluate(
 
     extra["commit"] = git_commit()
     started = time.perf_counter()
-    results = []
+    results, fused = [], []
     total = sum(len(b.queries) for b in loaded)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
@@ -343,13 +362,23 @@ def evaluate(
             except ValueError as err:
                 _fail(str(err))
             results.append(summarize(bench, records, settings, run_dir, extra=extra, plot=plot))
+            if fuse_first_stage is not None:
+                fused_settings = dataclasses.replace(settings, method=f"{method}+rrf{fuse_first_stage:g}")
+                fused_dir = out / f"{bench.name}-{fused_settings.slug}"
+                fused_dir.mkdir(parents=True, exist_ok=True)
+                fused.append(summarize(bench, fused_records(records, fuse_first_stage), fused_settings, fused_dir,
+                                       extra={**extra, "fused_from": str(run_dir)}, plot=plot))
     wall = time.perf_counter() - started
-    table = markdown_table(results)
+    table = markdown_table(results + fused)
     summary = {
         "settings": dataclasses.asdict(settings), "benchmarks": names, "wall_time_s": wall, **extra,
         "average_ndcg@10": sum(r.metrics["nDCG@10"] for r in results) / len(results),
         "results": [dataclasses.asdict(r) | {"per_query": None} for r in results],
     }
+    if fused:
+        summary["fused_first_stage_weight"] = fuse_first_stage
+        summary["fused_average_ndcg@10"] = sum(r.metrics["nDCG@10"] for r in fused) / len(fused)
+        summary["fused_results"] = [dataclasses.asdict(r) | {"per_query": None} for r in fused]
     stem = out / f"summary-{settings.slug}-{'_'.join(b.name for b in loaded)}"
     stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
     stem.with_suffix(".md").write_text(table)
@@ -378,6 +407,8 @@ def select_heads(
     val_fraction: float = typer.Option(0.25, help="Share of training queries held out for choosing lambda, K."),
     seed: int = typer.Option(0, help="Seed of the train/validation split."),
     calibrate: bool = typer.Option(True, help="Rank by N/A-calibrated mass (D_h and the head set's scores)."),
+    max_depth: int = typer.Option(None, min=1, help="Only heads in the first N layers (a shallower L*: faster, "
+                                                    "usually less accurate)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
     data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
@@ -421,8 +452,11 @@ def select_heads(
             observations = observe_heads(ranker, lists, on_list=lambda: progress.advance(task))
         observations.save(obs_path)
     qrels = bench.qrels
-    selection = sweep_selection(observations.subset(train_q), observations.subset(val_q), qrels, lambda_values,
-                                k_values, calibrated=calibrate)
+    try:
+        selection = sweep_selection(observations.subset(train_q), observations.subset(val_q), qrels, lambda_values,
+                                    k_values, calibrated=calibrate, max_depth=max_depth)
+    except ValueError as err:
+        _fail(str(err))
     loaded = ranker.model
     head_set = HeadSet(
         heads=tuple(selection.heads), num_layers=loaded.num_layers, num_heads=loaded.num_heads, model=loaded.name,
@@ -430,6 +464,7 @@ def select_heads(
         selection={
             "preset": preset, "benchmark": bench.name, "depth": depth, "calibrated": calibrate, "seed": seed,
             "train_queries": train_q, "val_queries": val_q, "lambda": selection.lam, "k": selection.k,
+            "max_depth": max_depth,
             "val_ndcg@10": selection.val_ndcg, "sweep": selection.sweep, "commit": git_commit(),
         },
     )

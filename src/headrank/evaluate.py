@@ -283,6 +283,13 @@ def rerank_benchmark(
     return [done[q] for q in bench.queries]
 
 
+def fused_records(records: Sequence[QueryRecord], weight: float) -> list[QueryRecord]:
+    """The same runs fused with the first-stage order (records keep first-stage order, whatever the input order)."""
+    from headrank.fusion import fuse_with_first_stage
+
+    return [QueryRecord(r.qid, r.docids, fuse_with_first_stage(r.scores, weight), r.latency_s, r.info) for r in records]
+
+
 def summarize(bench: Benchmark, records: list[QueryRecord], settings: EvalSettings, run_dir: Path,
               extra: dict | None = None, plot: bool = True) -> BenchmarkResult:
     """Write the TREC run, metrics.json and the diagnostics plot of one benchmark run."""
@@ -338,8 +345,12 @@ def markdown_table(results: Sequence[BenchmarkResult]) -> str:
             f"{r.homogenization['middle_to_ends_std_ratio']:.2f} | {r.mean_latency_s:.2f} |"
             + (f" {100 * r.extra.get('formatting_success', float('nan')):.1f}% |" if with_format else "")
         )
-    if len(results) > 1:
-        avg = statistics.fmean(r.metrics["nDCG@10"] for r in results)
-        mrr = statistics.fmean(r.metrics[r.measure_names[1]] for r in results)
-        lines.append(f"| **average** | | | | | {avg:.4f} | {mrr:.4f} |" + " |" * (6 + with_format))
+    methods = list(dict.fromkeys(r.settings["method"] for r in results))
+    for method in methods:
+        group = [r for r in results if r.settings["method"] == method]
+        if len(group) > 1:
+            avg = statistics.fmean(r.metrics["nDCG@10"] for r in group)
+            mrr = statistics.fmean(r.metrics[r.measure_names[1]] for r in group)
+            label = "**average**" if len(methods) == 1 else f"**average {method}**"
+            lines.append(f"| {label} | | | | | {avg:.4f} | {mrr:.4f} |" + " |" * (6 + with_format))
     return "\n".join(lines) + "\n"

@@ -106,10 +106,12 @@ def focus_entropy(obs: HeadObservations) -> torch.Tensor:
     return torch.stack(values).mean(dim=0)
 
 
-def select_top(d: torch.Tensor, e: torch.Tensor, lam: float, k: int) -> list[int]:
-    """Indices of the top-k heads by D - lambda * E (ties: lower index first)."""
+def select_top(d: torch.Tensor, e: torch.Tensor, lam: float, k: int,
+               allowed: Sequence[int] | None = None) -> list[int]:
+    """Indices of the top-k heads by D - lambda * E among ``allowed`` (default all; ties: lower index first)."""
     utility = d - lam * e
-    order = sorted(range(len(utility)), key=lambda i: (-float(utility[i]), i))
+    pool = range(len(utility)) if allowed is None else allowed
+    order = sorted(pool, key=lambda i: (-float(utility[i]), i))
     return order[:k]
 
 
@@ -146,20 +148,30 @@ class Selection:
 
 
 def sweep_selection(train: HeadObservations, val: HeadObservations, qrels: Qrels, lambdas: Sequence[float],
-                    ks: Sequence[int], calibrated: bool = True) -> Selection:
-    """Score heads on ``train``; pick (lambda, K) by validation nDCG@10 (ties: smaller K, then smaller lambda)."""
+                    ks: Sequence[int], calibrated: bool = True, max_depth: int | None = None) -> Selection:
+    """Score heads on ``train``; pick (lambda, K) by validation nDCG@10 (ties: smaller K, then smaller lambda).
+
+    ``max_depth`` keeps only heads in the first ``max_depth`` layers, so the forward pass stops earlier:
+    the knob that trades quality for latency.
+    """
     if not lambdas or not ks or min(ks) < 1:
         raise ValueError("need at least one lambda and K values >= 1")
+    allowed = None
+    if max_depth is not None:
+        allowed = [i for i, (layer, _) in enumerate(train.heads) if layer < max_depth]
+        if not allowed:
+            raise ValueError(f"no observed head lies in the first {max_depth} layers")
     d = discriminability(train, qrels, calibrated)
     e = focus_entropy(train)
+    pool = len(d) if allowed is None else len(allowed)
     rows = []
     for lam in lambdas:
         for k in ks:
-            chosen = select_top(d, e, lam, min(k, len(d)))
+            chosen = select_top(d, e, lam, min(k, pool), allowed)
             rows.append({"lambda": lam, "k": k, "train_ndcg@10": set_ndcg(train, qrels, chosen, calibrated),
                          "val_ndcg@10": set_ndcg(val, qrels, chosen, calibrated)})
     best = max(rows, key=lambda r: (round(r["val_ndcg@10"], 6), -r["k"], -r["lambda"]))
-    chosen = select_top(d, e, best["lambda"], min(best["k"], len(d)))
+    chosen = select_top(d, e, best["lambda"], min(best["k"], pool), allowed)
     return Selection([train.heads[i] for i in chosen], best["lambda"], best["k"], best["val_ndcg@10"], rows, d, e)
 
 

@@ -38,3 +38,17 @@ def test_measure_every_method_on_a_tiny_model(tmp_path, llama_tokenizer):
 def test_markdown_without_headrank_row():
     row = BenchRow("icr", 5, 10, 100, 0.5, 10.0, 1.0, 2.0)
     assert "n/a" in markdown([row], "c", "n")
+
+
+def test_peak_memory_counts_work_after_loading_only():
+    from headrank.bench import reset_peak_rss, rss_mib
+
+    if not reset_peak_rss():
+        pytest.skip("no /proc/self/clear_refs on this system")
+    base = rss_mib()
+    block = bytearray(64 * 2**20)  # touched: zero-filled pages are resident
+    del block
+    peak = rss_mib("VmHWM") - base
+    assert 60 <= peak < 200
+    reset_peak_rss()
+    assert rss_mib("VmHWM") - rss_mib() < 60  # the counter starts again from the current size

@@ -1,7 +1,7 @@
 """Speed and memory of HeadRank against ICR and the generative and pointwise baselines, by list size.
 
 Every (method, N) runs in a fresh process, so its peak memory is its own: we report the peak resident
-set size above the loaded model (CPU) or the peak allocated GPU memory above the weights (CUDA).
+set size above the loaded model (CPU; the kernel's peak counter is reset after loading) or the peak allocated GPU memory above the weights (CUDA).
 Latency is the median over the lists, after one warm-up list. Ratios are to HeadRank at the same N,
 measured in the same run.
 """
@@ -46,13 +46,23 @@ class BenchRow:
     achieved_gflops: float | None
 
 
-def rss_mib() -> float:
-    """Current resident set size of this process, MiB (Linux)."""
+def rss_mib(field: str = "VmRSS") -> float:
+    """Resident set size of this process, MiB (Linux): current (VmRSS) or peak (VmHWM)."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS counter (VmHWM), so loading the model does not count as the peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def _child(method: str, model_name: str, heads: list | None, lists: list, budget: int, device: str, conn) -> None:
@@ -84,15 +94,17 @@ def _child(method: str, model_name: str, heads: list | None, lists: list, budget
         run = PointwiseRanker(loaded, max_passage_tokens=budget).score
     tokens = len(PromptBuilder(loaded.tokenizer, prompt).build(*lists[0]))
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    run(*lists[0])  # warm-up
+    # the baseline is the loaded model, taken before the warm-up: the warm-up list is usually the peak
     if cuda:
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     else:
+        exact_peak = reset_peak_rss()
         base = rss_mib()
+    run(*lists[0])  # warm-up
     times = []
-    for query, docs in lists:
+    for query, docs in lists[1:] or lists:
         started = time.perf_counter()
         run(query, docs)
         if cuda:
@@ -101,7 +113,8 @@ def _child(method: str, model_name: str, heads: list | None, lists: list, budget
     if cuda:
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        lifetime = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = (rss_mib("VmHWM") if exact_peak else lifetime) - base
     latency = statistics.median(times)
     flops = prefill_flops(loaded.model.config, depth, tokens) if depth else None
     conn.send(asdict(BenchRow(method, len(lists[0][1]), budget, tokens, latency, peak,
@@ -142,5 +155,5 @@ def markdown(rows: list[BenchRow], command: str, note: str) -> str:
             gflop = f"{row.prefill_gflop:.1f}" if row.prefill_gflop else "-"
             rate = f"{row.achieved_gflops:.1f}" if row.achieved_gflops else "-"
             lines.append(f"| {n} | {method} | {row.budget} | {row.tokens} | {row.latency_s:.2f} | {ratio} | "
-                         f"{row.extra_peak_mib:.0f} | {gflop} | {rate} |")
+                         f"{max(row.extra_peak_mib, 0.0):.0f} | {gflop} | {rate} |")
     return "\n".join(lines) + "\n"

@@ -13,7 +13,6 @@ import argparse
 import json
 import multiprocessing as mp
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -25,14 +24,10 @@ DL19 = REPO.parent / "shared" / "data" / "msmarco-passage" / "dl19" / "bm25-top1
 EAGER_FITS_GIB = 12.0  # run eager only where its returned attention maps stay under this
 
 
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _child(kind: str, size: int, n_queries: int, heads_spec: str, conn) -> None:
     import torch
 
-    from headrank.bench import rss_mib
+    from headrank.bench import page_in_weights, reset_peak_rss, rss_mib
     from headrank.capture import capture_lists
     from headrank.models import load_model
     from headrank.prompt import PromptBuilder, PromptSettings
@@ -49,6 +44,8 @@ def _child(kind: str, size: int, n_queries: int, heads_spec: str, conn) -> None:
     else:
         lo, hi = map(int, heads_spec.split("-"))
         heads = [(layer, head) for layer in range(lo, hi + 1) for head in range(loaded.num_heads)]
+    page_in_weights(model)
+    reset_peak_rss()
     baseline = rss_mib()
     times = []
     with torch.inference_mode():
@@ -66,7 +63,7 @@ def _child(kind: str, size: int, n_queries: int, heads_spec: str, conn) -> None:
             times.append(time.perf_counter() - started)
     conn.send({
         "time_s": statistics.median(times),
-        "extra_peak_mib": _peak_mib() - baseline,
+        "extra_peak_mib": rss_mib("VmHWM") - baseline,
         "tokens": statistics.median(len(p) for p in prompts),
     })
     conn.close()

@@ -46,7 +46,7 @@ def test_peak_memory_counts_work_after_loading_only():
     if not reset_peak_rss():
         pytest.skip("no /proc/self/clear_refs on this system")
     base = rss_mib()
-    block = bytearray(64 * 2**20)  # touched: zero-filled pages are resident
+    block = b"\x01" * (64 * 2**20)  # written, so every page is resident
     del block
     peak = rss_mib("VmHWM") - base
     assert 60 <= peak < 200

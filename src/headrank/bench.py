@@ -55,6 +55,16 @@ def rss_mib(field: str = "VmRSS") -> float:
     return 0.0
 
 
+def page_in_weights(model) -> None:
+    """Touch every parameter: safetensors weights are memory-mapped and would otherwise become resident
+    during the first forward and count as that method's memory."""
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            param.sum()
+
+
 def reset_peak_rss() -> bool:
     """Restart the kernel's peak-RSS counter (VmHWM), so loading the model does not count as the peak."""
     try:
@@ -94,6 +104,7 @@ def _child(method: str, model_name: str, heads: list | None, lists: list, budget
         run = PointwiseRanker(loaded, max_passage_tokens=budget).score
     tokens = len(PromptBuilder(loaded.tokenizer, prompt).build(*lists[0]))
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    page_in_weights(loaded.model)
     # the baseline is the loaded model, taken before the warm-up: the warm-up list is usually the peak
     if cuda:
         torch.cuda.synchronize()

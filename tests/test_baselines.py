@@ -41,6 +41,7 @@ def test_generative_windows_cover_the_list(llama_tokenizer):
     assert sorted(scores) == [float(i) for i in range(1, 8)]
     assert ranker.windows_total == 3  # windows end at 7, 5, 3 (the last starts at 0)
     assert 0.0 <= ranker.formatting_success <= 1.0
+    assert 3 <= ranker.tokens_generated <= 3 * (6 * 4 + 10)  # at least one token per window, at most the cap
     with pytest.raises(ValueError):
         GenerativeRanker(ranker.model, window=4, stride=5)
 

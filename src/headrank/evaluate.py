@@ -174,7 +174,8 @@ def formatting_success(records: Sequence[QueryRecord]) -> dict[str, float]:
     if not total:
         return {}
     valid = sum(r.info.get("windows_valid", 0) for r in records)
-    return {"formatting_success": valid / total, "windows": total}
+    generated = sum(r.info.get("tokens_generated", 0) for r in records)
+    return {"formatting_success": valid / total, "windows": total, "tokens_generated_per_window": generated / total}
 
 
 def plot_diagnostics(records: Sequence[QueryRecord], qrels: Qrels, relevant_grade: int, title: str, path: Path) -> None:

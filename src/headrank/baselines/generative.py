@@ -69,6 +69,7 @@ class GenerativeRanker:
     max_passage_tokens: int = 100
     windows_total: int = 0
     windows_valid: int = 0
+    tokens_generated: int = 0  # decoded tokens, all windows: the part of the cost a prefill-only ranker avoids
     outputs: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
@@ -94,7 +95,9 @@ class GenerativeRanker:
         with torch.inference_mode():
             out = self.model.model.generate(**inputs, max_new_tokens=6 * len(passages) + 10, do_sample=False,
                                             pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        text = tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        new_tokens = out[0, inputs["input_ids"].shape[1]:]
+        self.tokens_generated += len(new_tokens)
+        text = tok.decode(new_tokens, skip_special_tokens=True)
         parsed = parse_permutation(text, len(passages))
         self.windows_total += 1
         self.windows_valid += parsed.valid

@@ -139,3 +139,12 @@ def test_error_messages_keep_brackets(tmp_path):
     p.write_text("a\tb\tc\n")
     result = runner.invoke(app, ["rerank", str(p), "-q", "x"])
     assert result.exit_code == 2 and "[weird] name.tsv:1" in result.output
+
+
+def test_reporting_sets_are_refused_as_training_data(tmp_path):
+    for args in (["select-heads", "--out", str(tmp_path / "h.json"), "--benchmark", "dl19"],
+                 ["select-heads", "--out", str(tmp_path / "h.json"), "--benchmark", "nfcorpus", "--split", "test"],
+                 ["train", "--heads", str(tmp_path / "missing.json"), "--out", str(tmp_path / "c"), "--benchmark", "noveleval"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "reporting set" in result.output, args
+    assert not (tmp_path / "h.json").exists()

@@ -167,3 +167,13 @@ def test_unknown_benchmark_and_missing_data(tmp_path):
         load_benchmark("msmarco-v9", data_root=tmp_path)
     with pytest.raises(FileNotFoundError, match="data-root"):
         load_benchmark("dl19", data_root=tmp_path)
+
+
+def test_training_set_guard():
+    from headrank.datasets import check_training_set
+
+    for name, split in (("dl21", "train"), ("nfcorpus", "train"), ("nfcorpus", "dev"), ("/my/beir/folder", "test")):
+        check_training_set(name, split)
+    for name, split in (("dl19", "train"), ("dl20", "test"), ("noveleval", "train"), ("nfcorpus", "test")):
+        with pytest.raises(ValueError, match="reporting set"):
+            check_training_set(name, split)

@@ -83,6 +83,9 @@ def _child(method: str, model_name: str, heads: list | None, lists: list, budget
     from headrank.prompt import PromptBuilder, PromptSettings
     from headrank.ranker import HeadRanker
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per fresh process would bury the progress lines
     loaded = load_model(model_name, device=device, dtype="auto")
     prompt = PromptSettings(max_passage_tokens=budget)
     depth = None

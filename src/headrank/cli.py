@@ -226,8 +226,11 @@ EVAL_METHODS = ("bm25", "icr", "heads", "generative", "pointwise")
 
 def _baseline(method: str, model: str, device: str, dtype: str, max_passage_tokens: int | None):
     """Score function of a comparison baseline; generative ones also report their formatting counters."""
+    from transformers.utils import logging as hf_logging
+
     from headrank.models import load_model
 
+    hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars
     loaded = load_model(model, device=device, dtype=dtype)
     budget = max_passage_tokens or 100
     if method == "pointwise":
@@ -300,7 +303,6 @@ def evaluate(
     from headrank.evaluate import EvalSettings, fused_records, markdown_table, rerank_benchmark, summarize
 
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s logs every index build at DEBUG
     if method not in EVAL_METHODS:
         _fail(f"unknown method {method!r}; choose one of {', '.join(EVAL_METHODS)}")
     if method == "bm25" and order != "first-stage":
@@ -414,25 +416,26 @@ def select_heads(
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
     data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
     cache: Path = typer.Option(Path("runs") / "cache", help="Where head observations are cached."),
+    split: str = typer.Option("train", help="BEIR split of a BEIR training benchmark (e.g. nfcorpus train/dev)."),
 ) -> None:
     """Choose a head set: D_h (nDCG@10 of each head) and E_h (its entropy) on training queries."""
     import dataclasses
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from headrank.datasets import load_benchmark
+    from headrank.datasets import check_training_set, load_benchmark
     from headrank.evaluate import git_commit
     from headrank.heads import HeadSet
     from headrank.selection import HeadObservations, observe_heads, plot_heatmaps, split_queries, sweep_selection
 
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
     if preset not in ("headrank", "qrhead"):
         _fail("--preset must be headrank or qrhead")
     try:
         lambda_values = [0.0] if preset == "qrhead" else _floats(lambdas, "--lambdas")
         k_values = [16] if preset == "qrhead" else [int(k) for k in _floats(ks, "--ks")]
-        bench = load_benchmark(benchmark, data_root=data_root, cache_dir=cache)
+        check_training_set(benchmark, split)
+        bench = load_benchmark(benchmark, data_root=data_root, cache_dir=cache, split=split)
         train_q, val_q = split_queries(list(bench.queries), val_fraction, seed)
         ranker = _load_ranker(model, Method.icr, None, max_passage_tokens, device, dtype, True, None)
     except ModelUnavailableError as err:
@@ -508,28 +511,29 @@ def train(
     device: str = typer.Option("auto"),
     dtype: str = typer.Option("float32"),
     data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
+    split: str = typer.Option("train", help="BEIR split of a BEIR training benchmark (e.g. nfcorpus train/dev)."),
 ) -> None:
     """Preference-align the head set's attention with LoRA; writes a HeadRank checkpoint directory."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from headrank.align import TrainConfig
     from headrank.align import train as run_training
-    from headrank.datasets import load_benchmark
+    from headrank.datasets import check_training_set, load_benchmark
     from headrank.models import load_model
     from headrank.prompt import PromptBuilder, PromptSettings
 
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
     try:
+        check_training_set(benchmark, split)
         head_set = HeadSet.load(heads)
         config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")), lr=lr,
                              epochs=epochs, beta=beta, alpha=alpha, tau=tau, list_size=list_size,
                              pairs_per_list=pairs, pair_mode=pair_mode, use_reference=reference,
                              list_order=list_order, seed=seed)
-        bench = load_benchmark(benchmark, data_root=data_root)
-        split = head_set.selection
-        train_q = [q for q in split.get("train_queries", []) if q in bench.queries]
-        val_q = [q for q in split.get("val_queries", []) if q in bench.queries]
+        bench = load_benchmark(benchmark, data_root=data_root, split=split)
+        selection = head_set.selection
+        train_q = [q for q in selection.get("train_queries", []) if q in bench.queries]
+        val_q = [q for q in selection.get("val_queries", []) if q in bench.queries]
         if not train_q or not val_q:
             raise ValueError(f"{heads} records no train/validation split on {bench.name}; run select-heads on it")
         base = model or head_set.model

@@ -35,6 +35,16 @@ class Benchmark:
         self.queries = {q: self.queries[q] for q in keep}
 
 
+REPORTING = ("dl19", "dl20", "noveleval", "nfcorpus")  # their test queries are for reporting only
+
+
+def check_training_set(name: str, split: str) -> None:
+    """Refuse a named reporting set as training data: heads, hyperparameters and adapters must not see it."""
+    if name in REPORTING and not (name == "nfcorpus" and split != "test"):
+        raise ValueError(f"{name} ({split}) is a reporting set and is never used to select heads or train; use dl21, "
+                         "nfcorpus with --split train or dev, or your own data")
+
+
 def default_data_root() -> Path:
     env = os.environ.get("HEADRANK_DATA")
     return Path(env) if env else Path("..") / "shared" / "data"

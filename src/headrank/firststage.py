@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 from headrank.data import Run, read_trec_run, write_trec_run
@@ -33,6 +34,7 @@ def bm25_search(corpus: dict[str, str], queries: dict[str, str], depth: int = 10
     import bm25s
     import Stemmer
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG when imported
     if not corpus:
         raise ValueError("BM25 needs a non-empty corpus")
     stemmer = Stemmer.Stemmer("english")

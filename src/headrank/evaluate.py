@@ -20,6 +20,7 @@ from ir_measures import RR, R, nDCG
 
 from headrank.data import Qrels, write_trec_run
 from headrank.datasets import Benchmark
+from headrank.fusion import fuse_with_first_stage
 
 # A reranker for evaluation: (query, passages in input order) -> one score per passage, same order;
 # it may also return (scores, info) where info is a dict of per-query counters saved with the query.
@@ -286,8 +287,6 @@ def rerank_benchmark(
 
 def fused_records(records: Sequence[QueryRecord], weight: float) -> list[QueryRecord]:
     """The same runs fused with the first-stage order (records keep first-stage order, whatever the input order)."""
-    from headrank.fusion import fuse_with_first_stage
-
     return [QueryRecord(r.qid, r.docids, fuse_with_first_stage(r.scores, weight), r.latency_s, r.info) for r in records]
 
 

@@ -15,6 +15,7 @@ Ablations switch pieces off or swap them (see ``TrainConfig``).
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -204,6 +205,7 @@ def train(
         save_adapter(peft_model, out_dir)
         write_config(out_dir, heads, asdict(config), base_model_name, history)
     for epoch in range(start_epoch + 1, config.epochs + 1):
+        started = time.perf_counter()
         order = list(range(len(train_lists)))
         rng.shuffle(order)
         total = 0.0
@@ -218,7 +220,8 @@ def train(
             if on_step:
                 on_step(epoch, step, float(loss.detach()))
         val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id)
-        history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_ndcg@10": val})
+        history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_ndcg@10": val,
+                        "seconds": round(time.perf_counter() - started, 1)})  # wall time, validation included
         if on_epoch:
             on_epoch(epoch, history[-1]["train_loss"], val)
         if val > best:

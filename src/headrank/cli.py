@@ -566,7 +566,8 @@ def train(
                               on_epoch=on_epoch)
     for row in result["history"]:
         loss = "-" if row["train_loss"] is None else f"{row['train_loss']:.4f}"
-        Console().print(f"epoch {row['epoch']}: train loss {loss}, validation nDCG@10 {row['val_ndcg@10']:.4f}")
+        took = f", {row['seconds']:.0f} s" if row.get("seconds") else ""
+        Console().print(f"epoch {row['epoch']}: train loss {loss}, validation nDCG@10 {row['val_ndcg@10']:.4f}{took}")
     err_console.print(f"best validation nDCG@10 {result['best_val_ndcg@10']:.4f}; checkpoint: {out}")
 
 

@@ -123,6 +123,23 @@ def test_rerank_and_evaluate_with_baselines(default_model_dir, tmp_path):
     assert "| heads+rrf1 | 5 | first-stage |" in result.stdout and "average" not in result.stdout
     fused_run = next((tmp_path / "fused").glob("*heads+rrf1*/run.trec")).read_text().split()
     assert fused_run[2::6] == [h["docid"] for h in entry[0]["hits"]]  # weight 1: the first-stage order
+    ndcg = {}
+    for mode in ("own", "shared"):
+        for method in ("icr", "heads"):
+            args = ["evaluate", "--method", method, "-b", str(folder), "--depth", "5", "--out", str(tmp_path / mode),
+                    "--no-plot"] + (["--heads", "10:3,12:1,20:0"] if method == "heads" else [])
+            result = runner.invoke(app, args + (["--shared-capture"] if mode == "shared" else []))
+            assert result.exit_code == 0, result.output
+            summary = json.loads(next((tmp_path / mode).glob(f"summary-{method}-*.json")).read_text())
+            ndcg[mode, method] = summary["average_ndcg@10"]
+    assert ndcg["own", "icr"] == ndcg["shared", "icr"] and ndcg["own", "heads"] == ndcg["shared", "heads"]
+    assert len(list((tmp_path / "shared" / "cache" / "shared").glob("*.pt"))) == 1  # one capture, two methods
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    (checkpoint / "headrank_config.json").write_text("{}")
+    result = runner.invoke(app, ["evaluate", "--method", "heads", "--model", str(checkpoint), "--shared-capture",
+                                 "-b", str(folder), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "checkpoint" in result.output
 
 
 @pytest.mark.integration

@@ -177,3 +177,14 @@ def test_training_set_guard():
     for name, split in (("dl19", "train"), ("dl20", "test"), ("noveleval", "train"), ("nfcorpus", "test")):
         with pytest.raises(ValueError, match="reporting set"):
             check_training_set(name, split)
+
+
+def test_reported_latency_replaces_wall_time(tmp_path):
+    bench = _toy_benchmark()
+    score = lambda q, p: ([1.0] * len(p), {"latency_s": 123.0, "shared_capture": True})  # noqa: E731
+    records = rerank_benchmark(bench, score, EvalSettings(method="toy", depth=3, capture="shared"), tmp_path)
+    assert all(r.latency_s == 123.0 and r.info == {"shared_capture": True} for r in records)
+    assert "shared" in EvalSettings(method="toy", capture="shared").to_dict().values()
+    assert "capture" not in EvalSettings(method="toy").to_dict()  # older run folders keep their keys
+    with pytest.raises(ValueError):
+        EvalSettings(method="toy", capture="borrowed")

@@ -290,6 +290,9 @@ def evaluate(
                                            help="Also report the method fused with the first-stage ranking "
                                                 "(weighted RRF, this weight on the first stage; 0.5 = plain "
                                                 "RRF). Reuses the method's run: no extra model work."),
+    shared_capture: bool = typer.Option(False, help="icr / heads without training: read scores from one cached "
+                                                    "all-head capture per list, shared by every such method "
+                                                    "(latency: that full-depth pass)."),
 ) -> None:
     """Rerank benchmark candidates and report nDCG@10, MRR@10, Recall@K and middle-zone diagnostics.
 
@@ -315,7 +318,7 @@ def evaluate(
             model=None if method == "bm25" else model,
             heads=heads if method == "heads" else None,
             max_passage_tokens=None if method == "bm25" else max_passage_tokens,
-            device=device, dtype=dtype, calibrate=calibrate,
+            device=device, dtype=dtype, calibrate=calibrate, capture="shared" if shared_capture else "own",
         )
         names = [b.strip() for b in benchmarks.split(",") if b.strip()]
         loaded = [load_benchmark(n, data_root=data_root, cache_dir=out / "cache", split=split) for n in names]
@@ -334,6 +337,17 @@ def evaluate(
         from headrank.models import weights_fingerprint
 
         extra.update(model_path=loaded_model.path, model_fingerprint=weights_fingerprint(loaded_model.model))
+    elif shared_capture:
+        try:
+            score_fn, ranker, head_set = _shared_scorer(model, method, heads, max_passage_tokens, device, dtype,
+                                                        calibrate, out / "cache" / "shared")
+        except ModelUnavailableError as err:
+            _fail(str(err), code=3)
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            _fail(str(err))
+        extra.update(model_path=ranker.model.path, model_fingerprint=ranker.model.fingerprint,
+                     head_set=head_set.to_dict() if head_set else "all heads (ICR preset)",
+                     prompt=dataclasses.asdict(ranker.prompt_settings), capture="shared")
     else:
         from headrank.models import weights_fingerprint
 
@@ -374,7 +388,7 @@ def evaluate(
     wall = time.perf_counter() - started
     table = markdown_table(results + fused)
     summary = {
-        "settings": dataclasses.asdict(settings), "benchmarks": names, "wall_time_s": wall, **extra,
+        "settings": settings.to_dict(), "benchmarks": names, "wall_time_s": wall, **extra,
         "average_ndcg@10": sum(r.metrics["nDCG@10"] for r in results) / len(results),
         "results": [dataclasses.asdict(r) | {"per_query": None} for r in results],
     }
@@ -387,6 +401,32 @@ def evaluate(
     stem.with_suffix(".md").write_text(table)
     print(table)
     err_console.print(f"wall time {wall:.1f} s; summary: {stem.with_suffix('.json')}")
+
+
+def _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, calibrate, cache_dir):
+    """Score function reading ICR or an untrained head set from the shared all-head capture."""
+    from headrank.checkpoint import is_checkpoint
+    from headrank.observe import SharedCapture
+
+    if method not in ("icr", "heads"):
+        raise ValueError("--shared-capture works for --method icr and heads")
+    if is_checkpoint(model):
+        raise ValueError("a trained checkpoint changes the model's weights; evaluate it without --shared-capture")
+    if method == "heads" and not heads:
+        raise ValueError("--method heads needs --heads (a head set JSON or 'layer:head,...')")
+    head_set = parse_heads(heads) if method == "heads" else None
+    ranker = _load_ranker(model, Method.icr, None, max_passage_tokens, device, dtype, True, None)
+    if head_set is not None:
+        head_set.check_model(ranker.model.num_layers, ranker.model.num_heads)
+        if head_set.fingerprint:
+            head_set.check_fingerprint(ranker.model.fingerprint)
+        from headrank.prompt import PromptSettings
+
+        wanted = PromptSettings(**{**head_set.prompt, "max_passage_tokens": ranker.prompt_settings.max_passage_tokens})
+        if wanted != ranker.prompt_settings:
+            raise ValueError("the head set was selected with other prompt settings than the shared capture's; "
+                             "evaluate it without --shared-capture")
+    return SharedCapture(ranker, cache_dir).scorer(head_set, calibrate), ranker, head_set
 
 
 def _floats(value: str, name: str) -> list[float]:

@@ -23,7 +23,8 @@ from headrank.datasets import Benchmark
 from headrank.fusion import fuse_with_first_stage
 
 # A reranker for evaluation: (query, passages in input order) -> one score per passage, same order;
-# it may also return (scores, info) where info is a dict of per-query counters saved with the query.
+# it may also return (scores, info) where info is a dict of per-query counters saved with the query
+# (``latency_s`` in info replaces the measured wall time: scores read from a shared capture's cache).
 ScoreFn = Callable[[str, Sequence[str]], "list[float] | tuple[list[float], dict]"]
 ORDERS = ("first-stage", "reversed")
 
@@ -41,16 +42,26 @@ class EvalSettings:
     device: str = "auto"
     dtype: str = "auto"
     calibrate: bool = True
+    capture: str = "own"  # "shared": scores read from one cached all-head capture per list (observe.py)
 
     def __post_init__(self) -> None:
         if self.depth < 1:
             raise ValueError("depth must be >= 1")
         if self.order not in ORDERS:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}")
+        if self.capture not in ("own", "shared"):
+            raise ValueError("capture must be own or shared")
+
+    def to_dict(self) -> dict:
+        """The settings as recorded; the default capture is left out so older run folders keep their keys."""
+        fields = asdict(self)
+        if fields["capture"] == "own":
+            del fields["capture"]
+        return fields
 
     @property
     def key(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:10]
 
     @property
@@ -259,7 +270,7 @@ def rerank_benchmark(
     """Rerank every query's top-``depth`` candidates, appending each finished query to progress.jsonl."""
     run_dir.mkdir(parents=True, exist_ok=True)
     settings_path = run_dir / "settings.json"
-    wanted = {"benchmark": bench.name, **asdict(settings)}
+    wanted = {"benchmark": bench.name, **settings.to_dict()}
     if settings_path.is_file() and json.loads(settings_path.read_text()) != wanted:
         raise ValueError(f"{run_dir} holds a run with other settings; use another --out directory")
     settings_path.write_text(json.dumps(wanted, indent=2))
@@ -275,6 +286,7 @@ def rerank_benchmark(
                 out = score_fn(query, feed)
                 latency = time.perf_counter() - started
                 scores, info = (list(out[0]), dict(out[1])) if isinstance(out, tuple) else (list(out), {})
+                latency = info.pop("latency_s", latency)  # a shared capture reports the pass that made the scores
                 if settings.order == "reversed":
                     scores = scores[::-1]
                 done[qid] = QueryRecord(qid, [c.docid for c in candidates], scores, latency, info)
@@ -304,7 +316,7 @@ def summarize(bench: Benchmark, records: list[QueryRecord], settings: EvalSettin
                          f"(K={settings.depth}, {settings.order})", plot_file)
     result = BenchmarkResult(
         benchmark=bench.name,
-        settings={"benchmark": bench.name, **asdict(settings)},
+        settings={"benchmark": bench.name, **settings.to_dict()},
         metrics=aggregate,
         per_query=per_query,
         selectivity=middle_zone_selectivity(records, bench.qrels, bench.relevant_grade),

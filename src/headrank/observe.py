@@ -1,0 +1,114 @@
+"""One capture of every head per list, cached, scored as ICR or as any head set.
+
+Evaluating training-free rerankers of one model (ICR, the QRHead-style preset, untrained HeadRank, shallower
+head sets) on the same lists repeats the same forward pass: they only differ in which heads they sum and
+how. A full-depth capture of all heads with the N/A tail keeps, per list, each head's passage mass (raw
+and calibrated) and the all-head token sums that ICR masks, which is enough to score every one of them.
+Scores equal the ranker's: ICR's exactly (same sums in the same order), a head set's up to float
+summation order (per-head passage masses are summed instead of per-token masses).
+
+Observations are cached on disk per list, keyed by the weights' fingerprint, the prompt settings, the
+query and the passages in the order fed; so a long evaluation resumes where it stopped and a second
+method over the same lists costs nothing. A trained checkpoint changes the weights and cannot share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from headrank.heads import HeadSet
+from headrank.prompt import normalize_text
+from headrank.scoring import head_passage_mass, masked_calibrated_scores
+
+
+@dataclass
+class ListObservation:
+    """Everything the training-free scorers need from one list's capture."""
+
+    kept: list[int]  # indices (feed order) of the non-empty passages the model saw
+    raw: torch.Tensor  # (heads, len(kept)) passage mass per head
+    calibrated: torch.Tensor  # (heads, len(kept)) minus the N/A query's mass
+    token_sums: torch.Tensor  # (2, prefix_len): all-head token mass for the query and for N/A (ICR)
+    spans: list[tuple[int, int]]
+    latency_s: float  # the capture that produced it (full depth, all heads, both tails)
+
+
+class SharedCapture:
+    """Caches ``ranker``'s all-head observations; ``scorer(...)`` gives a score function per method."""
+
+    def __init__(self, ranker, cache_dir: Path) -> None:
+        if ranker.method != "icr" or not ranker.scoring.calibrate:
+            raise ValueError("a shared capture needs the ICR preset ranker (every head, N/A calibration)")
+        self.ranker = ranker
+        self.heads = list(ranker.heads.heads)
+        self.cache_dir = Path(cache_dir)
+        settings = json.dumps(dataclasses.asdict(ranker.prompt_settings), sort_keys=True)
+        self._salt = f"{ranker.model.fingerprint}|{settings}|{ranker.model.num_layers}x{ranker.model.num_heads}"
+
+    def _path(self, query: str, passages: Sequence[str]) -> Path:
+        h = hashlib.sha256(self._salt.encode())
+        for text in (query, *passages):
+            h.update(text.encode())
+            h.update(b"\0")
+        return self.cache_dir / f"{h.hexdigest()[:24]}.pt"
+
+    def observe(self, query: str, passages: Sequence[str]) -> ListObservation:
+        """The cached observation of this list, capturing it first if needed."""
+        path = self._path(query, passages)
+        if path.is_file():
+            return ListObservation(**torch.load(path, weights_only=True))
+        kept = [i for i, p in enumerate(passages) if normalize_text(p)]
+        if not kept:
+            raise ValueError("every passage of the list is empty")
+        prompt = self.ranker.builder.build(query, [passages[i] for i in kept])
+        if len(prompt) > self.ranker.max_length:
+            raise ValueError(f"the list needs {len(prompt)} tokens, over the context ({self.ranker.max_length}); "
+                             "a shared capture needs lists that fit (lower --depth or --max-passage-tokens)")
+        started = time.perf_counter()
+        att, cal = self.ranker.capture([prompt])[0]
+        raw = head_passage_mass(att, prompt.passage_spans)
+        obs = ListObservation(
+            kept=kept, raw=raw, calibrated=raw - head_passage_mass(cal, prompt.passage_spans),
+            token_sums=torch.stack([att.token_mass.sum(dim=0), cal.token_mass.sum(dim=0)]),
+            spans=list(prompt.passage_spans), latency_s=time.perf_counter() - started,
+        )
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        torch.save(dataclasses.asdict(obs), partial)
+        partial.replace(path)  # never leave a torn file behind an interruption
+        return obs
+
+    def scorer(self, head_set: HeadSet | None = None, calibrate: bool = True):
+        """Score function for ``rerank_benchmark``: ICR when ``head_set`` is None, else that head set."""
+        index = None
+        if head_set is not None:
+            position = {h: i for i, h in enumerate(self.heads)}
+            missing = [h for h in head_set.heads if h not in position]
+            if missing:
+                raise ValueError(f"heads {missing[:3]} are not in the captured model")
+            index = torch.tensor([position[h] for h in head_set.heads])
+        elif not calibrate:
+            raise ValueError("ICR is defined with calibration")
+
+        def score(query: str, passages: Sequence[str]) -> tuple[list[float], dict]:
+            obs = self.observe(query, passages)
+            if index is None:
+                values = masked_calibrated_scores(obs.token_sums[0], obs.token_sums[1], obs.spans)
+            else:
+                values = (obs.calibrated if calibrate else obs.raw).index_select(0, index).sum(dim=0)
+            out = [-math.inf] * len(passages)
+            for i, v in zip(obs.kept, values.tolist()):
+                out[i] = v
+            return out, {"latency_s": obs.latency_s, "shared_capture": True}
+
+        return score
+

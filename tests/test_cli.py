@@ -94,6 +94,9 @@ def test_evaluate_argument_errors(tmp_path):
     assert result.exit_code == 2 and "does not apply" in result.output
     result = runner.invoke(app, ["evaluate", "--method", "magic", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown method" in result.output
+    for method in ("bm25", "pointwise"):
+        result = runner.invoke(app, ["evaluate", "--method", method, "--shared-capture", "--out", str(tmp_path)])
+        assert result.exit_code == 2 and "--shared-capture works for" in result.output
     result = runner.invoke(app, ["evaluate", "--method", "bm25", "-b", "nope", "--out", str(tmp_path),
                                  "--data-root", str(tmp_path)])
     assert result.exit_code == 2 and "unknown benchmark" in result.output

@@ -188,3 +188,19 @@ def test_reported_latency_replaces_wall_time(tmp_path):
     assert "capture" not in EvalSettings(method="toy").to_dict()  # older run folders keep their keys
     with pytest.raises(ValueError):
         EvalSettings(method="toy", capture="borrowed")
+
+
+def test_table_averages_each_method_and_counts_decoded_tokens(tmp_path):
+    from headrank.evaluate import formatting_success
+
+    bench = _toy_benchmark()
+    results = []
+    for method, score in (("a", lambda q, p: [1.0 / (i + 1) for i in range(len(p))]),
+                          ("b", lambda q, p: ([float(i) for i in range(len(p))],
+                                              {"windows_total": 1, "windows_valid": 1, "tokens_generated": 8}))):
+        settings = EvalSettings(method=method, depth=6)
+        records = rerank_benchmark(bench, score, settings, tmp_path / method)
+        results += [summarize(bench, records, settings, tmp_path / method, plot=False)] * 2
+    table = markdown_table(results)
+    assert "| **average a** |" in table and "| **average b** |" in table and "| **average** |" not in table
+    assert formatting_success(records) == {"formatting_success": 1.0, "windows": 5, "tokens_generated_per_window": 8.0}

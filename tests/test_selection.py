@@ -105,9 +105,10 @@ def test_max_depth_keeps_the_head_set_shallow():
 def test_observe_heads_on_tiny_model(llama_tokenizer, tmp_path):
     ranker = HeadRanker.from_pretrained(wrap_model(tiny_llama(), llama_tokenizer), method="icr")
     lists = [("q1", "first query", [("a", "alpha beta"), ("b", "gamma delta")]),
-             ("q2", "second", [("c", "epsilon"), ("d", "zeta"), ("e", "eta theta")])]
+             ("q2", "second", [("c", "epsilon"), ("d", "zeta"), ("x", "  "), ("e", "eta theta")])]
     obs = observe_heads(ranker, lists)
     assert obs.raw[0].shape == (16, 2) and obs.raw[1].shape == (16, 3)
+    assert obs.docids[1] == ["c", "d", "e"]  # the empty passage is not shown to the model
     assert torch.all(obs.raw[0] > 0)
     assert not torch.allclose(obs.raw[0], obs.calibrated[0])
     path = tmp_path / "obs.pt"

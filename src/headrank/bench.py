@@ -1,7 +1,8 @@
 """Speed and memory of HeadRank against ICR and the generative and pointwise baselines, by list size.
 
 Every (method, N) runs in a fresh process, so its peak memory is its own: we report the peak resident
-set size above the loaded model (CPU; the kernel's peak counter is reset after loading) or the peak allocated GPU memory above the weights (CUDA).
+set size above the loaded model (CPU; weights paged in and the kernel's peak counter reset after loading)
+or the peak allocated GPU memory above the weights (CUDA).
 Latency is the median over the lists, after one warm-up list. Ratios are to HeadRank at the same N,
 measured in the same run.
 """

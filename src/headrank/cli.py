@@ -312,6 +312,8 @@ def evaluate(
         _fail("--method bm25 is the first-stage order itself; --order reversed does not apply")
     if method == "bm25" and fuse_first_stage is not None:
         _fail("--fuse-first-stage fuses a reranker with the first stage; --method bm25 is the first stage")
+    if shared_capture and method not in ("icr", "heads"):
+        _fail("--shared-capture works for --method icr and heads (untrained head sets)")
     try:
         settings = EvalSettings(
             method=method, depth=depth, order=order,
@@ -408,8 +410,6 @@ def _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, cali
     from headrank.checkpoint import is_checkpoint
     from headrank.observe import SharedCapture
 
-    if method not in ("icr", "heads"):
-        raise ValueError("--shared-capture works for --method icr and heads")
     if is_checkpoint(model):
         raise ValueError("a trained checkpoint changes the model's weights; evaluate it without --shared-capture")
     if method == "heads" and not heads:

@@ -42,6 +42,25 @@ class ListObservation:
     latency_s: float  # the capture that produced it (full depth, all heads, both tails)
 
 
+def observe_list(ranker, query: str, passages: Sequence[str]) -> ListObservation:
+    """Capture every head of ``ranker`` (the ICR preset: all heads, N/A tail) on one list; not cached."""
+    kept = [i for i, p in enumerate(passages) if normalize_text(p)]
+    if not kept:
+        raise ValueError("every passage of the list is empty")
+    prompt = ranker.builder.build(query, [passages[i] for i in kept])
+    if len(prompt) > ranker.max_length:
+        raise ValueError(f"the list needs {len(prompt)} tokens, over the context ({ranker.max_length}); "
+                         "observing heads needs lists that fit (lower --depth or --max-passage-tokens)")
+    started = time.perf_counter()
+    att, cal = ranker.capture([prompt])[0]
+    raw = head_passage_mass(att, prompt.passage_spans)
+    return ListObservation(
+        kept=kept, raw=raw, calibrated=raw - head_passage_mass(cal, prompt.passage_spans),
+        token_sums=torch.stack([att.token_mass.sum(dim=0), cal.token_mass.sum(dim=0)]),
+        spans=list(prompt.passage_spans), latency_s=time.perf_counter() - started,
+    )
+
+
 class SharedCapture:
     """Caches ``ranker``'s all-head observations; ``scorer(...)`` gives a score function per method."""
 
@@ -66,21 +85,7 @@ class SharedCapture:
         path = self._path(query, passages)
         if path.is_file():
             return ListObservation(**torch.load(path, weights_only=True))
-        kept = [i for i, p in enumerate(passages) if normalize_text(p)]
-        if not kept:
-            raise ValueError("every passage of the list is empty")
-        prompt = self.ranker.builder.build(query, [passages[i] for i in kept])
-        if len(prompt) > self.ranker.max_length:
-            raise ValueError(f"the list needs {len(prompt)} tokens, over the context ({self.ranker.max_length}); "
-                             "a shared capture needs lists that fit (lower --depth or --max-passage-tokens)")
-        started = time.perf_counter()
-        att, cal = self.ranker.capture([prompt])[0]
-        raw = head_passage_mass(att, prompt.passage_spans)
-        obs = ListObservation(
-            kept=kept, raw=raw, calibrated=raw - head_passage_mass(cal, prompt.passage_spans),
-            token_sums=torch.stack([att.token_mass.sum(dim=0), cal.token_mass.sum(dim=0)]),
-            spans=list(prompt.passage_spans), latency_s=time.perf_counter() - started,
-        )
+        obs = observe_list(self.ranker, query, passages)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".tmp")
         torch.save(dataclasses.asdict(obs), partial)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from headrank.data import Qrels
-from headrank.scoring import head_passage_mass
+from headrank.observe import observe_list
 
 
 @dataclass
@@ -56,16 +56,14 @@ def observe_heads(ranker, lists: Sequence[tuple[str, str, list[tuple[str, str]]]
                   on_list: Callable[[], None] | None = None) -> HeadObservations:
     """Capture all of ``ranker``'s heads on (qid, query, [(docid, text)]) lists.
 
-    ``ranker`` must read every head with calibration (the ICR preset does).
+    ``ranker`` must read every head with calibration (the ICR preset does). Empty passages are left out.
     """
     raw, calibrated, docids, qids = [], [], [], []
     for qid, query, docs in lists:
-        prompt = ranker.builder.build(query, [t for _, t in docs])
-        att, cal = ranker.capture([prompt])[0]
-        mass = head_passage_mass(att, prompt.passage_spans)
-        raw.append(mass)
-        calibrated.append(mass - head_passage_mass(cal, prompt.passage_spans))
-        docids.append([d for d, _ in docs])
+        obs = observe_list(ranker, query, [t for _, t in docs])
+        raw.append(obs.raw)
+        calibrated.append(obs.calibrated)
+        docids.append([docs[i][0] for i in obs.kept])  # empty passages are not shown to the model
         qids.append(qid)
         if on_list:
             on_list()

@@ -44,6 +44,7 @@ def test_tsv(tmp_path):
         ("g.json", '[{"hits": []}]', r"needs a string 'query'"),
         ("h.json", "[]", "no query entries"),
         ("i.json", '[{"query": "q", "hits": [}', r"i.json:1: invalid JSON"),
+        ("j.json", "not json at all", r"j.json:1: invalid JSON"),
     ],
 )
 def test_malformed_input_names_file_and_line(tmp_path, name, content, match):

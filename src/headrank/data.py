@@ -66,7 +66,7 @@ def detect_format(text: str, name: str) -> str:
         except json.JSONDecodeError:
             return "rankgpt"  # a pretty-printed single object
         return "rankgpt" if isinstance(obj, dict) and "hits" in obj else "jsonl"
-    return "tsv"
+    return "rankgpt" if name.endswith(".json") else "tsv"  # a broken .json file reports its JSON error
 
 
 def read_rerank_input(path: str | Path, fmt: str = "auto", entry: int = 0) -> RerankInput:

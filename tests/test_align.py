@@ -68,14 +68,14 @@ def tiny_base(tmp_path, llama_tokenizer):
     return path
 
 
-def _train(base, llama_tokenizer, out, epochs, resume=False):
+def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3):
     from headrank.models import load_model
 
     loaded = load_model(str(base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(base),
                     prompt={"max_passage_tokens": 16}, fingerprint=loaded.fingerprint)
     items, qrels = _toy_data()
-    config = TrainConfig(epochs=epochs, lr=5e-3, list_size=6, pairs_per_list=4, patience=5, seed=3)
+    config = TrainConfig(epochs=epochs, lr=lr, list_size=6, pairs_per_list=4, patience=5, seed=3)
     builder = PromptBuilder(loaded.tokenizer, PromptSettings(max_passage_tokens=16))
     return train(loaded.model, builder, heads, items[:4], items[4:], qrels, config, out, pad_id=0,
                  base_model_name=str(base), resume=resume)
@@ -96,6 +96,14 @@ def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llam
     _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=1)
     resumed = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=2, resume=True)
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in history])
+    # resuming with other settings is refused (only the epoch budget may change)
+    with pytest.raises(ValueError, match=r"other settings \(lr: 0.005 -> 0.001\)"):
+        _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=3, resume=True, lr=1e-3)
+    # a run that stopped early stays stopped when resumed with a larger epoch budget
+    state = torch.load(tmp_path / "ckpt3" / "training_state.pt", weights_only=False)
+    torch.save({**state, "since_best": 99}, tmp_path / "ckpt3" / "training_state.pt")
+    stopped = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=4, resume=True)
+    assert [h["epoch"] for h in stopped["history"]] == [0, 1, 2]
     # the checkpoint loads and ranks; the adapter changed the scores when it was kept
     ranker = HeadRanker.from_pretrained(str(out), device="cpu")
     assert ranker.method == "headrank" and ranker.heads.deepest_layer == 2

@@ -156,6 +156,17 @@ def add_adapters(model: torch.nn.Module, heads: HeadSet, config: TrainConfig):
     return get_peft_model(model, lora)
 
 
+def check_resumable(saved: dict | None, current: dict, state_path: Path) -> None:
+    """Resuming with other training settings would silently mix two runs; only the epoch budget may change."""
+    if saved is None:
+        return  # states written before settings were recorded
+    differ = sorted(k for k in set(saved) | set(current) if k != "epochs" and saved.get(k) != current.get(k))
+    if differ:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)
+        raise ValueError(f"{state_path} was trained with other settings ({detail}); "
+                         "resume with the same settings or write to a new --out directory")
+
+
 def train(
     model: torch.nn.Module,
     builder: PromptBuilder,
@@ -191,6 +202,7 @@ def train(
     start_epoch, best, since_best = 0, -1.0, 0
     if resume and state_path.is_file():
         state = torch.load(state_path, weights_only=False)
+        check_resumable(state.get("config"), asdict(config), state_path)
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(peft_model, state["adapter"])
@@ -204,6 +216,8 @@ def train(
         best = base_val
         save_adapter(peft_model, out_dir)
         write_config(out_dir, heads, asdict(config), base_model_name, history)
+    if since_best > config.patience:
+        start_epoch = config.epochs  # a resumed run that had stopped early stays stopped
     for epoch in range(start_epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         order = list(range(len(train_lists)))
@@ -233,7 +247,7 @@ def train(
         from peft import get_peft_model_state_dict
 
         torch.save({"adapter": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict(),
-                    "epoch": epoch, "best": best, "since_best": since_best, "history": history,
+                    "epoch": epoch, "best": best, "since_best": since_best, "history": history, "config": asdict(config),
                     "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, state_path)
         if since_best > config.patience:
             break

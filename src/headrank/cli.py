@@ -601,9 +601,12 @@ def train(
             progress.console.print(f"epoch {epoch}: train loss {loss:.4f}, validation nDCG@10 {val:.4f}")
             progress.reset(task)
 
-        result = run_training(loaded.model, builder, head_set, [items[q] for q in train_q], [items[q] for q in val_q],
-                              bench.qrels, config, out, pad_id, base, resume=resume, on_step=on_step,
-                              on_epoch=on_epoch)
+        try:
+            result = run_training(loaded.model, builder, head_set, [items[q] for q in train_q],
+                                  [items[q] for q in val_q], bench.qrels, config, out, pad_id, base, resume=resume,
+                                  on_step=on_step, on_epoch=on_epoch)
+        except ValueError as err:  # e.g. --resume with other settings
+            _fail(str(err))
     for row in result["history"]:
         loss = "-" if row["train_loss"] is None else f"{row['train_loss']:.4f}"
         took = f", {row['seconds']:.0f} s" if row.get("seconds") else ""

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Reproduce the tables of RESULTS.md, resumably.
+#
+# Every step is one `headrank` command. A finished step leaves runs/done/<step> (its wall time) and is
+# skipped on the next call; an interrupted evaluation resumes at the first unfinished query and an
+# interrupted training at its last finished epoch, so the script can be stopped and restarted at will.
+# Logs: runs/logs/<step>.log. Two CPU cores need many hours for everything: run one section at a time.
+#
+#   scripts/reproduce.sh smollm2     BM25, ICR, head sets, trained HeadRank, baselines (default model)
+#   scripts/reproduce.sh qwen        the same rerankers on Qwen2.5-Coder-0.5B-Instruct
+#   scripts/reproduce.sh reversed    both models, reversed input order (first-stage top next to the query)
+#   scripts/reproduce.sh k50         both models, K = 50 on DL19 and DL20
+#   scripts/reproduce.sh ablations   the training ablations (default model)
+#   scripts/reproduce.sh --list      print the steps of the named sections without running them
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+HR=${HEADRANK:-.venv/bin/headrank}
+ALL=dl19,dl20,noveleval,nfcorpus
+QWEN=qwen2.5-coder-0.5b-instruct
+LIST_ONLY=0
+mkdir -p runs/done runs/logs
+
+step() {  # step NAME headrank-args...
+    local name=$1
+    shift
+    if [[ $LIST_ONLY == 1 ]]; then
+        echo "$name: headrank $*"
+        return
+    fi
+    if [[ -e runs/done/$name ]]; then
+        echo "skip $name (done: $(cat "runs/done/$name"))"
+        return
+    fi
+    echo "run  $name: headrank $*"
+    local start=$SECONDS
+    "$HR" "$@" >"runs/logs/$name.log" 2>&1 || { echo "FAILED $name (see runs/logs/$name.log)"; exit 1; }
+    echo "$((SECONDS - start)) s" >"runs/done/$name"
+}
+
+# Training-free rerankers of one model from one shared full-depth capture per list, then the trained one.
+rerankers() {  # rerankers NAME TAG MODEL DEPTH ORDER BENCHMARKS  (head sets and checkpoint: runs/*/NAME-dl21*)
+    local name=$1 tag=$2 model=$3 depth=$4 order=$5 sets=$6
+    local common=(-K "$depth" --order "$order" -b "$sets")
+    step "$name-$tag-icr" evaluate --method icr --model "$model" --shared-capture "${common[@]}" --fuse-first-stage 0.5
+    for set in dl21 dl21-qrhead; do
+        step "$name-$tag-$set" evaluate --method heads --model "$model" --heads "runs/heads/$name-$set.json" \
+            --shared-capture "${common[@]}" --fuse-first-stage 0.5
+    done
+    step "$name-$tag-trained" evaluate --method heads --model "runs/ckpt/$name-dl21" "${common[@]}" --fuse-first-stage 0.5
+}
+
+same_heads() {  # same_heads A.json B.json: do two head sets hold the same heads?
+    .venv/bin/python -c 'import json, sys; h = [json.load(open(p))["heads"] for p in sys.argv[1:]]; sys.exit(h[0] != h[1])' "$@"
+}
+
+select_and_train() {  # select_and_train NAME MODEL
+    local name=$1 model=$2
+    step "$name-select" select-heads --model "$model" --out "runs/heads/$name-dl21.json"
+    step "$name-select-qrhead" select-heads --model "$model" --preset qrhead --out "runs/heads/$name-dl21-qrhead.json"
+    step "$name-train" train --heads "runs/heads/$name-dl21.json" --out "runs/ckpt/$name-dl21" --resume
+}
+
+section_smollm2() {
+    step bm25 evaluate --method bm25 -b "$ALL"
+    select_and_train smollm2 smollm2-135m-instruct
+    for depth in 8 12 16; do
+        step "smollm2-select-d$depth" select-heads --max-depth "$depth" --out "runs/heads/smollm2-dl21-d$depth.json"
+    done
+    rerankers smollm2 k20 smollm2-135m-instruct 20 first-stage "$ALL"
+    for depth in 8 12 16; do
+        step "smollm2-k20-dl21-d$depth" evaluate --method heads --heads "runs/heads/smollm2-dl21-d$depth.json" \
+            --shared-capture -b "$ALL"
+    done
+    step smollm2-k20-icr-own evaluate --method icr -b "$ALL"  # ICR with its own capture (its latency row)
+    step smollm2-k20-generative evaluate --method generative -b "$ALL"
+    step smollm2-k20-pointwise evaluate --method pointwise -b "$ALL"
+}
+
+section_qwen() {
+    select_and_train qwen "$QWEN"
+    rerankers qwen k20 "$QWEN" 20 first-stage "$ALL"
+}
+
+section_reversed() {
+    rerankers smollm2 k20-reversed smollm2-135m-instruct 20 reversed "$ALL"
+    rerankers qwen k20-reversed "$QWEN" 20 reversed "$ALL"
+}
+
+section_k50() {
+    step bm25-k50 evaluate --method bm25 -K 50 -b dl19,dl20
+    rerankers smollm2 k50 smollm2-135m-instruct 50 first-stage dl19,dl20
+    rerankers qwen k50 "$QWEN" 50 first-stage dl19,dl20
+}
+
+section_ablations() {
+    # The entropy term: DL21's sweep is rerun with lambda fixed at 0 (observations are cached, seconds).
+    step abl-no-entropy-select select-heads --lambdas 0 --out runs/heads/smollm2-dl21-lambda0.json
+    local -A flags=(
+        [random-pairs]="--pair-mode random-adjacent"
+        [no-regularizer]="--alpha 0"
+        [no-reference]="--no-reference"
+        [any-gap]="--pair-mode any-gap"
+        [qkvo]="--targets q_proj,k_proj,v_proj,o_proj"
+        [first-stage-lists]="--list-order first-stage"
+    )
+    local name
+    for name in no-entropy random-pairs no-regularizer no-reference any-gap qkvo first-stage-lists; do
+        local heads=runs/heads/smollm2-dl21.json extra=()
+        if [[ $name == no-entropy ]]; then
+            heads=runs/heads/smollm2-dl21-lambda0.json
+            if [[ $LIST_ONLY == 0 ]] && same_heads "$heads" runs/heads/smollm2-dl21.json; then
+                echo "skip abl-no-entropy: the sweep chose lambda 0 anyway, so its row is the trained row"
+                continue
+            fi
+        fi
+        [[ $name != no-entropy ]] && read -r -a extra <<<"${flags[$name]}"
+        step "abl-$name-train" train --heads "$heads" --out "runs/ckpt/abl-$name" --resume "${extra[@]}"
+        step "abl-$name-eval" evaluate --method heads --model "runs/ckpt/abl-$name" -b dl19,dl20,noveleval
+    done
+}
+
+sections=()
+for arg in "$@"; do
+    case $arg in
+        --list) LIST_ONLY=1 ;;
+        smollm2 | qwen | reversed | k50 | ablations) sections+=("$arg") ;;
+        *) echo "unknown section: $arg (smollm2, qwen, reversed, k50, ablations, --list)" >&2; exit 2 ;;
+    esac
+done
+[[ ${#sections[@]} -gt 0 ]] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+for section in "${sections[@]}"; do
+    "section_$section"
+done

@@ -1,0 +1,45 @@
+"""scripts/reproduce.sh must keep naming valid commands and options as the CLI evolves."""
+
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import click
+import pytest
+import typer
+
+from headrank.cli import app
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce.sh"
+SECTIONS = ["smollm2", "qwen", "reversed", "k50", "ablations"]
+
+
+def _listed_steps() -> list[tuple[str, list[str]]]:
+    out = subprocess.run(["bash", str(SCRIPT), "--list", *SECTIONS], capture_output=True, text=True, check=True).stdout
+    steps = []
+    for line in out.splitlines():
+        name, _, command = line.partition(": headrank ")
+        steps.append((name, shlex.split(command)))
+    return steps
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_every_step_parses_with_the_cli():
+    steps = _listed_steps()
+    names = [name for name, _ in steps]
+    assert len(names) == len(set(names)), "step names must be unique (they are the done markers)"
+    assert {"qwen-train", "qwen-k20-trained", "smollm2-k20-reversed-icr", "qwen-k50-icr"} <= set(names)
+    group = typer.main.get_command(app)
+    for name, argv in steps:
+        command = group.commands[argv[0]]
+        try:
+            command.make_context(argv[0], argv[1:], resilient_parsing=False)
+        except click.UsageError as err:  # pragma: no cover - the message is the point
+            pytest.fail(f"step {name}: {err}")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_unknown_section_is_an_error():
+    result = subprocess.run(["bash", str(SCRIPT), "everything"], capture_output=True, text=True)
+    assert result.returncode == 2 and "unknown section" in result.stderr

@@ -51,7 +51,7 @@ rerankers() {  # rerankers NAME TAG MODEL DEPTH ORDER BENCHMARKS  (head sets and
 }
 
 same_heads() {  # same_heads A.json B.json: do two head sets hold the same heads?
-    .venv/bin/python -c 'import json, sys; h = [json.load(open(p))["heads"] for p in sys.argv[1:]]; sys.exit(h[0] != h[1])' "$@"
+    python3 -c 'import json, sys; h = [json.load(open(p))["heads"] for p in sys.argv[1:]]; sys.exit(h[0] != h[1])' "$@"
 }
 
 select_and_train() {  # select_and_train NAME MODEL

@@ -186,6 +186,10 @@ def train(
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
+    state_path = out_dir / "training_state.pt"
+    state = torch.load(state_path, weights_only=False) if resume and state_path.is_file() else None
+    if state is not None:
+        check_resumable(state.get("config"), asdict(config), state_path)  # before the costly reference pass
     peft_model = add_adapters(model, heads, config)
     train_lists = build_lists(train_items, qrels, builder, config, rng)
     val_config = TrainConfig(**{**asdict(config), "list_order": "first-stage"})
@@ -197,12 +201,9 @@ def train(
             item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr)
-    state_path = out_dir / "training_state.pt"
     history: list[dict] = []
     start_epoch, best, since_best = 0, -1.0, 0
-    if resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        check_resumable(state.get("config"), asdict(config), state_path)
+    if state is not None:
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(peft_model, state["adapter"])

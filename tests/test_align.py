@@ -68,7 +68,7 @@ def tiny_base(tmp_path, llama_tokenizer):
     return path
 
 
-def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3):
+def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=None):
     from headrank.models import load_model
 
     loaded = load_model(str(base), device="cpu", dtype="float32")
@@ -78,15 +78,19 @@ def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3):
     config = TrainConfig(epochs=epochs, lr=lr, list_size=6, pairs_per_list=4, patience=5, seed=3)
     builder = PromptBuilder(loaded.tokenizer, PromptSettings(max_passage_tokens=16))
     return train(loaded.model, builder, heads, items[:4], items[4:], qrels, config, out, pad_id=0,
-                 base_model_name=str(base), resume=resume)
+                 base_model_name=str(base), resume=resume, on_phase=on_phase)
 
 
 def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llama_tokenizer, tmp_path):
     out = tmp_path / "ckpt"
-    result = _train(tiny_base, llama_tokenizer, out, epochs=2)
+    phases = []
+    result = _train(tiny_base, llama_tokenizer, out, epochs=2, on_phase=lambda *a: phases.append(a))
     history = result["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
-    assert all(h["train_loss"] > 0 and h["seconds"] > 0 for h in history[1:])
+    assert all(h["train_loss"] > 0 for h in history[1:]) and all(h["seconds"] > 0 for h in history)
+    # the passes without a loss report progress: 4 reference lists, then 2 validation lists per evaluation
+    assert phases[:4] == [("reference", i, 4) for i in range(1, 5)]
+    assert phases[4:] == [("validation", 1, 2), ("validation", 2, 2)] * 3
     assert is_checkpoint(out) and (out / "adapter").is_dir() and (out / "headset.json").is_file()
     assert json.loads((out / "headrank_config.json").read_text())["train_config"]["lr"] == 5e-3
     # deterministic for a given seed

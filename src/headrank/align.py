@@ -131,18 +131,21 @@ def list_loss(logp: torch.Tensor, item: TrainingList, config: TrainConfig) -> to
 
 
 def validation_ndcg(model: torch.nn.Module, lists: Sequence[TrainingList], heads: HeadSet, builder: PromptBuilder,
-                    qrels: dict[str, dict[str, int]], pad_id: int, calibrate: bool = True) -> float:
+                    qrels: dict[str, dict[str, int]], pad_id: int, calibrate: bool = True,
+                    on_list: Callable[[int, int], None] | None = None) -> float:
     """Mean nDCG@10 of the head-set scores (N/A-calibrated by default) on validation lists."""
     values = []
     na_tail = builder.tail_ids(CALIBRATION_QUERY)
     with torch.no_grad():
-        for t in lists:
+        for done, t in enumerate(lists, start=1):
             tails = [[t.prompt.tail_ids]] + ([[na_tail]] if calibrate else [])
             out = capture_lists(decoder_model(model), [t.prompt.prefix_ids], tails, list(heads.heads), pad_id=pad_id)
             scores = passage_mass(out[0][0].token_mass.sum(0), t.prompt.passage_spans)
             if calibrate:
                 scores = scores - passage_mass(out[1][0].token_mass.sum(0), t.prompt.passage_spans)
             values.append(float(ndcg_at_10(scores[None], t.docids, qrels.get(t.qid, {}))[0]))
+            if on_list:
+                on_list(done, len(lists))
     return sum(values) / max(len(values), 1)
 
 
@@ -181,8 +184,16 @@ def train(
     resume: bool = False,
     on_step: Callable[[int, int, float], None] | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    on_phase: Callable[[str, int, int], None] | None = None,
 ) -> dict:
-    """Train adapters; keeps the best epoch by validation nDCG@10 in ``out_dir`` (a HeadRank checkpoint)."""
+    """Train adapters; keeps the best epoch by validation nDCG@10 in ``out_dir`` (a HeadRank checkpoint).
+
+    ``on_phase(name, done, total)`` reports the passes without a loss: "reference" and "validation".
+    """
+    def phase(name: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total: on_phase(name, done, total)) if on_phase else None
+
+    started = time.perf_counter()
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -196,9 +207,11 @@ def train(
     val_lists = build_lists(val_items, qrels, builder, val_config, rng)
     peft_model.eval()  # no dropout; gradients still flow
     with torch.no_grad(), peft_model.disable_adapter():
-        for item in train_lists:
+        for done, item in enumerate(train_lists, start=1):
             item.ref_logp = list_logprobs(peft_model, [item], heads, pad_id)[0]
             item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
+            if on_phase:
+                on_phase("reference", done, len(train_lists))
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     history: list[dict] = []
@@ -212,8 +225,9 @@ def train(
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
     if start_epoch == 0 and not history:
-        base_val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id)
-        history.append({"epoch": 0, "train_loss": None, "val_ndcg@10": base_val})
+        base_val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id, on_list=phase("validation"))
+        history.append({"epoch": 0, "train_loss": None, "val_ndcg@10": base_val,
+                        "seconds": round(time.perf_counter() - started, 1)})  # reference pass + validation
         best = base_val
         save_adapter(peft_model, out_dir)
         write_config(out_dir, heads, asdict(config), base_model_name, history)
@@ -234,7 +248,7 @@ def train(
             total += float(loss.detach())
             if on_step:
                 on_step(epoch, step, float(loss.detach()))
-        val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id)
+        val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id, on_list=phase("validation"))
         history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_ndcg@10": val,
                         "seconds": round(time.perf_counter() - started, 1)})  # wall time, validation included
         if on_epoch:

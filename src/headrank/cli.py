@@ -601,10 +601,21 @@ def train(
             progress.console.print(f"epoch {epoch}: train loss {loss:.4f}, validation nDCG@10 {val:.4f}")
             progress.reset(task)
 
+        phases: dict[str, int] = {}
+
+        def on_phase(name: str, done: int, total: int) -> None:
+            if name not in phases:
+                phases[name] = progress.add_task(name, total=total)
+            progress.update(phases[name], completed=done)
+            if done == total:
+                progress.remove_task(phases.pop(name))
+                if name == "reference":
+                    progress.console.print(f"reference pass: {total} training lists scored with the adapters off")
+
         try:
             result = run_training(loaded.model, builder, head_set, [items[q] for q in train_q],
                                   [items[q] for q in val_q], bench.qrels, config, out, pad_id, base, resume=resume,
-                                  on_step=on_step, on_epoch=on_epoch)
+                                  on_step=on_step, on_epoch=on_epoch, on_phase=on_phase)
         except ValueError as err:  # e.g. --resume with other settings
             _fail(str(err))
     for row in result["history"]:

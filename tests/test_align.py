@@ -127,3 +127,28 @@ def test_training_changes_only_adapters_on_layers_up_to_l_star(tiny_base):
     assert trainable and all("lora" in n for n in trainable)
     assert all(".layers.0." in n or ".layers.1." in n for n in trainable)
     assert not any("v_proj" in n for n in trainable)
+
+
+def test_head_layer_adapters_sit_only_on_the_selected_heads_layers(tiny_base):
+    from headrank.align import add_adapters
+    from headrank.models import load_model
+
+    loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
+    heads = HeadSet(heads=((1, 0), (3, 2)))
+    peft_model = add_adapters(loaded.model, heads, TrainConfig(lora_layers="head-layers"))
+    layers = {int(n.split(".layers.")[1].split(".")[0]) for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert layers == {1, 3}
+    with pytest.raises(ValueError, match="lora_layers"):
+        TrainConfig(lora_layers="some")
+
+
+def test_resume_check_reads_settings_added_later_as_defaults(tmp_path):
+    from dataclasses import asdict
+
+    from headrank.align import check_resumable
+
+    current = asdict(TrainConfig())
+    old = {k: v for k, v in current.items() if k != "lora_layers"}  # a state written before the option
+    check_resumable(old, current, tmp_path / "training_state.pt")
+    with pytest.raises(ValueError, match="lora_layers: 'up-to-l-star' -> 'head-layers'"):
+        check_resumable(old, asdict(TrainConfig(lora_layers="head-layers")), tmp_path / "training_state.pt")

@@ -31,6 +31,7 @@ from headrank.selection import ndcg_at_10
 
 PAIR_MODES = ("hard-adjacent", "random-adjacent", "any-gap")
 LIST_ORDERS = ("shuffled", "first-stage")
+LORA_LAYERS = ("up-to-l-star", "head-layers")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     target_modules: tuple[str, ...] = ("q_proj", "k_proj")
+    lora_layers: str = "up-to-l-star"  # or "head-layers": only layers that hold a selected head
     lr: float = 1e-4
     epochs: int = 3
     beta: float = 1.0
@@ -57,6 +59,8 @@ class TrainConfig:
             raise ValueError(f"pair_mode must be one of {', '.join(PAIR_MODES)}")
         if self.list_order not in LIST_ORDERS:
             raise ValueError(f"list_order must be one of {', '.join(LIST_ORDERS)}")
+        if self.lora_layers not in LORA_LAYERS:
+            raise ValueError(f"lora_layers must be one of {', '.join(LORA_LAYERS)}")
         if self.list_size < 2 or self.epochs < 1 or self.lora_r < 1 or self.lr <= 0:
             raise ValueError("list_size >= 2, epochs >= 1, lora_r >= 1 and lr > 0 are required")
 
@@ -149,13 +153,22 @@ def validation_ndcg(model: torch.nn.Module, lists: Sequence[TrainingList], heads
     return sum(values) / max(len(values), 1)
 
 
+def adapter_layers(heads: HeadSet, config: TrainConfig) -> list[int]:
+    """Layers that get adapters: all of 0..L* (later layers never run), or only those holding a selected
+    head, which leaves the residual stream below the first head layer untouched and makes the backward
+    pass stop there."""
+    if config.lora_layers == "head-layers":
+        return sorted({layer for layer, _ in heads.heads})
+    return list(range(heads.deepest_layer + 1))
+
+
 def add_adapters(model: torch.nn.Module, heads: HeadSet, config: TrainConfig):
-    """LoRA on the target projections of layers 0..L* only (later layers never run)."""
+    """LoRA on the target projections of the adapter layers (``adapter_layers``)."""
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                       target_modules=list(config.target_modules),
-                      layers_to_transform=list(range(heads.deepest_layer + 1)), bias="none")
+                      layers_to_transform=adapter_layers(heads, config), bias="none")
     return get_peft_model(model, lora)
 
 
@@ -163,6 +176,9 @@ def check_resumable(saved: dict | None, current: dict, state_path: Path) -> None
     """Resuming with other training settings would silently mix two runs; only the epoch budget may change."""
     if saved is None:
         return  # states written before settings were recorded
+    saved = {**asdict(TrainConfig()), **saved}  # settings added later read as their defaults
+    saved["target_modules"] = tuple(saved["target_modules"])
+    current = {**current, "target_modules": tuple(current["target_modules"])}
     differ = sorted(k for k in set(saved) | set(current) if k != "epochs" and saved.get(k) != current.get(k))
     if differ:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)

@@ -538,6 +538,8 @@ def train(
     lr: float = typer.Option(1e-4),
     lora_r: int = typer.Option(8),
     targets: str = typer.Option("q_proj,k_proj", help="LoRA target projections, e.g. q_proj,k_proj,v_proj,o_proj."),
+    lora_layers: str = typer.Option("up-to-l-star", help="Adapter layers: up-to-l-star (0..L*) or head-layers "
+                                    "(only the layers that hold a selected head)."),
     beta: float = typer.Option(1.0, help="DPO temperature."),
     alpha: float = typer.Option(0.5, help="Weight of the distribution regularizer (0 disables it)."),
     tau: float = typer.Option(1.0, help="Temperature of the target distribution exp(grade / tau)."),
@@ -566,7 +568,7 @@ def train(
     try:
         check_training_set(benchmark, split)
         head_set = HeadSet.load(heads)
-        config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")), lr=lr,
+        config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")), lr=lr, lora_layers=lora_layers,
                              epochs=epochs, beta=beta, alpha=alpha, tau=tau, list_size=list_size,
                              pairs_per_list=pairs, pair_mode=pair_mode, use_reference=reference,
                              list_order=list_order, seed=seed)

@@ -143,13 +143,30 @@ def test_select_heads_cli_on_a_small_training_folder(default_model_dir, tmp_path
     (folder / "qrels.txt").write_text("\n".join(l for l in qrels_lines if l.split()[0] in qids) + "\n")
     out = tmp_path / "heads.json"
     args = ["select-heads", "--out", str(out), "--benchmark", str(folder), "--depth", "6", "--ks", "2,4",
-            "--lambdas", "0,0.5", "--val-fraction", "0.34", "--max-passage-tokens", "40", "--cache", str(tmp_path / "c")]
+            "--lambdas", "0,0.5", "--val-fraction", "0.34", "--max-passage-tokens", "40", "--cache", str(tmp_path / "c"),
+            "--order", "shuffled"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     head_set = HeadSet.load(out)
+    assert head_set.selection["order"] == "shuffled"
+    assert len(list((tmp_path / "c").glob("heads-*-shuffled0.pt"))) == 1  # order-specific observation cache
     assert head_set.num_layers == 30 and head_set.fingerprint and len(head_set.heads) in (2, 4)
     assert head_set.prompt["max_passage_tokens"] == 40 and len(head_set.selection["sweep"]) == 4
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     ranked = CliRunner().invoke(app, ["rerank", str(folder / "candidates.json"), "--heads", str(out), "-o", "json"])
     assert ranked.exit_code == 0, ranked.output
     assert len(json.loads(ranked.stdout)["results"]) == 6
+
+
+def test_selection_list_orders():
+    from headrank.selection import order_lists
+
+    lists = [("q1", "a", [(f"d{i}", f"t{i}") for i in range(8)]), ("q2", "b", [(f"e{i}", f"u{i}") for i in range(8)])]
+    assert order_lists(lists, "first-stage") == lists
+    assert [d for d, _ in order_lists(lists, "reversed")[0][2]] == [f"d{i}" for i in reversed(range(8))]
+    shuffled = order_lists(lists, "shuffled", seed=0)
+    assert shuffled == order_lists(lists, "shuffled", seed=0)  # fixed per query and seed
+    assert shuffled != order_lists(lists, "shuffled", seed=1)
+    assert all(sorted(a[2]) == sorted(b[2]) and a[2] != b[2] for a, b in zip(shuffled, lists))
+    with pytest.raises(ValueError, match="order must be one of"):
+        order_lists(lists, "random")

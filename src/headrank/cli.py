@@ -441,7 +441,9 @@ def select_heads(
     out: Path = typer.Option(..., "--out", "-o", help="Head set JSON to write (a heatmap PNG is written beside it)."),
     model: str = typer.Option(DEFAULT_MODEL, help="Named model, hub id, local directory or .gguf file."),
     benchmark: str = typer.Option("dl21", help="Training benchmark (never an evaluation set)."),
-    depth: int = typer.Option(20, "--depth", "-K", help="Candidates per training list (first-stage order)."),
+    depth: int = typer.Option(20, "--depth", "-K", help="Candidates per training list (the first-stage top K)."),
+    order: str = typer.Option("first-stage", help="Feed order of the training lists: first-stage, reversed or "
+                                                   "shuffled (fixed per query and --seed)."),
     max_passage_tokens: int = typer.Option(100, help="Per-passage token budget (saved with the head set)."),
     preset: str = typer.Option("headrank", help="headrank (sweep lambda and K on validation) or qrhead "
                                                 "(lambda 0, top 16, no sweep)."),
@@ -466,11 +468,14 @@ def select_heads(
     from headrank.datasets import check_training_set, load_benchmark
     from headrank.evaluate import git_commit
     from headrank.heads import HeadSet
-    from headrank.selection import HeadObservations, observe_heads, plot_heatmaps, split_queries, sweep_selection
+    from headrank.selection import (SELECTION_ORDERS, HeadObservations, observe_heads, order_lists, plot_heatmaps,
+                                    split_queries, sweep_selection)
 
     logging.basicConfig(level=logging.WARNING)
     if preset not in ("headrank", "qrhead"):
         _fail("--preset must be headrank or qrhead")
+    if order not in SELECTION_ORDERS:
+        _fail(f"--order must be one of {', '.join(SELECTION_ORDERS)}")
     try:
         lambda_values = [0.0] if preset == "qrhead" else _floats(lambdas, "--lambdas")
         k_values = [16] if preset == "qrhead" else [int(k) for k in _floats(ks, "--ks")]
@@ -484,11 +489,13 @@ def select_heads(
         _fail(str(err))
     fingerprint = ranker.model.fingerprint
     cache.mkdir(parents=True, exist_ok=True)
-    obs_path = cache / f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}.pt"
+    order_tag = "" if order == "first-stage" else f"-{order}" + (f"{seed}" if order == "shuffled" else "")
+    obs_path = cache / f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}{order_tag}.pt"
     if obs_path.is_file():
         observations = HeadObservations.load(obs_path)
     else:
         lists = [(q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q][:depth]]) for q in bench.queries]
+        lists = order_lists(lists, order, seed)
         columns = (TextColumn("observing heads"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                    TimeRemainingColumn())
         with Progress(*columns, console=err_console) as progress:
@@ -506,7 +513,8 @@ def select_heads(
         heads=tuple(selection.heads), num_layers=loaded.num_layers, num_heads=loaded.num_heads, model=loaded.name,
         name=f"{preset}-{bench.name}", prompt=dataclasses.asdict(ranker.prompt_settings), fingerprint=fingerprint,
         selection={
-            "preset": preset, "benchmark": bench.name, "depth": depth, "calibrated": calibrate, "seed": seed,
+            "preset": preset, "benchmark": bench.name, "depth": depth, "order": order, "calibrated": calibrate,
+            "seed": seed,
             "train_queries": train_q, "val_queries": val_q, "lambda": selection.lam, "k": selection.k,
             "max_depth": max_depth,
             "val_ndcg@10": selection.val_ndcg, "sweep": selection.sweep, "commit": git_commit(),

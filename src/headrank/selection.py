@@ -52,6 +52,27 @@ class HeadObservations:
         return cls([tuple(h) for h in data["heads"]], data["qids"], data["docids"], data["raw"], data["calibrated"])
 
 
+SELECTION_ORDERS = ("first-stage", "reversed", "shuffled")
+
+
+def order_lists(lists: Sequence[tuple[str, str, list[tuple[str, str]]]], order: str,
+                seed: int = 0) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """Feed order of the selection lists. In first-stage order a head that merely favours the first (or
+    last) positions copies the BM25 order and looks discriminative; shuffled lists (fixed per query and
+    seed) credit only heads that follow relevance."""
+    if order not in SELECTION_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(SELECTION_ORDERS)}")
+    out = []
+    for qid, query, docs in lists:
+        docs = list(docs)
+        if order == "reversed":
+            docs.reverse()
+        elif order == "shuffled":
+            random.Random(f"{seed}/{qid}").shuffle(docs)
+        out.append((qid, query, docs))
+    return out
+
+
 def observe_heads(ranker, lists: Sequence[tuple[str, str, list[tuple[str, str]]]],
                   on_list: Callable[[], None] | None = None) -> HeadObservations:
     """Capture all of ``ranker``'s heads on (qid, query, [(docid, text)]) lists.

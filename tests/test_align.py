@@ -152,3 +152,22 @@ def test_resume_check_reads_settings_added_later_as_defaults(tmp_path):
     check_resumable(old, current, tmp_path / "training_state.pt")
     with pytest.raises(ValueError, match="lora_layers: 'up-to-l-star' -> 'head-layers'"):
         check_resumable(old, asdict(TrainConfig(lora_layers="head-layers")), tmp_path / "training_state.pt")
+
+
+def test_a_checkpoint_that_kept_epoch_0_scores_like_its_head_set_alone(tiny_base, tmp_path):
+    """reproduce.sh skips evaluating such a checkpoint and reports the untrained rows for it."""
+    from headrank.align import add_adapters
+    from headrank.checkpoint import save_adapter, write_config
+    from headrank.models import load_model
+
+    loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
+    heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(tiny_base),
+                    prompt={"max_passage_tokens": 16}, fingerprint=loaded.fingerprint)
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    save_adapter(add_adapters(loaded.model, heads, TrainConfig()), out)  # the zero adapter of epoch 0
+    write_config(out, heads, {}, str(tiny_base), [{"epoch": 0, "train_loss": None, "val_ndcg@10": 0.5}])
+    docs = ["solar panels on roofs", "pasta recipes", "wind farms at sea", "river music"]
+    kept = HeadRanker.from_pretrained(str(out), device="cpu").score("query about solar", docs)
+    alone = HeadRanker.from_pretrained(str(tiny_base), heads=heads, device="cpu").score("query about solar", docs)
+    assert kept == alone

@@ -177,8 +177,6 @@ def check_resumable(saved: dict | None, current: dict, state_path: Path) -> None
     if saved is None:
         return  # states written before settings were recorded
     saved = {**asdict(TrainConfig()), **saved}  # settings added later read as their defaults
-    saved["target_modules"] = tuple(saved["target_modules"])
-    current = {**current, "target_modules": tuple(current["target_modules"])}
     differ = sorted(k for k in set(saved) | set(current) if k != "epochs" and saved.get(k) != current.get(k))
     if differ:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ)

@@ -576,8 +576,8 @@ def train(
     try:
         check_training_set(benchmark, split)
         head_set = HeadSet.load(heads)
-        config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")), lr=lr, lora_layers=lora_layers,
-                             epochs=epochs, beta=beta, alpha=alpha, tau=tau, list_size=list_size,
+        config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")),
+                             lora_layers=lora_layers, lr=lr, epochs=epochs, beta=beta, alpha=alpha, tau=tau, list_size=list_size,
                              pairs_per_list=pairs, pair_mode=pair_mode, use_reference=reference,
                              list_order=list_order, seed=seed)
         bench = load_benchmark(benchmark, data_root=data_root, split=split)

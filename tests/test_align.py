@@ -44,10 +44,26 @@ def test_loss_terms():
     assert float(plain) == pytest.approx(float(torch.nn.functional.softplus(-torch.log(torch.tensor(9.0)))))
 
 
-@pytest.mark.parametrize("bad", [{"pair_mode": "x"}, {"list_order": "x"}, {"list_size": 1}, {"lr": 0}])
+@pytest.mark.parametrize("bad", [{"pair_mode": "x"}, {"list_order": "x"}, {"list_size": 1}, {"lr": 0},
+                                 {"lists_per_query": 0}, {"lists_per_query": 2, "list_order": "first-stage"}])
 def test_bad_config(bad):
     with pytest.raises(ValueError):
         TrainConfig(**bad)
+
+
+def test_several_shuffled_lists_per_query(llama_tokenizer):
+    from headrank.align import build_lists
+
+    items, qrels = _toy_data()
+    builder = PromptBuilder(llama_tokenizer, PromptSettings(max_passage_tokens=16))
+    one = build_lists(items[:2], qrels, builder, TrainConfig(list_size=6), random.Random(0))
+    three = build_lists(items[:2], qrels, builder, TrainConfig(list_size=6, lists_per_query=3), random.Random(0))
+    assert [t.qid for t in three] == ["0"] * 3 + ["1"] * 3
+    assert three[0].docids == one[0].docids  # one list per query draws what the first of several draws
+    assert len({tuple(t.docids) for t in three[:3]}) == 3  # new permutations of the same candidates
+    assert all(sorted(t.docids) == sorted(d for d, _ in items[0][2]) for t in three[:3])
+    for t in three:  # grades follow their passages through the shuffle
+        assert t.grades == [qrels[t.qid][d] for d in t.docids]
 
 
 def _toy_data():

@@ -50,6 +50,7 @@ class TrainConfig:
     pair_mode: str = "hard-adjacent"
     use_reference: bool = True  # False: plain pairwise logistic loss on log p_theta
     list_order: str = "shuffled"
+    lists_per_query: int = 1  # shuffled lists drawn per training query (each its own permutation)
     seed: int = 0
     patience: int = 1
     max_grad_norm: float = 1.0
@@ -63,6 +64,10 @@ class TrainConfig:
             raise ValueError(f"lora_layers must be one of {', '.join(LORA_LAYERS)}")
         if self.list_size < 2 or self.epochs < 1 or self.lora_r < 1 or self.lr <= 0:
             raise ValueError("list_size >= 2, epochs >= 1, lora_r >= 1 and lr > 0 are required")
+        if self.lists_per_query < 1:
+            raise ValueError("lists_per_query must be >= 1")
+        if self.lists_per_query > 1 and self.list_order == "first-stage":
+            raise ValueError("lists_per_query > 1 needs shuffled lists (first-stage order gives identical copies)")
 
 
 @dataclass
@@ -78,14 +83,17 @@ class TrainingList:
 
 def build_lists(items: Sequence[tuple[str, str, list[tuple[str, str]]]], qrels: dict[str, dict[str, int]],
                 builder: PromptBuilder, config: TrainConfig, rng: random.Random) -> list[TrainingList]:
-    """Lists built like evaluation lists (first-stage top ``list_size``), shuffled unless configured not to."""
+    """Lists built like evaluation lists (first-stage top ``list_size``), shuffled unless configured not to;
+    ``lists_per_query`` permutations per query, so that no one position of a relevant passage is learnt."""
     lists = []
-    for qid, query, docs in items:
-        docs = list(docs[: config.list_size])
-        if config.list_order == "shuffled":
-            rng.shuffle(docs)
-        grades = [max(qrels.get(qid, {}).get(d, 0), 0) for d, _ in docs]
-        lists.append(TrainingList(qid, query, [d for d, _ in docs], grades, builder.build(query, [t for _, t in docs])))
+    for qid, query, candidates in items:
+        for _ in range(config.lists_per_query):
+            docs = list(candidates[: config.list_size])
+            if config.list_order == "shuffled":
+                rng.shuffle(docs)
+            grades = [max(qrels.get(qid, {}).get(d, 0), 0) for d, _ in docs]
+            lists.append(TrainingList(qid, query, [d for d, _ in docs], grades,
+                                      builder.build(query, [t for _, t in docs])))
     return lists
 
 
@@ -217,7 +225,7 @@ def train(
         check_resumable(state.get("config"), asdict(config), state_path)  # before the costly reference pass
     peft_model = add_adapters(model, heads, config)
     train_lists = build_lists(train_items, qrels, builder, config, rng)
-    val_config = TrainConfig(**{**asdict(config), "list_order": "first-stage"})
+    val_config = TrainConfig(**{**asdict(config), "list_order": "first-stage", "lists_per_query": 1})
     val_lists = build_lists(val_items, qrels, builder, val_config, rng)
     peft_model.eval()  # no dropout; gradients still flow
     with torch.no_grad(), peft_model.disable_adapter():

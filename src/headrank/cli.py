@@ -556,6 +556,7 @@ def train(
     pair_mode: str = typer.Option("hard-adjacent", help="hard-adjacent, random-adjacent or any-gap."),
     reference: bool = typer.Option(True, help="DPO against the adapter-free model (off: plain pairwise loss)."),
     list_order: str = typer.Option("shuffled", help="shuffled or first-stage order of training lists."),
+    lists_per_query: int = typer.Option(1, help="Shuffled training lists per query (each a new permutation)."),
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, help="Continue from the training state in --out."),
     device: str = typer.Option("auto"),
@@ -579,7 +580,7 @@ def train(
         config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")),
                              lora_layers=lora_layers, lr=lr, epochs=epochs, beta=beta, alpha=alpha, tau=tau, list_size=list_size,
                              pairs_per_list=pairs, pair_mode=pair_mode, use_reference=reference,
-                             list_order=list_order, seed=seed)
+                             list_order=list_order, lists_per_query=lists_per_query, seed=seed)
         bench = load_benchmark(benchmark, data_root=data_root, split=split)
         selection = head_set.selection
         train_q = [q for q in selection.get("train_queries", []) if q in bench.queries]
@@ -602,7 +603,7 @@ def train(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
     with Progress(*columns, console=err_console) as progress:
-        task = progress.add_task("epoch 1", total=len(train_q))
+        task = progress.add_task("epoch 1", total=len(train_q) * lists_per_query)
 
         def on_step(epoch: int, step: int, loss: float) -> None:
             progress.update(task, completed=step, description=f"epoch {epoch} loss {loss:.4f}")

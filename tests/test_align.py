@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from conftest import tiny_llama
+from conftest import tiny_llama, tiny_qwen2
 from headrank.align import TrainConfig, TrainingList, list_loss, make_pairs, train
 from headrank.checkpoint import is_checkpoint
 from headrank.heads import HeadSet
@@ -84,14 +84,14 @@ def tiny_base(tmp_path, llama_tokenizer):
     return path
 
 
-def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=None):
+def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=None, **settings):
     from headrank.models import load_model
 
     loaded = load_model(str(base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(base),
                     prompt={"max_passage_tokens": 16}, fingerprint=loaded.fingerprint)
     items, qrels = _toy_data()
-    config = TrainConfig(epochs=epochs, lr=lr, list_size=6, pairs_per_list=4, patience=5, seed=3)
+    config = TrainConfig(epochs=epochs, lr=lr, list_size=6, pairs_per_list=4, patience=5, seed=3, **settings)
     builder = PromptBuilder(loaded.tokenizer, PromptSettings(max_passage_tokens=16))
     return train(loaded.model, builder, heads, items[:4], items[4:], qrels, config, out, pad_id=0,
                  base_model_name=str(base), resume=resume, on_phase=on_phase)
@@ -187,3 +187,61 @@ def test_a_checkpoint_that_kept_epoch_0_scores_like_its_head_set_alone(tiny_base
     kept = HeadRanker.from_pretrained(str(out), device="cpu").score("query about solar", docs)
     alone = HeadRanker.from_pretrained(str(tiny_base), heads=heads, device="cpu").score("query about solar", docs)
     assert kept == alone
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_qwen2])
+def test_frozen_layer_cache_gives_the_full_forwards_scores_and_gradients(make, llama_tokenizer):
+    """With head-layer adapters, training runs only the head layers on a recorded input; same numbers."""
+    from headrank.align import add_adapters, decoder_model, frozen_layers, list_logprobs
+    from headrank.capture import enable_capture, layer_inputs
+
+    model = make(vocab_size=49152)
+    enable_capture(model)
+    heads = HeadSet(heads=((2, 0), (3, 1)), num_layers=4, num_heads=4)
+    config = TrainConfig(lora_layers="head-layers")
+    peft_model = add_adapters(model, heads, config)
+    assert frozen_layers(peft_model, heads, config) == 2
+    assert frozen_layers(peft_model, heads, TrainConfig()) == 0  # adapters from layer 0: nothing frozen
+    torch.manual_seed(1)
+    for name, p in peft_model.named_parameters():
+        if "lora_B" in name:  # a non-zero adapter, as after some training
+            torch.nn.init.normal_(p, std=0.2)
+    items, qrels = _toy_data()
+    builder = PromptBuilder(llama_tokenizer, PromptSettings(max_passage_tokens=16))
+    from headrank.align import build_lists
+
+    item = build_lists(items[:1], qrels, builder, TrainConfig(list_size=6), random.Random(0))[0]
+    full = list_logprobs(peft_model, [item], heads, pad_id=0)[0]
+    with torch.no_grad(), peft_model.disable_adapter(), layer_inputs(decoder_model(peft_model), 2) as seen:
+        reference = list_logprobs(peft_model, [item], heads, pad_id=0)[0]
+    item.frozen_hidden = torch.cat(seen, dim=1)
+    assert item.frozen_hidden.shape[1] == len(item.prompt.prefix_ids) + len(item.prompt.tail_ids)
+    fast = list_logprobs(peft_model, [item], heads, pad_id=0, start=2)[0]
+    assert torch.allclose(fast, full, atol=1e-5) and not torch.allclose(fast, reference, atol=1e-3)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    grads = []
+    for logp in (full, fast):
+        grad = torch.autograd.grad(logp[0], params, allow_unused=True)
+        grads.append(torch.cat([g.flatten() for g in grad if g is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-4) and grads[0].abs().sum() > 0
+    with pytest.raises(ValueError, match="cannot start the forward at layer 3"):
+        list_logprobs(peft_model, [item], heads, pad_id=0, start=3)
+
+
+def test_frozen_layers_need_one_mask_type_for_all_layers():
+    from headrank.capture import can_skip_layers
+
+    model = tiny_qwen2()
+    assert can_skip_layers(model, 2) and not can_skip_layers(model, 0)
+    model.config.layer_types = ["full_attention", "sliding_attention"] * 2
+    assert not can_skip_layers(model, 2)
+
+
+def test_head_layer_training_with_the_frozen_cache_matches_the_full_forward(tiny_base, llama_tokenizer, tmp_path,
+                                                                           monkeypatch):
+    settings = {"lora_layers": "head-layers", "lists_per_query": 2}
+    cached = _train(tiny_base, llama_tokenizer, tmp_path / "cached", epochs=2, **settings)["history"]
+    monkeypatch.setattr("headrank.align.frozen_layers", lambda *a: 0)
+    full = _train(tiny_base, llama_tokenizer, tmp_path / "full", epochs=2, **settings)["history"]
+    assert [h["train_loss"] for h in cached[1:]] == pytest.approx([h["train_loss"] for h in full[1:]], rel=1e-4)
+    assert [h["val_ndcg@10"] for h in cached] == pytest.approx([h["val_ndcg@10"] for h in full])

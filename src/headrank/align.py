@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from headrank.capture import capture_lists
+from headrank.capture import can_skip_layers, capture_from_layer, capture_lists, layer_inputs
 from headrank.checkpoint import save_adapter, write_config
 from headrank.heads import HeadSet
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder
@@ -79,6 +79,7 @@ class TrainingList:
     prompt: ListwisePrompt
     ref_logp: torch.Tensor | None = None
     pairs: list[tuple[int, int]] = field(default_factory=list)
+    frozen_hidden: torch.Tensor | None = None  # input of the first adapter layer (prefix + tail), if cached
 
 
 def build_lists(items: Sequence[tuple[str, str, list[tuple[str, str]]]], qrels: dict[str, dict[str, int]],
@@ -115,15 +116,33 @@ def decoder_model(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def list_logprobs(model: torch.nn.Module, lists: Sequence[TrainingList], heads: HeadSet, pad_id: int) -> list[torch.Tensor]:
-    """log p_theta over the passages of each list, from the raw (uncalibrated) head-set mass."""
-    attention = capture_lists(decoder_model(model), [t.prompt.prefix_ids for t in lists],
-                              [[t.prompt.tail_ids for t in lists]], list(heads.heads), pad_id=pad_id)[0]
+def list_logprobs(model: torch.nn.Module, lists: Sequence[TrainingList], heads: HeadSet, pad_id: int,
+                  start: int = 0) -> list[torch.Tensor]:
+    """log p_theta over the passages of each list, from the raw (uncalibrated) head-set mass. Lists with
+    ``frozen_hidden`` run only layers ``start``.. on it (see ``frozen_layers``)."""
+    decoder = decoder_model(model)
+    if lists and all(t.frozen_hidden is not None for t in lists):
+        attention = [capture_from_layer(decoder, t.frozen_hidden, len(t.prompt.prefix_ids), list(heads.heads), start)
+                     for t in lists]
+    else:
+        attention = capture_lists(decoder, [t.prompt.prefix_ids for t in lists],
+                                  [[t.prompt.tail_ids for t in lists]], list(heads.heads), pad_id=pad_id)[0]
     out = []
     for att, t in zip(attention, lists):
         mass = passage_mass(att.token_mass.sum(0), t.prompt.passage_spans).clamp(min=1e-12)
         out.append(mass.log() - mass.sum().log())
     return out
+
+
+def frozen_layers(model: torch.nn.Module, heads: HeadSet, config: TrainConfig) -> int:
+    """How many bottom layers carry no adapter and can run once per list instead of every step (0: none).
+
+    Only with head-layer adapters: then the input of the first head layer never changes during training,
+    so the reference pass records it and each step runs the head layers alone (Qwen2.5-Coder's DL21 set:
+    layers 15-22 instead of 0-22, forward and backward). Costs one (tokens x hidden) tensor per list.
+    """
+    start = min(layer for layer, _ in heads.heads) if config.lora_layers == "head-layers" else 0
+    return start if can_skip_layers(decoder_model(model), start) else 0
 
 
 def list_loss(logp: torch.Tensor, item: TrainingList, config: TrainConfig) -> torch.Tensor:
@@ -228,9 +247,15 @@ def train(
     val_config = TrainConfig(**{**asdict(config), "list_order": "first-stage", "lists_per_query": 1})
     val_lists = build_lists(val_items, qrels, builder, val_config, rng)
     peft_model.eval()  # no dropout; gradients still flow
+    first_adapter = frozen_layers(peft_model, heads, config)
     with torch.no_grad(), peft_model.disable_adapter():
         for done, item in enumerate(train_lists, start=1):
-            item.ref_logp = list_logprobs(peft_model, [item], heads, pad_id)[0]
+            if first_adapter:
+                with layer_inputs(decoder_model(peft_model), first_adapter) as seen:
+                    item.ref_logp = list_logprobs(peft_model, [item], heads, pad_id)[0]
+                item.frozen_hidden = torch.cat(seen, dim=1)  # prefix, then tail
+            else:
+                item.ref_logp = list_logprobs(peft_model, [item], heads, pad_id)[0]
             item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
             if on_phase:
                 on_phase("reference", done, len(train_lists))
@@ -262,7 +287,7 @@ def train(
         total = 0.0
         for step, index in enumerate(order, start=1):
             item = train_lists[index]
-            loss = list_loss(list_logprobs(peft_model, [item], heads, pad_id)[0], item, config)
+            loss = list_loss(list_logprobs(peft_model, [item], heads, pad_id, first_adapter)[0], item, config)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)

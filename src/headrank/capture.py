@@ -13,6 +13,8 @@ global state beyond the one registration transformers needs.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -253,3 +255,60 @@ def capture_lists(
             ]
         )
     return results
+
+
+def can_skip_layers(model: torch.nn.Module, start: int) -> bool:
+    """Whether ``capture_from_layer`` may start at ``start``: every layer must take the same mask (no
+    sliding-window/full mix), because the decoder indexes per-layer mask types by loop position."""
+    types = getattr(model.config, "layer_types", None)
+    return start > 0 and (not types or len(set(types)) == 1)
+
+
+@contextmanager
+def layer_inputs(model: torch.nn.Module, layer: int) -> Iterator[list[torch.Tensor]]:
+    """Record the hidden states entering decoder layer ``layer`` on every forward while active."""
+    seen: list[torch.Tensor] = []
+    handle = model.base_model.layers[layer].register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def capture_from_layer(
+    model: torch.nn.Module,
+    hidden: torch.Tensor,
+    prefix_len: int,
+    heads: list[tuple[int, int]],
+    start: int,
+) -> ListAttention:
+    """``capture_lists`` for one unpadded list whose layers below ``start`` are frozen: run only layers
+    ``start``..deepest on ``hidden`` (1, T, d), the recorded input of layer ``start`` for the prefix and
+    its tail as one sequence (positions 0..T-1, as the cached two-step pass gives them). Training with
+    adapters only on the head layers repeats exactly this part, so the frozen layers run once per list.
+    """
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in heads:
+        by_layer.setdefault(layer, []).append(head)
+    if min(by_layer) < start or not can_skip_layers(model, start):
+        raise ValueError(f"cannot start the forward at layer {start} for heads {sorted(heads)}")
+    decoder = model.base_model
+    length = hidden.shape[1]
+    device = hidden.device
+    tail = torch.arange(prefix_len, length, device=device)[None]
+    request = CaptureRequest(heads=by_layer, rows=tail, row_weights=torch.full(tail.shape, 1.0 / tail.shape[1]),
+                             stop_after=max(by_layer))
+    layers = decoder.layers
+    decoder.layers = torch.nn.ModuleList(list(layers)[start:])  # attention modules keep their layer_idx
+    try:
+        try:
+            decoder(inputs_embeds=hidden, attention_mask=torch.ones(1, length, dtype=torch.long, device=device),
+                    position_ids=torch.arange(length, device=device)[None], use_cache=False,
+                    **{CAPTURE_KWARG: request})
+        except StopForward:
+            pass
+    finally:
+        decoder.layers = layers
+    order = [(layer, head) for layer in sorted(by_layer) for head in by_layer[layer]]
+    mass = torch.cat([request.mass[layer][0] for layer in sorted(by_layer)], dim=0)[:, :prefix_len]
+    return ListAttention(heads=order, token_mass=mass)

@@ -1,5 +1,6 @@
 """scripts/reproduce.sh must keep naming valid commands and options as the CLI evolves."""
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -43,3 +44,25 @@ def test_every_step_parses_with_the_cli():
 def test_unknown_section_is_an_error():
     result = subprocess.run(["bash", str(SCRIPT), "everything"], capture_output=True, text=True)
     assert result.returncode == 2 and "unknown section" in result.stderr
+
+
+def _checkpoint(path: Path, val: list[float]) -> str:
+    path.mkdir()
+    history = [{"epoch": e, "val_ndcg@10": v} for e, v in enumerate(val)]
+    (path / "headrank_config.json").write_text(json.dumps({"history": history}))
+    return str(path)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_trained_rows_use_the_recipe_best_on_validation(tmp_path):
+    default = _checkpoint(tmp_path / "qwen-dl21", [0.51, 0.48, 0.50])
+    better = _checkpoint(tmp_path / "qwen-dl21-hl-x2", [0.51, 0.53])
+    (tmp_path / "qwen-dl21-running").mkdir()  # a run without a checkpoint yet is no candidate
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", f'source "{SCRIPT}"; "$@"', "bash", *args], capture_output=True, text=True)
+
+    chosen = call("best_on_validation", default, f"{tmp_path}/qwen-dl21-running/", better + "/")
+    assert chosen.returncode == 0 and chosen.stdout.strip() == better
+    assert call("untrained_best", default).returncode == 0  # epoch 0 kept: zero adapter
+    assert call("untrained_best", better).returncode == 1

@@ -296,8 +296,8 @@ def capture_from_layer(
     length = hidden.shape[1]
     device = hidden.device
     tail = torch.arange(prefix_len, length, device=device)[None]
-    request = CaptureRequest(heads=by_layer, rows=tail, row_weights=torch.full(tail.shape, 1.0 / tail.shape[1]),
-                             stop_after=max(by_layer))
+    weights = torch.full(tail.shape, 1.0 / tail.shape[1], device=device)
+    request = CaptureRequest(heads=by_layer, rows=tail, row_weights=weights, stop_after=max(by_layer))
     layers = decoder.layers
     decoder.layers = torch.nn.ModuleList(list(layers)[start:])  # attention modules keep their layer_idx
     try:

@@ -436,6 +436,35 @@ def _floats(value: str, name: str) -> list[float]:
         raise ValueError(f"{name}: expected comma-separated numbers, got {value!r}") from None
 
 
+@app.command()
+def compare(
+    runs_a: str = typer.Argument(..., help="Run directories (or metrics.json) of reranker A, comma-separated."),
+    runs_b: str = typer.Argument(..., help="Those of reranker B on the same benchmarks, in the same order."),
+    measure: str = typer.Option("nDCG@10", help="Per-query measure as named in metrics.json."),
+    flips: int = typer.Option(20000, min=100, help="Random sign flips of the paired randomization test."),
+    seed: int = typer.Option(0),
+) -> None:
+    """A against B per query: mean difference, wins / losses / ties, paired sign-flip test p-value."""
+    from headrank.compare import compare_runs, load_run_metrics
+
+    try:
+        a = [load_run_metrics(Path(p)) for p in runs_a.split(",") if p]
+        b = [load_run_metrics(Path(p)) for p in runs_b.split(",") if p]
+        rows = compare_runs(a, b, measure=measure, flips=flips, seed=seed)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    from rich import box
+
+    table = Table(title=f"{measure}, A - B; p: paired sign-flip test ({flips} flips, seed {seed})",
+                  box=box.SIMPLE_HEAD)
+    for column in ("benchmark", "queries", "A", "B", "A - B", "wins", "losses", "ties", "p"):
+        table.add_column(column, justify="left" if column == "benchmark" else "right", min_width=len(column), overflow="fold")
+    for r in rows:
+        table.add_row(r.label, str(r.queries), f"{r.mean_a:.4f}", f"{r.mean_b:.4f}", f"{r.mean_diff:+.4f}",
+                      str(r.wins), str(r.losses), str(r.ties), f"{r.p_value:.3f}")
+    Console().print(table)
+
+
 @app.command("select-heads")
 def select_heads(
     out: Path = typer.Option(..., "--out", "-o", help="Head set JSON to write (a heatmap PNG is written beside it)."),

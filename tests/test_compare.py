@@ -43,11 +43,14 @@ def test_compare_runs_per_benchmark_and_pooled(tmp_path):
 
 
 def test_compare_command(tmp_path):
-    a = _run(tmp_path / "a", "dl19", [0.9] * 12)
-    b = _run(tmp_path / "b", "dl19", [0.1] * 12)
-    result = CliRunner().invoke(app, ["compare", str(a), str(b), "--flips", "1000"])
+    a = _run(tmp_path / "a", "dl19", [0.9] * 30)
+    b = _run(tmp_path / "b", "dl19", [0.1] * 30)
+    # 30 wins of 30: only the all-same-sign flips (chance 2^-29) reach the observed mean, so p = 1 / (flips + 1)
+    result = CliRunner().invoke(app, ["compare", str(a), str(b), "--flips", "100"])
     assert result.exit_code == 0, result.output
-    assert "+0.8000" in result.output and "0.001" in result.output  # 12 wins of 12: p = 2 / 1001
+    assert "+0.8000" in result.output and "0.010" in result.output
+    result = CliRunner().invoke(app, ["compare", str(a), str(b), "--flips", "1000"])
+    assert "<0.001" in result.output
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "metrics.json").write_text("{not json")
     for args in ([str(a), str(tmp_path / "missing")], [str(a), str(tmp_path / "bad")]):

@@ -456,12 +456,12 @@ def compare(
     from rich import box
 
     table = Table(title=f"{measure}, A - B; p: paired sign-flip test ({flips} flips, seed {seed})",
-                  box=box.SIMPLE_HEAD)
-    for column in ("benchmark", "queries", "A", "B", "A - B", "wins", "losses", "ties", "p"):
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("benchmark", "n", "A", "B", "A - B", "wins", "losses", "ties", "p"):
         table.add_column(column, justify="left" if column == "benchmark" else "right", min_width=len(column), overflow="fold")
     for r in rows:
         table.add_row(r.label, str(r.queries), f"{r.mean_a:.4f}", f"{r.mean_b:.4f}", f"{r.mean_diff:+.4f}",
-                      str(r.wins), str(r.losses), str(r.ties), f"{r.p_value:.3f}")
+                      str(r.wins), str(r.losses), str(r.ties), f"{r.p_value:.3f}" if r.p_value >= 0.001 else "<0.001")
     Console().print(table)
 
 

@@ -18,9 +18,8 @@ import time
 
 import torch
 
-from headrank.align import (TrainConfig, add_adapters, build_lists, decoder_model, frozen_layers, list_logprobs,
-                            list_loss, make_pairs)
-from headrank.capture import layer_inputs
+from headrank.align import (TrainConfig, add_adapters, build_lists, frozen_layers, list_logprobs, list_loss,
+                            make_pairs, score_reference)
 from headrank.datasets import load_benchmark
 from headrank.heads import HeadSet
 from headrank.models import load_model
@@ -51,9 +50,7 @@ def main() -> None:
     pad = loaded.tokenizer.pad_token_id or 0
     with torch.no_grad(), model.disable_adapter():
         for item in lists:
-            with layer_inputs(decoder_model(model), start) as seen:
-                item.ref_logp = list_logprobs(model, [item], heads, pad)[0]
-            item.frozen_hidden = torch.cat(seen, dim=1)
+            score_reference(model, item, heads, pad, start)
             item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list,
                                     random.Random(0))
 

@@ -192,8 +192,8 @@ def test_a_checkpoint_that_kept_epoch_0_scores_like_its_head_set_alone(tiny_base
 @pytest.mark.parametrize("make", [tiny_llama, tiny_qwen2])
 def test_frozen_layer_cache_gives_the_full_forwards_scores_and_gradients(make, llama_tokenizer):
     """With head-layer adapters, training runs only the head layers on a recorded input; same numbers."""
-    from headrank.align import add_adapters, decoder_model, frozen_layers, list_logprobs
-    from headrank.capture import enable_capture, layer_inputs
+    from headrank.align import add_adapters, frozen_layers, list_logprobs, score_reference
+    from headrank.capture import enable_capture
 
     model = make(vocab_size=49152)
     enable_capture(model)
@@ -212,9 +212,9 @@ def test_frozen_layer_cache_gives_the_full_forwards_scores_and_gradients(make, l
 
     item = build_lists(items[:1], qrels, builder, TrainConfig(list_size=6), random.Random(0))[0]
     full = list_logprobs(peft_model, [item], heads, pad_id=0)[0]
-    with torch.no_grad(), peft_model.disable_adapter(), layer_inputs(decoder_model(peft_model), 2) as seen:
-        reference = list_logprobs(peft_model, [item], heads, pad_id=0)[0]
-    item.frozen_hidden = torch.cat(seen, dim=1)
+    with torch.no_grad(), peft_model.disable_adapter():
+        score_reference(peft_model, item, heads, 0, first_adapter=2)
+    reference = item.ref_logp
     assert item.frozen_hidden.shape[1] == len(item.prompt.prefix_ids) + len(item.prompt.tail_ids)
     fast = list_logprobs(peft_model, [item], heads, pad_id=0, start=2)[0]
     assert torch.allclose(fast, full, atol=1e-5) and not torch.allclose(fast, reference, atol=1e-3)

@@ -145,6 +145,17 @@ def frozen_layers(model: torch.nn.Module, heads: HeadSet, config: TrainConfig) -
     return start if can_skip_layers(decoder_model(model), start) else 0
 
 
+def score_reference(model: torch.nn.Module, item: TrainingList, heads: HeadSet, pad_id: int, first_adapter: int) -> None:
+    """Fill ``item.ref_logp`` (call with the adapters disabled, without gradients); with frozen layers
+    (``first_adapter`` > 0) also record the first adapter layer's input as ``item.frozen_hidden``."""
+    if not first_adapter:
+        item.ref_logp = list_logprobs(model, [item], heads, pad_id)[0]
+        return
+    with layer_inputs(decoder_model(model), first_adapter) as seen:
+        item.ref_logp = list_logprobs(model, [item], heads, pad_id)[0]
+    item.frozen_hidden = torch.cat(seen, dim=1)  # prefix, then tail
+
+
 def list_loss(logp: torch.Tensor, item: TrainingList, config: TrainConfig) -> torch.Tensor:
     """Preference loss over the list's pairs plus the distribution regularizer."""
     loss = logp.new_zeros(())
@@ -250,12 +261,7 @@ def train(
     first_adapter = frozen_layers(peft_model, heads, config)
     with torch.no_grad(), peft_model.disable_adapter():
         for done, item in enumerate(train_lists, start=1):
-            if first_adapter:
-                with layer_inputs(decoder_model(peft_model), first_adapter) as seen:
-                    item.ref_logp = list_logprobs(peft_model, [item], heads, pad_id)[0]
-                item.frozen_hidden = torch.cat(seen, dim=1)  # prefix, then tail
-            else:
-                item.ref_logp = list_logprobs(peft_model, [item], heads, pad_id)[0]
+            score_reference(peft_model, item, heads, pad_id, first_adapter)
             item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
             if on_phase:
                 on_phase("reference", done, len(train_lists))

@@ -458,10 +458,12 @@ def compare(
     table = Table(title=f"{measure}, A - B; p: paired sign-flip test ({flips} flips, seed {seed})",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("benchmark", "n", "A", "B", "A - B", "wins", "losses", "ties", "p"):
-        table.add_column(column, justify="left" if column == "benchmark" else "right", min_width=len(column), overflow="fold")
+        table.add_column(column, justify="left" if column == "benchmark" else "right", min_width=len(column),
+                         overflow="fold")
     for r in rows:
         table.add_row(r.label, str(r.queries), f"{r.mean_a:.4f}", f"{r.mean_b:.4f}", f"{r.mean_diff:+.4f}",
-                      str(r.wins), str(r.losses), str(r.ties), f"{r.p_value:.3f}" if r.p_value >= 0.001 else "<0.001")
+                      str(r.wins), str(r.losses), str(r.ties),
+                      f"{r.p_value:.3f}" if r.p_value >= 0.001 else "<0.001")
     Console().print(table)
 
 
@@ -607,7 +609,8 @@ def train(
         check_training_set(benchmark, split)
         head_set = HeadSet.load(heads)
         config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")),
-                             lora_layers=lora_layers, lr=lr, epochs=epochs, beta=beta, alpha=alpha, tau=tau, list_size=list_size,
+                             lora_layers=lora_layers, lr=lr, epochs=epochs, beta=beta, alpha=alpha, tau=tau,
+                             list_size=list_size,
                              pairs_per_list=pairs, pair_mode=pair_mode, use_reference=reference,
                              list_order=list_order, lists_per_query=lists_per_query, seed=seed)
         bench = load_benchmark(benchmark, data_root=data_root, split=split)

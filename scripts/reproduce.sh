@@ -122,8 +122,17 @@ section_k50() {
 }
 
 section_ablations() {
-    # The entropy term: DL21's sweep is rerun with lambda fixed at 0 (observations are cached, seconds).
+    # The entropy term. The DL21 sweep is rerun with lambda fixed at 0 and with lambda > 0 only
+    # (observations are cached: seconds). Whichever of the two differs from the main head set is the
+    # ablation: "no entropy" when the sweep chose lambda > 0, "entropy forced" when it chose lambda 0.
     step abl-no-entropy-select select-heads --lambdas 0 --out runs/heads/smollm2-dl21-lambda0.json
+    step abl-entropy-select select-heads --lambdas 0.1,0.3,1 --out runs/heads/smollm2-dl21-entropy.json
+    local entropy=no-entropy entropy_heads=runs/heads/smollm2-dl21-lambda0.json
+    if [[ -e $entropy_heads && -e runs/heads/smollm2-dl21.json ]] &&
+        same_heads "$entropy_heads" runs/heads/smollm2-dl21.json; then
+        entropy=entropy-forced entropy_heads=runs/heads/smollm2-dl21-entropy.json
+    fi
+    step "abl-$entropy-untrained" evaluate --method heads --heads "$entropy_heads" --shared-capture -b "$ALL"
     local -A flags=(
         [random-pairs]="--pair-mode random-adjacent"
         [no-regularizer]="--alpha 0"
@@ -133,16 +142,13 @@ section_ablations() {
         [first-stage-lists]="--list-order first-stage"
     )
     local name
-    for name in no-entropy random-pairs no-regularizer no-reference any-gap qkvo first-stage-lists; do
+    for name in "$entropy" random-pairs no-regularizer no-reference any-gap qkvo first-stage-lists; do
         local heads=runs/heads/smollm2-dl21.json extra=()
-        if [[ $name == no-entropy ]]; then
-            heads=runs/heads/smollm2-dl21-lambda0.json
-            if [[ $LIST_ONLY == 0 ]] && same_heads "$heads" runs/heads/smollm2-dl21.json; then
-                echo "skip abl-no-entropy: the sweep chose lambda 0 anyway, so its row is the trained row"
-                continue
-            fi
+        if [[ $name == "$entropy" ]]; then
+            heads=$entropy_heads
+        else
+            read -r -a extra <<<"${flags[$name]}"
         fi
-        [[ $name != no-entropy ]] && read -r -a extra <<<"${flags[$name]}"
         step "abl-$name-train" train --heads "$heads" --out "runs/ckpt/abl-$name" --resume "${extra[@]}"
         step "abl-$name-eval" evaluate --method heads --model "runs/ckpt/abl-$name" -b dl19,dl20,noveleval
     done

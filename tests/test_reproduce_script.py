@@ -66,3 +66,21 @@ def test_trained_rows_use_the_recipe_best_on_validation(tmp_path):
     assert chosen.returncode == 0 and chosen.stdout.strip() == better
     assert call("untrained_best", default).returncode == 0  # epoch 0 kept: zero adapter
     assert call("untrained_best", better).returncode == 1
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_entropy_ablation_runs_the_other_way_when_selection_chose_lambda_0(tmp_path):
+    heads = tmp_path / "runs" / "heads"
+    heads.mkdir(parents=True)
+
+    def listed(lambda0_heads) -> list[str]:
+        (heads / "smollm2-dl21.json").write_text(json.dumps({"heads": [[0, 1], [2, 3]]}))
+        (heads / "smollm2-dl21-lambda0.json").write_text(json.dumps({"heads": lambda0_heads}))
+        out = subprocess.run(["bash", "-c", f'source "{SCRIPT}"; LIST_ONLY=1; section_ablations'], cwd=tmp_path,
+                             capture_output=True, text=True, check=True).stdout
+        return [line.partition(":")[0] for line in out.splitlines()]
+
+    same = listed([[0, 1], [2, 3]])  # lambda 0 is the selection: force lambda > 0 instead
+    assert "abl-entropy-forced-train" in same and "abl-no-entropy-train" not in same
+    differ = listed([[0, 1], [4, 5]])  # the selection used lambda > 0: drop it
+    assert "abl-no-entropy-train" in differ and "abl-entropy-forced-train" not in differ

@@ -84,13 +84,13 @@ def tiny_base(tmp_path, llama_tokenizer):
     return path
 
 
-def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=None, **settings):
+def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=None, data=None, **settings):
     from headrank.models import load_model
 
     loaded = load_model(str(base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(base),
                     prompt={"max_passage_tokens": 16}, fingerprint=loaded.fingerprint)
-    items, qrels = _toy_data()
+    items, qrels = data or _toy_data()
     config = TrainConfig(epochs=epochs, lr=lr, list_size=6, pairs_per_list=4, patience=5, seed=3, **settings)
     builder = PromptBuilder(loaded.tokenizer, PromptSettings(max_passage_tokens=16))
     return train(loaded.model, builder, heads, items[:4], items[4:], qrels, config, out, pad_id=0,
@@ -131,6 +131,14 @@ def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llam
     assert sorted(r.corpus_id for r in results) == [0, 1, 2]
     with pytest.raises(ValueError, match="brings its own head set"):
         HeadRanker.from_pretrained(str(out), heads=[(0, 0)])
+
+
+def test_lists_without_pairs_are_skipped_when_the_regularizer_is_off(tiny_base, llama_tokenizer, tmp_path):
+    items, qrels = _toy_data()
+    qrels["0"] = {d: 0 for d in qrels["0"]}  # a training query whose judged candidates are all non-relevant
+    result = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt", epochs=1, data=(items, qrels), alpha=0.0)
+    assert [h["epoch"] for h in result["history"]] == [0, 1]
+    assert result["history"][1]["train_loss"] > 0  # the other three lists still trained
 
 
 def test_training_changes_only_adapters_on_layers_up_to_l_star(tiny_base):

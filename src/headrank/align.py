@@ -294,10 +294,11 @@ def train(
         for step, index in enumerate(order, start=1):
             item = train_lists[index]
             loss = list_loss(list_logprobs(peft_model, [item], heads, pad_id, first_adapter)[0], item, config)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
+            if loss.requires_grad:  # a list without pairs gives no signal when the regularizer is off
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                optimizer.step()
             total += float(loss.detach())
             if on_step:
                 on_step(epoch, step, float(loss.detach()))

@@ -141,6 +141,16 @@ def test_lists_without_pairs_are_skipped_when_the_regularizer_is_off(tiny_base, 
     assert result["history"][1]["train_loss"] > 0  # the other three lists still trained
 
 
+@pytest.mark.parametrize("ablation", [{"pair_mode": "random-adjacent"}, {"pair_mode": "any-gap"}, {"alpha": 0.0},
+                                      {"use_reference": False}, {"list_order": "first-stage"},
+                                      {"target_modules": ("q_proj", "k_proj", "v_proj", "o_proj")}])
+def test_every_ablation_recipe_trains_an_epoch(tiny_base, llama_tokenizer, tmp_path, ablation):
+    result = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt", epochs=1, **ablation)
+    assert result["history"][1]["train_loss"] > 0
+    stored = json.loads((tmp_path / "ckpt" / "headrank_config.json").read_text())["train_config"]
+    assert all(stored[k] == (list(v) if isinstance(v, tuple) else v) for k, v in ablation.items())
+
+
 def test_training_changes_only_adapters_on_layers_up_to_l_star(tiny_base):
     from headrank.align import add_adapters
     from headrank.models import load_model

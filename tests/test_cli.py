@@ -61,6 +61,17 @@ def test_rerank_trec_output_with_inline_heads(default_model_dir):
 
 
 @pytest.mark.integration
+def test_rerank_in_fixed_windows(default_model_dir):
+    result = runner.invoke(app, ["rerank", _dl19(), "--heads", "16:0,18:5", "--depth", "8", "--window", "4",
+                                 "-o", "json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert sorted(r["docid"] for r in payload["results"]) == sorted(set(r["docid"] for r in payload["results"]))
+    assert [r["score"] for r in payload["results"]] == [8.0 - i for i in range(8)]  # rank-derived
+    assert "sliding windows" in result.stderr
+
+
+@pytest.mark.integration
 def test_head_set_for_another_model_fails_cleanly(default_model_dir, tmp_path):
     result = runner.invoke(app, ["rerank", _dl19(), "--heads", "40:0", "--depth", "3"])
     assert result.exit_code == 2 and "do not exist" in result.output
@@ -97,6 +108,9 @@ def test_evaluate_argument_errors(tmp_path):
     for method in ("bm25", "pointwise"):
         result = runner.invoke(app, ["evaluate", "--method", method, "--shared-capture", "--out", str(tmp_path)])
         assert result.exit_code == 2 and "--shared-capture works for" in result.output
+    for extra in (["--method", "bm25"], ["--method", "icr", "--shared-capture"]):
+        result = runner.invoke(app, ["evaluate", *extra, "--window", "20", "--out", str(tmp_path)])
+        assert result.exit_code == 2 and "--window works for" in result.output
     result = runner.invoke(app, ["evaluate", "--method", "bm25", "-b", "nope", "--out", str(tmp_path),
                                  "--data-root", str(tmp_path)])
     assert result.exit_code == 2 and "unknown benchmark" in result.output

@@ -130,7 +130,15 @@ def test_summary_outputs(tmp_path):
     assert "| toy | toy | 6 |" in markdown_table([result])
 
 
-@pytest.mark.parametrize("bad", [{"depth": 0}, {"order": "random"}])
+def test_window_setting_keys_its_own_run_folder_and_leaves_older_keys_alone():
+    plain = EvalSettings(method="heads", depth=50)
+    assert "window" not in plain.to_dict()  # run folders made before the setting existed keep their key
+    windowed = EvalSettings(method="heads", depth=50, window=20)
+    assert windowed.to_dict()["window"] == 20 and windowed.key != plain.key
+    assert windowed.slug.startswith("heads-k50-w20-first-stage-")
+
+
+@pytest.mark.parametrize("bad", [{"depth": 0}, {"order": "random"}, {"window": 1}])
 def test_bad_settings(bad):
     with pytest.raises(ValueError):
         EvalSettings(method="x", **bad)

@@ -112,6 +112,25 @@ def test_windowing_ranks_every_passage(llama_tokenizer):
         HeadRanker(loaded, heads, max_length=60).rank("q", docs)
 
 
+def test_a_fixed_window_splits_lists_that_would_fit_the_context(llama_tokenizer):
+    loaded = wrap_model(tiny_llama(), llama_tokenizer)
+    heads = HeadSet(heads=((1, 0),))
+    docs = [f"passage number {i} about topic {i % 3}" for i in range(12)]
+    ranker = HeadRanker(loaded, heads, window=5)
+    assert ranker.window_size("q", docs) == 5
+    seen = []
+    original = ranker.score_prompts
+    ranker.score_prompts = lambda prompts: seen.append(len(prompts[0].passage_spans)) or original(prompts)
+    results = ranker.rank("q", docs)
+    assert sorted(r.corpus_id for r in results) == list(range(12)) and all(r.windowed for r in results)
+    assert seen == [5, 5, 5, 5, 4]  # windows [7:12], [5:10], [3:8], [1:6], [0:4]; stride 2
+    assert not any(r.windowed for r in ranker.rank("q", docs[:5]))  # a list that fits one window: one prompt
+    with pytest.raises(ValueError, match="exceed the window of 5"):
+        ranker.score("q", docs)
+    with pytest.raises(ValueError, match="window must be >= 2"):
+        HeadRanker(loaded, heads, window=1)
+
+
 def test_window_order_follows_scores_when_one_window_suffices(llama_tokenizer):
     """With a window as large as the list, windowing reduces to plain scoring."""
     loaded = wrap_model(tiny_qwen3(vocab_size=49152), llama_tokenizer)

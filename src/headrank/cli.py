@@ -79,7 +79,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length):
+def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length, window=None):
     from transformers.utils import logging as hf_logging
 
     from headrank.ranker import HeadRanker  # torch/transformers import only when needed
@@ -96,6 +96,7 @@ def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibr
         max_passage_tokens=max_passage_tokens,
         calibrate=calibrate,
         max_length=max_length,
+        window=window,
     )
 
 
@@ -141,6 +142,8 @@ def rerank(
     heads: str = typer.Option(None, help="Head set: JSON file or 'layer:head,...'."),
     max_passage_tokens: int = typer.Option(None, help="Per-passage token budget (default 100)."),
     max_length: int = typer.Option(None, help="Max prompt tokens before windowing (default: model context)."),
+    window: int = typer.Option(None, min=2, help="Rank longer lists in sliding windows of this many passages "
+                                                 "(small models read 50 passages poorly; 20 is a good window)."),
     calibrate: bool = typer.Option(True, help="Subtract the N/A-query scores (heads method)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
@@ -172,7 +175,8 @@ def rerank(
             results = _results_from_scores(out[0] if isinstance(out, tuple) else out, texts, keep)
             label = method.value
         else:
-            ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length)
+            ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length,
+                                  window)
             started = time.perf_counter()
             results = ranker.rank(q, texts, top_k=keep)
             elapsed = time.perf_counter() - started
@@ -194,7 +198,8 @@ def rerank(
     title = f"{q}  ({len(candidates)} passages, {label}, {elapsed:.2f} s)"
     _print_results(results, [c.docid for c in candidates], data.qid, output, tag, out_console, title)
     if windowed:
-        err_console.print("note: the list did not fit the context and was ranked with sliding windows")
+        err_console.print("note: the list was ranked in sliding windows (it exceeded the context or --window); "
+                          "scores are rank-derived")
 
 
 @app.command()
@@ -293,6 +298,8 @@ def evaluate(
     shared_capture: bool = typer.Option(False, help="icr / heads without training: read scores from one cached "
                                                     "all-head capture per list, shared by every such method "
                                                     "(latency: that full-depth pass)."),
+    window: int = typer.Option(None, min=2, help="icr / heads: rank the K candidates in sliding windows of this "
+                                                 "many passages (RankGPT-style, bottom up, half overlap)."),
 ) -> None:
     """Rerank benchmark candidates and report nDCG@10, MRR@10, Recall@K and middle-zone diagnostics.
 
@@ -314,6 +321,8 @@ def evaluate(
         _fail("--fuse-first-stage fuses a reranker with the first stage; --method bm25 is the first stage")
     if shared_capture and method not in ("icr", "heads"):
         _fail("--shared-capture works for --method icr and heads (untrained head sets)")
+    if window is not None and (method not in ("icr", "heads") or shared_capture):
+        _fail("--window works for --method icr and heads with their own capture (not --shared-capture)")
     try:
         settings = EvalSettings(
             method=method, depth=depth, order=order,
@@ -321,6 +330,7 @@ def evaluate(
             heads=heads if method == "heads" else None,
             max_passage_tokens=None if method == "bm25" else max_passage_tokens,
             device=device, dtype=dtype, calibrate=calibrate, capture="shared" if shared_capture else "own",
+            window=window,
         )
         names = [b.strip() for b in benchmarks.split(",") if b.strip()]
         loaded = [load_benchmark(n, data_root=data_root, cache_dir=out / "cache", split=split) for n in names]
@@ -354,7 +364,8 @@ def evaluate(
         from headrank.models import weights_fingerprint
 
         try:
-            ranker = _load_ranker(model, Method(method), heads, max_passage_tokens, device, dtype, calibrate, None)
+            ranker = _load_ranker(model, Method(method), heads, max_passage_tokens, device, dtype, calibrate, None,
+                                  window)
         except ModelUnavailableError as err:
             _fail(str(err), code=3)
         except (ValueError, TypeError, FileNotFoundError) as err:

@@ -43,6 +43,7 @@ class EvalSettings:
     dtype: str = "auto"
     calibrate: bool = True
     capture: str = "own"  # "shared": scores read from one cached all-head capture per list (observe.py)
+    window: int | None = None  # passages per sliding window (None: the whole list in one prompt)
 
     def __post_init__(self) -> None:
         if self.depth < 1:
@@ -51,12 +52,16 @@ class EvalSettings:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}")
         if self.capture not in ("own", "shared"):
             raise ValueError("capture must be own or shared")
+        if self.window is not None and self.window < 2:
+            raise ValueError("window must be >= 2 passages")
 
     def to_dict(self) -> dict:
-        """The settings as recorded; the default capture is left out so older run folders keep their keys."""
+        """The settings as recorded; default capture and window are left out so older run folders keep their keys."""
         fields = asdict(self)
         if fields["capture"] == "own":
             del fields["capture"]
+        if fields["window"] is None:
+            del fields["window"]
         return fields
 
     @property
@@ -66,7 +71,8 @@ class EvalSettings:
 
     @property
     def slug(self) -> str:
-        return f"{self.method}-k{self.depth}-{self.order}-{self.key}"
+        window = f"-w{self.window}" if self.window is not None else ""
+        return f"{self.method}-k{self.depth}{window}-{self.order}-{self.key}"
 
 
 @dataclass

@@ -3,9 +3,11 @@
 One prefill of the listwise prompt (truncated at the deepest head-set layer), plus the short
 calibration tail over the cached passages; no token is generated.
 
-Lists that do not fit ``max_length`` tokens are ranked with sliding windows (RankGPT-style): windows
-of as many passages as fit, from the bottom of the list to the top, each half overlapping the next,
-so the best passages of every window move up. No passage is dropped. With windowing, the returned
+Lists that do not fit ``max_length`` tokens, or hold more than ``window`` passages when a window is
+set, are ranked with sliding windows (RankGPT-style): windows of as many passages as fit (at most
+``window``), from the bottom of the list to the top, each half overlapping the next, so the best
+passages of every window move up. Small models read long lists poorly (RESULTS.md, K = 50), so
+``window=20`` is the way to rank 50 or 100 candidates with the head sets chosen at 20. No passage is dropped. With windowing, the returned
 ``score`` is rank-derived (``n - position``) because attention scores of different windows are not
 comparable; ``RankResult.windowed`` says so.
 
@@ -65,8 +67,11 @@ class HeadRanker:
         max_length: int | None = None,
         method: str = "heads",
         verify_fingerprint: bool = True,
+        window: int | None = None,
     ) -> None:
         heads.check_model(model.num_layers, model.num_heads)
+        if window is not None and window < 2:
+            raise ValueError(f"window must be >= 2 passages (or None: one prompt when it fits), got {window}")
         if heads.fingerprint and verify_fingerprint:
             heads.check_fingerprint(model.fingerprint)
         if max_length is not None and max_length < 1:
@@ -80,6 +85,7 @@ class HeadRanker:
         self.truncate = truncate
         self.max_length = min(max_length or model.max_context, model.max_context)
         self.method = method
+        self.window = window
         tok = model.tokenizer
         self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self._calibration_tail = self.builder.tail_ids(CALIBRATION_QUERY)
@@ -96,17 +102,19 @@ class HeadRanker:
         calibrate: bool = True,
         max_length: int | None = None,
         truncate: bool = True,
+        window: int | None = None,
     ) -> HeadRanker:
         """Load a model (named, hub id, local dir, .gguf, or a trained HeadRank checkpoint) and a head set.
 
         ``method="icr"`` is the ICR preset: every head, full depth, N/A calibration and ICR's token
         masking. ``method="heads"`` reads the given head set (default when ``heads`` is given). A
-        checkpoint directory brings its base model, adapter (merged) and head set.
+        checkpoint directory brings its base model, adapter (merged) and head set. ``window``: rank lists
+        of more passages in sliding windows of that many (see the module docstring).
         """
         if isinstance(model, (str, Path)) and is_checkpoint(model):
             if heads is not None or method not in (None, "heads"):
                 raise ValueError("a HeadRank checkpoint brings its own head set; do not pass heads or method")
-            return cls._from_checkpoint(Path(model), device, dtype, max_passage_tokens, max_length, truncate)
+            return cls._from_checkpoint(Path(model), device, dtype, max_passage_tokens, max_length, truncate, window)
         method = method or ("heads" if heads is not None else "icr")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -130,11 +138,12 @@ class HeadRanker:
             truncate=truncate,
             max_length=max_length,
             method=method,
+            window=window,
         )
 
     @classmethod
     def _from_checkpoint(cls, path: Path, device: str, dtype: str, max_passage_tokens: int | None,
-                         max_length: int | None, truncate: bool) -> HeadRanker:
+                         max_length: int | None, truncate: bool, window: int | None = None) -> HeadRanker:
         config = load_checkpoint_config(path)
         head_set = HeadSet.load(path / HEADSET_NAME)
         loaded = load_model(config["base_model"], device=device, dtype=dtype)
@@ -149,7 +158,7 @@ class HeadRanker:
             prompt_args["max_passage_tokens"] = max_passage_tokens
         return cls(model, head_set, scoring=ScoringConfig(calibrate=config.get("calibrate", True)),
                    prompt=PromptSettings(**prompt_args), truncate=truncate, max_length=max_length,
-                   method="headrank", verify_fingerprint=False)
+                   method="headrank", verify_fingerprint=False, window=window)
 
     # ------------------------------------------------------------------ scoring of whole lists
 
@@ -208,7 +217,7 @@ class HeadRanker:
             if not job.kept:
                 continue
             prompt = self.builder.build(job.query, [job.docs[i] for i in job.kept])
-            if len(prompt) <= self.max_length:
+            if len(prompt) <= self.max_length and (self.window is None or len(job.kept) <= self.window):
                 fitting.append((job, prompt))
             else:
                 job.order = self._rank_windowed(job.query, [job.docs[i] for i in job.kept])
@@ -220,7 +229,7 @@ class HeadRanker:
         return [job.results(top_k, return_documents) for job in jobs]
 
     def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        """Scores in input order (the list must fit the context; empty passages score -inf)."""
+        """Scores in input order (the list must fit the context and the window; empty passages score -inf)."""
         job = _Job.make(query, docs, 0)
         if job.kept:
             prompt = self.builder.build(job.query, [job.docs[i] for i in job.kept])
@@ -228,6 +237,8 @@ class HeadRanker:
                 raise ValueError(
                     f"the list needs {len(prompt)} tokens but max_length is {self.max_length}; use rank() (windowed)"
                 )
+            if self.window is not None and len(job.kept) > self.window:
+                raise ValueError(f"{len(job.kept)} passages exceed the window of {self.window}; use rank() (windowed)")
             job.scores = self.score_prompts([prompt])[0].tolist()
         out = [-math.inf] * len(docs)
         for i, s in zip(job.kept, job.scores or []):
@@ -237,7 +248,7 @@ class HeadRanker:
     # ------------------------------------------------------------------ windowing
 
     def window_size(self, query: str, docs: Sequence[str]) -> int:
-        """How many passages fit one prompt, assuming the longest passages of the list."""
+        """How many passages fit one prompt (at most ``window``), assuming the longest passages of the list."""
         costs = sorted((self.builder.segment_cost(s) + 2 for s in self.builder.passage_segments(docs)), reverse=True)
         budget = self.max_length - self.builder.overhead(query)
         size, used = 0, 0
@@ -250,7 +261,7 @@ class HeadRanker:
                 f"max_length {self.max_length} cannot hold two passages of this list; "
                 "raise max_length or lower max_passage_tokens"
             )
-        return size
+        return min(size, self.window) if self.window is not None else size
 
     def _rank_windowed(self, query: str, docs: list[str]) -> list[int]:
         """Sliding windows from the bottom of the list up, stride half a window; returns the final order."""

@@ -119,6 +119,11 @@ section_k50() {
     step bm25-k50 evaluate --method bm25 -K 50 -b dl19,dl20
     rerankers smollm2 k50 smollm2-135m-instruct 50 first-stage dl19,dl20
     rerankers qwen k50 "$QWEN" 50 first-stage dl19,dl20
+    # The same 50 candidates in sliding windows of 20 (stride 10, bottom up): HeadRank as chosen and trained.
+    step smollm2-k50-w20-dl21 evaluate --method heads --heads runs/heads/smollm2-dl21.json -K 50 --window 20 \
+        -b dl19,dl20 --fuse-first-stage 0.5
+    step smollm2-k50-w20-trained evaluate --method heads --model runs/ckpt/smollm2-dl21 -K 50 --window 20 \
+        -b dl19,dl20 --fuse-first-stage 0.5
 }
 
 section_ablations() {

@@ -143,7 +143,7 @@ def rerank(
     max_passage_tokens: int = typer.Option(None, help="Per-passage token budget (default 100)."),
     max_length: int = typer.Option(None, help="Max prompt tokens before windowing (default: model context)."),
     window: int = typer.Option(None, min=2, help="Rank longer lists in sliding windows of this many passages "
-                                                 "(small models read 50 passages poorly; 20 is a good window)."),
+                                                 "(small models read 50-passage prompts poorly; head sets are chosen on 20)."),
     calibrate: bool = typer.Option(True, help="Subtract the N/A-query scores (heads method)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),

@@ -7,9 +7,9 @@ Lists that do not fit ``max_length`` tokens, or hold more than ``window`` passag
 set, are ranked with sliding windows (RankGPT-style): windows of as many passages as fit (at most
 ``window``), from the bottom of the list to the top, each half overlapping the next, so the best
 passages of every window move up. No passage is dropped. Small models read long prompts poorly
-(RESULTS.md, K = 50); ``window=20`` keeps every prompt at the length the head sets were chosen on. With
-windowing, the returned ``score`` is rank-derived (``n - position``) because attention scores of different windows are not
-comparable; ``RankResult.windowed`` says so.
+(RESULTS.md, K = 50); ``window=20`` keeps every prompt at the length the head sets were chosen on.
+With windowing, the returned ``score`` is rank-derived (``n - position``) because attention scores of
+different windows are not comparable; ``RankResult.windowed`` says so.
 
 Empty or whitespace-only passages never reach the model: they are ranked last, in input order, with
 score ``-inf``.

@@ -130,12 +130,17 @@ def test_summary_outputs(tmp_path):
     assert "| toy | toy | 6 |" in markdown_table([result])
 
 
-def test_window_setting_keys_its_own_run_folder_and_leaves_older_keys_alone():
+def test_window_setting_keys_its_own_run_folder_and_leaves_older_keys_alone(tmp_path):
     plain = EvalSettings(method="heads", depth=50)
     assert "window" not in plain.to_dict()  # run folders made before the setting existed keep their key
     windowed = EvalSettings(method="heads", depth=50, window=20)
     assert windowed.to_dict()["window"] == 20 and windowed.key != plain.key
     assert windowed.slug.startswith("heads-k50-w20-first-stage-")
+    bench = _toy_benchmark()
+    records = rerank_benchmark(bench, lambda q, p: [1.0 / (i + 1) for i in range(len(p))],
+                               EvalSettings(method="toy", depth=6, window=3), tmp_path)
+    result = summarize(bench, records, EvalSettings(method="toy", depth=6, window=3), tmp_path, plot=False)
+    assert "| toy | toy | 6 (windows of 3) |" in markdown_table([result])
 
 
 @pytest.mark.parametrize("bad", [{"depth": 0}, {"order": "random"}, {"window": 1}])

@@ -356,8 +356,9 @@ def markdown_table(results: Sequence[BenchmarkResult]) -> str:
         m = r.metrics
         _, mrr, rec = (m[name] for name in r.measure_names)
         s = r.selectivity
+        depth = f"{r.settings['depth']}" + (f" (windows of {r.settings['window']})" if r.settings.get("window") else "")
         lines.append(
-            f"| {r.benchmark} | {r.settings['method']} | {r.settings['depth']} | {r.settings['order']} | {r.queries} | "
+            f"| {r.benchmark} | {r.settings['method']} | {depth} | {r.settings['order']} | {r.queries} | "
             f"{m['nDCG@10']:.4f} | {mrr:.4f} | {rec:.4f} | {s['relevant_top_quartile_pct']:.1f} | "
             f"{s['nonrelevant_top_quartile_pct']:.1f} | {s['gap_pp']:.1f} | "
             f"{r.homogenization['middle_to_ends_std_ratio']:.2f} | {r.mean_latency_s:.2f} |"

@@ -26,6 +26,9 @@ def test_missing_query_and_malformed_input(tmp_path):
     empty.write_text("\n")
     result = runner.invoke(app, ["rerank", str(empty), "-q", "x"])
     assert result.exit_code == 2 and "no candidate passages" in result.output
+    for baseline in ("generative", "pointwise"):
+        result = runner.invoke(app, ["rerank", str(p), "-q", "x", "--method", baseline, "--window", "4"])
+        assert result.exit_code == 2 and "--window works for" in result.output
 
 
 def test_offline_model_error_exit_code(tmp_path, monkeypatch):

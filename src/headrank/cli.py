@@ -154,6 +154,8 @@ def rerank(
 ) -> None:
     """Rerank one query's candidate passages and print the ranking."""
     logging.basicConfig(level=logging.WARNING)
+    if window is not None and method in (Method.generative, Method.pointwise):
+        _fail("--window works for icr, heads and checkpoints (the generative baseline windows by itself)")
     try:
         data = read_rerank_input(input, input_format.value, entry)
     except (DataFormatError, FileNotFoundError, ValueError) as err:

@@ -216,11 +216,13 @@ class HeadRanker:
         for job in jobs:
             if not job.kept:
                 continue
-            prompt = self.builder.build(job.query, [job.docs[i] for i in job.kept])
-            if len(prompt) <= self.max_length and (self.window is None or len(job.kept) <= self.window):
+            docs_kept = [job.docs[i] for i in job.kept]
+            over_window = self.window is not None and len(docs_kept) > self.window
+            prompt = None if over_window else self.builder.build(job.query, docs_kept)  # no tokenizing twice
+            if prompt is not None and len(prompt) <= self.max_length:
                 fitting.append((job, prompt))
             else:
-                job.order = self._rank_windowed(job.query, [job.docs[i] for i in job.kept])
+                job.order = self._rank_windowed(job.query, docs_kept)
                 job.windowed = True
         for start in range(0, len(fitting), batch_size):
             chunk = fitting[start : start + batch_size]

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from headrank.capture import can_skip_layers, capture_from_layer, capture_lists, layer_inputs
-from headrank.checkpoint import save_adapter, write_config
+from headrank.checkpoint import quiet_peft, save_adapter, write_config
 from headrank.heads import HeadSet
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder
 from headrank.scoring import passage_mass
@@ -207,7 +207,8 @@ def add_adapters(model: torch.nn.Module, heads: HeadSet, config: TrainConfig):
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,
                       target_modules=list(config.target_modules),
                       layers_to_transform=adapter_layers(heads, config), bias="none")
-    return get_peft_model(model, lora)
+    with quiet_peft():
+        return get_peft_model(model, lora)
 
 
 def check_resumable(saved: dict | None, current: dict, state_path: Path) -> None:

@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -44,6 +47,14 @@ def load_checkpoint_config(path: str | Path) -> dict:
     return data
 
 
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Hide peft's call of a deprecated transformers property (a FutureWarning users cannot act on)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 def merge_adapter(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
     """Apply a checkpoint's LoRA adapter to a loaded base model and merge it (plain weights at inference)."""
     from peft import PeftModel
@@ -51,4 +62,5 @@ def merge_adapter(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Mo
     adapter = Path(checkpoint) / ADAPTER_DIR
     if not adapter.is_dir():
         raise FileNotFoundError(f"{checkpoint}: no {ADAPTER_DIR}/ directory (incomplete checkpoint)")
-    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    with quiet_peft():
+        return PeftModel.from_pretrained(model, adapter).merge_and_unload()

@@ -157,6 +157,8 @@ section_ablations() {
         step "abl-$name-train" train --heads "$heads" --out "runs/ckpt/abl-$name" --resume "${extra[@]}"
         step "abl-$name-eval" evaluate --method heads --model "runs/ckpt/abl-$name" -b dl19,dl20,noveleval
     done
+    # q/k/v/o scored best on DL21 validation of every SmolLM2 recipe: its fourth set, for the four-set average.
+    step abl-qkvo-nfcorpus evaluate --method heads --model runs/ckpt/abl-qkvo -b nfcorpus
 }
 
 main() {

@@ -159,6 +159,10 @@ section_ablations() {
     done
     # q/k/v/o scored best on DL21 validation of every SmolLM2 recipe: its fourth set, for the four-set average.
     step abl-qkvo-nfcorpus evaluate --method heads --model runs/ckpt/abl-qkvo -b nfcorpus
+    # Did first-stage-ordered training lists teach position? Their checkpoint in reversed order, against the
+    # trained row's reversed rows (reproduce step smollm2-k20-reversed-trained).
+    step abl-first-stage-lists-reversed evaluate --method heads --model runs/ckpt/abl-first-stage-lists \
+        --order reversed -b dl19,dl20,noveleval
 }
 
 main() {

@@ -136,10 +136,9 @@ def test_window_setting_keys_its_own_run_folder_and_leaves_older_keys_alone(tmp_
     windowed = EvalSettings(method="heads", depth=50, window=20)
     assert windowed.to_dict()["window"] == 20 and windowed.key != plain.key
     assert windowed.slug.startswith("heads-k50-w20-first-stage-")
-    bench = _toy_benchmark()
-    records = rerank_benchmark(bench, lambda q, p: [1.0 / (i + 1) for i in range(len(p))],
-                               EvalSettings(method="toy", depth=6, window=3), tmp_path)
-    result = summarize(bench, records, EvalSettings(method="toy", depth=6, window=3), tmp_path, plot=False)
+    bench, toy = _toy_benchmark(), EvalSettings(method="toy", depth=6, window=3)
+    records = rerank_benchmark(bench, lambda q, p: [1.0 / (i + 1) for i in range(len(p))], toy, tmp_path)
+    result = summarize(bench, records, toy, tmp_path, plot=False)
     assert "| toy | toy | 6 (windows of 3) |" in markdown_table([result])
 
 

@@ -8,7 +8,8 @@
 #
 #   scripts/reproduce.sh smollm2     BM25, ICR, head sets, trained HeadRank, baselines (default model)
 #   scripts/reproduce.sh qwen        the same rerankers on Qwen2.5-Coder-0.5B-Instruct
-#   scripts/reproduce.sh reversed    both models, reversed input order (first-stage top next to the query)
+#   scripts/reproduce.sh reversed    both models, reversed input order (first-stage top next to the query),
+#                                    then both orders averaged
 #   scripts/reproduce.sh k50         both models, K = 50 on DL19 and DL20
 #   scripts/reproduce.sh ablations   the training ablations (default model)
 #   scripts/reproduce.sh --list      print the steps of the named sections without running them
@@ -113,6 +114,10 @@ section_qwen() {
 section_reversed() {
     rerankers smollm2 k20-reversed smollm2-135m-instruct 20 reversed "$ALL"
     rerankers qwen k20-reversed "$QWEN" 20 reversed "$ALL"
+    # Both orders, scores averaged: every run they need is one of the above or of the first-stage sections,
+    # reused (seconds each) when those sections ran; otherwise these steps compute what is missing.
+    rerankers smollm2 k20-both smollm2-135m-instruct 20 both "$ALL"
+    rerankers qwen k20-both "$QWEN" 20 both "$ALL"
 }
 
 section_k50() {

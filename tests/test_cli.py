@@ -104,8 +104,11 @@ def test_evaluate_bm25_on_dl19(tmp_path):
 
 
 def test_evaluate_argument_errors(tmp_path):
-    result = runner.invoke(app, ["evaluate", "--method", "bm25", "--order", "reversed", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "does not apply" in result.output
+    for order in ("reversed", "both"):
+        result = runner.invoke(app, ["evaluate", "--method", "bm25", "--order", order, "--out", str(tmp_path)])
+        assert result.exit_code == 2 and f"--order {order} does not apply" in result.output
+    result = runner.invoke(app, ["evaluate", "--method", "icr", "--order", "sideways", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "order must be one of first-stage, reversed, both" in result.output
     result = runner.invoke(app, ["evaluate", "--method", "magic", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown method" in result.output
     for method in ("bm25", "pointwise"):

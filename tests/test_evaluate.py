@@ -18,6 +18,7 @@ from headrank.evaluate import (
     middle_zone,
     middle_zone_selectivity,
     rerank_benchmark,
+    rerank_both_orders,
     summarize,
 )
 
@@ -216,3 +217,28 @@ def test_table_averages_each_method_and_counts_decoded_tokens(tmp_path):
     table = markdown_table(results)
     assert "| **average a** |" in table and "| **average b** |" in table and "| **average** |" not in table
     assert formatting_success(records) == {"formatting_success": 1.0, "windows": 5, "tokens_generated_per_window": 8.0}
+
+
+def test_both_orders_average_the_two_runs_and_reuse_finished_ones(tmp_path):
+    bench = _toy_benchmark()
+    calls = []
+
+    def last_fed_wins(query, passages):  # pure position bias: the score is the position fed
+        calls.append(list(passages))
+        return [float(i) for i in range(len(passages))]
+
+    first = EvalSettings(method="toy", depth=6)
+    rerank_benchmark(bench, last_fed_wins, first, tmp_path / f"{bench.name}-{first.slug}")
+    calls.clear()
+    both = EvalSettings(method="toy", depth=6, order="both")
+    records = rerank_both_orders(bench, last_fed_wins, both, tmp_path)
+    assert len(calls) == len(bench.queries)  # the finished first-stage run is reused: only reversed passes ran
+    assert all(c[0] == "text 5" for c in calls)
+    # position bias cancels: every passage scores (i + (5 - i)) / 2, ties fall back to first-stage order
+    assert all(r.scores == [2.5] * 6 for r in records)
+    assert records[0].ranking()[0][0] == "d0-0"
+    assert (tmp_path / f"{bench.name}-{both.slug}" / "settings.json").is_file()
+    assert {p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir()} == {
+        f"{bench.name}-toy-k6-first-stage", f"{bench.name}-toy-k6-reversed", f"{bench.name}-toy-k6-both"}
+    with pytest.raises(ValueError, match="rerank_both_orders"):
+        rerank_benchmark(bench, last_fed_wins, both, tmp_path / "x")

@@ -280,8 +280,9 @@ def evaluate(
     method: str = typer.Option("icr", help="bm25 (first-stage passthrough), icr, heads (a head set or a "
                                            "checkpoint via --model), generative (RankGPT-style) or pointwise."),
     depth: int = typer.Option(20, "--depth", "-K", help="Rerank the first K candidates."),
-    order: str = typer.Option("first-stage", help="Input order: first-stage, or reversed (first-stage top "
-                                                  "next to the query)."),
+    order: str = typer.Option("first-stage", help="Input order: first-stage, reversed (first-stage top next "
+                                                  "to the query), or both (mean of the two orders' scores: "
+                                                  "less position bias, two passes; reuses finished runs)."),
     model: str = typer.Option(DEFAULT_MODEL, help="Named model, hub id, local directory or .gguf file."),
     heads: str = typer.Option(None, help="Head set for --method heads: JSON file or 'layer:head,...'."),
     max_passage_tokens: int = typer.Option(100, help="Per-passage token budget."),
@@ -312,13 +313,14 @@ def evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from headrank.datasets import load_benchmark
-    from headrank.evaluate import EvalSettings, fused_records, markdown_table, rerank_benchmark, summarize
+    from headrank.evaluate import (EvalSettings, fused_records, markdown_table, rerank_benchmark, rerank_both_orders,
+                                   summarize)
 
     logging.basicConfig(level=logging.WARNING)
     if method not in EVAL_METHODS:
         _fail(f"unknown method {method!r}; choose one of {', '.join(EVAL_METHODS)}")
     if method == "bm25" and order != "first-stage":
-        _fail("--method bm25 is the first-stage order itself; --order reversed does not apply")
+        _fail(f"--method bm25 is the first-stage order itself; --order {order} does not apply")
     if method == "bm25" and fuse_first_stage is not None:
         _fail("--fuse-first-stage fuses a reranker with the first stage; --method bm25 is the first stage")
     if shared_capture and method not in ("icr", "heads"):
@@ -381,7 +383,7 @@ def evaluate(
     extra["commit"] = git_commit()
     started = time.perf_counter()
     results, fused = [], []
-    total = sum(len(b.queries) for b in loaded)
+    total = sum(len(b.queries) for b in loaded) * (2 if order == "both" else 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=False) as progress:
@@ -390,7 +392,12 @@ def evaluate(
             progress.update(task, description=f"{method} K={depth} {bench.name}")
             run_dir = out / f"{bench.name}-{settings.slug}"
             try:
-                records = rerank_benchmark(bench, score_fn, settings, run_dir, on_query=lambda _: progress.advance(task))
+                if order == "both":
+                    records = rerank_both_orders(bench, score_fn, settings, out,
+                                                 on_query=lambda _: progress.advance(task))
+                else:
+                    records = rerank_benchmark(bench, score_fn, settings, run_dir,
+                                               on_query=lambda _: progress.advance(task))
             except ValueError as err:
                 _fail(str(err))
             results.append(summarize(bench, records, settings, run_dir, extra=extra, plot=plot))

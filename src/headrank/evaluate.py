@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import ir_measures
@@ -26,7 +26,7 @@ from headrank.fusion import fuse_with_first_stage
 # it may also return (scores, info) where info is a dict of per-query counters saved with the query
 # (``latency_s`` in info replaces the measured wall time: scores read from a shared capture's cache).
 ScoreFn = Callable[[str, Sequence[str]], "list[float] | tuple[list[float], dict]"]
-ORDERS = ("first-stage", "reversed")
+ORDERS = ("first-stage", "reversed", "both")  # both: the mean of the two orders' scores (debiases position)
 
 
 @dataclass(frozen=True)
@@ -274,6 +274,8 @@ def rerank_benchmark(
     on_query: Callable[[str], None] | None = None,
 ) -> list[QueryRecord]:
     """Rerank every query's top-``depth`` candidates, appending each finished query to progress.jsonl."""
+    if settings.order == "both":
+        raise ValueError("order 'both' combines two runs: use rerank_both_orders")
     run_dir.mkdir(parents=True, exist_ok=True)
     settings_path = run_dir / "settings.json"
     wanted = {"benchmark": bench.name, **settings.to_dict()}
@@ -301,6 +303,40 @@ def rerank_benchmark(
             if on_query:
                 on_query(qid)
     return [done[q] for q in bench.queries]
+
+
+def rerank_both_orders(
+    bench: Benchmark,
+    score_fn: ScoreFn,
+    settings: EvalSettings,
+    out: Path,
+    on_query: Callable[[str], None] | None = None,
+) -> list[QueryRecord]:
+    """Each list fed in first-stage and in reversed order; a passage's score is the mean of its two scores.
+
+    Attention rerankers favour passages by position (first and last fed win), and reversing the list
+    swaps which passages that bias helps, so the mean cancels much of it at twice the cost. Each order
+    is its own resumable run folder (``out/<benchmark>-<slug>``), so a finished first-stage or reversed
+    run is reused, not recomputed; the latency is the sum of the two passes.
+    """
+    if settings.order != "both":
+        raise ValueError("rerank_both_orders needs settings with order='both'")
+    both_dir = out / f"{bench.name}-{settings.slug}"
+    both_dir.mkdir(parents=True, exist_ok=True)
+    (both_dir / "settings.json").write_text(json.dumps({"benchmark": bench.name, **settings.to_dict()}, indent=2))
+    runs = []
+    for order in ("first-stage", "reversed"):
+        one = replace(settings, order=order)
+        runs.append(rerank_benchmark(bench, score_fn, one, out / f"{bench.name}-{one.slug}", on_query=on_query))
+    return [QueryRecord(a.qid, a.docids, [(x + y) / 2 for x, y in zip(a.scores, b.scores)],
+                        a.latency_s + b.latency_s, _summed_counters(a.info, b.info))
+            for a, b in zip(*runs)]
+
+
+def _summed_counters(a: dict, b: dict) -> dict:
+    """Per-query counters of two passes (e.g. generative windows), added up."""
+    return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()
+            if isinstance(a.get(k, 0), (int, float)) and isinstance(b.get(k, 0), (int, float))}
 
 
 def fused_records(records: Sequence[QueryRecord], weight: float) -> list[QueryRecord]:

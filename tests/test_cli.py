@@ -29,6 +29,8 @@ def test_missing_query_and_malformed_input(tmp_path):
     for baseline in ("generative", "pointwise"):
         result = runner.invoke(app, ["rerank", str(p), "-q", "x", "--method", baseline, "--window", "4"])
         assert result.exit_code == 2 and "--window works for" in result.output
+        result = runner.invoke(app, ["rerank", str(p), "-q", "x", "--method", baseline, "--both-orders"])
+        assert result.exit_code == 2 and "--both-orders works for" in result.output
 
 
 def test_offline_model_error_exit_code(tmp_path, monkeypatch):
@@ -61,6 +63,16 @@ def test_rerank_trec_output_with_inline_heads(default_model_dir):
     assert len(lines) == 3
     qid, q0, docid, rank, score, tag = lines[0].split()
     assert (q0, rank, tag) == ("Q0", "1", "t1") and float(score)
+
+
+@pytest.mark.integration
+def test_rerank_both_orders(default_model_dir):
+    args = ["rerank", _dl19(), "--heads", "16:0,18:5", "--depth", "6", "-o", "json"]
+    plain, both = runner.invoke(app, args), runner.invoke(app, [*args, "--both-orders"])
+    assert both.exit_code == 0, both.output
+    scores = {r["docid"]: r["score"] for r in json.loads(plain.stdout)["results"]}
+    averaged = {r["docid"]: r["score"] for r in json.loads(both.stdout)["results"]}
+    assert averaged.keys() == scores.keys() and averaged != scores
 
 
 @pytest.mark.integration

@@ -140,6 +140,24 @@ def test_window_order_follows_scores_when_one_window_suffices(llama_tokenizer):
     assert ranker._rank_windowed("q", docs) == plain
 
 
+def test_both_orders_average_the_list_and_its_reverse(tiny_ranker):
+    """both_orders = the mean of the list's scores and the reversed list's scores mapped back."""
+    both = HeadRanker(tiny_ranker.model, tiny_ranker.heads, scoring=tiny_ranker.scoring, both_orders=True)
+    docs = ["", *DOCS]  # an empty passage stays out of both prompts and ranks last
+    forward = tiny_ranker.score("a query", DOCS)
+    backward = tiny_ranker.score("a query", DOCS[::-1])[::-1]
+    expected = [(a + b) / 2 for a, b in zip(forward, backward)]
+    got = both.score("a query", docs)
+    assert math.isinf(got[0]) and got[0] < 0
+    assert all(abs(a - b) < 1e-5 for a, b in zip(got[1:], expected))
+    assert max(abs(a - b) for a, b in zip(forward, expected)) > 1e-4  # the reversed pass changed something
+    batched = both.rank_batch(["a query", "another"], [docs, DOCS[:3]], batch_size=2)
+    assert [r.corpus_id for r in batched[0]] == sorted(range(1, 6), key=lambda i: (-expected[i - 1], i)) + [0]
+    assert [r.corpus_id for r in batched[1]] == [r.corpus_id for r in both.rank("another", DOCS[:3])]
+    windowed = HeadRanker(tiny_ranker.model, tiny_ranker.heads, window=3, both_orders=True).rank("q", DOCS * 2)
+    assert sorted(r.corpus_id for r in windowed) == list(range(10)) and windowed[0].windowed
+
+
 def test_icr_preset_on_tiny_model(llama_tokenizer):
     loaded = wrap_model(tiny_llama(), llama_tokenizer)
     ranker = HeadRanker.from_pretrained(loaded, method="icr")

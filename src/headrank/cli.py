@@ -79,7 +79,8 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length, window=None):
+def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length, window=None,
+                 both_orders=False):
     from transformers.utils import logging as hf_logging
 
     from headrank.ranker import HeadRanker  # torch/transformers import only when needed
@@ -97,6 +98,7 @@ def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibr
         calibrate=calibrate,
         max_length=max_length,
         window=window,
+        both_orders=both_orders,
     )
 
 
@@ -144,6 +146,8 @@ def rerank(
     max_length: int = typer.Option(None, help="Max prompt tokens before windowing (default: model context)."),
     window: int = typer.Option(None, min=2, help="Rank longer lists in sliding windows of this many passages "
                                                  "(small models read 50-passage prompts poorly; head sets are chosen on 20)."),
+    both_orders: bool = typer.Option(False, help="Read the list as given and reversed and average each passage's "
+                                                 "two scores: less position bias, twice the work (icr, heads)."),
     calibrate: bool = typer.Option(True, help="Subtract the N/A-query scores (heads method)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
@@ -156,6 +160,8 @@ def rerank(
     logging.basicConfig(level=logging.WARNING)
     if window is not None and method in (Method.generative, Method.pointwise):
         _fail("--window works for icr, heads and checkpoints (the generative baseline windows by itself)")
+    if both_orders and method in (Method.generative, Method.pointwise):
+        _fail("--both-orders works for icr, heads and checkpoints")
     try:
         data = read_rerank_input(input, input_format.value, entry)
     except (DataFormatError, FileNotFoundError, ValueError) as err:
@@ -178,11 +184,11 @@ def rerank(
             label = method.value
         else:
             ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length,
-                                  window)
+                                  window, both_orders)
             started = time.perf_counter()
             results = ranker.rank(q, texts, top_k=keep)
             elapsed = time.perf_counter() - started
-            label = ranker.method
+            label = ranker.method + (", both orders" if both_orders else "")
     except ModelUnavailableError as err:
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:

@@ -11,6 +11,10 @@ passages of every window move up. No passage is dropped. Small models read long 
 With windowing, the returned ``score`` is rank-derived (``n - position``) because attention scores of
 different windows are not comparable; ``RankResult.windowed`` says so.
 
+``both_orders=True`` reads every list (or window) twice, as given and reversed, and scores each passage
+by the mean of its two scores: attention favours passages by position, reversal swaps which passages
+that helps, and the mean cancels much of it (RESULTS.md, "Both orders") at twice the cost.
+
 Empty or whitespace-only passages never reach the model: they are ranked last, in input order, with
 score ``-inf``.
 """
@@ -68,6 +72,7 @@ class HeadRanker:
         method: str = "heads",
         verify_fingerprint: bool = True,
         window: int | None = None,
+        both_orders: bool = False,
     ) -> None:
         heads.check_model(model.num_layers, model.num_heads)
         if window is not None and window < 2:
@@ -86,6 +91,7 @@ class HeadRanker:
         self.max_length = min(max_length or model.max_context, model.max_context)
         self.method = method
         self.window = window
+        self.both_orders = both_orders
         tok = model.tokenizer
         self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self._calibration_tail = self.builder.tail_ids(CALIBRATION_QUERY)
@@ -103,18 +109,21 @@ class HeadRanker:
         max_length: int | None = None,
         truncate: bool = True,
         window: int | None = None,
+        both_orders: bool = False,
     ) -> HeadRanker:
         """Load a model (named, hub id, local dir, .gguf, or a trained HeadRank checkpoint) and a head set.
 
         ``method="icr"`` is the ICR preset: every head, full depth, N/A calibration and ICR's token
         masking. ``method="heads"`` reads the given head set (default when ``heads`` is given). A
         checkpoint directory brings its base model, adapter (merged) and head set. ``window``: rank lists
-        of more passages in sliding windows of that many (see the module docstring).
+        of more passages in sliding windows of that many; ``both_orders``: average each passage's scores
+        over the list as given and reversed (see the module docstring).
         """
         if isinstance(model, (str, Path)) and is_checkpoint(model):
             if heads is not None or method not in (None, "heads"):
                 raise ValueError("a HeadRank checkpoint brings its own head set; do not pass heads or method")
-            return cls._from_checkpoint(Path(model), device, dtype, max_passage_tokens, max_length, truncate, window)
+            return cls._from_checkpoint(Path(model), device, dtype, max_passage_tokens, max_length, truncate, window,
+                                        both_orders)
         method = method or ("heads" if heads is not None else "icr")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -139,11 +148,13 @@ class HeadRanker:
             max_length=max_length,
             method=method,
             window=window,
+            both_orders=both_orders,
         )
 
     @classmethod
     def _from_checkpoint(cls, path: Path, device: str, dtype: str, max_passage_tokens: int | None,
-                         max_length: int | None, truncate: bool, window: int | None = None) -> HeadRanker:
+                         max_length: int | None, truncate: bool, window: int | None = None,
+                         both_orders: bool = False) -> HeadRanker:
         config = load_checkpoint_config(path)
         head_set = HeadSet.load(path / HEADSET_NAME)
         loaded = load_model(config["base_model"], device=device, dtype=dtype)
@@ -158,7 +169,7 @@ class HeadRanker:
             prompt_args["max_passage_tokens"] = max_passage_tokens
         return cls(model, head_set, scoring=ScoringConfig(calibrate=config.get("calibrate", True)),
                    prompt=PromptSettings(**prompt_args), truncate=truncate, max_length=max_length,
-                   method="headrank", verify_fingerprint=False, window=window)
+                   method="headrank", verify_fingerprint=False, window=window, both_orders=both_orders)
 
     # ------------------------------------------------------------------ scoring of whole lists
 
@@ -168,6 +179,20 @@ class HeadRanker:
             score_passages(att, p.passage_spans, self.scoring, cal)
             for p, (att, cal) in zip(prompts, self.capture(prompts))
         ]
+
+    def _twins(self, query: str, docs: Sequence[str], prompt: ListwisePrompt) -> list[ListwisePrompt]:
+        """The prompt of a list, and with ``both_orders`` the prompt of the same list reversed."""
+        return [prompt, self.builder.build(query, list(docs)[::-1])] if self.both_orders else [prompt]
+
+    def _score_twins(self, groups: Sequence[list[ListwisePrompt]]) -> list[torch.Tensor]:
+        """One batched forward over every prompt of the groups; a reversed twin's scores are mapped back and averaged."""
+        flat = self.score_prompts([p for group in groups for p in group])
+        out, at = [], 0
+        for group in groups:
+            scores = flat[at] if len(group) == 1 else (flat[at] + flat[at + 1].flip(0)) / 2
+            out.append(scores)
+            at += len(group)
+        return out
 
     def capture(self, prompts: Sequence[ListwisePrompt]) -> list[tuple[ListAttention, ListAttention | None]]:
         """Captured attention of the head set for each prompt, and for its N/A tail if calibrating."""
@@ -212,7 +237,7 @@ class HeadRanker:
         if top_k is not None and top_k < 1:
             raise ValueError("top_k must be >= 1 (or None for all)")
         jobs = [_Job.make(q, d, i) for i, (q, d) in enumerate(zip(queries, docs))]
-        fitting: list[tuple[_Job, ListwisePrompt]] = []
+        fitting: list[tuple[_Job, list[ListwisePrompt]]] = []
         for job in jobs:
             if not job.kept:
                 continue
@@ -220,13 +245,13 @@ class HeadRanker:
             over_window = self.window is not None and len(docs_kept) > self.window
             prompt = None if over_window else self.builder.build(job.query, docs_kept)  # no tokenizing twice
             if prompt is not None and len(prompt) <= self.max_length:
-                fitting.append((job, prompt))
+                fitting.append((job, self._twins(job.query, docs_kept, prompt)))
             else:
                 job.order = self._rank_windowed(job.query, docs_kept)
                 job.windowed = True
         for start in range(0, len(fitting), batch_size):
             chunk = fitting[start : start + batch_size]
-            for (job, _), scores in zip(chunk, self.score_prompts([p for _, p in chunk])):
+            for (job, _), scores in zip(chunk, self._score_twins([group for _, group in chunk])):
                 job.scores = scores.tolist()
         return [job.results(top_k, return_documents) for job in jobs]
 
@@ -234,14 +259,15 @@ class HeadRanker:
         """Scores in input order (the list must fit the context and the window; empty passages score -inf)."""
         job = _Job.make(query, docs, 0)
         if job.kept:
-            prompt = self.builder.build(job.query, [job.docs[i] for i in job.kept])
+            kept_docs = [job.docs[i] for i in job.kept]
+            prompt = self.builder.build(job.query, kept_docs)
             if len(prompt) > self.max_length:
                 raise ValueError(
                     f"the list needs {len(prompt)} tokens but max_length is {self.max_length}; use rank() (windowed)"
                 )
             if self.window is not None and len(job.kept) > self.window:
                 raise ValueError(f"{len(job.kept)} passages exceed the window of {self.window}; use rank() (windowed)")
-            job.scores = self.score_prompts([prompt])[0].tolist()
+            job.scores = self._score_twins([self._twins(job.query, kept_docs, prompt)])[0].tolist()
         out = [-math.inf] * len(docs)
         for i, s in zip(job.kept, job.scores or []):
             out[i] = s
@@ -274,7 +300,8 @@ class HeadRanker:
         while True:
             start = max(0, end - size)
             window = order[start:end]
-            scores = self.score_prompts([self.builder.build(query, [docs[i] for i in window])])[0]
+            window_docs = [docs[i] for i in window]
+            scores = self._score_twins([self._twins(query, window_docs, self.builder.build(query, window_docs))])[0]
             ranked = sorted(range(len(window)), key=lambda j: (-scores[j].item(), j))
             order[start:end] = [window[j] for j in ranked]
             if start == 0:

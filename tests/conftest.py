@@ -73,6 +73,15 @@ def real_ranker(default_model_dir):
 
 
 @pytest.fixture()
+def tiny_base(tmp_path, llama_tokenizer):
+    """A tiny random Llama saved as a model directory with the real SmolLM2 tokenizer."""
+    path = tmp_path / "tiny-base"
+    tiny_llama().save_pretrained(path)
+    llama_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture()
 def isolated_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HEADRANK_HOME", str(tmp_path / "home"))
     return tmp_path / "home"

@@ -77,14 +77,6 @@ def _toy_data():
     return items, qrels
 
 
-@pytest.fixture()
-def tiny_base(tmp_path, llama_tokenizer):
-    path = tmp_path / "tiny-base"
-    tiny_llama().save_pretrained(path)
-    llama_tokenizer.save_pretrained(path)
-    return path
-
-
 def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=None, data=None, **settings):
     from headrank.models import load_model
 

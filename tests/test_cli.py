@@ -7,6 +7,7 @@ from conftest import data_path
 from headrank.cli import app
 
 runner = CliRunner()
+SMOL = "smollm2-135m-instruct"  # the fast real model; the default preset runs on Qwen2.5-Coder-0.5B
 
 
 def _dl19():
@@ -44,7 +45,7 @@ def test_offline_model_error_exit_code(tmp_path, monkeypatch):
 
 @pytest.mark.integration
 def test_rerank_dl19_icr_json(default_model_dir):
-    result = runner.invoke(app, ["rerank", _dl19(), "--method", "icr", "--depth", "20", "-o", "json"])
+    result = runner.invoke(app, ["rerank", _dl19(), "--model", SMOL, "--method", "icr", "--depth", "20", "-o", "json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert payload["qid"] and len(payload["results"]) == 20
@@ -56,7 +57,8 @@ def test_rerank_dl19_icr_json(default_model_dir):
 @pytest.mark.integration
 def test_rerank_trec_output_with_inline_heads(default_model_dir):
     result = runner.invoke(
-        app, ["rerank", _dl19(), "--heads", "16:0,18:5", "--depth", "5", "-o", "trec", "--tag", "t1", "-k", "3"]
+        app, ["rerank", _dl19(), "--model", SMOL, "--heads", "16:0,18:5", "--depth", "5", "-o", "trec", "--tag", "t1",
+              "-k", "3"]
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
@@ -67,7 +69,7 @@ def test_rerank_trec_output_with_inline_heads(default_model_dir):
 
 @pytest.mark.integration
 def test_rerank_both_orders(default_model_dir):
-    args = ["rerank", _dl19(), "--heads", "16:0,18:5", "--depth", "6", "-o", "json"]
+    args = ["rerank", _dl19(), "--model", SMOL, "--heads", "16:0,18:5", "--depth", "6", "-o", "json"]
     plain, both = runner.invoke(app, args), runner.invoke(app, [*args, "--both-orders"])
     assert both.exit_code == 0, both.output
     scores = {r["docid"]: r["score"] for r in json.loads(plain.stdout)["results"]}
@@ -77,7 +79,7 @@ def test_rerank_both_orders(default_model_dir):
 
 @pytest.mark.integration
 def test_rerank_in_fixed_windows(default_model_dir):
-    result = runner.invoke(app, ["rerank", _dl19(), "--heads", "16:0,18:5", "--depth", "8", "--window", "4",
+    result = runner.invoke(app, ["rerank", _dl19(), "--model", SMOL, "--heads", "16:0,18:5", "--depth", "8", "--window", "4",
                                  "-o", "json"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
@@ -88,7 +90,7 @@ def test_rerank_in_fixed_windows(default_model_dir):
 
 @pytest.mark.integration
 def test_head_set_for_another_model_fails_cleanly(default_model_dir, tmp_path):
-    result = runner.invoke(app, ["rerank", _dl19(), "--heads", "40:0", "--depth", "3"])
+    result = runner.invoke(app, ["rerank", _dl19(), "--model", SMOL, "--heads", "40:0", "--depth", "3"])
     assert result.exit_code == 2 and "do not exist" in result.output
     result = runner.invoke(app, ["rerank", _dl19(), "--heads", "x:y", "--depth", "3"])
     assert result.exit_code == 2 and "layer:head" in result.output
@@ -96,9 +98,17 @@ def test_head_set_for_another_model_fails_cleanly(default_model_dir, tmp_path):
 
 @pytest.mark.integration
 def test_demo_prints_a_ranking(default_model_dir):
+    """The default HeadRank preset (real weights) ranks the built-in example and says what ran."""
+    from headrank.cli import DEMO_PASSAGES
+    from headrank.presets import DEFAULT_PRESET
+
     result = runner.invoke(app, ["demo", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "vaccines" in result.output.lower() and "rank" in result.output
+    assert f"preset {DEFAULT_PRESET}" in result.output and "headrank" in result.output
+    table = [line for line in result.stdout.splitlines() if line.startswith("│")]
+    top3 = {int(line.split("│")[3]) - 1 for line in table[:3]}  # the "input #" column of the first three rows
+    vaccine = {i for i, text in enumerate(DEMO_PASSAGES) if "vaccin" in text.lower()}
+    assert len(top3 & vaccine) >= 2, result.stdout  # the three passages about vaccines lead
 
 
 def test_evaluate_bm25_on_dl19(tmp_path):
@@ -136,7 +146,7 @@ def test_evaluate_argument_errors(tmp_path):
 
 @pytest.mark.integration
 def test_rerank_and_evaluate_with_baselines(default_model_dir, tmp_path):
-    result = runner.invoke(app, ["rerank", _dl19(), "--method", "pointwise", "--depth", "4", "-o", "json"])
+    result = runner.invoke(app, ["rerank", _dl19(), "--model", SMOL, "--method", "pointwise", "--depth", "4", "-o", "json"])
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["results"]) == 4
     folder = tmp_path / "mini"
@@ -179,7 +189,8 @@ def test_rerank_and_evaluate_with_baselines(default_model_dir, tmp_path):
 
 @pytest.mark.integration
 def test_rerank_fused_with_first_stage(default_model_dir):
-    result = runner.invoke(app, ["rerank", _dl19(), "--depth", "6", "--fuse-first-stage", "1", "-o", "json", "-k", "3"])
+    result = runner.invoke(app, ["rerank", _dl19(), "--model", SMOL, "--depth", "6", "--fuse-first-stage", "1", "-o", "json",
+                                 "-k", "3"])
     assert result.exit_code == 0, result.output
     assert [r["corpus_id"] for r in json.loads(result.stdout)["results"]] == [0, 1, 2]
     result = runner.invoke(app, ["rerank", _dl19(), "--depth", "3", "--fuse-first-stage", "2"])

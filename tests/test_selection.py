@@ -153,6 +153,7 @@ def test_select_heads_cli_on_a_small_training_folder(default_model_dir, tmp_path
     assert head_set.num_layers == 30 and head_set.fingerprint and len(head_set.heads) in (2, 4)
     assert head_set.prompt["max_passage_tokens"] == 40 and len(head_set.selection["sweep"]) == 4
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    # no --model: the head set names its model, which replaces the default preset
     ranked = CliRunner().invoke(app, ["rerank", str(folder / "candidates.json"), "--heads", str(out), "-o", "json"])
     assert ranked.exit_code == 0, ranked.output
     assert len(json.loads(ranked.stdout)["results"]) == 6

@@ -323,3 +323,46 @@ def train(
             break
     write_config(out_dir, heads, asdict(config), base_model_name, history)
     return {"history": history, "best_val_ndcg@10": best}
+
+
+def train_head_set(
+    head_set: HeadSet,
+    bench,
+    config: TrainConfig,
+    out_dir: Path,
+    model: str | None = None,
+    device: str = "auto",
+    dtype: str = "float32",
+    resume: bool = False,
+    on_step: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+    on_phase: Callable[[str, int, int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> dict:
+    """Train a head set's alignment on a training benchmark, reusing the train/validation split of its selection.
+
+    Loads the base model (``model`` or the one the head set names), checks that the head set fits it, and
+    writes the checkpoint to ``out_dir``. ``on_start(n)`` is told the number of training lists per epoch.
+    """
+    from headrank.models import load_model
+    from headrank.prompt import PromptSettings
+
+    selection = head_set.selection
+    train_q = [q for q in selection.get("train_queries", []) if q in bench.queries]
+    val_q = [q for q in selection.get("val_queries", []) if q in bench.queries]
+    if not train_q or not val_q:
+        raise ValueError(f"the head set records no train/validation split on {bench.name}; run select-heads on it")
+    base = model or head_set.model
+    if not base:
+        raise ValueError("the head set names no base model; pass the model to train")
+    loaded = load_model(base, device=device, dtype=dtype)
+    head_set.check_model(loaded.num_layers, loaded.num_heads)
+    head_set.check_fingerprint(loaded)
+    builder = PromptBuilder(loaded.tokenizer, PromptSettings(**head_set.prompt))
+    items = {q: (q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q]]) for q in bench.queries}
+    tok = loaded.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    if on_start:
+        on_start(len(train_q) * config.lists_per_query)
+    return train(loaded.model, builder, head_set, [items[q] for q in train_q], [items[q] for q in val_q], bench.qrels,
+                 config, out_dir, pad_id, base, resume=resume, on_step=on_step, on_epoch=on_epoch, on_phase=on_phase)

@@ -1,16 +1,21 @@
 """HeadRank checkpoints: a directory with the base model's name, a head set and a LoRA adapter.
 
-    my-checkpoint/headrank_config.json   base model, scoring, training config and history
+    my-checkpoint/headrank_config.json   base model, scoring, training config and history; optionally the
+                                         inference settings it should run with ("inference", see below)
     my-checkpoint/headset.json           the head set (with the base weights' fingerprint)
     my-checkpoint/adapter/               peft LoRA adapter (merged into the weights at load time)
+
+A shipped preset (``headrank.presets``) is such a directory with inference settings and a model card.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,6 +26,54 @@ CONFIG_NAME = "headrank_config.json"
 HEADSET_NAME = "headset.json"
 ADAPTER_DIR = "adapter"
 FORMAT = "headrank.checkpoint/1"
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a checkpoint is meant to be run; chosen on validation data and stored with it.
+
+    ``both_orders``: read each list as given and reversed, average each passage's two scores (less position
+    bias, two passes). ``window``: rank lists longer than this in sliding windows of this many passages (None:
+    one prompt whenever the list fits). ``fuse_first_stage``: weight of the input (first-stage) order in a
+    weighted reciprocal rank fusion with the attention ranking (None: no fusion; see ``headrank.fusion``).
+    """
+
+    both_orders: bool = False
+    window: int | None = None
+    fuse_first_stage: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.both_orders, bool):
+            raise ValueError(f"both_orders must be true or false, got {self.both_orders!r}")
+        if self.window is not None and (isinstance(self.window, bool) or not isinstance(self.window, int)
+                                        or self.window < 2):
+            raise ValueError(f"window must be an integer >= 2 or null, got {self.window!r}")
+        weight = self.fuse_first_stage
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                   or not math.isfinite(weight) or not 0.0 < weight <= 1.0):
+            raise ValueError(f"fuse_first_stage must be a weight in (0, 1] or null, got {weight!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> InferenceSettings:
+        if data is None:
+            return cls()
+        if not isinstance(data, dict):
+            raise ValueError(f"inference settings must be a JSON object, got {type(data).__name__}")
+        unknown = set(data) - {"both_orders", "window", "fuse_first_stage"}
+        if unknown:
+            raise ValueError(f"unknown inference settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def describe(self) -> str:
+        parts = ["both orders averaged" if self.both_orders else "one pass in input order"]
+        if self.window:
+            parts.append(f"windows of {self.window}")
+        if self.fuse_first_stage:
+            parts.append(f"fused with the first stage (RRF, w={self.fuse_first_stage:g})")
+        return ", ".join(parts)
 
 
 def is_checkpoint(path: str | Path) -> bool:

@@ -18,6 +18,7 @@ from rich.text import Text
 from headrank.data import DataFormatError, read_rerank_input
 from headrank.heads import HeadSet
 from headrank.models import DEFAULT_MODEL, ModelUnavailableError
+from headrank.presets import DEFAULT_PRESET
 
 app = typer.Typer(
     help="Decoding-free passage reranking from a decoder LLM's attention heads.",
@@ -80,7 +81,8 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length, window=None,
-                 both_orders=False):
+                 both_orders=None, fuse_first_stage=None):
+    """A HeadRanker; ``None`` settings keep a preset's inference settings (see HeadRanker.from_pretrained)."""
     from transformers.utils import logging as hf_logging
 
     from headrank.ranker import HeadRanker  # torch/transformers import only when needed
@@ -99,6 +101,7 @@ def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibr
         max_length=max_length,
         window=window,
         both_orders=both_orders,
+        fuse_first_stage=fuse_first_stage,
     )
 
 
@@ -137,28 +140,36 @@ def rerank(
     depth: int = typer.Option(None, help="Rerank only the first N candidates (first-stage order)."),
     top_k: int = typer.Option(None, "--top-k", "-k", help="Print only the best K."),
     output: Output = typer.Option(Output.table, "--output", "-o", help="table, json or a TREC run."),
-    model: str = typer.Option(DEFAULT_MODEL, help="Named model, hub id, local model directory or .gguf file."),
+    model: str = typer.Option(DEFAULT_PRESET, help="Preset (headrank presets), checkpoint directory, named model, "
+                                                   "hub id, local model directory or .gguf file."),
     method: Method = typer.Option(None, help="icr (all heads, calibrated), heads (a head set), or the "
-                                             "generative / pointwise baselines; default: heads if --heads "
-                                             "is given, else icr (a checkpoint --model brings its heads)."),
+                                             "generative / pointwise baselines; default: the preset's or "
+                                             "checkpoint's trained heads, heads if --heads is given, else icr. "
+                                             "With a preset, icr / --heads / baselines run on its base model."),
     heads: str = typer.Option(None, help="Head set: JSON file or 'layer:head,...'."),
     max_passage_tokens: int = typer.Option(None, help="Per-passage token budget (default 100)."),
     max_length: int = typer.Option(None, help="Max prompt tokens before windowing (default: model context)."),
-    window: int = typer.Option(None, min=2, help="Rank longer lists in sliding windows of this many passages "
-                                                 "(small models read 50-passage prompts poorly; head sets are chosen on 20)."),
-    both_orders: bool = typer.Option(False, help="Read the list as given and reversed and average each passage's "
-                                                 "two scores: less position bias, twice the work (icr, heads)."),
+    window: int = typer.Option(None, min=0, help="Rank longer lists in sliding windows of this many passages "
+                                                 "(small models read 50-passage prompts poorly; head sets are chosen "
+                                                 "on 20). 0: no window. Default: the preset's setting."),
+    both_orders: bool = typer.Option(None, "--both-orders/--one-order",
+                                     help="Read the list as given and reversed and average each passage's two "
+                                          "scores: less position bias, twice the work (icr, heads). Default: the "
+                                          "preset's setting."),
     calibrate: bool = typer.Option(True, help="Subtract the N/A-query scores (heads method)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
     tag: str = typer.Option("headrank", help="Run tag for TREC output."),
     fuse_first_stage: float = typer.Option(None, min=0.0, max=1.0,
                                            help="Fuse with the input (first-stage) order: weighted RRF with "
-                                                "this weight on the first stage; 0.5 = plain RRF."),
+                                                "this weight on the first stage; 0.5 = plain RRF; 0 = no fusion. "
+                                                "Default: the preset's setting."),
 ) -> None:
-    """Rerank one query's candidate passages and print the ranking."""
+    """Rerank one query's candidate passages with the default HeadRank preset (or --model) and print the ranking."""
     logging.basicConfig(level=logging.WARNING)
-    if window is not None and method in (Method.generative, Method.pointwise):
+    if window is not None and window == 1:
+        _fail("--window must be 0 (no window) or at least 2 passages")
+    if window and method in (Method.generative, Method.pointwise):
         _fail("--window works for icr, heads and checkpoints (the generative baseline windows by itself)")
     if both_orders and method in (Method.generative, Method.pointwise):
         _fail("--both-orders works for icr, heads and checkpoints")
@@ -173,35 +184,34 @@ def rerank(
     if not candidates:
         _fail(f"{input}: no candidate passages")
     texts = [c.text for c in candidates]
-    keep = None if fuse_first_stage is not None else top_k  # fusion needs every passage's score
     try:
         if method in (Method.generative, Method.pointwise):
-            score_fn, _ = _baseline(method.value, model, device, dtype, max_passage_tokens)
+            from headrank.presets import base_model_of
+
+            score_fn, _ = _baseline(method.value, base_model_of(model), device, dtype, max_passage_tokens)
             started = time.perf_counter()
             out = score_fn(q, texts)
             elapsed = time.perf_counter() - started
-            results = _results_from_scores(out[0] if isinstance(out, tuple) else out, texts, keep)
-            label = method.value
+            scores = out[0] if isinstance(out, tuple) else out
+            label = f"{base_model_of(model)}, {method.value}"
+            if fuse_first_stage:
+                from headrank.fusion import fuse_with_first_stage
+
+                scores = fuse_with_first_stage(scores, fuse_first_stage)
+                label += f", fused with the first stage (RRF, w={fuse_first_stage:g})"
+            results = _results_from_scores(scores, texts, top_k)
         else:
             ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length,
-                                  window, both_orders)
+                                  window, both_orders, fuse_first_stage)
             started = time.perf_counter()
-            results = ranker.rank(q, texts, top_k=keep)
+            results = ranker.rank(q, texts, top_k=top_k)
             elapsed = time.perf_counter() - started
-            label = ranker.method + (", both orders" if both_orders else "")
+            label = _ranker_label(ranker)
     except ModelUnavailableError as err:
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err))
     windowed = bool(results) and results[0].windowed
-    if fuse_first_stage is not None:
-        from headrank.fusion import fuse_with_first_stage
-
-        scores = [0.0] * len(texts)
-        for r in results:
-            scores[r.corpus_id] = r.score
-        results = _results_from_scores(fuse_with_first_stage(scores, fuse_first_stage), texts, top_k)
-        label = f"{label} + first stage (RRF, w={fuse_first_stage:g})"
     out_console = Console()
     title = f"{q}  ({len(candidates)} passages, {label}, {elapsed:.2f} s)"
     _print_results(results, [c.docid for c in candidates], data.qid, output, tag, out_console, title)
@@ -210,21 +220,32 @@ def rerank(
                           "scores are rank-derived")
 
 
+def _ranker_label(ranker) -> str:
+    """What ran: preset (or model) and method, and the inference settings."""
+    who = f"preset {ranker.preset}" if ranker.preset else ranker.model.name
+    return f"{who}, {ranker.method}, {ranker.inference_settings.describe()}"
+
+
 @app.command()
 def demo(
-    model: str = typer.Option(DEFAULT_MODEL, help="Model to run the demo with."),
+    model: str = typer.Option(DEFAULT_PRESET, help="Preset, checkpoint or model to run the demo with."),
+    method: Method = typer.Option(None, help="icr to see the ICR baseline on the same base model."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Rerank a built-in example with the default model (ICR preset) and print the ranking."""
+    """Rerank a built-in example with the default HeadRank preset and print the ranking."""
+    if method in (Method.generative, Method.pointwise):
+        _fail("the demo runs icr or the preset's heads; use `headrank rerank --method ...` for the baselines")
     try:
-        ranker = _load_ranker(model, Method.icr, None, None, device, "auto", True, None)
+        ranker = _load_ranker(model, method, None, None, device, "auto", True, None)
     except ModelUnavailableError as err:
         _fail(str(err), code=3)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        _fail(str(err))
     started = time.perf_counter()
     results = ranker.rank(DEMO_QUERY, DEMO_PASSAGES)
     elapsed = time.perf_counter() - started
     console = Console()
-    title = f"{DEMO_QUERY}  ({model}, {ranker.method}, {elapsed:.2f} s)"
+    title = f"{DEMO_QUERY}  ({_ranker_label(ranker)}, {elapsed:.2f} s)"
     _print_results(results, [str(i + 1) for i in range(len(DEMO_PASSAGES))], None, Output.table, "demo",
                    console, title)
 
@@ -374,8 +395,9 @@ def evaluate(
         from headrank.models import weights_fingerprint
 
         try:
+            # evaluate applies --order and --fuse-first-stage itself: a preset's own settings are switched off
             ranker = _load_ranker(model, Method(method), heads, max_passage_tokens, device, dtype, calibrate, None,
-                                  window)
+                                  window or 0, both_orders=False, fuse_first_stage=0)
         except ModelUnavailableError as err:
             _fail(str(err), code=3)
         except (ValueError, TypeError, FileNotFoundError) as err:
@@ -445,7 +467,7 @@ def _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, cali
     if head_set is not None:
         head_set.check_model(ranker.model.num_layers, ranker.model.num_heads)
         if head_set.fingerprint:
-            head_set.check_fingerprint(ranker.model.fingerprint)
+            head_set.check_fingerprint(ranker.model)
         from headrank.prompt import PromptSettings
 
         wanted = PromptSettings(**{**head_set.prompt, "max_passage_tokens": ranker.prompt_settings.max_passage_tokens})
@@ -518,65 +540,37 @@ def select_heads(
     split: str = typer.Option("train", help="BEIR split of a BEIR training benchmark (e.g. nfcorpus train/dev)."),
 ) -> None:
     """Choose a head set: D_h (nDCG@10 of each head) and E_h (its entropy) on training queries."""
-    import dataclasses
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from headrank.datasets import check_training_set, load_benchmark
     from headrank.evaluate import git_commit
-    from headrank.heads import HeadSet
-    from headrank.selection import (SELECTION_ORDERS, HeadObservations, observe_heads, order_lists, plot_heatmaps,
-                                    split_queries, sweep_selection)
+    from headrank.presets import base_model_of
+    from headrank.selection import plot_heatmaps, select_head_set
 
     logging.basicConfig(level=logging.WARNING)
-    if preset not in ("headrank", "qrhead"):
-        _fail("--preset must be headrank or qrhead")
-    if order not in SELECTION_ORDERS:
-        _fail(f"--order must be one of {', '.join(SELECTION_ORDERS)}")
     try:
-        lambda_values = [0.0] if preset == "qrhead" else _floats(lambdas, "--lambdas")
-        k_values = [16] if preset == "qrhead" else [int(k) for k in _floats(ks, "--ks")]
+        lambda_values = _floats(lambdas, "--lambdas")
+        k_values = [int(k) for k in _floats(ks, "--ks")]
         check_training_set(benchmark, split)
         bench = load_benchmark(benchmark, data_root=data_root, cache_dir=cache, split=split)
-        train_q, val_q = split_queries(list(bench.queries), val_fraction, seed)
-        ranker = _load_ranker(model, Method.icr, None, max_passage_tokens, device, dtype, True, None)
+        ranker = _load_ranker(base_model_of(model), Method.icr, None, max_passage_tokens, device, dtype, True, None)
     except ModelUnavailableError as err:
         _fail(str(err), code=3)
     except (ValueError, FileNotFoundError, DataFormatError) as err:
         _fail(str(err))
-    fingerprint = ranker.model.fingerprint
-    cache.mkdir(parents=True, exist_ok=True)
-    order_tag = "" if order == "first-stage" else f"-{order}" + (f"{seed}" if order == "shuffled" else "")
-    obs_path = cache / f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}{order_tag}.pt"
-    if obs_path.is_file():
-        observations = HeadObservations.load(obs_path)
-    else:
-        lists = [(q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q][:depth]]) for q in bench.queries]
-        lists = order_lists(lists, order, seed)
-        columns = (TextColumn("observing heads"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
-                   TimeRemainingColumn())
-        with Progress(*columns, console=err_console) as progress:
-            task = progress.add_task("observe", total=len(lists))
-            observations = observe_heads(ranker, lists, on_list=lambda: progress.advance(task))
-        observations.save(obs_path)
-    qrels = bench.qrels
-    try:
-        selection = sweep_selection(observations.subset(train_q), observations.subset(val_q), qrels, lambda_values,
-                                    k_values, calibrated=calibrate, max_depth=max_depth)
-    except ValueError as err:
-        _fail(str(err))
+    columns = (TextColumn("observing heads"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as progress:
+        task = progress.add_task("observe", total=None)
+        try:
+            head_set, selection, observations = select_head_set(
+                ranker, bench, depth=depth, order=order, preset=preset, lambdas=lambda_values, ks=k_values,
+                val_fraction=val_fraction, seed=seed, calibrate=calibrate, max_depth=max_depth, cache_dir=cache,
+                on_list=lambda done, total: progress.update(task, completed=done, total=total), commit=git_commit())
+        except ValueError as err:
+            _fail(str(err))
     loaded = ranker.model
-    head_set = HeadSet(
-        heads=tuple(selection.heads), num_layers=loaded.num_layers, num_heads=loaded.num_heads, model=loaded.name,
-        name=f"{preset}-{bench.name}", prompt=dataclasses.asdict(ranker.prompt_settings), fingerprint=fingerprint,
-        selection={
-            "preset": preset, "benchmark": bench.name, "depth": depth, "order": order, "calibrated": calibrate,
-            "seed": seed,
-            "train_queries": train_q, "val_queries": val_q, "lambda": selection.lam, "k": selection.k,
-            "max_depth": max_depth,
-            "val_ndcg@10": selection.val_ndcg, "sweep": selection.sweep, "commit": git_commit(),
-        },
-    )
+    train_q, val_q = head_set.selection["train_queries"], head_set.selection["val_queries"]
     out.parent.mkdir(parents=True, exist_ok=True)
     head_set.save(out)
     plot_heatmaps(selection.d, selection.e, observations.heads, selection.heads, loaded.num_layers,
@@ -624,11 +618,8 @@ def train(
     """Preference-align the head set's attention with LoRA; writes a HeadRank checkpoint directory."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from headrank.align import TrainConfig
-    from headrank.align import train as run_training
+    from headrank.align import TrainConfig, train_head_set
     from headrank.datasets import check_training_set, load_benchmark
-    from headrank.models import load_model
-    from headrank.prompt import PromptBuilder, PromptSettings
 
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -640,28 +631,15 @@ def train(
                              pairs_per_list=pairs, pair_mode=pair_mode, use_reference=reference,
                              list_order=list_order, lists_per_query=lists_per_query, seed=seed)
         bench = load_benchmark(benchmark, data_root=data_root, split=split)
-        selection = head_set.selection
-        train_q = [q for q in selection.get("train_queries", []) if q in bench.queries]
-        val_q = [q for q in selection.get("val_queries", []) if q in bench.queries]
-        if not train_q or not val_q:
-            raise ValueError(f"{heads} records no train/validation split on {bench.name}; run select-heads on it")
-        base = model or head_set.model
-        loaded = load_model(base, device=device, dtype=dtype)
-        head_set.check_model(loaded.num_layers, loaded.num_heads)
-        if head_set.fingerprint:
-            head_set.check_fingerprint(loaded.fingerprint)
-    except ModelUnavailableError as err:
-        _fail(str(err), code=3)
     except (ValueError, FileNotFoundError, DataFormatError) as err:
         _fail(str(err))
-    builder = PromptBuilder(loaded.tokenizer, PromptSettings(**head_set.prompt))
-    items = {q: (q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q]]) for q in bench.queries}
-    tok = loaded.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
     with Progress(*columns, console=err_console) as progress:
-        task = progress.add_task("epoch 1", total=len(train_q) * lists_per_query)
+        task = progress.add_task("epoch 1", total=None)
+
+        def on_start(total: int) -> None:
+            progress.update(task, total=total)
 
         def on_step(epoch: int, step: int, loss: float) -> None:
             progress.update(task, completed=step, description=f"epoch {epoch} loss {loss:.4f}")
@@ -682,16 +660,119 @@ def train(
                     progress.console.print(f"reference pass: {total} training lists scored with the adapters off")
 
         try:
-            result = run_training(loaded.model, builder, head_set, [items[q] for q in train_q],
-                                  [items[q] for q in val_q], bench.qrels, config, out, pad_id, base, resume=resume,
-                                  on_step=on_step, on_epoch=on_epoch, on_phase=on_phase)
-        except ValueError as err:  # e.g. --resume with other settings
+            result = train_head_set(head_set, bench, config, out, model=model, device=device, dtype=dtype,
+                                    resume=resume, on_step=on_step, on_epoch=on_epoch, on_phase=on_phase,
+                                    on_start=on_start)
+        except ModelUnavailableError as err:
+            _fail(str(err), code=3)
+        except (ValueError, FileNotFoundError) as err:  # e.g. --resume with other settings, another model
             _fail(str(err))
     for row in result["history"]:
         loss = "-" if row["train_loss"] is None else f"{row['train_loss']:.4f}"
         took = f", {row['seconds']:.0f} s" if row.get("seconds") else ""
         Console().print(f"epoch {row['epoch']}: train loss {loss}, validation nDCG@10 {row['val_ndcg@10']:.4f}{took}")
     err_console.print(f"best validation nDCG@10 {result['best_val_ndcg@10']:.4f}; checkpoint: {out}")
+
+
+@app.command("presets")
+def presets_command() -> None:
+    """List the shipped HeadRank presets with their model cards' headline numbers."""
+    from headrank.presets import DEFAULT_PRESET, list_presets
+
+    table = Table(title="HeadRank presets (nDCG@10, average of DL19, DL20, NovelEval, NFCorpus; K = 20)")
+    for col in ("preset", "base model", "inference settings", "HeadRank", "BM25", "ICR", "s / list (N=20, CPU)"):
+        table.add_column(col)
+    for preset in list_presets():
+        head = preset.headline
+        latency = preset.card.get("latency", [{}])[0].get("seconds_per_list")
+        mark = " (default)" if preset.name == DEFAULT_PRESET else ""
+        table.add_row(preset.name + mark, preset.base_model, preset.inference.describe(),
+                      *(f"{head[k]:.4f}" if isinstance(head.get(k), float) else "-" for k in ("preset", "bm25", "icr")),
+                      f"{latency:.1f}" if isinstance(latency, float) else "-")
+    Console().print(table)
+    err_console.print("model cards: headrank/presets/<name>/README.md; use one with --model <name> or "
+                      "HeadRanker.from_pretrained('<name>')")
+
+
+@app.command("build-preset")
+def build_preset_command(
+    out: Path = typer.Option(..., "--out", "-o", help="Preset directory to write."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Base model (named model, hub id, local directory, .gguf)."),
+    name: str = typer.Option(None, help="Preset name (default: the --out folder's name)."),
+    checkpoint: Path = typer.Option(None, help="Package this trained checkpoint instead of selecting and training."),
+    work: Path = typer.Option(None, help="Folder for the head set and checkpoint (default: runs/build/<name>); "
+                                         "rerunning resumes from it."),
+    benchmark: str = typer.Option("dl21", help="Training benchmark (never a reporting set)."),
+    split: str = typer.Option("train", help="BEIR split of a BEIR training benchmark."),
+    data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
+    depth: int = typer.Option(20, "--depth", "-K", help="Candidates per list."),
+    lambdas: str = typer.Option("0,0.1,0.3,1", help="Selection: lambda values to sweep."),
+    ks: str = typer.Option("4,8,16,32", help="Selection: head-set sizes to sweep."),
+    val_fraction: float = typer.Option(0.25, help="Share of training queries held out for every choice."),
+    epochs: int = typer.Option(3),
+    lr: float = typer.Option(1e-4),
+    lora_r: int = typer.Option(8),
+    targets: str = typer.Option("q_proj,k_proj", help="LoRA target projections."),
+    lora_layers: str = typer.Option("up-to-l-star", help="up-to-l-star or head-layers."),
+    lists_per_query: int = typer.Option(1, help="Shuffled training lists per query."),
+    seed: int = typer.Option(0),
+    card: Path = typer.Option(None, help="JSON object merged into the model card (summary, license, numbers)."),
+    device: str = typer.Option("auto"),
+    cache: Path = typer.Option(Path("runs") / "cache", help="Where head observations are cached."),
+) -> None:
+    """Build a preset: select heads, train the alignment, choose inference settings on validation, package it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from headrank.align import TrainConfig
+    from headrank.datasets import check_training_set, load_benchmark
+    from headrank.evaluate import git_commit
+    from headrank.presets import build_from_scratch, package_checkpoint
+
+    logging.basicConfig(level=logging.WARNING)
+    name = name or out.name
+    try:
+        check_training_set(benchmark, split)
+        extra = json.loads(card.read_text()) if card else {}
+        if not isinstance(extra, dict):
+            raise ValueError(f"{card}: the card must be a JSON object")
+        bench_data = load_benchmark(benchmark, data_root=data_root, cache_dir=cache, split=split)
+        config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")),
+                             lora_layers=lora_layers, lr=lr, epochs=epochs, lists_per_query=lists_per_query,
+                             seed=seed, list_size=depth)
+        selection_args = dict(depth=depth, lambdas=_floats(lambdas, "--lambdas"),
+                              ks=[int(k) for k in _floats(ks, "--ks")], val_fraction=val_fraction, seed=seed,
+                              commit=git_commit())
+    except (ValueError, FileNotFoundError, DataFormatError, json.JSONDecodeError) as err:
+        _fail(str(err))
+    extra.setdefault("commit", git_commit())
+    extra.setdefault("command", "headrank " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["build-preset"] else None)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as progress:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        try:
+            if checkpoint is not None:
+                preset = package_checkpoint(checkpoint, out, name, bench_data, depth=depth, device=device,
+                                            dtype="float32", card=extra,
+                                            on_list=lambda done, total: report("choosing inference settings",
+                                                                               done, total))
+            else:
+                preset = build_from_scratch(model, out, name, bench_data, config, work or Path("runs") / "build" / name,
+                                            selection_args=selection_args, device=device, cache_dir=cache,
+                                            card=extra, progress=report)
+        except ModelUnavailableError as err:
+            _fail(str(err), code=3)
+        except (ValueError, FileNotFoundError, FileExistsError) as err:
+            _fail(str(err))
+    for row in preset.card.get("validation", []):
+        Console().print(f"{row['setting']}: " + ", ".join(f"{k} {v:.4f}" for k, v in row["ndcg@10"].items()))
+    err_console.print(f"chose: {preset.inference.describe()}; wrote preset {preset.name} to {out}")
 
 
 @app.command()

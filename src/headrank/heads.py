@@ -55,13 +55,23 @@ class HeadSet:
             grouped.setdefault(layer, []).append(head)
         return grouped
 
-    def check_fingerprint(self, fingerprint: str) -> None:
-        """Raise HeadSetMismatchError if the set records other weights than ``fingerprint``."""
-        if self.fingerprint and self.fingerprint != fingerprint:
+    def check_fingerprint(self, weights) -> None:
+        """Raise HeadSetMismatchError if the set records other weights.
+
+        ``weights`` is a fingerprint string or a loaded model (``models.LoadedModel``), which also accepts
+        the dtype-specific fingerprints that head sets of headrank <= 0.1 recorded.
+        """
+        if not self.fingerprint:
+            return
+        if isinstance(weights, str):
+            current, ok = weights, weights == self.fingerprint
+        else:
+            current, ok = weights.fingerprint, weights.matches_fingerprint(self.fingerprint)
+        if not ok:
             raise HeadSetMismatchError(
                 f"head set was chosen on {self.model or 'another model'} (weights {self.fingerprint}), "
-                f"but this model's weights are {fingerprint}; select heads for this model "
-                "(headrank select-heads) or pass the model it was made for"
+                f"but this model's weights are {current}; pass the model it was made for "
+                f"({self.model or 'see the head set file'}) or select heads for this one (headrank select-heads)"
             )
 
     def check_model(self, num_layers: int, num_heads: int) -> None:

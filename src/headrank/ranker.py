@@ -15,27 +15,40 @@ different windows are not comparable; ``RankResult.windowed`` says so.
 by the mean of its two scores: attention favours passages by position, reversal swaps which passages
 that helps, and the mean cancels much of it (RESULTS.md, "Both orders") at twice the cost.
 
+``fuse_first_stage=w`` fuses the attention ranking with the input order (taken as the first-stage order)
+by weighted reciprocal rank fusion (``headrank.fusion``); the returned score is then the fused score.
+
+Presets and checkpoints carry the inference settings they were validated with (``both_orders``,
+``window``, ``fuse_first_stage``); arguments left at ``None`` take them, ``False`` / ``0`` switch them off.
+
+Scores are listwise: they compare passages within one call, not across calls or queries.
+
 Empty or whitespace-only passages never reach the model: they are ranked last, in input order, with
-score ``-inf``.
+score ``-inf`` (``RankResult.to_dict`` writes ``None``, so JSON stays valid).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from headrank.capture import ListAttention, capture_lists, enable_capture
-from headrank.checkpoint import HEADSET_NAME, is_checkpoint, load_checkpoint_config, merge_adapter
+from headrank.checkpoint import (HEADSET_NAME, InferenceSettings, is_checkpoint, load_checkpoint_config,
+                                 merge_adapter)
+from headrank.fusion import fuse_with_first_stage
 from headrank.heads import HeadSet
-from headrank.models import DEFAULT_MODEL, LoadedModel, load_model
+from headrank.models import LoadedModel, load_model
+from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings, normalize_text
 from headrank.scoring import ScoringConfig, score_passages
 
 METHODS = ("heads", "icr")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -43,18 +56,25 @@ class RankResult:
     """One ranked passage; also readable as a dict (``r["corpus_id"]``) like sentence-transformers."""
 
     corpus_id: int  # index of the passage in the input list
-    score: float
+    score: float  # listwise: comparable within one call only; -inf for an empty passage
     rank: int  # 1-based position in the ranking
-    text: str | None = None
+    text: str | None = None  # the passage, unless return_documents=False
     windowed: bool = False
+    doc_id: str | int | None = None  # the caller's id, when documents were given as dicts with an id
+    meta: Mapping | None = None  # the caller's metadata, when documents were given as dicts with one
 
     def __getitem__(self, key: str):
         return getattr(self, key)
 
     def to_dict(self) -> dict:
-        out = {"corpus_id": self.corpus_id, "rank": self.rank, "score": self.score}
+        """JSON-safe: an empty passage's ``-inf`` score becomes ``None``; absent text, id and metadata are left out."""
+        out = {"corpus_id": self.corpus_id, "rank": self.rank, "score": self.score if math.isfinite(self.score) else None}
         if self.text is not None:
             out["text"] = self.text
+        if self.doc_id is not None:
+            out["doc_id"] = self.doc_id
+        if self.meta is not None:
+            out["meta"] = dict(self.meta)
         return out
 
 
@@ -73,12 +93,16 @@ class HeadRanker:
         verify_fingerprint: bool = True,
         window: int | None = None,
         both_orders: bool = False,
+        fuse_first_stage: float | None = None,
+        preset: str | None = None,
     ) -> None:
         heads.check_model(model.num_layers, model.num_heads)
+        if fuse_first_stage is not None:
+            InferenceSettings(fuse_first_stage=fuse_first_stage)  # validates the weight
         if window is not None and window < 2:
             raise ValueError(f"window must be >= 2 passages (or None: one prompt when it fits), got {window}")
         if heads.fingerprint and verify_fingerprint:
-            heads.check_fingerprint(model.fingerprint)
+            heads.check_fingerprint(model)
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         self.model = model
@@ -92,14 +116,28 @@ class HeadRanker:
         self.method = method
         self.window = window
         self.both_orders = both_orders
+        self.fuse_first_stage = fuse_first_stage
+        self.preset = preset
         tok = model.tokenizer
         self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
         self._calibration_tail = self.builder.tail_ids(CALIBRATION_QUERY)
 
+    def __repr__(self) -> str:
+        what = f"preset={self.preset!r}, " if self.preset else ""
+        settings = InferenceSettings(both_orders=self.both_orders, window=self.window,
+                                     fuse_first_stage=self.fuse_first_stage).describe()
+        return (f"HeadRanker({what}method={self.method!r}, model={self.model.name!r}, heads={len(self.heads.heads)}, "
+                f"L*={self.heads.deepest_layer}, {settings})")
+
+    @property
+    def inference_settings(self) -> InferenceSettings:
+        return InferenceSettings(both_orders=self.both_orders, window=self.window,
+                                 fuse_first_stage=self.fuse_first_stage)
+
     @classmethod
     def from_pretrained(
         cls,
-        model: str | LoadedModel = DEFAULT_MODEL,
+        model: str | Path | LoadedModel = DEFAULT_PRESET,
         heads: HeadSet | str | Path | Iterable | None = None,
         method: str | None = None,
         device: str = "auto",
@@ -109,26 +147,43 @@ class HeadRanker:
         max_length: int | None = None,
         truncate: bool = True,
         window: int | None = None,
-        both_orders: bool = False,
+        both_orders: bool | None = None,
+        fuse_first_stage: float | None = None,
     ) -> HeadRanker:
-        """Load a model (named, hub id, local dir, .gguf, or a trained HeadRank checkpoint) and a head set.
+        """Load a preset (default: the default HeadRank preset), a checkpoint, or a model with a head set.
 
-        ``method="icr"`` is the ICR preset: every head, full depth, N/A calibration and ICR's token
-        masking. ``method="heads"`` reads the given head set (default when ``heads`` is given). A
-        checkpoint directory brings its base model, adapter (merged) and head set. ``window``: rank lists
-        of more passages in sliding windows of that many; ``both_orders``: average each passage's scores
-        over the list as given and reversed (see the module docstring).
+        ``model``: a shipped preset name (``headrank.presets.available_presets()``), a HeadRank checkpoint
+        or preset directory (base model + merged adapter + head set + inference settings), or a base model
+        (named, hub id, local dir, .gguf). With a preset, ``method="icr"`` or an explicit ``heads`` runs on
+        the preset's base model instead. ``method="icr"`` is the ICR baseline: every head, full depth, N/A
+        calibration and ICR's token masking; ``method="heads"`` reads the given head set. ``window``,
+        ``both_orders``, ``fuse_first_stage``: see the module docstring; ``None`` keeps a preset's setting.
         """
-        if isinstance(model, (str, Path)) and is_checkpoint(model):
-            if heads is not None or method not in (None, "heads"):
-                raise ValueError("a HeadRank checkpoint brings its own head set; do not pass heads or method")
-            return cls._from_checkpoint(Path(model), device, dtype, max_passage_tokens, max_length, truncate, window,
-                                        both_orders)
+        if isinstance(model, Path):
+            model = str(model)
+        if not isinstance(model, (str, LoadedModel)):
+            raise TypeError(f"model must be a preset name, a path, a model name or a LoadedModel, "
+                            f"got {type(model).__name__}")
+        if isinstance(model, str) and not model.strip():
+            raise ValueError("model is an empty string; pass a preset name, a model name or a path")
+        overrides = dict(window=window, both_orders=both_orders, fuse_first_stage=fuse_first_stage)
+        if isinstance(model, str) and (is_preset_name(model) or is_checkpoint(model)):
+            base_model = load_checkpoint_config(load_preset(model).path)["base_model"]
+            if heads is None and method in (None, "heads", "headrank"):
+                return cls._from_checkpoint(load_preset(model).path, device, dtype, max_passage_tokens, max_length,
+                                            truncate, overrides)
+            if not is_preset_name(model):
+                raise ValueError("a HeadRank checkpoint brings its own head set; do not pass heads or method "
+                                 f"(for another head set or ICR, pass its base model {base_model!r})")
+            model = _model_for_head_set(heads, base_model) if heads is not None else base_model
+            logger.info("running %s on %s instead of the trained preset", method or "heads", model)
         method = method or ("heads" if heads is not None else "icr")
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if method == "heads" and heads is None:
             raise ValueError("method 'heads' needs a head set (list of (layer, head) pairs or a JSON file)")
+        if method == "icr" and heads is not None:
+            raise ValueError("method 'icr' reads every head; drop heads=... or use method='heads'")
         loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
         if method == "icr":
             head_set = HeadSet.all_heads(loaded.num_layers, loaded.num_heads, model=loaded.name)
@@ -139,6 +194,7 @@ class HeadRanker:
         prompt_args = dict(head_set.prompt)
         if max_passage_tokens is not None:
             prompt_args["max_passage_tokens"] = max_passage_tokens
+        settings = _settings(InferenceSettings(), overrides)
         return cls(
             loaded,
             head_set,
@@ -147,29 +203,31 @@ class HeadRanker:
             truncate=truncate,
             max_length=max_length,
             method=method,
-            window=window,
-            both_orders=both_orders,
+            window=settings.window,
+            both_orders=settings.both_orders,
+            fuse_first_stage=settings.fuse_first_stage,
         )
 
     @classmethod
     def _from_checkpoint(cls, path: Path, device: str, dtype: str, max_passage_tokens: int | None,
-                         max_length: int | None, truncate: bool, window: int | None = None,
-                         both_orders: bool = False) -> HeadRanker:
+                         max_length: int | None, truncate: bool, overrides: dict | None = None) -> HeadRanker:
         config = load_checkpoint_config(path)
         head_set = HeadSet.load(path / HEADSET_NAME)
+        settings = _settings(InferenceSettings.from_dict(config.get("inference")), overrides or {})
         loaded = load_model(config["base_model"], device=device, dtype=dtype)
         head_set.check_model(loaded.num_layers, loaded.num_heads)
-        if head_set.fingerprint:
-            head_set.check_fingerprint(loaded.fingerprint)  # the adapter was trained on these base weights
+        head_set.check_fingerprint(loaded)  # the adapter was trained on these base weights
         merged = merge_adapter(loaded.model, path)
         enable_capture(merged)
-        model = LoadedModel(model=merged, tokenizer=loaded.tokenizer, name=str(path), path=str(path))
+        preset = config.get("preset")
+        model = LoadedModel(model=merged, tokenizer=loaded.tokenizer, name=preset or str(path), path=str(path))
         prompt_args = dict(head_set.prompt)
         if max_passage_tokens is not None:
             prompt_args["max_passage_tokens"] = max_passage_tokens
         return cls(model, head_set, scoring=ScoringConfig(calibrate=config.get("calibrate", True)),
                    prompt=PromptSettings(**prompt_args), truncate=truncate, max_length=max_length,
-                   method="headrank", verify_fingerprint=False, window=window, both_orders=both_orders)
+                   method="headrank", verify_fingerprint=False, window=settings.window,
+                   both_orders=settings.both_orders, fuse_first_stage=settings.fuse_first_stage, preset=preset)
 
     # ------------------------------------------------------------------ scoring of whole lists
 
@@ -214,10 +272,22 @@ class HeadRanker:
     # ------------------------------------------------------------------ public API
 
     def rank(
-        self, query: str, docs: Sequence[str], top_k: int | None = None, return_documents: bool = True
+        self,
+        query: str,
+        docs: Sequence[str | Mapping],
+        top_k: int | None = None,
+        return_documents: bool = True,
+        doc_ids: Sequence | None = None,
+        metadata: Sequence | None = None,
     ) -> list[RankResult]:
-        """Rank ``docs`` for ``query``; results sorted best first, each with its input index and score."""
-        return self.rank_batch([query], [docs], top_k=top_k, return_documents=return_documents)[0]
+        """Rank ``docs`` for ``query``; results sorted best first, each with its input index and score.
+
+        ``docs`` are strings, or dicts with ``text`` and optionally ``id``/``doc_id`` and ``meta``/``metadata``;
+        ``doc_ids`` / ``metadata`` (one per passage) do the same for strings. Both come back on the results.
+        """
+        return self.rank_batch([query], [docs], top_k=top_k, return_documents=return_documents,
+                               doc_ids=None if doc_ids is None else [doc_ids],
+                               metadata=None if metadata is None else [metadata])[0]
 
     def rank_batch(
         self,
@@ -226,17 +296,27 @@ class HeadRanker:
         top_k: int | None = None,
         return_documents: bool = True,
         batch_size: int = 4,
+        doc_ids: Sequence[Sequence] | None = None,
+        metadata: Sequence[Sequence] | None = None,
     ) -> list[list[RankResult]]:
         """Rank several (query, docs) lists; lists that fit the context share batched forwards."""
         if isinstance(queries, str):
             raise TypeError("rank_batch takes a list of queries; use rank() for a single query")
+        if not isinstance(queries, Sequence) or not isinstance(docs, Sequence):
+            raise TypeError("rank_batch takes lists (not iterators) of queries and of passage lists")
         if len(queries) != len(docs):
             raise ValueError(f"got {len(queries)} queries but {len(docs)} passage lists")
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if top_k is not None and top_k < 1:
-            raise ValueError("top_k must be >= 1 (or None for all)")
-        jobs = [_Job.make(q, d, i) for i, (q, d) in enumerate(zip(queries, docs))]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ValueError(f"top_k must be an integer >= 1 (or None for all), got {top_k!r}")
+        jobs = []
+        for i, (q, d) in enumerate(zip(queries, docs)):
+            texts, ids, metas = _documents(d, i, None if doc_ids is None else doc_ids[i],
+                                           None if metadata is None else metadata[i])
+            job = _Job.make(q, texts, i)
+            job.doc_ids, job.metas = ids, metas
+            jobs.append(job)
         fitting: list[tuple[_Job, list[ListwisePrompt]]] = []
         for job in jobs:
             if not job.kept:
@@ -253,7 +333,7 @@ class HeadRanker:
             chunk = fitting[start : start + batch_size]
             for (job, _), scores in zip(chunk, self._score_twins([group for _, group in chunk])):
                 job.scores = scores.tolist()
-        return [job.results(top_k, return_documents) for job in jobs]
+        return [job.results(top_k, return_documents, self.fuse_first_stage) for job in jobs]
 
     def score(self, query: str, docs: Sequence[str]) -> list[float]:
         """Scores in input order (the list must fit the context and the window; empty passages score -inf)."""
@@ -269,7 +349,10 @@ class HeadRanker:
                 raise ValueError(f"{len(job.kept)} passages exceed the window of {self.window}; use rank() (windowed)")
             job.scores = self._score_twins([self._twins(job.query, kept_docs, prompt)])[0].tolist()
         out = [-math.inf] * len(docs)
-        for i, s in zip(job.kept, job.scores or []):
+        scores = job.scores or []
+        if self.fuse_first_stage and scores:
+            scores = fuse_with_first_stage(scores, self.fuse_first_stage)
+        for i, s in zip(job.kept, scores):
             out[i] = s
         return out
 
@@ -309,6 +392,50 @@ class HeadRanker:
             end -= stride
 
 
+def _model_for_head_set(heads, fallback: str) -> str:
+    """The model an explicit head set records (a named model or an existing path), else ``fallback``."""
+    from headrank.models import NAMED_MODELS
+
+    recorded = HeadSet.coerce(heads).model if isinstance(heads, (str, Path, HeadSet)) else None
+    if recorded and (recorded in NAMED_MODELS or Path(recorded).exists()):
+        return recorded
+    return fallback
+
+
+def _settings(base: InferenceSettings, overrides: dict) -> InferenceSettings:
+    """A preset's settings with the caller's overrides: None keeps the preset's, False / 0 switches off."""
+    window, both, fuse = (overrides.get(k) for k in ("window", "both_orders", "fuse_first_stage"))
+    return InferenceSettings(
+        both_orders=base.both_orders if both is None else bool(both),
+        window=base.window if window is None else (window or None),
+        fuse_first_stage=base.fuse_first_stage if fuse is None else (fuse or None),
+    )
+
+
+def _documents(docs, index: int, doc_ids: Sequence | None, metadata: Sequence | None):
+    """Texts, caller ids and metadata of one list; docs may be strings or dicts with ``text`` (rerankers-style)."""
+    if isinstance(docs, str) or not isinstance(docs, Sequence):
+        raise TypeError(f"passages of query {index} must be a list of strings or dicts, got {type(docs).__name__}")
+    texts, ids, metas = [], [], []
+    for i, doc in enumerate(docs):
+        if isinstance(doc, Mapping):
+            if not isinstance(doc.get("text"), str):
+                raise TypeError(f"passage {i} of query {index} is a dict without a string 'text'")
+            texts.append(doc["text"])
+            ids.append(doc.get("doc_id", doc.get("id")))
+            metas.append(doc.get("meta", doc.get("metadata")))
+        else:
+            texts.append(doc)
+            ids.append(None)
+            metas.append(None)
+    for name, given in (("doc_ids", doc_ids), ("metadata", metadata)):
+        if given is not None and (isinstance(given, (str, bytes)) or len(given) != len(texts)):
+            raise ValueError(f"{name} must be a list with one entry per passage ({len(texts)})")
+    ids = list(doc_ids) if doc_ids is not None else ids
+    metas = list(metadata) if metadata is not None else metas
+    return texts, ids, metas
+
+
 @dataclass
 class _Job:
     """One (query, docs) list on its way through rank_batch."""
@@ -319,6 +446,8 @@ class _Job:
     scores: list[float] | None = None  # per kept passage (unwindowed)
     order: list[int] | None = None  # positions into kept (windowed)
     windowed: bool = False
+    doc_ids: list | None = None  # the caller's ids and metadata, per input passage
+    metas: list | None = None
 
     @classmethod
     def make(cls, query: str, docs: Sequence[str], index: int) -> _Job:
@@ -336,13 +465,17 @@ class _Job:
         kept = [i for i, d in enumerate(docs) if normalize_text(d)]
         return cls(query=query, docs=list(docs), kept=kept)
 
-    def results(self, top_k: int | None, return_documents: bool) -> list[RankResult]:
+    def results(self, top_k: int | None, return_documents: bool, fuse: float | None = None) -> list[RankResult]:
         n = len(self.kept)
         if self.windowed:
-            ranked = [(self.kept[j], float(n - pos)) for pos, j in enumerate(self.order or [])]
+            scores = [0.0] * n
+            for pos, j in enumerate(self.order or []):
+                scores[j] = float(n - pos)
         else:
-            pairs = list(zip(self.kept, self.scores or []))
-            ranked = sorted(pairs, key=lambda p: (-p[1], p[0]))
+            scores = list(self.scores or [])
+        if fuse and scores:
+            scores = fuse_with_first_stage(scores, fuse)  # kept is in input order: position = first-stage rank
+        ranked = sorted(zip(self.kept, scores), key=lambda p: (-p[1], p[0]))
         kept = set(self.kept)
         empty = [i for i in range(len(self.docs)) if i not in kept]
         ranked += [(i, -math.inf) for i in empty]
@@ -354,6 +487,8 @@ class _Job:
                 rank=pos + 1,
                 text=self.docs[i] if return_documents else None,
                 windowed=self.windowed,
+                doc_id=self.doc_ids[i] if self.doc_ids else None,
+                meta=self.metas[i] if self.metas else None,
             )
             for pos, (i, s) in enumerate(ranked)
         ]

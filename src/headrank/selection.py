@@ -220,3 +220,63 @@ def plot_heatmaps(d: torch.Tensor, e: torch.Tensor, heads: Sequence[tuple[int, i
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def select_head_set(ranker, bench, *, depth: int = 20, order: str = "first-stage", preset: str = "headrank",
+                    lambdas: Sequence[float] = (0.0, 0.1, 0.3, 1.0), ks: Sequence[int] = (4, 8, 16, 32),
+                    val_fraction: float = 0.25, seed: int = 0, calibrate: bool = True, max_depth: int | None = None,
+                    cache_dir: Path | None = None, on_list: Callable[[int, int], None] | None = None,
+                    commit: str | None = None):
+    """Choose a head set on a training benchmark: observe every head (cached), sweep lambda x K on validation.
+
+    ``ranker`` is an ICR ranker of the model (every head observed); ``preset="qrhead"`` is the QRHead-style
+    baseline (lambda 0, top 16, no sweep). Returns ``(HeadSet, Selection, HeadObservations)``; the head set
+    records the model, its weights' fingerprint, the prompt, the split and the whole sweep.
+    """
+    import dataclasses
+
+    from headrank.heads import HeadSet
+
+    if preset not in ("headrank", "qrhead"):
+        raise ValueError("preset must be headrank or qrhead")
+    if order not in SELECTION_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(SELECTION_ORDERS)}")
+    lambda_values = [0.0] if preset == "qrhead" else list(lambdas)
+    k_values = [16] if preset == "qrhead" else [int(k) for k in ks]
+    train_q, val_q = split_queries(list(bench.queries), val_fraction, seed)
+    loaded = ranker.model
+    fingerprint = loaded.fingerprint
+    max_passage_tokens = ranker.prompt_settings.max_passage_tokens
+    order_tag = "" if order == "first-stage" else f"-{order}" + (f"{seed}" if order == "shuffled" else "")
+    obs_path = None
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        obs_path = cache_dir / f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}{order_tag}.pt"
+    if obs_path is not None and obs_path.is_file():
+        observations = HeadObservations.load(obs_path)
+    else:
+        lists = [(q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q][:depth]]) for q in bench.queries]
+        lists = order_lists(lists, order, seed)
+        done = 0
+
+        def advance() -> None:
+            nonlocal done
+            done += 1
+            if on_list:
+                on_list(done, len(lists))
+
+        observations = observe_heads(ranker, lists, on_list=advance)
+        if obs_path is not None:
+            observations.save(obs_path)
+    selection = sweep_selection(observations.subset(train_q), observations.subset(val_q), bench.qrels, lambda_values,
+                                k_values, calibrated=calibrate, max_depth=max_depth)
+    head_set = HeadSet(
+        heads=tuple(selection.heads), num_layers=loaded.num_layers, num_heads=loaded.num_heads, model=loaded.name,
+        name=f"{preset}-{bench.name}", prompt=dataclasses.asdict(ranker.prompt_settings), fingerprint=fingerprint,
+        selection={
+            "preset": preset, "benchmark": bench.name, "depth": depth, "order": order, "calibrated": calibrate,
+            "seed": seed, "train_queries": train_q, "val_queries": val_q, "lambda": selection.lam, "k": selection.k,
+            "max_depth": max_depth, "val_ndcg@10": selection.val_ndcg, "sweep": selection.sweep, "commit": commit,
+        },
+    )
+    return head_set, selection, observations

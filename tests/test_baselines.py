@@ -46,6 +46,20 @@ def test_generative_windows_cover_the_list(llama_tokenizer):
         GenerativeRanker(ranker.model, window=4, stride=5)
 
 
+@pytest.mark.parametrize("answer, valid, identity", [("[1] > [2] > [3] > [4]", 1, 1), ("[2] > [1] > [3] > [4]", 1, 0),
+                                                     ("no idea", 0, 0)])
+def test_generative_counts_answers_that_repeat_the_input_order(llama_tokenizer, monkeypatch, answer, valid, identity):
+    """A valid permutation that is the input order is formatting success without any reranking: counted apart."""
+    import torch
+
+    ranker = GenerativeRanker(wrap_model(tiny_llama(), llama_tokenizer), window=4, stride=2, max_passage_tokens=8)
+    answer_ids = torch.tensor([llama_tokenizer(answer, add_special_tokens=False)["input_ids"]])
+    monkeypatch.setattr(ranker.model.model, "generate", lambda input_ids, **_: torch.cat([input_ids, answer_ids], 1))
+    ranker.score("query", [f"passage {i}" for i in range(4)])
+    assert (ranker.windows_total, ranker.windows_valid, ranker.windows_identity) == (1, valid, identity)
+    assert ranker.identity_share == identity
+
+
 def test_pointwise_on_tiny_model(llama_tokenizer):
     ranker = PointwiseRanker(wrap_model(tiny_llama(), llama_tokenizer), batch_size=2)
     passages = ["short", "a somewhat longer passage here", "third one"]

@@ -70,3 +70,38 @@ def test_single_rankgpt_object(tmp_path):
     p.write_text(json.dumps({"query": "q", "hits": [{"content": "c", "docid": "x", "qid": 3}]}, indent=2))
     data = read_rerank_input(p)
     assert (data.query, data.qid, data.candidates[0].docid) == ("q", "3", "x")
+
+
+def test_only_newlines_end_records(tmp_path):
+    """Form feeds, \\x1c-\\x1e, \\x85 and U+2028/2029 are text inside a record, not line breaks."""
+    p = tmp_path / "c.tsv"
+    p.write_text("d1\tpage one\fpage two \x1c\x1d\x1e\x85 \u2028 \u2029end\r\nd2\tsecond\n", encoding="utf-8")
+    data = read_rerank_input(p)
+    assert [c.docid for c in data.candidates] == ["d1", "d2"]
+    assert data.candidates[0].text.startswith("page one\fpage two") and data.candidates[0].text.endswith("end")
+    j = tmp_path / "c.jsonl"
+    j.write_text(json.dumps({"docid": "a", "text": "x\u2028y"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_rerank_input(j).candidates[0].text == "x\u2028y"
+
+
+def test_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
+    from headrank.data import read_qrels, read_topics
+
+    p = tmp_path / "c.tsv"
+    p.write_bytes("\ufeffd1\tfirst\n".encode("utf-8"))
+    assert read_rerank_input(p).candidates[0].docid == "d1"
+    q = tmp_path / "qrels.txt"
+    q.write_bytes("\ufeffq1 0 d1 2\n".encode("utf-8"))
+    assert read_qrels(q) == {"q1": {"d1": 2}}
+    t = tmp_path / "topics.tsv"
+    t.write_bytes("\ufeffq1\tmy query\n".encode("utf-8"))
+    assert read_topics(t) == {"q1": "my query"}
+
+
+def test_unreadable_inputs_are_clear_errors(tmp_path):
+    p = tmp_path / "latin1.tsv"
+    p.write_bytes(b"d1\tcaf\xe9\n")
+    with pytest.raises(DataFormatError, match="not UTF-8"):
+        read_rerank_input(p)
+    with pytest.raises(DataFormatError, match="is a directory"):
+        read_rerank_input(tmp_path)

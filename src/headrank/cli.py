@@ -277,7 +277,7 @@ def _baseline(method: str, model: str, device: str, dtype: str, max_passage_toke
         ranker = GenerativeRanker(loaded, max_passage_tokens=budget)
         scores = ranker.score(query, passages)
         return scores, {"windows_total": ranker.windows_total, "windows_valid": ranker.windows_valid,
-                        "tokens_generated": ranker.tokens_generated}
+                        "windows_identity": ranker.windows_identity, "tokens_generated": ranker.tokens_generated}
 
     return score, loaded
 

@@ -40,15 +40,29 @@ class RerankInput:
 
 
 def _read_text(path: str | Path) -> tuple[str, str]:
+    """A whole input file (or stdin) as text: UTF-8, a leading byte-order mark dropped."""
     if str(path) == "-":
-        return sys.stdin.read(), "<stdin>"
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"input file not found: {path}")
+        raw, name = sys.stdin.buffer.read(), "<stdin>"
+    else:
+        path = Path(path)
+        if path.is_dir():
+            raise DataFormatError(f"{path} is a directory; pass a candidate file (RankGPT JSON, JSONL or TSV)")
+        if not path.is_file():
+            raise FileNotFoundError(f"input file not found: {path}")
+        raw, name = path.read_bytes(), str(path)
     try:
-        return path.read_text(encoding="utf-8"), str(path)
+        return raw.decode("utf-8-sig"), name  # -sig: a BOM must not end up inside the first id
     except UnicodeDecodeError as err:
-        raise DataFormatError(f"{path}: not UTF-8 text ({err})") from None
+        raise DataFormatError(f"{name}: not UTF-8 text ({err})") from None
+
+
+def text_lines(text: str) -> list[str]:
+    """Lines split at \\n (and \\r\\n) only. ``str.splitlines`` also splits at form feeds, \\x1c-\\x1e, \\x85 and
+    U+2028/2029, which occur inside passages and JSON strings and would cut a record in two."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def detect_format(text: str, name: str) -> str:
@@ -60,7 +74,7 @@ def detect_format(text: str, name: str) -> str:
     if stripped.startswith("["):
         return "rankgpt"
     if stripped.startswith("{"):
-        first_line = stripped.splitlines()[0]
+        first_line = text_lines(stripped)[0]
         try:
             obj = json.loads(first_line)
         except json.JSONDecodeError:
@@ -109,7 +123,7 @@ def _parse_rankgpt(text: str, name: str, entry: int, data: list | None = None) -
 
 def _jsonl_objects(text: str, name: str):
     """(line number, object) for every non-blank line; malformed lines name the file and line."""
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -140,7 +154,7 @@ def _parse_jsonl(text: str, name: str) -> RerankInput:
 
 def _parse_tsv(text: str, name: str) -> RerankInput:
     out = RerankInput(query=None)
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")
@@ -174,7 +188,7 @@ def read_qrels(path: str | Path) -> Qrels:
     """TREC qrels (``qid 0 docid grade``) or BEIR qrels TSV (``query-id corpus-id score``, header optional)."""
     text, name = _read_text(path)
     qrels: Qrels = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(text), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -199,7 +213,7 @@ def read_topics(path: str | Path) -> dict[str, str]:
     """``id<TAB>text`` per line (topics, or a TSV corpus); the text may itself contain tabs."""
     text, name = _read_text(path)
     topics = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         fields = line.split("\t", 1)
@@ -213,7 +227,7 @@ def read_trec_run(path: str | Path) -> Run:
     """A TREC run file; each query's documents sorted by descending score (ties by rank column)."""
     text, name = _read_text(path)
     rows: dict[str, list[tuple[float, int, str]]] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text_lines(text), start=1):
         fields = line.split()
         if not fields:
             continue

@@ -18,7 +18,7 @@ from pathlib import Path
 import ir_measures
 from ir_measures import RR, R, nDCG
 
-from headrank.data import Qrels, write_trec_run
+from headrank.data import Qrels, text_lines, write_trec_run
 from headrank.datasets import Benchmark
 from headrank.fusion import fuse_with_first_stage
 
@@ -187,13 +187,17 @@ def homogenization(records: Sequence[QueryRecord]) -> dict[str, float]:
 
 
 def formatting_success(records: Sequence[QueryRecord]) -> dict[str, float]:
-    """For generative rerankers: share of windows whose output was a valid permutation without repair."""
+    """For generative rerankers: share of windows whose output was a valid permutation without repair, and share
+    answered with the input order itself (valid, but no reranking)."""
     total = sum(r.info.get("windows_total", 0) for r in records)
     if not total:
         return {}
     valid = sum(r.info.get("windows_valid", 0) for r in records)
     generated = sum(r.info.get("tokens_generated", 0) for r in records)
-    return {"formatting_success": valid / total, "windows": total, "tokens_generated_per_window": generated / total}
+    out = {"formatting_success": valid / total, "windows": total, "tokens_generated_per_window": generated / total}
+    if all("windows_identity" in r.info for r in records):  # runs older than the counter do not have it
+        out["identity_share"] = sum(r.info["windows_identity"] for r in records) / total
+    return out
 
 
 def plot_diagnostics(records: Sequence[QueryRecord], qrels: Qrels, relevant_grade: int, title: str, path: Path) -> None:
@@ -257,7 +261,7 @@ def load_progress(path: Path) -> dict[str, QueryRecord]:
     done: dict[str, QueryRecord] = {}
     if not path.is_file():
         return done
-    for line in path.read_text().splitlines():
+    for line in text_lines(path.read_text(encoding="utf-8")):
         try:
             rec = QueryRecord(**json.loads(line))
         except (json.JSONDecodeError, TypeError):
@@ -386,8 +390,8 @@ def markdown_table(results: Sequence[BenchmarkResult]) -> str:
             "middle: non-rel % | gap (pp) | mid/ends std | latency (s/query) |")
     with_format = any("formatting_success" in r.extra for r in results)
     if with_format:
-        head += " format OK |"
-    lines = [head, "|" + "---|" * (13 + with_format)]
+        head += " format OK | answer = input order |"
+    lines = [head, "|" + "---|" * (13 + 2 * with_format)]
     for r in results:
         m = r.metrics
         _, mrr, rec = (m[name] for name in r.measure_names)
@@ -398,7 +402,8 @@ def markdown_table(results: Sequence[BenchmarkResult]) -> str:
             f"{m['nDCG@10']:.4f} | {mrr:.4f} | {rec:.4f} | {s['relevant_top_quartile_pct']:.1f} | "
             f"{s['nonrelevant_top_quartile_pct']:.1f} | {s['gap_pp']:.1f} | "
             f"{r.homogenization['middle_to_ends_std_ratio']:.2f} | {r.mean_latency_s:.2f} |"
-            + (f" {100 * r.extra.get('formatting_success', float('nan')):.1f}% |" if with_format else "")
+            + (f" {100 * r.extra.get('formatting_success', float('nan')):.1f}% |"
+               f" {100 * r.extra.get('identity_share', float('nan')):.1f}% |" if with_format else "")
         )
     methods = list(dict.fromkeys(r.settings["method"] for r in results))
     for method in methods:
@@ -407,5 +412,5 @@ def markdown_table(results: Sequence[BenchmarkResult]) -> str:
             avg = statistics.fmean(r.metrics["nDCG@10"] for r in group)
             mrr = statistics.fmean(r.metrics[r.measure_names[1]] for r in group)
             label = "**average**" if len(methods) == 1 else f"**average {method}**"
-            lines.append(f"| {label} | | | | | {avg:.4f} | {mrr:.4f} |" + " |" * (6 + with_format))
+            lines.append(f"| {label} | | | | | {avg:.4f} | {mrr:.4f} |" + " |" * (6 + 2 * with_format))
     return "\n".join(lines) + "\n"

@@ -107,6 +107,10 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
     @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
     def fingerprint(self) -> str:
         """Weights fingerprint, computed once (hashing every parameter takes about a second per 100M)."""
         if self._fingerprint is None:

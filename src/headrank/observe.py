@@ -71,7 +71,8 @@ class SharedCapture:
         self.heads = list(ranker.heads.heads)
         self.cache_dir = Path(cache_dir)
         settings = json.dumps(dataclasses.asdict(ranker.prompt_settings), sort_keys=True)
-        self._salt = f"{ranker.model.fingerprint}|{settings}|{ranker.model.num_layers}x{ranker.model.num_heads}"
+        model = ranker.model  # the fingerprint ignores dtype; cached scores do not, so the dtype joins the key
+        self._salt = f"{model.fingerprint}|{model.dtype}|{settings}|{model.num_layers}x{model.num_heads}"
 
     def _path(self, query: str, passages: Sequence[str]) -> Path:
         h = hashlib.sha256(self._salt.encode())

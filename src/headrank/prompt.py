@@ -10,6 +10,9 @@ construction (no offset guessing at token boundaries):
 Everything up to and including the newline after the last passage is the *prefix* (it does not
 depend on the query, so its keys/values can be cached); the rest is the *tail*, whose tokens are
 the attending rows Q. The content-free calibration query ``N/A`` only needs a new tail.
+
+Passages and queries are untrusted text: they are tokenized with special tokens split into plain text,
+so a passage that contains ``<|im_end|>`` cannot close the chat turn or fake the prompt's structure.
 """
 
 from __future__ import annotations
@@ -89,6 +92,11 @@ class PromptBuilder:
         self.uses_chat_template, template_head, self._template_tail = self._template_parts()
         self._head_ids = self._encode(template_head + INTRO + "\n")
         self._sep_ids = self._encode("\n")
+        specials = [t for t in getattr(tokenizer, "all_special_tokens", []) if t]
+        # A template tail that opens with a special token is encoded apart from the (untrusted) query, keeping
+        # its special tokens; a tail without any is plain text, encoded with the query as one string.
+        self._tail_is_separate = any(self._template_tail.startswith(t) for t in specials) or any(
+            t in self._template_tail for t in specials)
 
     def _template_parts(self) -> tuple[bool, str, str]:
         has_template = bool(getattr(self.tokenizer, "chat_template", None))
@@ -109,13 +117,18 @@ class PromptBuilder:
         return False, bos, "\n"
 
     def _encode(self, text: str) -> list[int]:
+        """Trusted text (the template and the instructions): special tokens stay special."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _encode_text(self, text: str) -> list[int]:
+        """Untrusted text (passages, queries): a special token's string is tokenized as plain text."""
+        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
 
     def _cut(self, text: str, limit: int) -> tuple[str, bool]:
         # No token spans more than a few dozen characters: cutting the characters first keeps a
         # megabyte-long passage from being tokenized in full.
         clipped = text[: limit * _MAX_CHARS_PER_TOKEN]
-        ids = self._encode(clipped)
+        ids = self._encode_text(clipped)
         if len(ids) <= limit and len(clipped) < len(text):
             return clipped, True
         if len(ids) <= limit:
@@ -132,7 +145,7 @@ class PromptBuilder:
                 raise ValueError(f"passage {offset} is empty (the ranker ranks empty passages last without the model)")
             text, truncated = self._cut(text, self.settings.max_passage_tokens)
             labelled = f"[{start + offset}] {text}"
-            segments.append(PassageSegment(ids=self._encode(labelled), text=labelled, truncated=truncated))
+            segments.append(PassageSegment(ids=self._encode_text(labelled), text=labelled, truncated=truncated))
         return segments
 
     def tail_ids(self, query: str) -> list[int]:
@@ -141,7 +154,9 @@ class PromptBuilder:
         if not text:
             raise ValueError("query is empty")
         text, _ = self._cut(text, self.settings.max_query_tokens)
-        return self._encode(f"{INSTRUCTION}\nQuery: {text}{self._template_tail}")
+        if self._tail_is_separate:  # it opens with a special token, a token boundary anyway
+            return self._encode_text(f"{INSTRUCTION}\nQuery: {text}") + self._encode(self._template_tail)
+        return self._encode_text(f"{INSTRUCTION}\nQuery: {text}{self._template_tail}")
 
     def overhead(self, query: str) -> int:
         """Tokens a prompt needs besides its passages (used to pack windows into the context)."""

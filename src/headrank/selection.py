@@ -251,7 +251,8 @@ def select_head_set(ranker, bench, *, depth: int = 20, order: str = "first-stage
     obs_path = None
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        obs_path = cache_dir / f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}{order_tag}.pt"
+        dtype_tag = "" if loaded.dtype == torch.float32 else f"-{str(loaded.dtype).removeprefix('torch.')}"
+        obs_path = cache_dir / f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}{order_tag}{dtype_tag}.pt"
     if obs_path is not None and obs_path.is_file():
         observations = HeadObservations.load(obs_path)
     else:

@@ -5,7 +5,8 @@ greedy decoding. The output is parsed robustly: identifiers are read in order, d
 out-of-range numbers are dropped, and identifiers the model left out keep their input order after the
 ones it named. *Formatting success* is the share of windows whose raw output was already a complete,
 valid permutation (no repair needed). Fallback when nothing parseable comes back: the window keeps its
-input order.
+input order. Formatting success alone can hide a reranker that does nothing, so the share of windows
+answered with the input order itself (the identity permutation) is counted too.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class GenerativeRanker:
     max_passage_tokens: int = 100
     windows_total: int = 0
     windows_valid: int = 0
+    windows_identity: int = 0  # windows whose final order is the input order (a valid answer that changes nothing)
     tokens_generated: int = 0  # decoded tokens, all windows: the part of the cost a prefill-only ranker avoids
     outputs: list[str] = field(default_factory=list, repr=False)
 
@@ -79,6 +81,10 @@ class GenerativeRanker:
     @property
     def formatting_success(self) -> float:
         return self.windows_valid / self.windows_total if self.windows_total else float("nan")
+
+    @property
+    def identity_share(self) -> float:
+        return self.windows_identity / self.windows_total if self.windows_total else float("nan")
 
     def _cut(self, text: str) -> str:
         tok = self.model.tokenizer
@@ -101,6 +107,7 @@ class GenerativeRanker:
         parsed = parse_permutation(text, len(passages))
         self.windows_total += 1
         self.windows_valid += parsed.valid
+        self.windows_identity += parsed.valid and parsed.order == list(range(len(passages)))
         self.outputs.append(text)
         return parsed.order
 

@@ -14,6 +14,7 @@ Ablations switch pieces off or swap them (see ``TrainConfig``).
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -62,8 +63,20 @@ class TrainConfig:
             raise ValueError(f"list_order must be one of {', '.join(LIST_ORDERS)}")
         if self.lora_layers not in LORA_LAYERS:
             raise ValueError(f"lora_layers must be one of {', '.join(LORA_LAYERS)}")
-        if self.list_size < 2 or self.epochs < 1 or self.lora_r < 1 or self.lr <= 0:
-            raise ValueError("list_size >= 2, epochs >= 1, lora_r >= 1 and lr > 0 are required")
+        if self.list_size < 2 or self.epochs < 1 or self.lora_r < 1:
+            raise ValueError("list_size >= 2, epochs >= 1 and lora_r >= 1 are required")
+        for name, low in (("lr", 0.0), ("beta", 0.0), ("tau", 0.0), ("max_grad_norm", 0.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > low):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha) and self.alpha >= 0):
+            raise ValueError(f"alpha must be a finite number >= 0 (0 disables the regularizer), got {self.alpha!r}")
+        if self.pairs_per_list < 1:
+            raise ValueError(f"pairs_per_list must be >= 1, got {self.pairs_per_list}")
+        if not self.target_modules or not all(isinstance(t, str) and t.strip() for t in self.target_modules):
+            raise ValueError(f"target_modules must name at least one projection, got {self.target_modules!r}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience}")
         if self.lists_per_query < 1:
             raise ValueError("lists_per_query must be >= 1")
         if self.lists_per_query > 1 and self.list_order == "first-stage":

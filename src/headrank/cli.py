@@ -65,13 +65,7 @@ class InputFormat(str, Enum):
 
 def parse_heads(value: str) -> HeadSet:
     """A head set JSON file, or an inline list like ``14:3,15:7``."""
-    if Path(value).is_file() or value.endswith(".json"):
-        return HeadSet.load(value)
-    try:
-        pairs = [tuple(int(x) for x in item.split(":")) for item in value.split(",") if item.strip()]
-    except ValueError:
-        raise ValueError(f"--heads {value!r}: expected a JSON file or 'layer:head,layer:head,...'") from None
-    return HeadSet(heads=tuple(pairs))
+    return HeadSet.coerce(value)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -114,9 +108,10 @@ def _print_results(results, docids, qid, output: Output, tag: str, console: Cons
         rows = [{**r.to_dict(), "docid": docids[r.corpus_id], "score": _finite(r.score)} for r in results]
         print(json.dumps({"qid": qid, "results": rows}, ensure_ascii=False, indent=2))
     elif output is Output.trec:
-        for r in results:
-            score = r.score if math.isfinite(r.score) else -1e9
-            print(f"{qid or 'q'} Q0 {docids[r.corpus_id]} {r.rank} {score:.6f} {tag}")
+        from headrank.data import trec_line
+
+        lines = [trec_line(qid or "q", docids[r.corpus_id], r.rank, r.score, tag) for r in results]
+        print("\n".join(lines))
     else:
         table = Table(title=title, show_lines=False)
         table.add_column("rank", justify="right")
@@ -136,9 +131,9 @@ def rerank(
     input: str = typer.Argument(..., help="Candidates: RankGPT/rank_llm JSON, JSONL, TSV; '-' reads stdin."),
     query: str = typer.Option(None, "--query", "-q", help="The query (default: the one in the input file)."),
     input_format: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format."),
-    entry: int = typer.Option(0, help="Which query of a multi-query RankGPT file (0-based)."),
-    depth: int = typer.Option(None, help="Rerank only the first N candidates (first-stage order)."),
-    top_k: int = typer.Option(None, "--top-k", "-k", help="Print only the best K."),
+    entry: int = typer.Option(0, min=0, help="Which query of a multi-query RankGPT file (0-based)."),
+    depth: int = typer.Option(None, min=1, help="Rerank only the first N candidates (first-stage order)."),
+    top_k: int = typer.Option(None, "--top-k", "-k", min=1, help="Print only the best K."),
     output: Output = typer.Option(Output.table, "--output", "-o", help="table, json or a TREC run."),
     model: str = typer.Option(DEFAULT_PRESET, help="Preset (headrank presets), checkpoint directory, named model, "
                                                    "hub id, local model directory or .gguf file."),
@@ -147,8 +142,8 @@ def rerank(
                                              "checkpoint's trained heads, heads if --heads is given, else icr. "
                                              "With a preset, icr / --heads / baselines run on its base model."),
     heads: str = typer.Option(None, help="Head set: JSON file or 'layer:head,...'."),
-    max_passage_tokens: int = typer.Option(None, help="Per-passage token budget (default 100)."),
-    max_length: int = typer.Option(None, help="Max prompt tokens before windowing (default: model context)."),
+    max_passage_tokens: int = typer.Option(None, min=1, help="Per-passage token budget (default 100)."),
+    max_length: int = typer.Option(None, min=1, help="Max prompt tokens before windowing (default: model context)."),
     window: int = typer.Option(None, min=0, help="Rank longer lists in sliding windows of this many passages "
                                                  "(small models read 50-passage prompts poorly; head sets are chosen "
                                                  "on 20). 0: no window. Default: the preset's setting."),
@@ -169,6 +164,13 @@ def rerank(
     logging.basicConfig(level=logging.WARNING)
     if window is not None and window == 1:
         _fail("--window must be 0 (no window) or at least 2 passages")
+    if output is Output.trec:
+        from headrank.data import check_trec_token
+
+        try:
+            check_trec_token(tag, "--tag")
+        except ValueError as err:
+            _fail(str(err))
     if window and method in (Method.generative, Method.pointwise):
         _fail("--window works for icr, heads and checkpoints (the generative baseline windows by itself)")
     if both_orders and method in (Method.generative, Method.pointwise):
@@ -187,8 +189,9 @@ def rerank(
     try:
         if method in (Method.generative, Method.pointwise):
             from headrank.presets import base_model_of
+            from headrank.scorers import build_scorer
 
-            score_fn, _ = _baseline(method.value, base_model_of(model), device, dtype, max_passage_tokens)
+            score_fn = build_scorer(method.value, model, None, max_passage_tokens, device, dtype).score
             started = time.perf_counter()
             out = score_fn(q, texts)
             elapsed = time.perf_counter() - started
@@ -214,7 +217,10 @@ def rerank(
     windowed = bool(results) and results[0].windowed
     out_console = Console()
     title = f"{q}  ({len(candidates)} passages, {label}, {elapsed:.2f} s)"
-    _print_results(results, [c.docid for c in candidates], data.qid, output, tag, out_console, title)
+    try:
+        _print_results(results, [c.docid for c in candidates], data.qid, output, tag, out_console, title)
+    except ValueError as err:  # an id that cannot go into a TREC run
+        _fail(str(err))
     if windowed:
         err_console.print("note: the list was ranked in sliding windows (it exceeded the context or --window); "
                           "scores are rank-derived")
@@ -250,53 +256,11 @@ def demo(
                    console, title)
 
 
-def _bm25_scores(query: str, passages) -> list[float]:
-    """First-stage passthrough: the input order is the ranking."""
-    return [float(len(passages) - i) for i in range(len(passages))]
-
-
-EVAL_METHODS = ("bm25", "icr", "heads", "generative", "pointwise")
-
-
-def _baseline(method: str, model: str, device: str, dtype: str, max_passage_tokens: int | None):
-    """Score function of a comparison baseline; generative ones also report their formatting counters."""
-    from transformers.utils import logging as hf_logging
-
-    from headrank.models import load_model
-
-    hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars
-    loaded = load_model(model, device=device, dtype=dtype)
-    budget = max_passage_tokens or 100
-    if method == "pointwise":
-        from headrank.baselines.pointwise import PointwiseRanker
-
-        return PointwiseRanker(loaded, max_passage_tokens=budget).score, loaded
-    from headrank.baselines.generative import GenerativeRanker
-
-    def score(query: str, passages):
-        ranker = GenerativeRanker(loaded, max_passage_tokens=budget)
-        scores = ranker.score(query, passages)
-        return scores, {"windows_total": ranker.windows_total, "windows_valid": ranker.windows_valid,
-                        "windows_identity": ranker.windows_identity, "tokens_generated": ranker.tokens_generated}
-
-    return score, loaded
-
-
 def _results_from_scores(scores, texts, top_k):
     from headrank.ranker import RankResult
 
     order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))[: top_k or None]
     return [RankResult(corpus_id=i, score=scores[i], rank=pos + 1, text=texts[i]) for pos, i in enumerate(order)]
-
-
-def _ranker_scores(ranker):
-    def score(query: str, passages) -> list[float]:
-        out = [0.0] * len(passages)
-        for r in ranker.rank(query, list(passages), return_documents=False):
-            out[r.corpus_id] = r.score
-        return out
-
-    return score
 
 
 @app.command()
@@ -335,17 +299,15 @@ def evaluate(
 
     Resumable: rerun the same command after an interruption and finished queries are kept.
     """
-    import dataclasses
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from headrank.datasets import load_benchmark
-    from headrank.evaluate import (EvalSettings, fused_records, markdown_table, rerank_benchmark, rerank_both_orders,
-                                   summarize)
+    from headrank.evaluate import EvalSettings, run_evaluation
+    from headrank.scorers import METHODS, build_scorer
 
     logging.basicConfig(level=logging.WARNING)
-    if method not in EVAL_METHODS:
-        _fail(f"unknown method {method!r}; choose one of {', '.join(EVAL_METHODS)}")
+    if method not in METHODS:
+        _fail(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "bm25" and order != "first-stage":
         _fail(f"--method bm25 is the first-stage order itself; --order {order} does not apply")
     if method == "bm25" and fuse_first_stage is not None:
@@ -364,117 +326,39 @@ def evaluate(
             window=window,
         )
         names = [b.strip() for b in benchmarks.split(",") if b.strip()]
+        if not names:
+            raise ValueError(f"--benchmarks {benchmarks!r} names no benchmark")
         loaded = [load_benchmark(n, data_root=data_root, cache_dir=out / "cache", split=split) for n in names]
     except (ValueError, FileNotFoundError, DataFormatError) as err:
         _fail(str(err))
-    extra: dict = {"commit": None}
-    if method == "bm25":
-        score_fn = _bm25_scores
-    elif method in ("generative", "pointwise"):
-        try:
-            score_fn, loaded_model = _baseline(method, model, device, dtype, max_passage_tokens)
-        except ModelUnavailableError as err:
-            _fail(str(err), code=3)
-        except ValueError as err:
-            _fail(str(err))
-        from headrank.models import weights_fingerprint
+    try:
+        from transformers.utils import logging as hf_logging
 
-        extra.update(model_path=loaded_model.path, model_fingerprint=weights_fingerprint(loaded_model.model))
-    elif shared_capture:
-        try:
-            score_fn, ranker, head_set = _shared_scorer(model, method, heads, max_passage_tokens, device, dtype,
-                                                        calibrate, out / "cache" / "shared")
-        except ModelUnavailableError as err:
-            _fail(str(err), code=3)
-        except (ValueError, TypeError, FileNotFoundError) as err:
-            _fail(str(err))
-        extra.update(model_path=ranker.model.path, model_fingerprint=ranker.model.fingerprint,
-                     head_set=head_set.to_dict() if head_set else "all heads (ICR preset)",
-                     prompt=dataclasses.asdict(ranker.prompt_settings), capture="shared")
-    else:
-        from headrank.models import weights_fingerprint
-
-        try:
-            # evaluate applies --order and --fuse-first-stage itself: a preset's own settings are switched off
-            ranker = _load_ranker(model, Method(method), heads, max_passage_tokens, device, dtype, calibrate, None,
-                                  window or 0, both_orders=False, fuse_first_stage=0)
-        except ModelUnavailableError as err:
-            _fail(str(err), code=3)
-        except (ValueError, TypeError, FileNotFoundError) as err:
-            _fail(str(err))
-        score_fn = _ranker_scores(ranker)
-        extra.update(model_path=ranker.model.path, model_fingerprint=weights_fingerprint(ranker.model.model),
-                     head_set=ranker.heads.to_dict() if method == "heads" else "all heads (ICR preset)",
-                     prompt=dataclasses.asdict(ranker.prompt_settings))
-    from headrank.evaluate import git_commit
-
-    extra["commit"] = git_commit()
-    started = time.perf_counter()
-    results, fused = [], []
+        hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars
+        scorer = build_scorer(method, model, heads, max_passage_tokens, device, dtype, calibrate, window,
+                              shared_capture, out / "cache" / "shared")
+    except ModelUnavailableError as err:
+        _fail(str(err), code=3)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        _fail(str(err))
     total = sum(len(b.queries) for b in loaded) * (2 if order == "both" else 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=False) as progress:
         task = progress.add_task(f"{method} K={depth}", total=total)
-        for bench in loaded:
-            progress.update(task, description=f"{method} K={depth} {bench.name}")
-            run_dir = out / f"{bench.name}-{settings.slug}"
-            try:
-                if order == "both":
-                    records = rerank_both_orders(bench, score_fn, settings, out,
-                                                 on_query=lambda _: progress.advance(task))
-                else:
-                    records = rerank_benchmark(bench, score_fn, settings, run_dir,
-                                               on_query=lambda _: progress.advance(task))
-            except ValueError as err:
-                _fail(str(err))
-            results.append(summarize(bench, records, settings, run_dir, extra=extra, plot=plot))
-            if fuse_first_stage is not None:
-                fused_settings = dataclasses.replace(settings, method=f"{method}+rrf{fuse_first_stage:g}")
-                fused_dir = out / f"{bench.name}-{fused_settings.slug}"
-                fused_dir.mkdir(parents=True, exist_ok=True)
-                fused.append(summarize(bench, fused_records(records, fuse_first_stage), fused_settings, fused_dir,
-                                       extra={**extra, "fused_from": str(run_dir)}, plot=plot))
-    wall = time.perf_counter() - started
-    table = markdown_table(results + fused)
-    summary = {
-        "settings": settings.to_dict(), "benchmarks": names, "wall_time_s": wall, **extra,
-        "average_ndcg@10": sum(r.metrics["nDCG@10"] for r in results) / len(results),
-        "results": [dataclasses.asdict(r) | {"per_query": None} for r in results],
-    }
-    if fused:
-        summary["fused_first_stage_weight"] = fuse_first_stage
-        summary["fused_average_ndcg@10"] = sum(r.metrics["nDCG@10"] for r in fused) / len(fused)
-        summary["fused_results"] = [dataclasses.asdict(r) | {"per_query": None} for r in fused]
-    stem = out / f"summary-{settings.slug}-{'_'.join(b.name for b in loaded)}"
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
-    stem.with_suffix(".md").write_text(table)
-    print(table)
-    err_console.print(f"wall time {wall:.1f} s; summary: {stem.with_suffix('.json')}")
 
+        def on_query(bench_name: str, qid: str) -> None:
+            progress.update(task, advance=1, description=f"{method} K={depth} {bench_name}")
 
-def _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, calibrate, cache_dir):
-    """Score function reading ICR or an untrained head set from the shared all-head capture."""
-    from headrank.checkpoint import is_checkpoint
-    from headrank.observe import SharedCapture
-
-    if is_checkpoint(model):
-        raise ValueError("a trained checkpoint changes the model's weights; evaluate it without --shared-capture")
-    if method == "heads" and not heads:
-        raise ValueError("--method heads needs --heads (a head set JSON or 'layer:head,...')")
-    head_set = parse_heads(heads) if method == "heads" else None
-    ranker = _load_ranker(model, Method.icr, None, max_passage_tokens, device, dtype, True, None)
-    if head_set is not None:
-        head_set.check_model(ranker.model.num_layers, ranker.model.num_heads)
-        if head_set.fingerprint:
-            head_set.check_fingerprint(ranker.model)
-        from headrank.prompt import PromptSettings
-
-        wanted = PromptSettings(**{**head_set.prompt, "max_passage_tokens": ranker.prompt_settings.max_passage_tokens})
-        if wanted != ranker.prompt_settings:
-            raise ValueError("the head set was selected with other prompt settings than the shared capture's; "
-                             "evaluate it without --shared-capture")
-    return SharedCapture(ranker, cache_dir).scorer(head_set, calibrate), ranker, head_set
+        try:
+            evaluation = run_evaluation(loaded, scorer, settings, out, fuse_first_stage, plot, on_query)
+        except ValueError as err:
+            _fail(str(err))
+        except KeyboardInterrupt:
+            progress.stop()
+            _fail(f"interrupted; finished queries are saved under {out}: rerun the same command to resume", code=130)
+    print(evaluation.table)
+    err_console.print(f"wall time {evaluation.summary['wall_time_s']:.1f} s; summary: {evaluation.summary_file}")
 
 
 def _floats(value: str, name: str) -> list[float]:

@@ -11,6 +11,7 @@ A malformed line raises DataFormatError naming the file and line.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,20 @@ def detect_format(text: str, name: str) -> str:
 
 
 def read_rerank_input(path: str | Path, fmt: str = "auto", entry: int = 0) -> RerankInput:
-    """Read one query's candidates; ``entry`` picks the query in a multi-query RankGPT file."""
+    """Read one query's candidates; ``entry`` picks the query in a multi-query RankGPT file.
+
+    Duplicate docids are refused: a run and its metrics key passages by docid.
+    """
+    data = _read_rerank_input(path, fmt, entry)
+    seen: set[str] = set()
+    for c in data.candidates:
+        if c.docid in seen:
+            raise DataFormatError(f"{'<stdin>' if str(path) == '-' else path}: docid {c.docid!r} appears twice")
+        seen.add(c.docid)
+    return data
+
+
+def _read_rerank_input(path: str | Path, fmt: str, entry: int) -> RerankInput:
     if fmt not in FORMATS:
         raise ValueError(f"unknown input format {fmt!r}; choose one of {', '.join(FORMATS)}")
     text, name = _read_text(path)
@@ -241,12 +255,25 @@ def read_trec_run(path: str | Path) -> Run:
     return {qid: [(d, s) for s, _, d in sorted(r, key=lambda x: (-x[0], x[1]))] for qid, r in rows.items()}
 
 
+def check_trec_token(value: str, what: str) -> str:
+    """A TREC run field (qid, docid, tag) is one non-empty token: whitespace would shift every column after it."""
+    if not isinstance(value, str) or not value or any(ch.isspace() for ch in value):
+        raise ValueError(f"{what} {value!r} cannot go into a TREC run: it must be non-empty and without whitespace")
+    return value
+
+
+def trec_line(qid: str, docid: str, rank: int, score: float, tag: str) -> str:
+    """One TREC run line; a non-finite score (an empty passage's -inf) is written as -1e9."""
+    score = score if math.isfinite(score) else -1e9
+    return (f"{check_trec_token(qid, 'qid')} Q0 {check_trec_token(docid, 'docid')} {rank} {score:.6f} "
+            f"{check_trec_token(tag, 'run tag')}")
+
+
 def write_trec_run(path: str | Path, run: Run, tag: str) -> None:
     """Write a TREC run; ranks follow the order given (scores are expected to descend)."""
-    with Path(path).open("w") as f:
-        for qid, docs in run.items():
-            for rank, (docid, score) in enumerate(docs, start=1):
-                f.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
+    lines = [trec_line(qid, docid, rank, score, tag) for qid, docs in run.items()
+             for rank, (docid, score) in enumerate(docs, start=1)]
+    Path(path).write_text("".join(line + "\n" for line in lines))
 
 
 def read_jsonl_objects(path: str | Path) -> list[dict]:

@@ -44,6 +44,7 @@ class EvalSettings:
     calibrate: bool = True
     capture: str = "own"  # "shared": scores read from one cached all-head capture per list (observe.py)
     window: int | None = None  # passages per sliding window (None: the whole list in one prompt)
+    content: str | None = None  # content_key(): the data, weights, head set and prompt behind the run
 
     def __post_init__(self) -> None:
         if self.depth < 1:
@@ -62,6 +63,8 @@ class EvalSettings:
             del fields["capture"]
         if fields["window"] is None:
             del fields["window"]
+        if fields["content"] is None:
+            del fields["content"]
         return fields
 
     @property
@@ -73,6 +76,32 @@ class EvalSettings:
     def slug(self) -> str:
         window = f"-w{self.window}" if self.window is not None else ""
         return f"{self.method}-k{self.depth}{window}-{self.order}-{self.key}"
+
+
+# Bump when capture, scoring or the records change what a run holds: every run folder and cache key changes.
+SCORING_VERSION = 2
+
+
+def data_hash(bench: Benchmark, depth: int) -> str:
+    """Hash of what a run reads: each query, its top-``depth`` candidates (ids and texts) and its judgments."""
+    h = hashlib.sha256()
+    for qid, query in bench.queries.items():
+        cands = [(c.docid, c.text) for c in bench.candidates[qid][:depth]]
+        judged = sorted(bench.qrels.get(qid, {}).items())
+        h.update(json.dumps([qid, query, cands, judged], ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
+
+
+def content_key(bench: Benchmark, depth: int, model_fingerprint: str | None, prompt_hash: str | None,
+                head_set: dict | None) -> str:
+    """Key of everything behind a run's numbers besides its settings: data, weights, head set, prompt, code version.
+
+    A run folder named by it can only be resumed by the same computation; anything else gets a new folder.
+    """
+    heads = None if head_set is None else {k: head_set.get(k) for k in ("heads", "prompt", "fingerprint")}
+    blob = json.dumps([SCORING_VERSION, data_hash(bench, depth), model_fingerprint, prompt_hash, heads],
+                      sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
 
 
 @dataclass
@@ -414,3 +443,60 @@ def markdown_table(results: Sequence[BenchmarkResult]) -> str:
             label = "**average**" if len(methods) == 1 else f"**average {method}**"
             lines.append(f"| {label} | | | | | {avg:.4f} | {mrr:.4f} |" + " |" * (6 + 2 * with_format))
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Evaluation:
+    """What one ``run_evaluation`` produced: per-benchmark results, their fused variants, and the summary files."""
+
+    results: list[BenchmarkResult]
+    fused: list[BenchmarkResult]
+    summary: dict
+    table: str
+    summary_file: Path
+
+
+def run_evaluation(benches: Sequence[Benchmark], scorer, settings: EvalSettings, out: Path,
+                   fuse_first_stage: float | None = None, plot: bool = True,
+                   on_query: Callable[[str, str], None] | None = None) -> Evaluation:
+    """Rerank every benchmark with ``scorer`` (``scorers.build_scorer``), resumably, and write runs and metrics.
+
+    Each benchmark's run folder is ``out/<benchmark>-<slug>``, its key covering the settings and the content
+    behind the numbers (``content_key``). ``on_query(benchmark, qid)`` is told about every finished query.
+    """
+    if not benches:
+        raise ValueError("no benchmark to evaluate")
+    extra = {**scorer.record, "commit": git_commit()}
+    started = time.perf_counter()
+    results, fused = [], []
+    for bench in benches:
+        key = content_key(bench, settings.depth, scorer.model_fingerprint, scorer.prompt_hash, scorer.head_set)
+        bench_settings = replace(settings, content=key)
+        run_dir = out / f"{bench.name}-{bench_settings.slug}"
+        tick = (lambda qid, name=bench.name: on_query(name, qid)) if on_query else None
+        if settings.order == "both":
+            records = rerank_both_orders(bench, scorer.score, bench_settings, out, on_query=tick)
+        else:
+            records = rerank_benchmark(bench, scorer.score, bench_settings, run_dir, on_query=tick)
+        results.append(summarize(bench, records, bench_settings, run_dir, extra=extra, plot=plot))
+        if fuse_first_stage is not None:
+            fused_settings = replace(bench_settings, method=f"{settings.method}+rrf{fuse_first_stage:g}")
+            fused_dir = out / f"{bench.name}-{fused_settings.slug}"
+            fused_dir.mkdir(parents=True, exist_ok=True)
+            fused.append(summarize(bench, fused_records(records, fuse_first_stage), fused_settings, fused_dir,
+                                   extra={**extra, "fused_from": str(run_dir)}, plot=plot))
+    wall = time.perf_counter() - started
+    table = markdown_table(results + fused)
+    summary = {
+        "settings": settings.to_dict(), "benchmarks": [b.name for b in benches], "wall_time_s": wall, **extra,
+        "average_ndcg@10": sum(r.metrics["nDCG@10"] for r in results) / len(results),
+        "results": [asdict(r) | {"per_query": None} for r in results],
+    }
+    if fused:
+        summary["fused_first_stage_weight"] = fuse_first_stage
+        summary["fused_average_ndcg@10"] = sum(r.metrics["nDCG@10"] for r in fused) / len(fused)
+        summary["fused_results"] = [asdict(r) | {"per_query": None} for r in fused]
+    stem = out / f"summary-{settings.slug}-{'_'.join(b.name for b in benches)}"
+    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
+    stem.with_suffix(".md").write_text(table)
+    return Evaluation(results, fused, summary, table, stem.with_suffix(".json"))

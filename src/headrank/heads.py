@@ -31,6 +31,23 @@ class HeadSet:
     selection: dict = field(default_factory=dict)  # how it was chosen: data, lambda, K, sweep
 
     def __post_init__(self) -> None:
+        for name in ("num_layers", "num_heads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or null, got {value!r}")
+        if not isinstance(self.prompt, dict):
+            raise ValueError(f"prompt must be an object of prompt settings, got {type(self.prompt).__name__}")
+        if self.prompt:
+            from headrank.prompt import PromptSettings
+
+            try:
+                PromptSettings(**self.prompt)
+            except TypeError as err:
+                raise ValueError(f"prompt settings: {err}") from None
+        if not isinstance(self.selection, dict):
+            raise ValueError("selection must be an object")
+        if isinstance(self.heads, (str, bytes)):
+            raise ValueError("heads must be a list of [layer, head] pairs (or use HeadSet.parse for 'l:h,...')")
         pairs = tuple(_as_pair(h) for h in self.heads)
         if not pairs:
             raise ValueError("a head set needs at least one (layer, head) pair")
@@ -125,13 +142,27 @@ class HeadSet:
             raise ValueError(f"{path}: {err}") from None
 
     @classmethod
+    def parse(cls, value: str) -> HeadSet:
+        """Inline ``layer:head,layer:head,...`` (as on the command line)."""
+        try:
+            pairs = [tuple(int(x) for x in item.split(":")) for item in value.split(",") if item.strip()]
+        except ValueError:
+            raise ValueError(f"heads {value!r}: expected a JSON file or 'layer:head,layer:head,...'") from None
+        return cls(heads=tuple(pairs))
+
+    @classmethod
     def coerce(cls, heads: HeadSet | str | Path | Iterable) -> HeadSet:
-        """Accept a HeadSet, a JSON file path, or an iterable of (layer, head) pairs."""
+        """Accept a HeadSet, a JSON file path, ``'layer:head,...'``, or an iterable of (layer, head) pairs."""
         if isinstance(heads, HeadSet):
             return heads
-        if isinstance(heads, (str, Path)):
+        if isinstance(heads, Path) or (isinstance(heads, str) and (heads.endswith(".json") or Path(heads).is_file())):
             return cls.load(heads)
-        return cls(heads=tuple(heads))
+        if isinstance(heads, str):
+            return cls.parse(heads)
+        try:
+            return cls(heads=tuple(heads))
+        except TypeError:
+            raise ValueError(f"heads must be a head set, a JSON file or (layer, head) pairs, got {heads!r}") from None
 
 
 def _as_pair(item) -> tuple[int, int]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -271,6 +272,8 @@ def resolve_model(name_or_path: str) -> Path | str:
         return path
     if path.exists():
         raise ModelUnavailableError(f"{path} is neither a model directory nor a .gguf file")
+    if _looks_like_path(name_or_path):
+        raise ModelUnavailableError(f"model directory not found: {name_or_path}")
     if "/" not in name_or_path:
         from headrank.presets import available_presets
 
@@ -281,11 +284,26 @@ def resolve_model(name_or_path: str) -> Path | str:
     return name_or_path  # a hub id: transformers resolves it (or raises its own error offline)
 
 
+def _looks_like_path(name: str) -> bool:
+    """A hub id is exactly ``owner/name``; anything else with a separator or a leading . ~ / is a local path."""
+    return (name.startswith((".", "/", "~", "\\")) or name.endswith(("/", "\\")) or name.count("/") > 1
+            or "\\" in name or bool(re.match(r"^[A-Za-z]:", name)))
+
+
 def resolve_device(device: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (``mps`` where PyTorch has it); anything else is refused."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device '{device}' requested but CUDA is not available; use --device cpu")
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device '{device}' requested but CUDA is not available; use --device cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device '{device}' requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if device == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' requested but this PyTorch has no usable MPS backend; use --device cpu")
     return torch.device(device)
 
 
@@ -306,8 +324,10 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto", dtype: s
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=_offline())
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, local_files_only=_offline())
+    except (ValueError, KeyError, TypeError) as err:  # e.g. an empty or foreign config.json
+        raise ModelUnavailableError(f"Could not load model '{name_or_path}' from {source}: {err}") from err
     except OSError as err:
         raise ModelUnavailableError(
             f"Could not load model '{name_or_path}': {err}\n"

@@ -71,8 +71,13 @@ class SharedCapture:
         self.heads = list(ranker.heads.heads)
         self.cache_dir = Path(cache_dir)
         settings = json.dumps(dataclasses.asdict(ranker.prompt_settings), sort_keys=True)
+        from headrank.evaluate import SCORING_VERSION
+        from headrank.scorers import prompt_hash
+
         model = ranker.model  # the fingerprint ignores dtype; cached scores do not, so the dtype joins the key
-        self._salt = f"{model.fingerprint}|{model.dtype}|{settings}|{model.num_layers}x{model.num_heads}"
+        probe = prompt_hash(model.tokenizer, ranker.prompt_settings)  # template, instructions, tokenizer
+        self._salt = (f"{SCORING_VERSION}|{model.fingerprint}|{model.dtype}|{settings}|{probe}|"
+                      f"{model.num_layers}x{model.num_heads}")
 
     def _path(self, query: str, passages: Sequence[str]) -> Path:
         h = hashlib.sha256(self._salt.encode())

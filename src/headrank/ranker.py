@@ -368,8 +368,11 @@ class HeadRanker:
                 break
             size, used = size + 1, used + cost
         if size < 2:
+            need = self.builder.overhead(query) + sum(costs[:2])
+            what = "its one passage" if len(docs) == 1 else "two of its passages"
             raise ValueError(
-                f"max_length {self.max_length} cannot hold two passages of this list; "
+                f"the list needs {need} tokens for {what} (passages are cut to "
+                f"{self.prompt_settings.max_passage_tokens} tokens) but max_length is {self.max_length}; "
                 "raise max_length or lower max_passage_tokens"
             )
         return min(size, self.window) if self.window is not None else size
@@ -436,6 +439,14 @@ def _documents(docs, index: int, doc_ids: Sequence | None, metadata: Sequence | 
     return texts, ids, metas
 
 
+def _check_encodable(text: str, what: str) -> None:
+    """Lone surrogates (e.g. from a bad decode upstream) cannot be tokenized; say where, not deep in the tokenizer."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{what} is not valid Unicode text (lone surrogate at character {err.start})") from None
+
+
 @dataclass
 class _Job:
     """One (query, docs) list on its way through rank_batch."""
@@ -453,6 +464,7 @@ class _Job:
     def make(cls, query: str, docs: Sequence[str], index: int) -> _Job:
         if not isinstance(query, str):
             raise TypeError(f"query {index} is {type(query).__name__}, expected str")
+        _check_encodable(query, f"query {index}")
         if not normalize_text(query):
             raise ValueError(f"query {index} is empty")
         if isinstance(docs, str) or not isinstance(docs, Sequence):
@@ -462,6 +474,7 @@ class _Job:
         for i, doc in enumerate(docs):
             if not isinstance(doc, str):
                 raise TypeError(f"passage {i} of query {index} is {type(doc).__name__}, expected str")
+            _check_encodable(doc, f"passage {i} of query {index}")
         kept = [i for i, d in enumerate(docs) if normalize_text(d)]
         return cls(query=query, docs=list(docs), kept=kept)
 

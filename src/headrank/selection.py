@@ -14,6 +14,7 @@ always come from ir-measures.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -251,8 +252,15 @@ def select_head_set(ranker, bench, *, depth: int = 20, order: str = "first-stage
     obs_path = None
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
+        from headrank.evaluate import SCORING_VERSION, data_hash
+        from headrank.scorers import prompt_hash
+
         dtype_tag = "" if loaded.dtype == torch.float32 else f"-{str(loaded.dtype).removeprefix('torch.')}"
-        obs_path = cache_dir / f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}{order_tag}{dtype_tag}.pt"
+        # keyed on the lists actually read, the prompt and the code version, not only on names
+        content = f"{SCORING_VERSION}|{data_hash(bench, depth)}|{prompt_hash(loaded.tokenizer, ranker.prompt_settings)}"
+        content_tag = hashlib.sha256(content.encode()).hexdigest()[:8]
+        obs_path = cache_dir / (f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}{order_tag}{dtype_tag}"
+                                f"-{content_tag}.pt")
     if obs_path is not None and obs_path.is_file():
         observations = HeadObservations.load(obs_path)
     else:

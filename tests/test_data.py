@@ -105,3 +105,12 @@ def test_unreadable_inputs_are_clear_errors(tmp_path):
         read_rerank_input(p)
     with pytest.raises(DataFormatError, match="is a directory"):
         read_rerank_input(tmp_path)
+
+
+def test_ci_turns_missing_data_into_a_failure(monkeypatch):
+    monkeypatch.setenv("HEADRANK_REQUIRE_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match="HEADRANK_REQUIRE_DATA"):
+        data_path("no-such-benchmark")
+    monkeypatch.setenv("HEADRANK_REQUIRE_DATA", "0")
+    with pytest.raises(pytest.skip.Exception):
+        data_path("no-such-benchmark")

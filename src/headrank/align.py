@@ -1,4 +1,4 @@
-"""Preference alignment in attention space (DESIGN.md section 6): LoRA on layers <= L*, trained so
+"""Preference alignment in attention space (docs/method.md, section 5): LoRA on layers <= L*, trained so
 that the selected heads' attention mass prefers more relevant passages.
 
 For a training list, ``p_theta(i) = s(i) / sum_k s(k)`` with ``s`` the raw attention mass of the

@@ -1,4 +1,4 @@
-"""Entropy-regularized head selection (DESIGN.md section 4).
+"""Entropy-regularized head selection (docs/method.md, section 4).
 
 Every head of the model is observed once per training list (one capture of all heads, plus the N/A
 tail). From those observations: discriminability ``D_h`` (mean nDCG@10 of the ranking by the head's

@@ -432,6 +432,12 @@ def select_heads(
     from headrank.selection import plot_heatmaps, select_head_set
 
     logging.basicConfig(level=logging.WARNING)
+    from headrank.selection import SELECTION_ORDERS
+
+    if preset not in ("headrank", "qrhead"):
+        _fail("--preset must be headrank or qrhead")
+    if order not in SELECTION_ORDERS:
+        _fail(f"--order must be one of {', '.join(SELECTION_ORDERS)}")
     try:
         lambda_values = _floats(lambdas, "--lambdas")
         k_values = [int(k) for k in _floats(ks, "--ks")]

@@ -1,0 +1,262 @@
+"""Bad input, table-driven: every case must end in a clear error (exit code / exception type and message).
+
+CLI cases run the real commands through typer's runner; the ones that need a model use a tiny random
+Llama saved as a model directory (with the real SmolLM2 tokenizer). API cases call the library. Add a row
+here whenever a bad input is found that did not give a clear error.
+"""
+
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import tiny_llama
+from headrank.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, llama_tokenizer):
+    """Input files of every shape the cases need, and a tiny model directory."""
+    root = tmp_path_factory.mktemp("bad-input")
+    model = root / "tiny"
+    tiny_llama().save_pretrained(model)
+    llama_tokenizer.save_pretrained(model)
+    (root / "empty-model").mkdir()
+    (root / "empty-model" / "config.json").write_text("")
+    texts = {
+        "ok.tsv": "d1\tsolar panels\nd2\tpasta recipes\n",
+        "noquery.tsv": "d1\tpassage\n",
+        "bad.jsonl": '{"text": "a"}\n{oops\n',
+        "empty.tsv": "\n",
+        "spaced.tsv": "doc one\tsolar panels\nd2\tpasta\n",
+        "dupes.tsv": "d1\tsolar\nd1\tpasta\n",
+        "rankgpt.json": json.dumps([{"query": "q", "hits": [{"docid": "d1", "content": "x"}]}]),
+        "heads-bad.json": "{not json",
+        "heads-strshape.json": json.dumps({"heads": [[1, 0]], "num_layers": "4", "num_heads": "4"}),
+        "heads-prompt.json": json.dumps({"heads": [[1, 0]], "prompt": {"max_passage_tokenz": 10}}),
+        "heads-shape.json": json.dumps({"heads": [[1, 0]], "num_layers": 30, "num_heads": 9, "model": "other"}),
+        "card.json": "[1, 2]",
+        "notjson.json": "{",
+    }
+    for name, text in texts.items():
+        (root / name).write_text(text)
+    (root / "latin1.tsv").write_bytes(b"d1\tcaf\xe9\n")
+    return root
+
+
+def _args(args, files):
+    return [a.format(root=files, model=files / "tiny") for a in args]
+
+
+M = ["--model", "{model}"]
+OK = "{root}/ok.tsv"
+CLI_CASES = [
+    # rerank: input files
+    ("no query", ["rerank", "{root}/noquery.tsv", *M], 2, "no query"),
+    ("malformed jsonl line", ["rerank", "{root}/bad.jsonl", "-q", "x", *M], 2, "bad.jsonl:2"),
+    ("no passages", ["rerank", "{root}/empty.tsv", "-q", "x", *M], 2, "no candidate passages"),
+    ("missing input file", ["rerank", "{root}/missing.tsv", "-q", "x", *M], 2, "not found"),
+    ("directory as input", ["rerank", "{root}", "-q", "x", *M], 2, "is a directory"),
+    ("not UTF-8", ["rerank", "{root}/latin1.tsv", "-q", "x", *M], 2, "not UTF-8"),
+    ("duplicate docids", ["rerank", "{root}/dupes.tsv", "-q", "x", *M], 2, "appears twice"),
+    ("entry out of range", ["rerank", "{root}/rankgpt.json", "--entry", "999", *M], 2, "entry 999"),
+    ("negative entry", ["rerank", "{root}/rankgpt.json", "--entry", "-1", *M], 2, "Invalid value"),
+    ("unknown format", ["rerank", OK, "-q", "x", "--format", "xml", *M], 2, "Invalid value"),
+    # rerank: values
+    ("depth 0", ["rerank", OK, "-q", "x", "--depth", "0", *M], 2, "Invalid value"),
+    ("negative depth", ["rerank", OK, "-q", "x", "--depth", "-2", *M], 2, "Invalid value"),
+    ("top-k 0", ["rerank", OK, "-q", "x", "--top-k", "0", *M], 2, "Invalid value"),
+    ("negative top-k", ["rerank", OK, "-q", "x", "--top-k", "-2", *M], 2, "Invalid value"),
+    ("top-k 0 with fusion", ["rerank", OK, "-q", "x", "--top-k", "0", "--fuse-first-stage", "0.5", *M], 2, "Invalid value"),
+    ("fusion weight above 1", ["rerank", OK, "-q", "x", "--fuse-first-stage", "2", *M], 2, "Invalid value"),
+    ("window of 1", ["rerank", OK, "-q", "x", "--window", "1", *M], 2, "at least 2"),
+    ("window with generative", ["rerank", OK, "-q", "x", "--window", "4", "--method", "generative", *M], 2,
+     "--window works for"),
+    ("both orders with pointwise", ["rerank", OK, "-q", "x", "--both-orders", "--method", "pointwise", *M], 2,
+     "--both-orders works for"),
+    ("max-length 0", ["rerank", OK, "-q", "x", "--max-length", "0", *M], 2, "Invalid value"),
+    ("max-passage-tokens 0", ["rerank", OK, "-q", "x", "--max-passage-tokens", "0", *M], 2, "Invalid value"),
+    ("tag with a space", ["rerank", OK, "-q", "x", "-o", "trec", "--tag", "my run", *M], 2,
+     "--tag 'my run' cannot go into a TREC run"),
+    ("docid with a space in TREC output", ["rerank", "{root}/spaced.tsv", "-q", "x", "-o", "trec", *M], 2, "docid"),
+    # rerank: heads
+    ("icr with heads", ["rerank", OK, "-q", "x", "--method", "icr", "--heads", "1:0", *M], 2, "reads every head"),
+    ("unparsable inline heads", ["rerank", OK, "-q", "x", "--heads", "x:y", *M], 2, "layer:head"),
+    ("heads the model lacks", ["rerank", OK, "-q", "x", "--heads", "40:0", *M], 2, "do not exist"),
+    ("head set for another shape", ["rerank", OK, "-q", "x", "--heads", "{root}/heads-shape.json", *M], 2,
+     "30 layers x 9 heads"),
+    ("head set not JSON", ["rerank", OK, "-q", "x", "--heads", "{root}/heads-bad.json", *M], 2, "not valid JSON"),
+    ("head set with string shapes", ["rerank", OK, "-q", "x", "--heads", "{root}/heads-strshape.json", *M], 2,
+     "num_layers must be a positive integer"),
+    ("head set with a bad prompt field", ["rerank", OK, "-q", "x", "--heads", "{root}/heads-prompt.json", *M], 2,
+     "prompt settings"),
+    ("missing head set file", ["rerank", OK, "-q", "x", "--heads", "{root}/nope.json", *M], 2, "not found"),
+    # rerank: model, device, dtype
+    ("unknown device", ["rerank", OK, "-q", "x", "--device", "tpu", *M], 2, "unknown device"),
+    ("meta device", ["rerank", OK, "-q", "x", "--device", "meta", *M], 2, "unknown device"),
+    ("cuda without CUDA", ["rerank", OK, "-q", "x", "--device", "cuda", *M], 2, "CUDA is not available"),
+    ("unknown dtype", ["rerank", OK, "-q", "x", "--dtype", "float8", *M], 2, "unknown dtype"),
+    ("missing local model path", ["rerank", OK, "-q", "x", "--model", "./no/such/model"], 3, "not found"),
+    ("model dir with an empty config", ["rerank", OK, "-q", "x", "--model", "{root}/empty-model"], 3,
+     "Could not load model"),
+    ("unknown bare model name", ["rerank", OK, "-q", "x", "--model", "no-such-model"], 3, "owner/name"),
+    ("directory without config.json", ["rerank", OK, "-q", "x", "--model", "{root}"], 3, "no config.json"),
+    # demo
+    ("demo with a baseline", ["demo", "--method", "pointwise"], 2, "icr or the preset"),
+    # evaluate
+    ("no benchmark", ["evaluate", "-b", ",", "--method", "bm25", "--out", "{root}/runs"], 2, "names no benchmark"),
+    ("unknown method", ["evaluate", "--method", "magic", "--out", "{root}/runs"], 2, "unknown method"),
+    ("bm25 reversed", ["evaluate", "--method", "bm25", "--order", "reversed", "--out", "{root}/runs"], 2,
+     "does not apply"),
+    ("bm25 fused", ["evaluate", "--method", "bm25", "--fuse-first-stage", "0.5", "--out", "{root}/runs"], 2,
+     "is the first stage"),
+    ("unknown order", ["evaluate", "--method", "icr", "--order", "sideways", "--out", "{root}/runs"], 2,
+     "order must be one of"),
+    ("shared capture with pointwise", ["evaluate", "--method", "pointwise", "--shared-capture", "--out",
+                                       "{root}/runs"], 2, "--shared-capture works for"),
+    ("window with bm25", ["evaluate", "--method", "bm25", "--window", "4", "--out", "{root}/runs"], 2,
+     "--window works for"),
+    ("unknown benchmark", ["evaluate", "--method", "bm25", "-b", "nope", "--out", "{root}/runs", "--data-root",
+                           "{root}"], 2, "unknown benchmark"),
+    ("depth 0", ["evaluate", "--method", "bm25", "-K", "0", "--out", "{root}/runs"], 2, "depth must be >= 1"),
+    # select-heads
+    ("selection on a reporting set", ["select-heads", "--out", "{root}/h.json", "--benchmark", "dl19"], 2,
+     "reporting set"),
+    ("selection on NFCorpus test", ["select-heads", "--out", "{root}/h.json", "--benchmark", "nfcorpus",
+                                    "--split", "test"], 2, "reporting set"),
+    ("unknown selection preset", ["select-heads", "--out", "{root}/h.json", "--preset", "foo", *M, "--benchmark",
+                                  "{root}"], 2, "preset must be"),
+    ("unknown selection order", ["select-heads", "--out", "{root}/h.json", "--order", "sideways"], 2,
+     "order must be one of"),
+    ("bad lambdas", ["select-heads", "--out", "{root}/h.json", "--lambdas", "a,b"], 2, "--lambdas"),
+    # train
+    ("NaN learning rate", ["train", "--heads", "{root}/heads-shape.json", "--out", "{root}/c", "--lr", "nan"], 2,
+     "lr must be a finite number"),
+    ("infinite learning rate", ["train", "--heads", "{root}/heads-shape.json", "--out", "{root}/c", "--lr", "inf"],
+     2, "lr must be a finite number"),
+    ("tau 0", ["train", "--heads", "{root}/heads-shape.json", "--out", "{root}/c", "--tau", "0"], 2, "tau must be"),
+    ("beta 0", ["train", "--heads", "{root}/heads-shape.json", "--out", "{root}/c", "--beta", "0"], 2, "beta must be"),
+    ("zero pairs", ["train", "--heads", "{root}/heads-shape.json", "--out", "{root}/c", "--pairs", "0"], 2,
+     "pairs_per_list"),
+    ("negative alpha", ["train", "--heads", "{root}/heads-shape.json", "--out", "{root}/c", "--alpha", "-1"], 2,
+     "alpha must be"),
+    ("training on a reporting set", ["train", "--heads", "{root}/missing.json", "--out", "{root}/c", "--benchmark",
+                                     "noveleval"], 2, "reporting set"),
+    ("missing head set for training", ["train", "--heads", "{root}/missing.json", "--out", "{root}/c"], 2,
+     "not found"),
+    # build-preset
+    ("preset card not an object", ["build-preset", "--out", "{root}/p", "--card", "{root}/card.json"], 2,
+     "must be a JSON object"),
+    ("preset card not JSON", ["build-preset", "--out", "{root}/p", "--card", "{root}/notjson.json"], 2, "Expecting"),
+    ("preset trained on a reporting set", ["build-preset", "--out", "{root}/p", "--benchmark", "dl20"], 2,
+     "reporting set"),
+    # compare
+    ("compare missing runs", ["compare", "{root}/nope-a", "{root}/nope-b"], 2, "nope-a"),
+]
+
+
+@pytest.mark.parametrize("name, args, code, message", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input(files, name, args, code, message):
+    result = runner.invoke(app, _args(args, files))
+    assert result.exit_code == code, (name, result.output)
+    assert message in result.output, (name, result.output)
+    assert "Traceback" not in result.output
+
+
+def test_cli_non_utf8_stdin(files):
+    result = runner.invoke(app, ["rerank", "-", "-q", "x", "--model", str(files / "tiny")], input=b"d1\tcaf\xe9\n")
+    assert result.exit_code == 2 and "not UTF-8" in result.output
+
+
+@pytest.fixture(scope="module")
+def ranker(files):
+    from headrank.ranker import HeadRanker
+
+    return HeadRanker.from_pretrained(str(files / "tiny"), heads=[(1, 0), (2, 3)], device="cpu")
+
+
+def _api_cases():
+    from headrank.align import TrainConfig
+    from headrank.checkpoint import InferenceSettings
+    from headrank.fusion import fuse_with_first_stage
+    from headrank.heads import HeadSet, HeadSetMismatchError
+    from headrank.models import ModelUnavailableError, load_model, resolve_device, resolve_dtype
+    from headrank.presets import load_preset
+    from headrank.prompt import PromptSettings
+    from headrank.ranker import HeadRanker
+
+    docs = ["solar panels", "pasta recipes"]
+    return [
+        ("empty query", lambda r, m: r.rank("  ", docs), ValueError, "empty"),
+        ("no passages", lambda r, m: r.rank("q", []), ValueError, "no passages"),
+        ("query not a string", lambda r, m: r.rank(None, docs), TypeError, "expected str"),
+        ("passages as one string", lambda r, m: r.rank("q", "solar"), TypeError, "list of strings"),
+        ("passage not a string", lambda r, m: r.rank("q", [1, 2]), TypeError, "expected str"),
+        ("top_k 0", lambda r, m: r.rank("q", docs, top_k=0), ValueError, "top_k"),
+        ("top_k float", lambda r, m: r.rank("q", docs, top_k=1.5), ValueError, "top_k"),
+        ("top_k string", lambda r, m: r.rank("q", docs, top_k="2"), ValueError, "top_k"),
+        ("generator of queries", lambda r, m: r.rank_batch((q for q in ["q"]), [docs]), TypeError, "not iterators"),
+        ("queries and lists differ", lambda r, m: r.rank_batch(["q"], [docs, docs]), ValueError, "passage lists"),
+        ("batch_size 0", lambda r, m: r.rank_batch(["q"], [docs], batch_size=0), ValueError, "batch_size"),
+        ("lone surrogate in query", lambda r, m: r.rank("q\ud800", docs), ValueError, "lone surrogate"),
+        ("lone surrogate in passage", lambda r, m: r.rank("q", ["a\udfff"]), ValueError, "lone surrogate"),
+        ("dict passage without text", lambda r, m: r.rank("q", [{"id": 1}]), TypeError, "'text'"),
+        ("doc_ids of the wrong length", lambda r, m: r.rank("q", docs, doc_ids=["a"]), ValueError, "doc_ids"),
+        ("score() beyond the context", lambda r, m: HeadRanker(r.model, r.heads, max_length=20).score("q", docs),
+         ValueError, "max_length"),
+        ("one passage longer than the context",
+         lambda r, m: HeadRanker(r.model, r.heads, max_length=40).rank("q", ["solar " * 300, "x " * 300]),
+         ValueError, "raise max_length"),
+        ("model as a number", lambda r, m: HeadRanker.from_pretrained(123), TypeError, "model must be"),
+        ("model as an empty string", lambda r, m: HeadRanker.from_pretrained(""), ValueError, "empty"),
+        ("unknown method", lambda r, m: HeadRanker.from_pretrained(m, method="bm25"), ValueError, "unknown method"),
+        ("heads method without heads", lambda r, m: HeadRanker.from_pretrained(m, method="heads"), ValueError,
+         "needs a head set"),
+        ("icr with heads", lambda r, m: HeadRanker.from_pretrained(m, method="icr", heads=[(1, 0)]), ValueError,
+         "reads every head"),
+        ("inline heads the model lacks", lambda r, m: HeadRanker.from_pretrained(m, heads="16:0"),
+         HeadSetMismatchError, "do not exist"),
+        ("window of 1", lambda r, m: HeadRanker.from_pretrained(m, heads=[(1, 0)], window=1), ValueError, "window"),
+        ("fusion weight 1.5", lambda r, m: HeadRanker.from_pretrained(m, heads=[(1, 0)], fuse_first_stage=1.5),
+         ValueError, "fuse_first_stage"),
+        ("max_length 0", lambda r, m: HeadRanker(r.model, r.heads, max_length=0), ValueError, "max_length"),
+        ("empty head set", lambda r, m: HeadSet(heads=[]), ValueError, "at least one"),
+        ("duplicate heads", lambda r, m: HeadSet(heads=[(1, 0), (1, 0)]), ValueError, "twice"),
+        ("non-integer head", lambda r, m: HeadSet(heads=[(1, "a")]), ValueError, "integers"),
+        ("head set shape as a string", lambda r, m: HeadSet(heads=[(1, 0)], num_layers="30"), ValueError,
+         "num_layers"),
+        ("heads as a bare string", lambda r, m: HeadSet(heads="1:0"), ValueError, "HeadSet.parse"),
+        ("head set from a missing file", lambda r, m: HeadSet.load("/no/such/heads.json"), FileNotFoundError,
+         "not found"),
+        ("NaN learning rate", lambda r, m: TrainConfig(lr=math.nan), ValueError, "lr"),
+        ("tau 0", lambda r, m: TrainConfig(tau=0), ValueError, "tau"),
+        ("zero pairs", lambda r, m: TrainConfig(pairs_per_list=0), ValueError, "pairs_per_list"),
+        ("negative alpha", lambda r, m: TrainConfig(alpha=-0.5), ValueError, "alpha"),
+        ("no LoRA targets", lambda r, m: TrainConfig(target_modules=()), ValueError, "target_modules"),
+        ("inference window 1", lambda r, m: InferenceSettings(window=1), ValueError, "window"),
+        ("unknown inference setting", lambda r, m: InferenceSettings.from_dict({"orders": 2}), ValueError,
+         "unknown inference settings"),
+        ("unknown preset", lambda r, m: load_preset("no-such-preset"), ValueError, "unknown preset"),
+        ("passage budget 0", lambda r, m: PromptSettings(max_passage_tokens=0), ValueError, "max_passage_tokens"),
+        ("fusion weight 2", lambda r, m: fuse_with_first_stage([1.0, 0.0], 2), ValueError, "between 0 and 1"),
+        ("meta device", lambda r, m: resolve_device("meta"), ValueError, "unknown device"),
+        ("float8 dtype", lambda r, m: resolve_dtype("float8", resolve_device("cpu")), ValueError, "unknown dtype"),
+        ("missing local model", lambda r, m: load_model("./no/such/model"), ModelUnavailableError, "not found"),
+        ("unknown bare model name", lambda r, m: load_model("nosuchmodel"), ModelUnavailableError, "owner/name"),
+    ]
+
+
+API_CASES = _api_cases()
+
+
+@pytest.mark.parametrize("name, call, error, message", API_CASES, ids=[c[0] for c in API_CASES])
+def test_api_bad_input(ranker, files, name, call, error, message):
+    with pytest.raises(error, match=message):
+        call(ranker, str(files / "tiny"))
+
+
+def test_there_are_enough_cases():
+    assert len(CLI_CASES) + len(API_CASES) + 1 >= 60

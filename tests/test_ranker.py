@@ -108,7 +108,7 @@ def test_windowing_ranks_every_passage(llama_tokenizer):
     assert windowed.window_size("q", docs) < 12
     with pytest.raises(ValueError, match="use rank"):
         windowed.score("q", docs)
-    with pytest.raises(ValueError, match="cannot hold two passages"):
+    with pytest.raises(ValueError, match="for two of its passages"):
         HeadRanker(loaded, heads, max_length=60).rank("q", docs)
 
 

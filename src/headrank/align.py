@@ -357,7 +357,7 @@ def train_head_set(
     Loads the base model (``model`` or the one the head set names), checks that the head set fits it, and
     writes the checkpoint to ``out_dir``. ``on_start(n)`` is told the number of training lists per epoch.
     """
-    from headrank.models import load_model
+    from headrank.models import load_model, pad_token_id
     from headrank.prompt import PromptSettings
 
     selection = head_set.selection
@@ -374,7 +374,7 @@ def train_head_set(
     builder = PromptBuilder(loaded.tokenizer, PromptSettings(**head_set.prompt))
     items = {q: (q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q]]) for q in bench.queries}
     tok = loaded.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    pad_id = pad_token_id(tok)
     if on_start:
         on_start(len(train_q) * config.lists_per_query)
     return train(loaded.model, builder, head_set, [items[q] for q in train_q], [items[q] for q in val_q], bench.qrels,

@@ -22,6 +22,8 @@ from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from headrank.heads import group_by_layer
+
 CAPTURE_IMPLEMENTATION = "headrank_capture"
 CAPTURE_KWARG = "headrank_capture"
 
@@ -217,9 +219,7 @@ def capture_lists(
     """
     from transformers import DynamicCache  # local: keeps module import light
 
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        by_layer.setdefault(layer, []).append(head)
+    by_layer = group_by_layer(heads)
     order = [(layer, head) for layer in sorted(by_layer) for head in by_layer[layer]]
     stop_after = max(by_layer) if truncate else None
     decoder = model.base_model
@@ -287,9 +287,7 @@ def capture_from_layer(
     its tail as one sequence (positions 0..T-1, as the cached two-step pass gives them). Training with
     adapters only on the head layers repeats exactly this part, so the frozen layers run once per list.
     """
-    by_layer: dict[int, list[int]] = {}
-    for layer, head in heads:
-        by_layer.setdefault(layer, []).append(head)
+    by_layer = group_by_layer(heads)
     if min(by_layer) < start or not can_skip_layers(model, start):
         raise ValueError(f"cannot start the forward at layer {start} for heads {sorted(heads)}")
     decoder = model.base_model

@@ -67,10 +67,7 @@ class HeadSet:
         return max(layer for layer, _ in self.heads)
 
     def by_layer(self) -> dict[int, list[int]]:
-        grouped: dict[int, list[int]] = {}
-        for layer, head in self.heads:
-            grouped.setdefault(layer, []).append(head)
-        return grouped
+        return group_by_layer(self.heads)
 
     def check_fingerprint(self, weights) -> None:
         """Raise HeadSetMismatchError if the set records other weights.
@@ -163,6 +160,14 @@ class HeadSet:
             return cls(heads=tuple(heads))
         except TypeError:
             raise ValueError(f"heads must be a head set, a JSON file or (layer, head) pairs, got {heads!r}") from None
+
+
+def group_by_layer(heads: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
+    """``{layer: [head, ...]}`` in the order given: how the capture reads heads, one layer at a time."""
+    grouped: dict[int, list[int]] = {}
+    for layer, head in heads:
+        grouped.setdefault(layer, []).append(head)
+    return grouped
 
 
 def _as_pair(item) -> tuple[int, int]:

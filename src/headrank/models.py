@@ -338,6 +338,13 @@ def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto", dtype: s
     return LoadedModel(model=model, tokenizer=tokenizer, name=name_or_path, path=str(source))
 
 
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id batches are padded with: the tokenizer's pad token, else its end-of-sequence token, else 0."""
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+
+
 def wrap_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str = "custom") -> LoadedModel:
     """Use an already-loaded model (e.g. one built in memory) with headrank; switches it to capture."""
     model.eval()

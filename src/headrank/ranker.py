@@ -42,7 +42,7 @@ from headrank.checkpoint import (HEADSET_NAME, InferenceSettings, is_checkpoint,
                                  merge_adapter)
 from headrank.fusion import fuse_with_first_stage
 from headrank.heads import HeadSet
-from headrank.models import LoadedModel, load_model
+from headrank.models import LoadedModel, load_model, pad_token_id
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings, normalize_text
 from headrank.scoring import ScoringConfig, score_passages
@@ -119,7 +119,7 @@ class HeadRanker:
         self.fuse_first_stage = fuse_first_stage
         self.preset = preset
         tok = model.tokenizer
-        self._pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        self._pad_id = pad_token_id(tok)
         self._calibration_tail = self.builder.tail_ids(CALIBRATION_QUERY)
 
     def __repr__(self) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from headrank.models import LoadedModel
+from headrank.models import LoadedModel, pad_token_id
 from headrank.prompt import normalize_text
 
 _ID = re.compile(r"\[\s*(\d+)\s*\]|\b(\d+)\b")
@@ -100,7 +100,7 @@ class GenerativeRanker:
         inputs = {k: v.to(self.model.device) for k, v in prompt.items()}
         with torch.inference_mode():
             out = self.model.model.generate(**inputs, max_new_tokens=6 * len(passages) + 10, do_sample=False,
-                                            pad_token_id=tok.pad_token_id or tok.eos_token_id)
+                                            pad_token_id=pad_token_id(tok))
         new_tokens = out[0, inputs["input_ids"].shape[1]:]
         self.tokens_generated += len(new_tokens)
         text = tok.decode(new_tokens, skip_special_tokens=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from headrank.models import LoadedModel
+from headrank.models import LoadedModel, pad_token_id
 from headrank.prompt import normalize_text
 
 JUDGE_INSTRUCTION = (
@@ -49,7 +49,7 @@ class PointwiseRanker:
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         """log P(yes) - log P(no) per passage (input order), restricted to the two answer tokens."""
         tok = self.model.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+        pad = pad_token_id(tok)
         prompts = [self._prompt(query, p) for p in passages]
         scores: list[float] = []
         for start in range(0, len(prompts), self.batch_size):

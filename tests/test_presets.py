@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import zipfile
 
 import pytest
@@ -67,6 +68,22 @@ def test_build_preset_end_to_end_on_a_tiny_model(tiny_base, toy_folder, tmp_path
     again = runner.invoke(app, args)  # resumes from the work folder: same head set, same preset
     assert again.exit_code == 0, again.output
     assert load_preset(out).inference == preset.inference
+    # made on CPU in float32, used in bfloat16 (as on a GPU): accepted, and it ranks
+    bf16 = HeadRanker.from_pretrained(str(out), device="cpu", dtype="bfloat16")
+    assert next(bf16.model.model.parameters()).dtype == torch.bfloat16
+    assert len(bf16.rank("query about solar", ["solar passage", "pasta passage"])) == 2
+    # the same preset pointed at other base weights is refused, naming the model it needs
+    other = tmp_path / "other-base"
+    changed = tiny_llama()
+    torch.nn.init.normal_(changed.model.embed_tokens.weight)
+    changed.save_pretrained(other)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_base / name).exists():
+            shutil.copy(tiny_base / name, other)
+    config = json.loads((out / "headrank_config.json").read_text())
+    (out / "headrank_config.json").write_text(json.dumps({**config, "base_model": str(other)}))
+    with pytest.raises(HeadSetMismatchError, match=f"pass the model it was made for \\({tiny_base}\\)"):
+        HeadRanker.from_pretrained(str(out), device="cpu")
 
 
 def test_inference_settings_of_a_preset_apply_and_can_be_overridden(tiny_base, toy_folder, tmp_path):

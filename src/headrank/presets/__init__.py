@@ -100,12 +100,22 @@ def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: 
     return load_preset(out)
 
 
+def update_card(path: str | Path, card: dict) -> Preset:
+    """Merge ``card`` into a preset's card (e.g. numbers measured after it was built) and re-render README.md."""
+    path = Path(path)
+    config = load_checkpoint_config(path)
+    config["card"] = {**config.get("card", {}), **card}
+    (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    (path / CARD_NAME).write_text(render_card(config))
+    return load_preset(path)
+
+
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
 
 
 def render_card(config: dict) -> str:
-    """The model card (Markdown) of a preset, from its config: nothing in it is typed by hand."""
+    """The model card (Markdown) of a preset, rendered from its config (so card and config never disagree)."""
     card = config.get("card", {})
     heads = card.get("heads", [])
     inference = InferenceSettings.from_dict(config.get("inference"))
@@ -119,7 +129,9 @@ def render_card(config: dict) -> str:
               "This preset ships only the head set and the adapter; the base weights are fetched on first use.", ""]
     lines += ["## How it was built", "",
               f"- Training data: {card.get('training_data', '-')}",
-              f"- Command: `{card.get('command', '-')}`",
+              f"- Command (one step, from scratch): `{card.get('command', '-')}`",
+              *([f"- Built here as: {'; then '.join(f'`{c}`' for c in card['built_with'])}"]
+                if card.get("built_with") else []),
               f"- Commit of the code that built it: `{card.get('commit', '-')}`",
               f"- Heads ({len(heads)}): {', '.join(f'({l}, {h})' for l, h in heads) or '-'}; "
               f"L* = {card.get('deepest_layer', '-')}",

@@ -242,3 +242,61 @@ def test_both_orders_average_the_two_runs_and_reuse_finished_ones(tmp_path):
         f"{bench.name}-toy-k6-first-stage", f"{bench.name}-toy-k6-reversed", f"{bench.name}-toy-k6-both"}
     with pytest.raises(ValueError, match="rerank_both_orders"):
         rerank_benchmark(bench, last_fed_wins, both, tmp_path / "x")
+
+
+def _folder(path, texts_by_query, grades):
+    """A RankGPT candidate folder: one .json and qrels.txt."""
+    path.mkdir(parents=True)
+    entries = [{"query": f"query {q}", "hits": [{"qid": q, "docid": f"{q}-{i}", "content": t}
+                                                for i, t in enumerate(texts)]} for q, texts in texts_by_query.items()]
+    (path / "c.json").write_text(json.dumps(entries))
+    (path / "qrels.txt").write_text("".join(f"{q} 0 {q}-{i} {g}\n" for q in texts_by_query for i, g in
+                                            enumerate(grades)))
+    return path
+
+
+def test_runs_are_keyed_on_content_not_on_names(tmp_path, tiny_base):
+    """Different data under the same name, or an edited head set file, must never resume an old run."""
+    from typer.testing import CliRunner
+
+    from headrank.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "runs"
+    first = _folder(tmp_path / "a" / "mini", {"q1": ["solar", "wind", "pasta"]}, [2, 1, 0])
+    second = _folder(tmp_path / "b" / "mini", {"q1": ["pasta", "wind", "solar"]}, [0, 1, 2])  # same name, new data
+    args = ["evaluate", "--method", "bm25", "-K", "3", "--out", str(out), "--no-plot"]
+    a = runner.invoke(app, [*args, "-b", str(first)])
+    b = runner.invoke(app, [*args, "-b", str(second)])
+    assert a.exit_code == 0 and b.exit_code == 0, a.output + b.output
+    assert "| mini | bm25 | 3 | first-stage | 1 | 1.0000 |" in a.stdout
+    assert "| mini | bm25 | 3 | first-stage | 1 | 1.0000 |" not in b.stdout  # recomputed, not the old run
+    assert len(list(out.glob("mini-bm25-*"))) == 2
+    heads = tmp_path / "heads.json"
+    heads.write_text(json.dumps({"heads": [[1, 0]]}))
+    hargs = ["evaluate", "--method", "heads", "--heads", str(heads), "--model", str(tiny_base), "-K", "3",
+             "--out", str(out), "--no-plot", "-b", str(first), "--device", "cpu"]
+    assert runner.invoke(app, hargs).exit_code == 0
+    heads.write_text(json.dumps({"heads": [[2, 3]]}))  # the same file, edited
+    assert runner.invoke(app, hargs).exit_code == 0
+    runs = sorted(out.glob("mini-heads-*"))
+    assert len(runs) == 2
+    recorded = {tuple(map(tuple, json.loads((r / "metrics.json").read_text())["extra"]["head_set"]["heads"]))
+                for r in runs}
+    assert recorded == {((1, 0),), ((2, 3),)}
+
+
+def test_interrupted_evaluation_says_how_to_resume(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import headrank.evaluate
+    from headrank.cli import app
+
+    folder = _folder(tmp_path / "mini", {"q1": ["solar", "pasta"]}, [1, 0])
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(headrank.evaluate, "run_evaluation", interrupted)
+    result = CliRunner().invoke(app, ["evaluate", "--method", "bm25", "-b", str(folder), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 130 and "rerun the same command to resume" in result.output

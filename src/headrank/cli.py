@@ -68,6 +68,16 @@ def parse_heads(value: str) -> HeadSet:
     return HeadSet.coerce(value)
 
 
+def _setup_logging() -> None:
+    """Library progress (model fetch, conversions, fallbacks) on stderr; other libraries' warnings only."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", force=True,
+                        handlers=[RichHandler(console=err_console, show_time=False, show_path=False,
+                                              show_level=False, markup=False)])
+    logging.getLogger("headrank").setLevel(logging.INFO)
+
+
 def _fail(message: str, code: int = 2) -> None:
     # The message is plain text: brackets in it (head lists, file names) must not be read as markup.
     err_console.print(Text("error: ", style="bold red") + Text(message))
@@ -161,7 +171,7 @@ def rerank(
                                                 "Default: the preset's setting."),
 ) -> None:
     """Rerank one query's candidate passages with the default HeadRank preset (or --model) and print the ranking."""
-    logging.basicConfig(level=logging.WARNING)
+    _setup_logging()
     if window is not None and window == 1:
         _fail("--window must be 0 (no window) or at least 2 passages")
     if output is Output.trec:
@@ -239,6 +249,7 @@ def demo(
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
     """Rerank a built-in example with the default HeadRank preset and print the ranking."""
+    _setup_logging()
     if method in (Method.generative, Method.pointwise):
         _fail("the demo runs icr or the preset's heads; use `headrank rerank --method ...` for the baselines")
     try:
@@ -305,7 +316,7 @@ def evaluate(
     from headrank.evaluate import EvalSettings, run_evaluation
     from headrank.scorers import METHODS, build_scorer
 
-    logging.basicConfig(level=logging.WARNING)
+    _setup_logging()
     if method not in METHODS:
         _fail(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "bm25" and order != "first-stage":
@@ -431,7 +442,7 @@ def select_heads(
     from headrank.presets import base_model_of
     from headrank.selection import plot_heatmaps, select_head_set
 
-    logging.basicConfig(level=logging.WARNING)
+    _setup_logging()
     from headrank.selection import SELECTION_ORDERS
 
     if preset not in ("headrank", "qrhead"):
@@ -511,7 +522,7 @@ def train(
     from headrank.align import TrainConfig, train_head_set
     from headrank.datasets import check_training_set, load_benchmark
 
-    logging.basicConfig(level=logging.WARNING)
+    _setup_logging()
     try:
         check_training_set(benchmark, split)
         head_set = HeadSet.load(heads)
@@ -618,7 +629,7 @@ def build_preset_command(
     from headrank.evaluate import git_commit
     from headrank.presets import build_from_scratch, package_checkpoint
 
-    logging.basicConfig(level=logging.WARNING)
+    _setup_logging()
     name = name or out.name
     try:
         check_training_set(benchmark, split)

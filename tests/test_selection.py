@@ -171,3 +171,25 @@ def test_selection_list_orders():
     assert all(sorted(a[2]) == sorted(b[2]) and a[2] != b[2] for a, b in zip(shuffled, lists))
     with pytest.raises(ValueError, match="order must be one of"):
         order_lists(lists, "random")
+
+
+def test_observation_cache_is_keyed_on_the_lists_read(tmp_path, llama_tokenizer):
+    """Two training sets with the same name but other passages must not share cached observations."""
+    from headrank.data import Candidate
+    from headrank.datasets import Benchmark
+    from headrank.models import wrap_model
+    from headrank.ranker import HeadRanker
+    from headrank.selection import select_head_set
+
+    ranker = HeadRanker.from_pretrained(wrap_model(tiny_llama(), llama_tokenizer), method="icr")
+
+    def bench(words):
+        queries = {f"q{i}": f"query about {w}" for i, w in enumerate(words)}
+        candidates = {q: [Candidate(f"{q}-{j}", f"{w} passage {j}") for j, w in enumerate(words)] for q in queries}
+        qrels = {q: {f"{q}-0": 1} for q in queries}
+        return Benchmark(name="same-name", queries=queries, candidates=candidates, qrels=qrels, relevant_grade=1)
+
+    for words in (["solar", "wind", "pasta", "river"], ["chess", "tiger", "cloud", "music"]):
+        select_head_set(ranker, bench(words), depth=4, ks=[2], lambdas=[0.0], val_fraction=0.25,
+                        cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("heads-*-same-name-*.pt"))) == 2

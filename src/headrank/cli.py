@@ -575,6 +575,43 @@ def train(
     err_console.print(f"best validation nDCG@10 {result['best_val_ndcg@10']:.4f}; checkpoint: {out}")
 
 
+@app.command()
+def serve(
+    model: str = typer.Option(DEFAULT_PRESET, help="Preset, checkpoint, named model, hub id or directory."),
+    method: Method = typer.Option(None, help="icr or heads (default: the preset's trained heads)."),
+    heads: str = typer.Option(None, help="Head set: JSON file or 'layer:head,...'."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default; 0.0.0.0 exposes it)."),
+    port: int = typer.Option(8000, min=1, max=65535),
+    api_key: str = typer.Option(None, envvar="HEADRANK_API_KEY",
+                                help="Require 'Authorization: Bearer KEY' (or X-API-Key) on every route but /health."),
+    max_documents: int = typer.Option(100, min=1, help="Documents per request."),
+    max_document_chars: int = typer.Option(20_000, min=1, help="Characters per document."),
+    max_body_bytes: int = typer.Option(8 * 1024 * 1024, min=1, help="Request body size."),
+    max_queue: int = typer.Option(64, min=1, help="Requests waiting for the model before 429."),
+    max_batch: int = typer.Option(8, min=1, help="Requests ranked together in one padded forward (1: no batching)."),
+    batch_wait_ms: float = typer.Option(5.0, min=0.0, help="How long the first request waits for others to batch."),
+    timeout: float = typer.Option(120.0, min=0.001, help="Seconds before a request gets 504."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+) -> None:
+    """Serve reranking over HTTP: Cohere/Jina /v1|v2/rerank, TEI /rerank, /health, /info, /metrics, /docs."""
+    _setup_logging()
+    if method in (Method.generative, Method.pointwise):
+        _fail("serve runs HeadRank or ICR; the generative and pointwise baselines are for evaluation")
+    try:
+        from headrank.serve import ServeConfig
+        from headrank.serve import serve as run_service
+    except ImportError as err:
+        _fail(str(err))
+    config = ServeConfig(model=model, method=method.value if method else None, heads=heads, device=device,
+                         dtype=dtype, host=host, port=port, api_key=api_key, max_documents=max_documents,
+                         max_document_chars=max_document_chars, max_body_bytes=max_body_bytes, max_queue=max_queue,
+                         max_batch_lists=max_batch, batch_wait_ms=batch_wait_ms, request_timeout_s=timeout)
+    err_console.print(f"headrank serve: {model} on http://{host}:{port} (docs: /docs; the model loads in the "
+                      "background, /health says when it is ready)")
+    run_service(config)
+
+
 @app.command("presets")
 def presets_command() -> None:
     """List the shipped HeadRank presets with their model cards' headline numbers."""

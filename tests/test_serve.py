@@ -1,0 +1,274 @@
+"""`headrank serve`: the real server in a subprocess on a free loopback port, called with a real HTTP client.
+
+The servers run a tiny random Llama with a two-head set (fast); what is checked is the service: shapes of
+every route, validation and error envelopes, limits, API key, batching invariance, a bounded load test and
+the official Cohere client.
+"""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+
+from conftest import tiny_llama  # noqa: E402
+
+HEADS = "1:0,2:3"
+DOCS = ["solar panels on roofs make power", "pasta recipes from italy", "wind farms at sea", "river music",
+        "chess openings for beginners"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, model: str, *extra: str, ready: bool = True) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "headrank.cli", "serve", "--model", model, "--port", str(self.port),
+               "--device", "cpu", *extra]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "HEADRANK_API_KEY": ""}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stdout.read().decode()[-2000:]}")
+            try:
+                status = httpx.get(f"{self.url}/health", timeout=2).status_code
+                if status == 200 or (not ready and status == 503):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("server did not become ready in 120 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory, llama_tokenizer):
+    path = tmp_path_factory.mktemp("serve") / "tiny"
+    tiny_llama().save_pretrained(path)
+    llama_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tiny_dir):
+    s = Server(str(tiny_dir), "--heads", HEADS, "--max-documents", "40", "--max-document-chars", "2000",
+               "--max-body-bytes", "60000", "--max-batch", "8", "--batch-wait-ms", "20")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def local(tiny_dir):
+    from headrank.ranker import HeadRanker
+
+    return HeadRanker.from_pretrained(str(tiny_dir), heads=HEADS, device="cpu")
+
+
+def _expected(local, query, docs):
+    return {r.corpus_id: r.score for r in local.rank(query, docs)}
+
+
+def test_health_info_models_metrics(server):
+    assert httpx.get(f"{server.url}/health").json() == {"status": "ok"}
+    info = httpx.get(f"{server.url}/info").json()
+    assert info["ready"] and info["method"] == "heads" and info["heads"] == [[1, 0], [2, 3]]
+    assert info["limits"]["max_documents"] == 40 and "min-max" in info["scores"]
+    models = httpx.get(f"{server.url}/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"]
+    assert httpx.get(f"{server.url}/docs").status_code == 200
+    assert httpx.get(f"{server.url}/openapi.json").json()["paths"].keys() >= {"/v1/rerank", "/v2/rerank", "/rerank"}
+
+
+@pytest.mark.parametrize("route", ["/v1/rerank", "/v2/rerank"])
+def test_cohere_jina_shape_and_scores(server, local, route):
+    body = {"model": "rerank-v3.5", "query": "query about solar", "documents": DOCS}
+    out = httpx.post(f"{server.url}{route}", json=body).json()
+    assert out["id"] and out["model"] and out["usage"]["prompt_tokens"] > 0
+    assert sorted(r["index"] for r in out["results"]) == list(range(len(DOCS)))
+    scores = [r["relevance_score"] for r in out["results"]]
+    assert scores == sorted(scores, reverse=True) and scores[0] == 1.0 and scores[-1] == 0.0
+    assert all("document" not in r for r in out["results"])  # absent, not null, unless asked for
+    raw = httpx.post(f"{server.url}{route}", json={**body, "raw_scores": True, "top_n": 3,
+                                                    "return_documents": True}).json()["results"]
+    expected = _expected(local, body["query"], DOCS)
+    assert len(raw) == 3
+    for r in raw:
+        assert r["relevance_score"] == pytest.approx(expected[r["index"]], abs=1e-6)
+        assert r["document"] == {"text": DOCS[r["index"]]}
+    assert [r["index"] for r in raw] == [r["index"] for r in out["results"][:3]]  # same order as in-process
+    objects = [{"text": d, "title": f"t{i}"} for i, d in enumerate(DOCS[:2])]
+    with_docs = httpx.post(f"{server.url}{route}", json={"query": "q", "documents": objects,
+                                                          "return_documents": True}).json()
+    assert {r["document"]["title"] for r in with_docs["results"]} == {"t0", "t1"}
+
+
+def test_tei_shape(server, local):
+    out = httpx.post(f"{server.url}/rerank", json={"query": "query about solar", "texts": DOCS[:3],
+                                                    "return_text": True, "raw_scores": True}).json()
+    assert isinstance(out, list) and sorted(r["index"] for r in out) == [0, 1, 2]
+    expected = _expected(local, "query about solar", DOCS[:3])
+    for r in out:
+        assert r["text"] == DOCS[r["index"]] and r["score"] == pytest.approx(expected[r["index"]], abs=1e-6)
+    plain = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": DOCS[:3]}).json()
+    assert all("text" not in r and 0.0 <= r["score"] <= 1.0 for r in plain)
+
+
+BAD = [
+    ("/v2/rerank", {"query": "  ", "documents": DOCS}, 400, "query is empty"),
+    ("/v2/rerank", {"query": "q", "documents": []}, 400, "documents is empty"),
+    ("/v2/rerank", {"documents": DOCS}, 422, "query"),
+    ("/v2/rerank", {"query": "q", "documents": "one string"}, 422, "documents"),
+    ("/v2/rerank", {"query": "q", "documents": [{"title": "no text"}]}, 422, "text"),
+    ("/v2/rerank", {"query": "q", "documents": DOCS, "top_n": 0}, 422, "top_n"),
+    ("/v2/rerank", {"query": "q", "documents": ["d"] * 41}, 422, "limit of 40"),
+    ("/v2/rerank", {"query": "q", "documents": ["x" * 2001]}, 422, "2001 characters"),
+    ("/v1/rerank", {"query": 3, "documents": DOCS}, 422, "query"),
+    ("/rerank", {"query": "", "texts": DOCS}, 400, "query is empty"),
+    ("/rerank", {"query": "q"}, 422, "texts"),
+    ("/rerank", {"query": "q", "texts": ["d"] * 41}, 422, "limit of 40"),
+]
+
+
+@pytest.mark.parametrize("route, body, status, message", BAD, ids=[f"{r}-{s}-{m}" for r, _, s, m in BAD])
+def test_validation_errors_use_each_routes_envelope(server, route, body, status, message):
+    response = httpx.post(f"{server.url}{route}", json=body)
+    assert response.status_code == status, response.text
+    payload = response.json()
+    if route == "/rerank":
+        assert set(payload) == {"error", "error_type"} and message in payload["error"]
+    else:
+        assert set(payload) == {"message"} and message in payload["message"]
+
+
+def test_malformed_and_oversized_bodies(server):
+    r = httpx.post(f"{server.url}/v2/rerank", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "message" in r.json()
+    r = httpx.post(f"{server.url}/v2/rerank", json={"query": "q", "documents": ["x" * 1000] * 39 + ["y" * 1999] * 30})
+    assert r.status_code == 413 and "bytes" in r.json()["message"]
+
+    def chunks():
+        yield b'{"query": "q", "documents": ["'
+        for _ in range(70):
+            yield b"x" * 1000
+        yield b'"]}'
+
+    r = httpx.post(f"{server.url}/rerank", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error_type"] == "Validation"
+
+
+def test_batching_gives_the_same_answers_as_alone(server, local):
+    """Concurrent requests of different lengths share forwards; each answer equals its in-process ranking."""
+    requests = [(f"query about {w}", DOCS[: 2 + i % 4] + [f"extra passage {j} " * (i + 1) for j in range(i % 3)])
+                for i, w in enumerate(["solar", "wind", "pasta", "river", "chess", "music", "cloud", "tiger"])]
+
+    async def run():
+        async with httpx.AsyncClient(timeout=60) as client:
+            calls = [client.post(f"{server.url}/v2/rerank", json={"query": q, "documents": d, "raw_scores": True})
+                     for q, d in requests]
+            return await asyncio.gather(*calls)
+
+    responses = asyncio.run(run())
+    for (query, docs), response in zip(requests, responses):
+        assert response.status_code == 200
+        got = response.json()["results"]
+        alone = local.rank(query, docs)
+        assert [r["index"] for r in got] == [r.corpus_id for r in alone]
+        for r, a in zip(got, alone):
+            assert r["relevance_score"] == pytest.approx(a.score, abs=1e-6)
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "headrank_batch_lists_bucket" in metrics and 'headrank_requests_total{route="/v2/rerank",status="200"}' in metrics
+
+
+def test_bounded_load_test(server, local):
+    """300 requests from 16 concurrent clients: no errors and every answer right (stops by itself)."""
+    queries = [f"query about {w}" for w in ("solar", "wind", "pasta", "river", "chess")]
+    expected = {q: [r.corpus_id for r in local.rank(q, DOCS)] for q in queries}
+
+    async def client_loop(client, n, errors, wrong):
+        for i in range(n):
+            q = queries[i % len(queries)]
+            r = await client.post(f"{server.url}/v1/rerank", json={"query": q, "documents": DOCS})
+            if r.status_code != 200:
+                errors.append(r.status_code)
+            elif [x["index"] for x in r.json()["results"]] != expected[q]:
+                wrong.append(q)
+
+    async def run():
+        errors, wrong = [], []
+        async with httpx.AsyncClient(timeout=60) as client:
+            await asyncio.wait_for(asyncio.gather(*(client_loop(client, 300 // 16 + (k < 300 % 16), errors, wrong)
+                                                    for k in range(16))), timeout=300)
+        return errors, wrong
+
+    errors, wrong = asyncio.run(run())
+    assert errors == [] and wrong == []
+
+
+def test_official_cohere_client(server, local):
+    cohere = pytest.importorskip("cohere")
+    client = cohere.ClientV2(api_key="unused", base_url=server.url)
+    response = client.rerank(model="rerank-v3.5", query="query about solar", documents=DOCS, top_n=3)
+    assert [r.index for r in response.results] == [r.corpus_id for r in local.rank("query about solar", DOCS)][:3]
+    assert all(0.0 <= r.relevance_score <= 1.0 for r in response.results)
+
+
+def test_api_key_queue_timeout_and_loading_errors(tiny_dir):
+    keyed = Server(str(tiny_dir), "--heads", HEADS, "--api-key", "s3cret")
+    try:
+        body = {"query": "q", "documents": DOCS[:2]}
+        assert httpx.get(f"{keyed.url}/health").status_code == 200  # health needs no key
+        r = httpx.post(f"{keyed.url}/v2/rerank", json=body)
+        assert r.status_code == 401 and r.json() == {"message": "missing or wrong API key"}
+        assert httpx.post(f"{keyed.url}/v2/rerank", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert httpx.post(f"{keyed.url}/v2/rerank", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert httpx.post(f"{keyed.url}/rerank", json={"query": "q", "texts": ["a"]},
+                          headers={"X-API-Key": "s3cret"}).status_code == 200
+    finally:
+        keyed.stop()
+    busy = Server(str(tiny_dir), "--heads", HEADS, "--max-queue", "1", "--max-batch", "1", "--timeout", "0.3")
+    try:
+        long_docs = [f"passage {i} " + "words " * 150 for i in range(30)]
+
+        async def flood():
+            async with httpx.AsyncClient(timeout=60) as client:
+                return await asyncio.gather(*(client.post(f"{busy.url}/v2/rerank",
+                                                          json={"query": "q", "documents": long_docs})
+                                              for _ in range(12)))
+
+        statuses = [r.status_code for r in asyncio.run(flood())]
+        assert 429 in statuses and set(statuses) <= {200, 429, 504}
+        limited = next(r for r in asyncio.run(flood()) if r.status_code == 429)
+        assert limited.headers["retry-after"] == "1" and "busy" in limited.json()["message"]
+        assert 504 in statuses or any(r.status_code == 504 for r in asyncio.run(flood()))
+    finally:
+        busy.stop()
+    broken = Server(str(tiny_dir.parent / "no-such-model"), ready=False)
+    try:
+        time.sleep(1)
+        health = httpx.get(f"{broken.url}/health")
+        assert health.status_code == 503 and "failed to load" in health.json()["message"]
+        r = httpx.post(f"{broken.url}/rerank", json={"query": "q", "texts": ["a"]})
+        assert r.status_code == 503 and r.json()["error_type"] == "Unhealthy"
+    finally:
+        broken.stop()

@@ -309,35 +309,7 @@ def create_app(config: ServeConfig, ranker=None) -> FastAPI:
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
         return envelope(request.url.path, 422, "; ".join(parts) or "invalid request", "Validation")
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        path = request.url.path
-        started = time.perf_counter()
-        try:
-            if config.api_key and path not in ("/health",):
-                given = request.headers.get("authorization", "")
-                given = given[7:] if given.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
-                if not hmac.compare_digest(given.encode(), config.api_key.encode()):
-                    return envelope(path, 401, "missing or wrong API key", "Unauthorized")
-            length = request.headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
-                return envelope(path, 413, f"request body over {config.max_body_bytes} bytes", "Validation")
-            if request.method == "POST" and length is None:
-                body = await request.body()  # chunked upload: measure what came
-                if len(body) > config.max_body_bytes:
-                    return envelope(path, 413, f"request body over {config.max_body_bytes} bytes", "Validation")
-            return await call_next(request)
-        except Exception as err:  # noqa: BLE001 - last line of defence: a 500 with the route's envelope
-            logger.exception("unexpected error on %s", path)
-            return envelope(path, 500, f"internal error: {type(err).__name__}", "Backend")
-        finally:
-            logger.debug("%s %s in %.3f s", request.method, path, time.perf_counter() - started)
-
-    @app.middleware("http")
-    async def count(request: Request, call_next):
-        response = await call_next(request)
-        metrics.requests.labels(request.url.path, str(response.status_code)).inc()
-        return response
+    app.add_middleware(_Guard, config=config, metrics=metrics, envelope=envelope)
 
     def ready() -> None:
         if state.shutting_down:
@@ -464,6 +436,75 @@ def create_app(config: ServeConfig, ranker=None) -> FastAPI:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+class _Guard:
+    """Pure ASGI middleware (it leaves the client's disconnect visible to the routes): API key, body size,
+    request counts by route and status."""
+
+    def __init__(self, app, config: ServeConfig, metrics: Metrics, envelope) -> None:
+        self.app, self.config, self.metrics, self.envelope = app, config, metrics, envelope
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        status = {"code": 500}
+
+        async def counted_send(message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            refusal = self._refusal(scope)
+            if refusal is None and scope["method"] == "POST" and b"content-length" not in dict(scope["headers"]):
+                receive, refusal = await self._buffered(path, receive)
+            if refusal is not None:
+                await refusal(scope, receive, counted_send)
+            else:
+                await self.app(scope, receive, counted_send)
+        except Exception as err:  # noqa: BLE001 - last line of defence: a 500 in the route's envelope
+            logger.exception("unexpected error on %s", path)
+            await self.envelope(path, 500, f"internal error: {type(err).__name__}", "Backend")(scope, receive,
+                                                                                                counted_send)
+        finally:
+            self.metrics.requests.labels(path, str(status["code"])).inc()
+
+    def _refusal(self, scope):
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        path, key = scope["path"], self.config.api_key
+        if key and path != "/health":
+            given = headers.get("authorization", "")
+            given = given[7:] if given.lower().startswith("bearer ") else headers.get("x-api-key", "")
+            if not hmac.compare_digest(given.encode(), key.encode()):
+                return self.envelope(path, 401, "missing or wrong API key", "Unauthorized")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.config.max_body_bytes):
+            return self.envelope(path, 413, f"request body over {self.config.max_body_bytes} bytes", "Validation")
+        return None
+
+    async def _buffered(self, path: str, receive):
+        """A body without a declared length, read up to the limit; replayed to the app, then the real receive."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive, None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.config.max_body_bytes:
+                return receive, self.envelope(path, 413, f"request body over {self.config.max_body_bytes} bytes",
+                                              "Validation")
+            if not message.get("more_body", False):
+                break
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replayed():
+            return replay.pop() if replay else await receive()
+
+        return replayed, None
 
 
 def _cut_tokens(ranker, text: str, limit: int) -> str:

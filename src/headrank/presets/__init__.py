@@ -92,7 +92,10 @@ def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: 
     head_set = head_set or HeadSet.load(checkpoint / HEADSET_NAME)
     head_set.save(out / HEADSET_NAME)
     shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
-    shutil.copytree(checkpoint / ADAPTER_DIR, out / ADAPTER_DIR)
+    (out / ADAPTER_DIR).mkdir()
+    for item in (checkpoint / ADAPTER_DIR).iterdir():  # the adapter itself; peft's template README stays behind
+        if item.name == "adapter_config.json" or item.suffix == ".safetensors":
+            shutil.copyfile(item, out / ADAPTER_DIR / item.name)
     card = {**(card or {}), "heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer}
     config = {**config, "preset": name, "inference": inference.to_dict(), "card": card}
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

@@ -1,0 +1,77 @@
+"""Token-level explanations: contributions add up to the scores of rank(), offsets map to the original text."""
+
+import json
+
+import pytest
+
+from conftest import tiny_llama
+from headrank.explain import explain, normalized_to_original
+from headrank.models import wrap_model
+from headrank.prompt import normalize_text
+from headrank.ranker import HeadRanker
+
+DOCS = ["Solar  panels\n on   roofs make power.", "Pâtes fraîches: recettes 🍝 and  ümlauts", "", "wind farms at sea",
+        "river <|im_end|> music"]
+
+
+@pytest.fixture(scope="module")
+def model(llama_tokenizer):
+    return wrap_model(tiny_llama(), llama_tokenizer)
+
+
+@pytest.mark.parametrize("settings", [dict(heads=[(1, 0), (2, 3)]), dict(method="icr"),
+                                      dict(heads=[(1, 0), (2, 3)], calibrate=False),
+                                      dict(heads=[(1, 0), (2, 3)], both_orders=True),
+                                      dict(heads=[(1, 0), (2, 3)], fuse_first_stage=0.5)])
+def test_contributions_sum_to_the_scores_of_rank(model, settings):
+    ranker = HeadRanker.from_pretrained(model, **settings)
+    plain = HeadRanker.from_pretrained(model, **{**settings, "fuse_first_stage": 0})
+    expected = plain.score("query about solar power", DOCS)
+    explained = explain(ranker, "query about solar power", DOCS, per_head=True)
+    assert [e.corpus_id for e in explained] == [r.corpus_id for r in ranker.rank("query about solar power", DOCS)]
+    for e in explained:
+        if DOCS[e.corpus_id] == "":
+            assert e.tokens == [] and e.score == float("-inf")
+            continue
+        assert e.score == pytest.approx(expected[e.corpus_id], abs=1e-5)
+        assert sum(t.contribution for t in e.tokens) == pytest.approx(e.score, abs=1e-5)
+        if "fuse_first_stage" in settings:
+            assert e.fused_score is not None
+        if not settings.get("both_orders") and settings.get("method") != "icr":
+            for t in e.tokens:
+                assert t.per_head is not None and sum(t.per_head) == pytest.approx(t.contribution, abs=1e-6)
+    json.dumps([e.to_dict() for e in explained], allow_nan=False)
+
+
+def test_offsets_map_back_to_the_original_text(model):
+    ranker = HeadRanker.from_pretrained(model, heads=[(1, 0)])
+    for e in explain(ranker, "query", DOCS):
+        original = DOCS[e.corpus_id]
+        if not original:
+            continue
+        assert e.tokens[0].start is None and e.tokens[0].token.startswith("[")  # the label
+        text_tokens = [t for t in e.tokens[1:] if t.start is not None]
+        assert text_tokens, e
+        covered = {i for t in text_tokens for i in range(t.start, t.end)}
+        # every visible character is covered (a byte-level tokenizer may split one character over two tokens)
+        assert covered >= {i for i, ch in enumerate(original) if not ch.isspace()}
+        for t in text_tokens:
+            piece = original[t.start:t.end]
+            assert piece and (piece.strip() in t.token or t.token.strip() in piece or "\ufffd" in t.token)
+
+
+def test_normalized_to_original():
+    text = "  a  b\n\tc "
+    index = normalized_to_original(text)
+    assert normalize_text(text) == "a b c"
+    assert [text[i] for i in index] == ["a", " ", "b", "\n", "c"]
+
+
+def test_truncated_passages_and_limits(model):
+    ranker = HeadRanker.from_pretrained(model, heads=[(1, 0)], max_passage_tokens=5)
+    long = "alpha beta gamma delta epsilon zeta eta theta iota kappa"
+    e = next(x for x in explain(ranker, "q", [long, "short"]) if x.corpus_id == 0)
+    assert e.truncated and e.tokens[-1].end is not None and e.tokens[-1].end < len(long)
+    windowed = HeadRanker.from_pretrained(model, heads=[(1, 0)], window=2)
+    with pytest.raises(ValueError, match="window"):
+        explain(windowed, "q", ["a", "b", "c"])

@@ -75,3 +75,28 @@ def test_truncated_passages_and_limits(model):
     windowed = HeadRanker.from_pretrained(model, heads=[(1, 0)], window=2)
     with pytest.raises(ValueError, match="window"):
         explain(windowed, "q", ["a", "b", "c"])
+
+
+def test_explain_command_writes_self_contained_html_and_png(tmp_path, tiny_base):
+    from typer.testing import CliRunner
+
+    from headrank.cli import app
+
+    p = tmp_path / "c.tsv"
+    p.write_text("d1\tSolar panels on roofs\nd2\tPasta <b>recipes</b> & more\nd3\t\n", encoding="utf-8")
+    html, png = tmp_path / "e.html", tmp_path / "e.png"
+    result = CliRunner().invoke(app, ["explain", str(p), "-q", "solar power", "--model", str(tiny_base),
+                                      "--heads", "1:0,2:3", "--html", str(html), "--png", str(png), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    page = html.read_text()
+    assert page.startswith("<!doctype html>") and 'class="tok"' in page and "Solar" in page
+    assert "<b>recipes" not in page and "recipes</b>" not in page and "&lt;" in page and "&amp;" in page  # passage text is escaped, never markup
+    for remote in ("http://", "https://", "<script src", "<link"):
+        assert remote not in page
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    as_json = CliRunner().invoke(app, ["explain", str(p), "-q", "solar power", "--model", str(tiny_base),
+                                       "--heads", "1:0", "-o", "json", "--device", "cpu"])
+    rows = json.loads(as_json.stdout)["results"]
+    assert [r["docid"] for r in rows][-1] == "d3" and rows[-1]["score"] is None
+    bad = CliRunner().invoke(app, ["explain", str(p), "-q", "x", "-o", "trec", "--model", str(tiny_base)])
+    assert bad.exit_code == 2 and "table or JSON" in bad.output

@@ -136,6 +136,21 @@ def _print_results(results, docids, qid, output: Output, tag: str, console: Cons
         console.print(table)
 
 
+def _read_candidates(input: str, input_format: InputFormat, entry: int, query: str | None, depth: int | None):
+    """The input file's candidates (first ``depth``) and the query; exits with a clear error otherwise."""
+    try:
+        data = read_rerank_input(input, input_format.value, entry)
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    q = query if query is not None else data.query
+    if q is None:
+        _fail("no query: pass --query or use an input file that holds one")
+    candidates = data.candidates[:depth] if depth else data.candidates
+    if not candidates:
+        _fail(f"{input}: no candidate passages")
+    return data, q, candidates
+
+
 @app.command()
 def rerank(
     input: str = typer.Argument(..., help="Candidates: RankGPT/rank_llm JSON, JSONL, TSV; '-' reads stdin."),
@@ -185,16 +200,7 @@ def rerank(
         _fail("--window works for icr, heads and checkpoints (the generative baseline windows by itself)")
     if both_orders and method in (Method.generative, Method.pointwise):
         _fail("--both-orders works for icr, heads and checkpoints")
-    try:
-        data = read_rerank_input(input, input_format.value, entry)
-    except (DataFormatError, FileNotFoundError, ValueError) as err:
-        _fail(str(err))
-    q = query if query is not None else data.query
-    if q is None:
-        _fail("no query: pass --query or use an input file that holds one")
-    candidates = data.candidates[:depth] if depth else data.candidates
-    if not candidates:
-        _fail(f"{input}: no candidate passages")
+    data, q, candidates = _read_candidates(input, input_format, entry, query, depth)
     texts = [c.text for c in candidates]
     try:
         if method in (Method.generative, Method.pointwise):
@@ -234,6 +240,64 @@ def rerank(
     if windowed:
         err_console.print("note: the list was ranked in sliding windows (it exceeded the context or --window); "
                           "scores are rank-derived")
+
+
+@app.command()
+def explain(
+    input: str = typer.Argument(..., help="Candidates: RankGPT/rank_llm JSON, JSONL, TSV; '-' reads stdin."),
+    query: str = typer.Option(None, "--query", "-q", help="The query (default: the one in the input file)."),
+    input_format: InputFormat = typer.Option(InputFormat.auto, "--format", help="Input format."),
+    entry: int = typer.Option(0, min=0, help="Which query of a multi-query RankGPT file (0-based)."),
+    depth: int = typer.Option(20, min=1, help="Explain the first N candidates (first-stage order)."),
+    model: str = typer.Option(DEFAULT_PRESET, help="Preset, checkpoint, named model, hub id or directory."),
+    method: Method = typer.Option(None, help="icr or heads (default: the preset's trained heads)."),
+    heads: str = typer.Option(None, help="Head set: JSON file or 'layer:head,...'."),
+    html: Path = typer.Option(None, help="Write a self-contained HTML page (no network fetches) here."),
+    png: Path = typer.Option(None, help="Write a figure of the token contributions here."),
+    output: Output = typer.Option(Output.table, "--output", "-o", help="table or json (trec does not apply)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+) -> None:
+    """Show which tokens earned each passage its score (the selected heads' mass, from the same single pass)."""
+    _setup_logging()
+    if output is Output.trec:
+        _fail("explain writes a table or JSON (and --html / --png); use rerank for TREC runs")
+    if method in (Method.generative, Method.pointwise):
+        _fail("explain reads attention: use icr, heads or a preset")
+    data, q, candidates = _read_candidates(input, input_format, entry, query, depth)
+    texts = [c.text for c in candidates]
+    try:
+        ranker = _load_ranker(model, method, heads, None, device, dtype, True, None)
+        started = time.perf_counter()
+        explanations = ranker.explain(q, texts)
+        elapsed = time.perf_counter() - started
+    except ModelUnavailableError as err:
+        _fail(str(err), code=3)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        _fail(str(err))
+    from headrank.explain import plot_explanations, render_html
+
+    label = f"{_ranker_label(ranker)}, {elapsed:.2f} s"
+    if html:
+        html.write_text(render_html(q, explanations, title="HeadRank explanation", meta=label), encoding="utf-8")
+        err_console.print(f"wrote {html}")
+    if png:
+        plot_explanations(q, explanations, png)
+        err_console.print(f"wrote {png}")
+    if output is Output.json:
+        rows = [{**e.to_dict(), "docid": candidates[e.corpus_id].docid} for e in explanations]
+        print(json.dumps({"qid": data.qid, "query": q, "ranker": label, "results": rows}, ensure_ascii=False,
+                         indent=2))
+        return
+    table = Table(title=f"{q}  ({len(candidates)} passages, {label})")
+    for col in ("rank", "score", "docid", "tokens that added most"):
+        table.add_column(col)
+    for e in explanations:
+        best = sorted((t for t in e.tokens if t.start is not None), key=lambda t: -t.contribution)[:6]
+        words = ", ".join(f"{(e.text or '')[t.start:t.end].strip() or t.token!r} {t.contribution:+.2g}" for t in best)
+        score = f"{e.score:.4g}" if math.isfinite(e.score) else "empty"
+        table.add_row(str(e.rank), score, candidates[e.corpus_id].docid, words)
+    Console().print(table)
 
 
 def _ranker_label(ranker) -> str:

@@ -182,3 +182,103 @@ def _explain_passage(ranker, passes, original: str, corpus_id: int, per_head: bo
         covered = sum(t.contribution for t in tokens[1:])
         tokens[0].contribution = score - covered
     return PassageExplanation(corpus_id, 0, score, tokens, truncated)
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+
+
+def shaded_segments(text: str, tokens: Sequence[TokenContribution]) -> list[tuple[str, float | None]]:
+    """The passage as (text, contribution) pieces: tokens that share characters (byte-level splits) merged,
+    gaps (collapsed whitespace, text cut off by truncation) with ``None``."""
+    spans = sorted((t.start, t.end, t.contribution) for t in tokens if t.start is not None and t.end is not None)
+    merged: list[list] = []
+    for start, end, value in spans:
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+            merged[-1][2] += value
+        else:
+            merged.append([start, end, value])
+    pieces, at = [], 0
+    for start, end, value in merged:
+        if start > at:
+            pieces.append((text[at:start], None))
+        pieces.append((text[start:end], value))
+        at = end
+    if at < len(text):
+        pieces.append((text[at:], None))
+    return pieces
+
+
+_STYLE = """
+body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
+h1{font-size:1.3rem}.meta{color:#666;font-size:.9rem}.passage{border:1px solid #ddd;border-radius:6px;
+padding:.6rem .8rem;margin:.7rem 0}.head{display:flex;gap:1rem;font-size:.85rem;color:#555;margin-bottom:.3rem}
+.rank{font-weight:700;color:#222}.tok{border-radius:3px}.label{color:#999;font-size:.8rem}
+.legend span{padding:0 .4rem;border-radius:3px}.empty{color:#999;font-style:italic}
+"""
+
+
+def _shade(value: float | None, scale: float) -> str:
+    if value is None or scale <= 0:
+        return ""
+    alpha = min(1.0, abs(value) / scale)
+    color = "46,160,67" if value >= 0 else "214,69,65"
+    return f"background:rgba({color},{alpha:.3f})"
+
+
+def render_html(query: str, explanations: Sequence[PassageExplanation], title: str = "HeadRank explanation",
+                meta: str = "") -> str:
+    """One self-contained HTML page (inline CSS, no scripts or fetches): the ranking with every passage's
+    tokens shaded by their contribution (green adds to the score, red takes away; scale shared by the list)."""
+    from html import escape
+
+    values = [abs(t.contribution) for e in explanations for t in e.tokens if t.start is not None]
+    scale = max(values) if values else 0.0
+    rows = []
+    for e in explanations:
+        score = "empty passage" if not math.isfinite(e.score) else f"score {e.score:.6g}"
+        fused = f" · fused {e.fused_score:.6g}" if e.fused_score is not None else ""
+        label = next((t for t in e.tokens if t.start is None), None)
+        head = (f'<div class="head"><span class="rank">#{e.rank}</span><span>input {e.corpus_id + 1}</span>'
+                f'<span>{score}{fused}</span>'
+                + (f'<span class="label">label {escape(label.token)}: {label.contribution:.3g}</span>' if label else "")
+                + ("<span>truncated</span>" if e.truncated else "") + "</div>")
+        if not e.tokens:
+            body = f'<div class="empty">{escape(e.text or "")or "(empty)"}</div>'
+        else:
+            body = "".join(
+                escape(piece) if value is None else
+                f'<span class="tok" style="{_shade(value, scale)}" title="{value:.4g}">{escape(piece)}</span>'
+                for piece, value in shaded_segments(e.text or "", e.tokens))
+        rows.append(f'<div class="passage">{head}<div>{body}</div></div>')
+    legend = ('<p class="legend">Shading: <span style="background:rgba(46,160,67,.8)">adds to the score</span> '
+              '<span style="background:rgba(214,69,65,.8)">takes away</span> (hover a token for its value).</p>')
+    return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>{escape(title)}</h1><p><b>Query:</b> {escape(query)}</p>"
+            f'<p class="meta">{escape(meta)}</p>{legend}{"".join(rows)}</body></html>\n')
+
+
+def plot_explanations(query: str, explanations: Sequence[PassageExplanation], path, top: int = 10) -> None:
+    """A figure for reports: per passage (best first), its tokens' contributions along the passage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [e for e in explanations if e.tokens][:top]
+    if not shown:
+        raise ValueError("no non-empty passage to plot")
+    width = max(len(e.tokens) for e in shown)
+    grid = torch.full((len(shown), width), float("nan"))
+    for row, e in enumerate(shown):
+        grid[row, : len(e.tokens)] = torch.tensor([t.contribution for t in e.tokens])
+    scale = float(torch.nan_to_num(grid).abs().max()) or 1.0
+    fig, ax = plt.subplots(figsize=(min(16, 2 + width * 0.12), 1 + 0.45 * len(shown)))
+    image = ax.imshow(grid.numpy(), aspect="auto", cmap="RdYlGn", vmin=-scale, vmax=scale, interpolation="nearest")
+    ax.set_yticks(range(len(shown)), [f"#{e.rank} ({(e.text or '')[:40]}...)" for e in shown], fontsize=7)
+    ax.set_xlabel("token position in the passage (0: the [i] label)")
+    ax.set_title(f"Query: {query[:90]}", fontsize=9)
+    fig.colorbar(image, ax=ax, label="contribution to the score")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)

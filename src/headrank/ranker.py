@@ -335,6 +335,12 @@ class HeadRanker:
                 job.scores = scores.tolist()
         return [job.results(top_k, return_documents, self.fuse_first_stage) for job in jobs]
 
+    def explain(self, query: str, docs: Sequence[str], per_head: bool = False):
+        """Per-token contributions to every passage's score, from the same pass (``headrank.explain``)."""
+        from headrank.explain import explain
+
+        return explain(self, query, docs, per_head=per_head)
+
     def score(self, query: str, docs: Sequence[str]) -> list[float]:
         """Scores in input order (the list must fit the context and the window; empty passages score -inf)."""
         job = _Job.make(query, docs, 0)

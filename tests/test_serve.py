@@ -322,3 +322,22 @@ def test_gone_clients_are_dropped_and_shutdown_finishes_in_flight_work(tiny_dir)
         assert s.proc.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after shutting down
     finally:
         s.stop()
+
+
+def test_explain_route_and_playground_page(server, local):
+    page = httpx.get(f"{server.url}/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for remote in ("http://", "https://", "<script src", "<link"):
+        assert remote not in page.text  # no CDN, no build step: everything inline
+    out = httpx.post(f"{server.url}/v1/explain", json={"query": "query about solar", "documents": DOCS[:3]}).json()
+    expected = local.explain("query about solar", DOCS[:3])
+    assert [r["index"] for r in out["results"]] == [e.corpus_id for e in expected]
+    for r, e in zip(out["results"], expected):
+        assert r["score"] == pytest.approx(e.score, abs=1e-6)
+        assert sum(t["contribution"] for t in r["tokens"]) == pytest.approx(r["score"], abs=1e-5)
+        assert r["text"] == DOCS[r["index"]]
+    bad = httpx.post(f"{server.url}/v1/explain", json={"query": "", "documents": DOCS})
+    assert bad.status_code == 400 and bad.json() == {"message": "query is empty"}
+    unknown = httpx.post(f"{server.url}/v1/explain", json={"query": "q", "documents": DOCS, "model": "nope"})
+    assert unknown.status_code == 422 and "unknown model" in unknown.json()["message"]
+    assert httpx.get(f"{server.url}/info").json()["presets"][0] == out["model"]

@@ -9,6 +9,8 @@ Routes (FastAPI; OpenAPI at ``/docs``):
 - ``POST /rerank``: Hugging Face TEI's shape (``query``, ``texts``) -> ``[{index, score, text?}]``.
 - ``GET /health`` (503 until the model is loaded and while shutting down), ``GET /info``, ``GET /metrics``
   (Prometheus), ``GET /v1/models``.
+- ``GET /``: the playground page (no build step, no CDN) and ``POST /v1/explain`` behind it: the ranking with
+  per-token contributions (``headrank.explain``); other shipped presets load on first use there.
 
 One model instance serves every request. Requests wait in a bounded queue (429 with ``Retry-After`` when
 full); a worker takes up to ``max_batch_lists`` of them that arrive within ``batch_wait_ms`` and ranks them
@@ -68,6 +70,7 @@ class ServeConfig:
     max_batch_lists: int = 8
     batch_wait_ms: float = 5.0
     request_timeout_s: float = 120.0
+    playground_presets: bool = True  # /v1/explain may load other shipped presets on first use
 
     def __post_init__(self) -> None:
         for name in ("max_documents", "max_document_chars", "max_query_chars", "max_body_bytes", "max_queue",
@@ -102,6 +105,13 @@ class RerankRequest(BaseModel):
     return_documents: bool = False
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
     raw_scores: bool = False
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    query: str
+    documents: list[str | Document]
 
 
 class TEIRequest(BaseModel):
@@ -248,6 +258,8 @@ class Metrics:
 class _State:
     def __init__(self) -> None:
         self.ranker = None
+        self.model_lock = threading.Lock()  # one forward at a time on this machine's cores
+        self.extra_rankers: dict = {}
         self.queue: BatchQueue | None = None
         self.load_error: str | None = None
         self.shutting_down = False
@@ -281,7 +293,11 @@ def create_app(config: ServeConfig, ranker=None) -> FastAPI:
             state.ranker, state.loaded_at = ranker, time.time()
         else:
             threading.Thread(target=load, daemon=True).start()
-        state.queue = BatchQueue(lambda q, d: state.ranker.rank_batch(q, d, batch_size=config.max_batch_lists),
+        def rank_batch(queries, docs):
+            with state.model_lock:
+                return state.ranker.rank_batch(queries, docs, batch_size=config.max_batch_lists)
+
+        state.queue = BatchQueue(rank_batch,
                                  config.max_queue, config.max_batch_lists, config.batch_wait_ms, metrics)
         state.queue.start()
         yield
@@ -318,8 +334,7 @@ def create_app(config: ServeConfig, ranker=None) -> FastAPI:
             message = f"the model failed to load: {state.load_error}" if state.load_error else "the model is loading"
             raise ServiceError(503, message, "Unhealthy", {"Retry-After": "5"})
 
-    async def rank(request: Request, query: str, texts: list[str], max_tokens: int | None) -> tuple[list, int]:
-        ready()
+    def check_input(query: str, texts: list[str]) -> None:
         if not query.strip():
             raise ServiceError(400, "query is empty")
         if not texts:
@@ -337,6 +352,10 @@ def create_app(config: ServeConfig, ranker=None) -> FastAPI:
                 text.encode("utf-8")
             except UnicodeEncodeError:
                 raise ServiceError(400, f"{what} is not valid Unicode text") from None
+
+    async def rank(request: Request, query: str, texts: list[str], max_tokens: int | None) -> tuple[list, int]:
+        ready()
+        check_input(query, texts)
         if max_tokens:
             texts = [_cut_tokens(state.ranker, t, max_tokens) for t in texts]
         future = state.queue.submit(query, texts)
@@ -408,6 +427,51 @@ def create_app(config: ServeConfig, ranker=None) -> FastAPI:
             rows.append(row)
         return JSONResponse(rows)
 
+    @app.get("/", include_in_schema=False)
+    async def playground() -> Response:
+        from importlib.resources import files
+
+        page = files("headrank").joinpath("web/playground.html").read_text(encoding="utf-8")
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    def explainer(name: str | None):
+        from headrank.presets import available_presets
+        from headrank.ranker import HeadRanker
+
+        if name in (None, "", served_name()):
+            return state.ranker
+        if not config.playground_presets or name not in available_presets():
+            raise ServiceError(422, f"unknown model {name!r}; this server explains {served_name()!r}"
+                                    + (f" and the presets {', '.join(available_presets())}"
+                                       if config.playground_presets else ""))
+        if name not in state.extra_rankers:
+            state.extra_rankers[name] = HeadRanker.from_pretrained(name, device=config.device, dtype=config.dtype)
+        return state.extra_rankers[name]
+
+    @app.post("/v1/explain")
+    async def explain_route(body: ExplainRequest) -> JSONResponse:
+        ready()
+        texts = [d if isinstance(d, str) else d.text for d in body.documents]
+        check_input(body.query, texts)
+        started = time.perf_counter()
+
+        def work():
+            with state.model_lock:
+                ranker = explainer(body.model)
+                return ranker, ranker.explain(body.query, texts)
+
+        try:
+            ranker, explanations = await asyncio.wait_for(asyncio.to_thread(work), config.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise ServiceError(504, f"the request took longer than {config.request_timeout_s:g} s", "Timeout") from None
+        except (ValueError, TypeError) as err:
+            raise ServiceError(400, str(err)) from None
+        results = [{"index": e.corpus_id, **{k: v for k, v in e.to_dict().items() if k != "corpus_id"}}
+                   for e in explanations]
+        return JSONResponse({"model": ranker.preset or ranker.model.name, "method": ranker.method,
+                             "inference": asdict(ranker.inference_settings),
+                             "latency_ms": round(1000 * (time.perf_counter() - started), 1), "results": results})
+
     @app.get("/health")
     async def health() -> JSONResponse:
         ready()
@@ -421,6 +485,7 @@ def create_app(config: ServeConfig, ranker=None) -> FastAPI:
             "heads": [list(h) for h in r.heads.heads] if r and r.method != "icr" else None,
             "inference": asdict(r.inference_settings) if r else None, "ready": r is not None,
             "limits": config.limits(), "version": __version__,
+            "presets": _presets_for(served_name(), config.playground_presets),
             "scores": "relevance_score: min-max within a request (1 best, 0 worst); raw_scores: listwise score",
         })
 
@@ -505,6 +570,12 @@ class _Guard:
             return replay.pop() if replay else await receive()
 
         return replayed, None
+
+
+def _presets_for(served: str, allow: bool) -> list[str]:
+    from headrank.presets import available_presets
+
+    return [served] + ([p for p in available_presets() if p != served] if allow else [])
 
 
 def _cut_tokens(ranker, text: str, limit: int) -> str:

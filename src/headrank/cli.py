@@ -676,6 +676,84 @@ def serve(
     run_service(config)
 
 
+@app.command("rerank-batch")
+def rerank_batch(
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder: shards/, run.trec, problems.txt."),
+    run: Path = typer.Option(None, help="First-stage TREC run to rerank."),
+    topics: Path = typer.Option(None, help="Queries: 'qid<TAB>query' per line (with --run)."),
+    corpus: Path = typer.Option(None, help="Passages: BEIR folder or corpus.jsonl, or 'docid<TAB>text' TSV (with --run)."),
+    candidates: Path = typer.Option(None, help="Instead of --run: RankGPT / rank_llm candidate JSON."),
+    benchmark: str = typer.Option(None, "--benchmark", "-b", help="Instead of --run: a named benchmark or folder."),
+    depth: int = typer.Option(20, "--depth", "-K", min=1, help="Rerank the first K documents of each query."),
+    model: str = typer.Option(DEFAULT_PRESET, help="Preset, checkpoint, named model, hub id or directory."),
+    method: Method = typer.Option(None, help="icr or heads (default: the preset's trained heads)."),
+    heads: str = typer.Option(None, help="Head set: JSON file or 'layer:head,...'."),
+    workers: int = typer.Option(0, min=0, help="Ray actors, each with its own model (0: in this process, no Ray)."),
+    gpus_per_worker: float = typer.Option(0.0, min=0.0, help="GPUs per Ray actor (e.g. 1, or 0.5 to share one)."),
+    batch_size: int = typer.Option(4, min=1, help="Lists per forward / per Ray batch."),
+    ray_address: str = typer.Option(None, help="Join this Ray cluster (e.g. 'auto' or ray://host:10001); "
+                                               "default: a local Ray sized to this machine."),
+    on_error: str = typer.Option("skip", help="Malformed or dangling input rows: skip (listed) or fail."),
+    tag: str = typer.Option("headrank", help="Run tag of the final TREC run."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
+) -> None:
+    """Rerank a whole run (every query's top K) in process or on Ray; resumable; writes one TREC run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from headrank.batch import (ON_ERROR, RankerSpec, benchmark_lists, read_rankgpt_lists, read_run_lists,
+                                rerank_run, write_final_run)
+    from headrank.data import check_trec_token
+
+    _setup_logging()
+    sources = [x is not None for x in (run, candidates, benchmark)]
+    if sum(sources) != 1:
+        _fail("give exactly one input: --run (with --topics and --corpus), --candidates or --benchmark")
+    if run is not None and (topics is None or corpus is None):
+        _fail("--run needs --topics and --corpus")
+    if on_error not in ON_ERROR:
+        _fail(f"--on-error must be one of {', '.join(ON_ERROR)}")
+    if method in (Method.generative, Method.pointwise):
+        _fail("rerank-batch runs HeadRank or ICR; use evaluate for the generative and pointwise baselines")
+    try:
+        check_trec_token(tag, "--tag")
+        if run is not None:
+            batch = read_run_lists(run, topics, corpus, depth, on_error)
+        elif candidates is not None:
+            batch = read_rankgpt_lists(candidates, depth)
+        else:
+            batch = benchmark_lists(benchmark, depth, data_root)
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
+    out.mkdir(parents=True, exist_ok=True)
+    if batch.problems:
+        (out / "problems.txt").write_text("".join(p + "\n" for p in batch.problems), encoding="utf-8")
+        err_console.print(f"skipped {len(batch.problems)} input rows (listed in {out / 'problems.txt'}); "
+                          f"first: {batch.problems[0]}")
+    spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype)
+    columns = (TextColumn("queries"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as progress:
+        task = progress.add_task("rerank", total=len(batch.lists))
+        try:
+            ranked = rerank_run(batch.lists, spec, out, workers=workers, batch_size=batch_size,
+                                gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+                                on_done=lambda done, total: progress.update(task, completed=done, total=total))
+        except ModelUnavailableError as err:
+            _fail(str(err), code=3)
+        except ImportError as err:
+            _fail(str(err))
+        except (ValueError, TypeError) as err:
+            _fail(str(err))
+        except KeyboardInterrupt:
+            progress.stop()
+            _fail(f"interrupted; finished queries are saved in {out / 'shards'}: rerun the same command to resume",
+                  code=130)
+    path = write_final_run(out, batch.lists, tag)
+    err_console.print(f"ranked {ranked} queries now ({len(batch.lists) - ranked} were already done); wrote {path}")
+
+
 @app.command("presets")
 def presets_command() -> None:
     """List the shipped HeadRank presets with their model cards' headline numbers."""

@@ -1,0 +1,313 @@
+"""Batch reranking of whole runs (``headrank rerank-batch``): in process, or on Ray Data from a laptop to a cluster.
+
+The driver reads a TREC run, the topics and the corpus, groups the run by query up to a depth (plain Python:
+no Ray ``groupby`` over the whole set), and skips the queries whose results are already written. The lists go
+through ``HeadRanker.rank_batch``: in this process (``workers=0``), or through a Ray Data actor pool of
+HeadRanker actors (the model loaded once per actor; a killed actor is restarted and its batch retried). The
+driver appends each finished query to a results shard as one JSON line (``shards/part-*.jsonl``: qid, docids,
+scores, ranks) and flushes it, so an interrupted run loses at most the batches in flight; a torn last line is
+ignored and a query written twice counts once. The final TREC run holds every query exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from headrank.data import DataFormatError, _read_text, check_trec_token, text_lines, trec_line
+
+logger = logging.getLogger(__name__)
+ON_ERROR = ("skip", "fail")
+
+
+@dataclass
+class QueryList:
+    qid: str
+    query: str
+    docids: list[str]
+    texts: list[str]
+
+
+@dataclass
+class BatchInput:
+    lists: list[QueryList]
+    problems: list[str] = field(default_factory=list)  # "file:line: what", for skipped rows
+
+
+def _problem(problems: list[str], on_error: str, message: str) -> None:
+    if on_error == "fail":
+        raise DataFormatError(message)
+    problems.append(message)
+
+
+def read_run_lists(run: str | Path, topics: str | Path, corpus: str | Path, depth: int | None = None,
+                   on_error: str = "skip") -> BatchInput:
+    """Group a TREC run by query (its rank order, up to ``depth``) and attach query and passage texts.
+
+    Malformed run or topic lines, and run lines whose query or document is unknown, are skipped and listed
+    (``on_error="skip"``) or stop the job (``"fail"``), each named by file and line.
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}")
+    if depth is not None and depth < 1:
+        raise ValueError("depth must be >= 1")
+    problems: list[str] = []
+    queries = _read_id_text(topics, on_error, problems, what="topics")
+    docs = read_corpus(corpus, on_error, problems)
+    text, name = _read_text(run)
+    ranked: dict[str, list[tuple[int, float, str]]] = {}
+    for lineno, line in enumerate(text_lines(text), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{name}:{lineno}"
+        if len(fields) != 6:
+            _problem(problems, on_error, f"{where}: expected 'qid Q0 docid rank score tag'")
+            continue
+        qid, _, docid, rank, score, _ = fields
+        try:
+            entry = (int(rank), float(score), docid)
+        except ValueError:
+            _problem(problems, on_error, f"{where}: rank and score must be numbers")
+            continue
+        if qid not in queries:
+            _problem(problems, on_error, f"{where}: query {qid!r} is not in the topics")
+            continue
+        if docid not in docs:
+            _problem(problems, on_error, f"{where}: document {docid!r} is not in the corpus")
+            continue
+        ranked.setdefault(qid, []).append(entry)
+    lists = []
+    for qid, entries in ranked.items():
+        seen, kept = set(), []
+        for rank, score, docid in sorted(entries, key=lambda e: (e[0], -e[1])):
+            if docid not in seen:
+                seen.add(docid)
+                kept.append(docid)
+        kept = kept[:depth] if depth else kept
+        lists.append(QueryList(qid, queries[qid], kept, [docs[d] for d in kept]))
+    if not lists:
+        raise DataFormatError(f"{name}: no query of the run could be read" + (f" ({problems[0]})" if problems else ""))
+    return BatchInput(lists, problems)
+
+
+def read_rankgpt_lists(path: str | Path, depth: int | None = None) -> BatchInput:
+    """RankGPT / rank_llm candidate JSON (or JSONL of such entries) as query lists."""
+    from headrank.data import read_rankgpt_file
+
+    lists = []
+    for i, entry in enumerate(read_rankgpt_file(path)):
+        cands = entry.candidates[:depth] if depth else entry.candidates
+        lists.append(QueryList(entry.qid or str(i), entry.query or "", [c.docid for c in cands],
+                               [c.text for c in cands]))
+    return BatchInput(lists)
+
+
+def benchmark_lists(name: str, depth: int = 20, data_root: Path | None = None) -> BatchInput:
+    """A named benchmark's first-stage lists (``dl19``, ``nfcorpus``, a folder ...)."""
+    from headrank.datasets import load_benchmark
+
+    bench = load_benchmark(name, data_root=data_root)
+    return BatchInput([QueryList(q, bench.queries[q], [c.docid for c in bench.candidates[q][:depth]],
+                                 [c.text for c in bench.candidates[q][:depth]]) for q in bench.queries])
+
+
+def _read_id_text(path, on_error: str, problems: list[str], what: str) -> dict[str, str]:
+    text, name = _read_text(path)
+    out = {}
+    for lineno, line in enumerate(text_lines(text), start=1):
+        if not line.strip():
+            continue
+        fields = line.split("\t", 1)
+        if len(fields) != 2 or not fields[0].strip():
+            _problem(problems, on_error, f"{name}:{lineno}: expected 'id<TAB>text' in the {what}")
+            continue
+        out[fields[0].strip()] = fields[1]
+    return out
+
+
+def read_corpus(path: str | Path, on_error: str = "skip", problems: list[str] | None = None) -> dict[str, str]:
+    """A corpus: BEIR folder or ``corpus.jsonl`` (``_id``/``docid``/``id``, ``title`` + ``text``), or TSV."""
+    problems = [] if problems is None else problems
+    path = Path(path)
+    if path.is_dir():
+        path = path / "corpus.jsonl"
+    if path.suffix != ".jsonl":
+        return _read_id_text(path, on_error, problems, what="corpus")
+    text, name = _read_text(path)
+    docs = {}
+    for lineno, line in enumerate(text_lines(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            _problem(problems, on_error, f"{name}:{lineno}: not valid JSON ({err.msg})")
+            continue
+        key = next((obj[k] for k in ("_id", "docid", "id") if isinstance(obj, dict) and k in obj), None)
+        body = " ".join(str(obj.get(k, "")) for k in ("title", "text") if obj.get(k)) if isinstance(obj, dict) else ""
+        if key is None or not isinstance(obj.get("text", obj.get("contents")), str):
+            body = body or (obj.get("contents") if isinstance(obj, dict) else None)
+            if key is None or not isinstance(body, str):
+                _problem(problems, on_error, f"{name}:{lineno}: a document needs an id and a text")
+                continue
+        docs[str(key)] = body
+    return docs
+
+
+# ------------------------------------------------------------------------------------------------ results
+
+
+def finished_queries(out_dir: Path) -> dict[str, dict]:
+    """Results already written (first complete line per qid; a torn last line is ignored)."""
+    done: dict[str, dict] = {}
+    for shard in sorted((out_dir / "shards").glob("part-*.jsonl")):
+        for line in shard.read_text(encoding="utf-8").split("\n"):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and "qid" in row:
+                done.setdefault(row["qid"], row)
+    return done
+
+
+def result_row(qlist: QueryList, ranked) -> dict:
+    """One query's ranking: docids best first, their scores and ranks (``None`` for an empty passage's score)."""
+    docids = [qlist.docids[r.corpus_id] for r in ranked]
+    scores = [r.score if math.isfinite(r.score) else None for r in ranked]
+    return {"qid": qlist.qid, "docids": docids, "scores": scores, "ranks": list(range(1, len(docids) + 1))}
+
+
+def write_final_run(out_dir: Path, lists: Sequence[QueryList], tag: str) -> Path:
+    """The TREC run of every query of ``lists``, each exactly once, in input order."""
+    check_trec_token(tag, "run tag")
+    done = finished_queries(out_dir)
+    missing = [q.qid for q in lists if q.qid not in done]
+    if missing:
+        raise RuntimeError(f"{len(missing)} queries have no results yet (e.g. {missing[0]}); rerun to finish them")
+    path = out_dir / "run.trec"
+    lines = []
+    for q in lists:
+        row = done[q.qid]
+        lines += [trec_line(q.qid, d, rank, -math.inf if s is None else s, tag)
+                  for d, s, rank in zip(row["docids"], row["scores"], row["ranks"])]
+    tmp = path.with_suffix(".trec.partial")
+    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.replace(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+@dataclass
+class RankerSpec:
+    """What each worker loads (a spec, not a model: it travels to Ray actors)."""
+
+    model: str
+    method: str | None = None
+    heads: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def load(self):
+        from headrank.ranker import HeadRanker
+
+        return HeadRanker.from_pretrained(self.model, heads=self.heads, method=self.method, device=self.device,
+                                          dtype=self.dtype)
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def rerank_run(lists: Sequence[QueryList], spec: RankerSpec, out_dir: Path, workers: int = 0,
+               batch_size: int = 4, gpus_per_worker: float = 0.0, ray_address: str | None = None,
+               on_done: Callable[[int, int], None] | None = None) -> int:
+    """Rerank every list not finished yet; returns how many were ranked now. ``workers=0``: in this process."""
+    if workers < 0 or batch_size < 1:
+        raise ValueError("workers must be >= 0 and batch_size >= 1")
+    for q in lists:
+        check_trec_token(q.qid, "qid")
+        for d in q.docids:
+            check_trec_token(d, "docid")
+    (out_dir / "shards").mkdir(parents=True, exist_ok=True)
+    done = finished_queries(out_dir)
+    todo = [q for q in lists if q.qid not in done]
+    total, count = len(lists), len(lists) - len(todo)
+    if on_done:
+        on_done(count, total)
+    if not todo:
+        return 0
+    shard = out_dir / "shards" / f"part-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
+    with shard.open("a", encoding="utf-8") as out:
+        rows = _rank_in_process(todo, spec, batch_size) if workers == 0 else _rank_on_ray(
+            todo, spec, workers, batch_size, gpus_per_worker, ray_address)
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            out.flush()
+            count += 1
+            if on_done:
+                on_done(count, total)
+    return len(todo)
+
+
+def _rank_in_process(lists: Sequence[QueryList], spec: RankerSpec, batch_size: int) -> Iterator[dict]:
+    ranker = spec.load()
+    for chunk in _chunks(lists, batch_size):
+        ranked = ranker.rank_batch([q.query for q in chunk], [q.texts for q in chunk], batch_size=batch_size,
+                                   return_documents=False)
+        yield from (result_row(q, r) for q, r in zip(chunk, ranked))
+
+
+class RankerActor:
+    """A Ray Data actor: loads the ranker once, ranks a batch of lists per call."""
+
+    def __init__(self, spec: RankerSpec, pid_dir: str | None = None) -> None:
+        if pid_dir:  # lets tests (and operators) find the worker processes
+            Path(pid_dir).mkdir(parents=True, exist_ok=True)
+            (Path(pid_dir) / f"{os.getpid()}").write_text("")
+        self.ranker = spec.load()
+
+    def __call__(self, batch: dict) -> dict:
+        lists = [QueryList(q, t, list(d), list(x)) for q, t, d, x in
+                 zip(batch["qid"], batch["query"], batch["docids"], batch["texts"])]
+        ranked = self.ranker.rank_batch([q.query for q in lists], [q.texts for q in lists], return_documents=False)
+        rows = [result_row(q, r) for q, r in zip(lists, ranked)]
+        return {"row": [json.dumps(r) for r in rows]}
+
+
+def _rank_on_ray(lists: Sequence[QueryList], spec: RankerSpec, workers: int, batch_size: int,
+                 gpus_per_worker: float, ray_address: str | None) -> Iterator[dict]:
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("--workers >= 1 runs on Ray: pip install 'headrank[ray]' (or --workers 0 in process)") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        if ray_address:
+            ray.init(address=ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    items = [{"qid": q.qid, "query": q.query, "docids": q.docids, "texts": q.texts} for q in lists]
+    dataset = ray.data.from_items(items, override_num_blocks=max(1, math.ceil(len(items) / batch_size)))
+    ranked = dataset.map_batches(
+        RankerActor, fn_constructor_args=(spec, os.environ.get("HEADRANK_RAY_PID_DIR")), batch_size=batch_size,
+        batch_format="numpy", concurrency=workers, num_gpus=gpus_per_worker or None,
+        num_cpus=max(1, (os.cpu_count() or 1) // workers) if not gpus_per_worker else 1,
+        max_restarts=-1, max_task_retries=-1)
+    try:
+        for batch in ranked.iter_batches(batch_size=None, batch_format="numpy"):
+            for row in batch["row"]:
+                yield json.loads(row)
+    finally:
+        if started_here:
+            ray.shutdown()  # the local instance and its actors go with the job

@@ -1,0 +1,148 @@
+"""`headrank rerank-batch`: same answers as `headrank rerank`, resumable after a kill, bad rows, Ray actors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from headrank.cli import app
+
+runner = CliRunner()
+WORDS = ["solar", "wind", "pasta", "river", "music", "chess", "tiger", "cloud", "bread", "train"]
+HEADS = "1:0,2:3"
+
+
+@pytest.fixture()
+def run_files(tmp_path):
+    """60 queries x 8 documents: a TREC run, topics and a JSONL corpus."""
+    topics, corpus, run = [], [], []
+    for q in range(60):
+        topics.append(f"q{q}\tquery about {WORDS[q % 10]} number {q}")
+        for r in range(8):
+            run.append(f"q{q} Q0 d{q}-{r} {r + 1} {10 - r}.0 bm25")
+            corpus.append(json.dumps({"_id": f"d{q}-{r}", "title": WORDS[(q + r) % 10],
+                                      "text": f"passage {r} about {WORDS[(q * r) % 10]} and more"}))
+    (tmp_path / "topics.tsv").write_text("\n".join(topics) + "\n")
+    (tmp_path / "corpus.jsonl").write_text("\n".join(corpus) + "\n")
+    (tmp_path / "run.trec").write_text("\n".join(run) + "\n")
+    return tmp_path
+
+
+def _args(files, out, tiny_base, *extra):
+    return ["rerank-batch", "--run", str(files / "run.trec"), "--topics", str(files / "topics.tsv"), "--corpus",
+            str(files / "corpus.jsonl"), "--out", str(out), "--model", str(tiny_base), "--heads", HEADS,
+            "--device", "cpu", "--depth", "6", *extra]
+
+
+def _trec(path):
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+def test_batch_equals_rerank_query_by_query(run_files, tiny_base, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, _args(run_files, out, tiny_base, "--batch-size", "1"))
+    assert result.exit_code == 0, result.output
+    rows = _trec(out / "run.trec")
+    assert len(rows) == 60 * 6 and len({r[0] for r in rows}) == 60
+    for q in (0, 17, 59):
+        cands = tmp_path / f"c{q}.jsonl"
+        corpus = {json.loads(l)["_id"]: json.loads(l) for l in (run_files / "corpus.jsonl").read_text().splitlines()}
+        docs = [corpus[f"d{q}-{r}"] for r in range(6)]
+        cands.write_text("".join(json.dumps({"docid": d["_id"], "text": f"{d['title']} {d['text']}"}) + "\n"
+                                 for d in docs))
+        query = f"query about {WORDS[q % 10]} number {q}"
+        single = runner.invoke(app, ["rerank", str(cands), "-q", query, "--model", str(tiny_base), "--heads", HEADS,
+                                     "-o", "trec", "--device", "cpu"])
+        assert single.exit_code == 0, single.output
+        expected = [(line.split()[2], line.split()[4]) for line in single.stdout.splitlines()]
+        got = [(r[2], r[4]) for r in rows if r[0] == f"q{q}"]
+        assert got == expected  # same order, same scores (to the printed 6 decimals)
+    again = runner.invoke(app, _args(run_files, out, tiny_base))  # nothing left: instant, same file
+    assert again.exit_code == 0 and "ranked 0 queries now" in again.output
+    assert _trec(out / "run.trec") == rows
+
+
+def test_resume_after_the_driver_is_killed(run_files, tiny_base, tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert runner.invoke(app, _args(run_files, whole, tiny_base)).exit_code == 0
+    cmd = [sys.executable, "-m", "headrank.cli", *_args(run_files, cut, tiny_base, "--batch-size", "2")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        shards = list((cut / "shards").glob("*.jsonl")) if (cut / "shards").is_dir() else []
+        if shards and sum(len(s.read_text().splitlines()) for s in shards) >= 10:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = sum(len(s.read_text().splitlines()) for s in (cut / "shards").glob("*.jsonl"))
+    assert 10 <= written < 60, written  # killed part-way
+    shard = next((cut / "shards").glob("*.jsonl"))
+    with shard.open("a") as f:
+        f.write('{"qid": "q59", "docids": ["torn')  # a torn last line, as a kill mid-write leaves
+    result = runner.invoke(app, _args(run_files, cut, tiny_base))
+    assert result.exit_code == 0, result.output
+    assert f"ranked {60 - written} queries now" in result.output
+    assert _trec(cut / "run.trec") == _trec(whole / "run.trec")  # every query exactly once, same answers
+
+
+def test_bad_rows_are_listed_or_fail_the_job(run_files, tiny_base, tmp_path):
+    run = run_files / "run.trec"
+    run.write_text(run.read_text() + "q1 Q0 d1-0 x 1.0 bm25\nq999 Q0 d1-0 1 1.0 bm25\nq1 Q0 nodoc 9 1.0 bm25\nshort line\n")
+    (run_files / "corpus.jsonl").write_text((run_files / "corpus.jsonl").read_text() + "{broken\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, _args(run_files, out, tiny_base))
+    assert result.exit_code == 0, result.output
+    problems = (out / "problems.txt").read_text().splitlines()
+    assert len(problems) == 5 and "skipped 5 input rows" in result.output
+    assert any("run.trec:481: rank and score must be numbers" in p for p in problems)
+    assert any("query 'q999' is not in the topics" in p for p in problems)
+    assert any("document 'nodoc' is not in the corpus" in p for p in problems)
+    assert any("corpus.jsonl:481: not valid JSON" in p for p in problems)
+    assert len({r[0] for r in _trec(out / "run.trec")}) == 60
+    failed = runner.invoke(app, _args(run_files, tmp_path / "strict", tiny_base, "--on-error", "fail"))
+    assert failed.exit_code == 2 and "corpus.jsonl:481" in failed.output
+    for args, message in ((["rerank-batch", "--out", str(out)], "exactly one input"),
+                          (["rerank-batch", "--out", str(out), "--run", str(run)], "needs --topics"),
+                          (_args(run_files, out, tiny_base, "--tag", "a b"), "--tag")):
+        bad = runner.invoke(app, args)
+        assert bad.exit_code == 2 and message in bad.output, bad.output
+
+
+def test_workers_without_ray_say_which_extra_to_install(run_files, tiny_base, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    result = runner.invoke(app, _args(run_files, tmp_path / "out", tiny_base, "--workers", "1"))
+    assert result.exit_code == 2 and "pip install 'headrank[ray]'" in result.output
+
+
+@pytest.mark.slow  # a local Ray instance, an actor restart: minutes on 2 cores (run with -m slow)
+def test_ray_actors_give_the_same_run_and_survive_a_killed_worker(run_files, tiny_base, tmp_path):
+    pytest.importorskip("ray")
+    local = tmp_path / "local"
+    assert runner.invoke(app, _args(run_files, local, tiny_base, "--batch-size", "2")).exit_code == 0
+    pids = tmp_path / "pids"
+    env = {**os.environ, "HEADRANK_RAY_PID_DIR": str(pids), "RAY_DEDUP_LOGS": "0"}
+    out = tmp_path / "ray"
+    cmd = [sys.executable, "-m", "headrank.cli", *_args(run_files, out, tiny_base, "--workers", "1",
+                                                        "--batch-size", "2")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    killed = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        shards = list((out / "shards").glob("*.jsonl")) if (out / "shards").is_dir() else []
+        if killed is None and shards and sum(len(s.read_text().splitlines()) for s in shards) >= 4:
+            killed = int(next(pids.iterdir()).name)
+            os.kill(killed, signal.SIGKILL)  # Ray restarts the actor and retries its batch
+        time.sleep(0.1)
+    output = proc.communicate(timeout=300)[0].decode()
+    assert proc.returncode == 0, output[-3000:]
+    assert killed is not None and len(list(pids.iterdir())) >= 2, "the worker was not restarted"
+    ours, theirs = _trec(out / "run.trec"), _trec(local / "run.trec")
+    assert [(r[0], r[2]) for r in ours] == [(r[0], r[2]) for r in theirs]  # same queries, same order
+    for a, b in zip(ours, theirs):
+        assert float(a[4]) == pytest.approx(float(b[4]), abs=1e-5)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headrank.data import DataFormatError, _read_text, check_trec_token, text_lines, trec_line
+from headrank.data import DataFormatError, _read_text, check_trec_token, text_lines, trec_line, trec_run_rows
 
 logger = logging.getLogger(__name__)
 ON_ERROR = ("skip", "fail")
@@ -62,20 +62,12 @@ def read_run_lists(run: str | Path, topics: str | Path, corpus: str | Path, dept
     docs = read_corpus(corpus, on_error, problems)
     text, name = _read_text(run)
     ranked: dict[str, list[tuple[int, float, str]]] = {}
-    for lineno, line in enumerate(text_lines(text), start=1):
-        fields = line.split()
-        if not fields:
+    for where, row, problem in trec_run_rows(text, name):
+        if problem:
+            _problem(problems, on_error, f"{where}: {problem}")
             continue
-        where = f"{name}:{lineno}"
-        if len(fields) != 6:
-            _problem(problems, on_error, f"{where}: expected 'qid Q0 docid rank score tag'")
-            continue
-        qid, _, docid, rank, score, _ = fields
-        try:
-            entry = (int(rank), float(score), docid)
-        except ValueError:
-            _problem(problems, on_error, f"{where}: rank and score must be numbers")
-            continue
+        qid, docid, rank, score = row
+        entry = (rank, score, docid)
         if qid not in queries:
             _problem(problems, on_error, f"{where}: query {qid!r} is not in the topics")
             continue

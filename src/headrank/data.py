@@ -237,21 +237,33 @@ def read_topics(path: str | Path) -> dict[str, str]:
     return topics
 
 
-def read_trec_run(path: str | Path) -> Run:
-    """A TREC run file; each query's documents sorted by descending score (ties by rank column)."""
-    text, name = _read_text(path)
-    rows: dict[str, list[tuple[float, int, str]]] = {}
+def trec_run_rows(text: str, name: str):
+    """Each non-empty line of a TREC run as ``(where, (qid, docid, rank, score), None)``, or
+    ``(where, None, problem)`` for a malformed line (``where`` is ``file:line``)."""
     for lineno, line in enumerate(text_lines(text), start=1):
         fields = line.split()
         if not fields:
             continue
+        where = f"{name}:{lineno}"
         if len(fields) != 6:
-            raise DataFormatError(f"{name}:{lineno}: expected 'qid Q0 docid rank score tag'")
+            yield where, None, "expected 'qid Q0 docid rank score tag'"
+            continue
         qid, _, docid, rank, score, _ = fields
         try:
-            rows.setdefault(qid, []).append((float(score), int(rank), docid))
+            yield where, (qid, docid, int(rank), float(score)), None
         except ValueError:
-            raise DataFormatError(f"{name}:{lineno}: rank and score must be numbers") from None
+            yield where, None, "rank and score must be numbers"
+
+
+def read_trec_run(path: str | Path) -> Run:
+    """A TREC run file; each query's documents sorted by descending score (ties by rank column)."""
+    text, name = _read_text(path)
+    rows: dict[str, list[tuple[float, int, str]]] = {}
+    for where, row, problem in trec_run_rows(text, name):
+        if problem:
+            raise DataFormatError(f"{where}: {problem}")
+        qid, docid, rank, score = row
+        rows.setdefault(qid, []).append((score, rank, docid))
     return {qid: [(d, s) for s, _, d in sorted(r, key=lambda x: (-x[0], x[1]))] for qid, r in rows.items()}
 
 

@@ -312,7 +312,11 @@ def demo(
     method: Method = typer.Option(None, help="icr to see the ICR baseline on the same base model."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
 ) -> None:
-    """Rerank a built-in example with the default HeadRank preset and print the ranking."""
+    """Rerank a built-in example with the default HeadRank preset and print the ranking.
+
+    The example's eight passages first go through BM25 (the first stage a preset's fusion expects), then
+    through the reranker; the table shows both positions.
+    """
     _setup_logging()
     if method in (Method.generative, Method.pointwise):
         _fail("the demo runs icr or the preset's heads; use `headrank rerank --method ...` for the baselines")
@@ -322,13 +326,17 @@ def demo(
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err))
+    from headrank.firststage import bm25_search
+
+    corpus = {str(i + 1): p for i, p in enumerate(DEMO_PASSAGES)}
+    first_stage = [docid for docid, _ in bm25_search(corpus, {"demo": DEMO_QUERY}, len(corpus))["demo"]]
     started = time.perf_counter()
-    results = ranker.rank(DEMO_QUERY, DEMO_PASSAGES)
+    results = ranker.rank(DEMO_QUERY, [corpus[d] for d in first_stage])
     elapsed = time.perf_counter() - started
     console = Console()
-    title = f"{DEMO_QUERY}  ({_ranker_label(ranker)}, {elapsed:.2f} s)"
-    _print_results(results, [str(i + 1) for i in range(len(DEMO_PASSAGES))], None, Output.table, "demo",
-                   console, title)
+    title = (f"{DEMO_QUERY}  (BM25 over {len(corpus)} passages, then {_ranker_label(ranker)}, {elapsed:.2f} s; "
+             "'input #' is the BM25 rank, 'docid' the example's passage number)")
+    _print_results(results, first_stage, None, Output.table, "demo", console, title)
 
 
 def _results_from_scores(scores, texts, top_k):

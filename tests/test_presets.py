@@ -277,4 +277,4 @@ def test_presets_command_lists_them():
     assert result.exit_code == 0, result.output
     for name in available_presets():
         assert name in result.output
-    assert "(default)" in result.output and str(PRESETS_DIR.name) == "presets"
+    assert f"{DEFAULT_PRESET} *" in result.output and str(PRESETS_DIR.name) == "presets"

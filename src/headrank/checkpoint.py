@@ -67,6 +67,15 @@ class InferenceSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def short(self) -> str:
+        """A compact form for tables: '1 pass + RRF 0.5', '2 orders', '1 pass, windows of 20'."""
+        out = "2 orders" if self.both_orders else "1 pass"
+        if self.fuse_first_stage:
+            out += f" + RRF {self.fuse_first_stage:g}"
+        if self.window:
+            out += f", windows of {self.window}"
+        return out
+
     def describe(self) -> str:
         parts = ["both orders averaged" if self.both_orders else "one pass in input order"]
         if self.window:

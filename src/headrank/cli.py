@@ -471,7 +471,7 @@ def compare(
     from rich import box
 
     table = Table(title=f"{measure}, A - B; p: paired sign-flip test ({flips} flips, seed {seed})",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
     for column in ("benchmark", "n", "A", "B", "A - B", "wins", "losses", "ties", "p"):
         table.add_column(column, justify="left" if column == "benchmark" else "right", min_width=len(column),
                          overflow="fold")
@@ -765,21 +765,25 @@ def rerank_batch(
 @app.command("presets")
 def presets_command() -> None:
     """List the shipped HeadRank presets with their model cards' headline numbers."""
-    from headrank.presets import DEFAULT_PRESET, list_presets
+    from headrank.presets import DEFAULT_PRESET, available_presets, list_presets
 
-    table = Table(title="HeadRank presets (nDCG@10, average of DL19, DL20, NovelEval, NFCorpus; K = 20)")
-    for col in ("preset", "base model", "inference settings", "HeadRank", "BM25", "ICR", "s / list (N=20, CPU)"):
-        table.add_column(col)
+    from rich import box
+
+    table = Table(title="HeadRank presets: nDCG@10 averaged over DL19, DL20, NovelEval, NFCorpus (K = 20)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False)
+    table.add_column("preset", no_wrap=True, min_width=max(len(name) + 2 for name in available_presets()))
+    for col in ("settings", "nDCG@10", "BM25", "ICR", "s/list"):
+        table.add_column(col, no_wrap=True)
     for preset in list_presets():
         head = preset.headline
         latency = preset.card.get("latency", [{}])[0].get("seconds_per_list")
-        mark = " (default)" if preset.name == DEFAULT_PRESET else ""
-        table.add_row(preset.name + mark, preset.base_model, preset.inference.describe(),
+        table.add_row(preset.name + (" *" if preset.name == DEFAULT_PRESET else ""), preset.inference.short(),
                       *(f"{head[k]:.4f}" if isinstance(head.get(k), float) else "-" for k in ("preset", "bm25", "icr")),
                       f"{latency:.1f}" if isinstance(latency, float) else "-")
     Console().print(table)
-    err_console.print("model cards: headrank/presets/<name>/README.md; use one with --model <name> or "
-                      "HeadRanker.from_pretrained('<name>')")
+    err_console.print("* the default. settings: 1 pass / 2 orders, RRF = fused with the first stage; "
+                      "s/list: N = 20 on a 2-core CPU. Model cards: headrank/presets/<name>/README.md. Use one with "
+                      "--model <name> or HeadRanker.from_pretrained('<name>').")
 
 
 @app.command("build-preset")

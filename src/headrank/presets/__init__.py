@@ -164,10 +164,14 @@ def render_card(config: dict) -> str:
     latency = card.get("latency", [])
     if latency:
         lines += ["## Latency at N = 20 (this project's 2-core CPU machine, float32)", "",
-                  "| method | s per list | formatting success | answers = input order | decoded tokens per window |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {row['method']} | {_fmt(row.get('seconds_per_list'))} | {_fmt(row.get('formatting_success'))}"
-                  f" | {_fmt(row.get('identity_share'))} | {_fmt(row.get('tokens_per_window'))} |" for row in latency]
+                  "| method | s per list | time / this preset | formatting success | answers = input order | "
+                  "decoded tokens per window |", "|---|---|---|---|---|---|"]
+        for row in latency:
+            pct = [f"{100 * row[k]:.0f}%" if isinstance(row.get(k), float) else "-"
+                   for k in ("formatting_success", "identity_share")]
+            tokens = f"{row['tokens_per_window']:.1f}" if isinstance(row.get("tokens_per_window"), float) else "-"
+            lines.append(f"| {row['method']} | {row['seconds_per_list']:.2f} | {row.get('ratio_to_preset', 1.0):.2f}x "
+                         f"| {pct[0]} | {pct[1]} | {tokens} |")
         lines += ["", card.get("latency_source", ""), ""]
     weaknesses = card.get("weaknesses", [])
     if weaknesses:

@@ -660,7 +660,9 @@ def serve(
     max_document_chars: int = typer.Option(20_000, min=1, help="Characters per document."),
     max_body_bytes: int = typer.Option(8 * 1024 * 1024, min=1, help="Request body size."),
     max_queue: int = typer.Option(64, min=1, help="Requests waiting for the model before 429."),
-    max_batch: int = typer.Option(8, min=1, help="Requests ranked together in one padded forward (1: no batching)."),
+    max_batch: int = typer.Option(None, min=1, help="Requests ranked together in one padded forward (1: no "
+                                                    "batching). Default: 1 on CPU, where padded batches were slower "
+                                                    "(BENCHMARKS.md), 8 on CUDA."),
     batch_wait_ms: float = typer.Option(5.0, min=0.0, help="How long the first request waits for others to batch."),
     timeout: float = typer.Option(120.0, min=0.001, help="Seconds before a request gets 504."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -675,6 +677,13 @@ def serve(
         from headrank.serve import serve as run_service
     except ImportError as err:
         _fail(str(err))
+    if max_batch is None:
+        from headrank.models import resolve_device
+
+        try:
+            max_batch = 8 if resolve_device(device).type == "cuda" else 1
+        except ValueError as err:
+            _fail(str(err))
     config = ServeConfig(model=model, method=method.value if method else None, heads=heads, device=device,
                          dtype=dtype, host=host, port=port, api_key=api_key, max_documents=max_documents,
                          max_document_chars=max_document_chars, max_body_bytes=max_body_bytes, max_queue=max_queue,

@@ -103,7 +103,7 @@ def test_bad_rows_are_listed_or_fail_the_job(run_files, tiny_base, tmp_path):
     assert any("run.trec:481: rank and score must be numbers" in p for p in problems)
     assert any("query 'q999' is not in the topics" in p for p in problems)
     assert any("document 'nodoc' is not in the corpus" in p for p in problems)
-    assert any("corpus.jsonl:481: not valid JSON" in p for p in problems)
+    assert any("corpus.jsonl:481: invalid JSON" in p for p in problems)
     assert len({r[0] for r in _trec(out / "run.trec")}) == 60
     failed = runner.invoke(app, _args(run_files, tmp_path / "strict", tiny_base, "--on-error", "fail"))
     assert failed.exit_code == 2 and "corpus.jsonl:481" in failed.output

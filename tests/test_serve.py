@@ -6,7 +6,6 @@ the official Cohere client.
 """
 
 import asyncio
-import json
 import os
 import socket
 import subprocess

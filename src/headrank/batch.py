@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headrank.data import DataFormatError, _read_text, check_trec_token, text_lines, trec_line, trec_run_rows
+from headrank.data import (DataFormatError, _jsonl_objects, _read_text, check_trec_token, read_topics, trec_line,
+                           trec_run_rows)
 
 logger = logging.getLogger(__name__)
 ON_ERROR = ("skip", "fail")
@@ -111,17 +112,7 @@ def benchmark_lists(name: str, depth: int = 20, data_root: Path | None = None) -
 
 
 def _read_id_text(path, on_error: str, problems: list[str], what: str) -> dict[str, str]:
-    text, name = _read_text(path)
-    out = {}
-    for lineno, line in enumerate(text_lines(text), start=1):
-        if not line.strip():
-            continue
-        fields = line.split("\t", 1)
-        if len(fields) != 2 or not fields[0].strip():
-            _problem(problems, on_error, f"{name}:{lineno}: expected 'id<TAB>text' in the {what}")
-            continue
-        out[fields[0].strip()] = fields[1]
-    return out
+    return read_topics(path, on_problem=lambda message: _problem(problems, on_error, message), what=what)
 
 
 def read_corpus(path: str | Path, on_error: str = "skip", problems: list[str] | None = None) -> dict[str, str]:
@@ -134,21 +125,12 @@ def read_corpus(path: str | Path, on_error: str = "skip", problems: list[str] | 
         return _read_id_text(path, on_error, problems, what="corpus")
     text, name = _read_text(path)
     docs = {}
-    for lineno, line in enumerate(text_lines(text), start=1):
-        if not line.strip():
+    for lineno, obj in _jsonl_objects(text, name, lambda message: _problem(problems, on_error, message)):
+        key = next((obj[k] for k in ("_id", "docid", "id") if k in obj), None)
+        body = " ".join(obj[k] for k in ("title", "text") if isinstance(obj.get(k), str) and obj[k]) or obj.get("contents")
+        if key is None or not isinstance(body, str) or not body:
+            _problem(problems, on_error, f"{name}:{lineno}: a document needs an id and a text")
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            _problem(problems, on_error, f"{name}:{lineno}: not valid JSON ({err.msg})")
-            continue
-        key = next((obj[k] for k in ("_id", "docid", "id") if isinstance(obj, dict) and k in obj), None)
-        body = " ".join(str(obj.get(k, "")) for k in ("title", "text") if obj.get(k)) if isinstance(obj, dict) else ""
-        if key is None or not isinstance(obj.get("text", obj.get("contents")), str):
-            body = body or (obj.get("contents") if isinstance(obj, dict) else None)
-            if key is None or not isinstance(body, str):
-                _problem(problems, on_error, f"{name}:{lineno}: a document needs an id and a text")
-                continue
         docs[str(key)] = body
     return docs
 

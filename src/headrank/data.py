@@ -135,17 +135,22 @@ def _parse_rankgpt(text: str, name: str, entry: int, data: list | None = None) -
     return RerankInput(query=item["query"], qid=qid, candidates=candidates)
 
 
-def _jsonl_objects(text: str, name: str):
-    """(line number, object) for every non-blank line; malformed lines name the file and line."""
+def _jsonl_objects(text: str, name: str, on_problem=None):
+    """(line number, object) for every non-blank line; a malformed line raises DataFormatError naming the file
+    and line, or with ``on_problem`` is reported to it and skipped."""
     for lineno, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
+            problem = None if isinstance(obj, dict) else f"expected a JSON object, got {type(obj).__name__}"
         except json.JSONDecodeError as err:
-            raise DataFormatError(f"{name}:{lineno}: invalid JSON ({err.msg})") from None
-        if not isinstance(obj, dict):
-            raise DataFormatError(f"{name}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            problem = f"invalid JSON ({err.msg})"
+        if problem is not None:
+            if on_problem is None:
+                raise DataFormatError(f"{name}:{lineno}: {problem}")
+            on_problem(f"{name}:{lineno}: {problem}")
+            continue
         yield lineno, obj
 
 
@@ -223,17 +228,25 @@ def read_qrels(path: str | Path) -> Qrels:
     return qrels
 
 
-def read_topics(path: str | Path) -> dict[str, str]:
-    """``id<TAB>text`` per line (topics, or a TSV corpus); the text may itself contain tabs."""
+def read_topics(path: str | Path, on_problem=None, what: str = "topics") -> dict[str, str]:
+    """``id<TAB>text`` per line (topics, or a TSV corpus); the text may itself contain tabs.
+
+    A malformed line raises DataFormatError, or with ``on_problem`` is reported to it (``"file:line: ..."``)
+    and skipped.
+    """
     text, name = _read_text(path)
     topics = {}
     for lineno, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         fields = line.split("\t", 1)
-        if len(fields) != 2:
-            raise DataFormatError(f"{name}:{lineno}: expected 'id<TAB>text'")
-        topics[fields[0]] = fields[1]
+        if len(fields) != 2 or not fields[0].strip():
+            message = f"{name}:{lineno}: expected 'id<TAB>text' in the {what}"
+            if on_problem is None:
+                raise DataFormatError(message)
+            on_problem(message)
+            continue
+        topics[fields[0].strip()] = fields[1]
     return topics
 
 

@@ -120,9 +120,8 @@ def test_workers_without_ray_say_which_extra_to_install(run_files, tiny_base, tm
     assert result.exit_code == 2 and "pip install 'headrank[ray]'" in result.output
 
 
-@pytest.mark.slow  # a local Ray instance, an actor restart: minutes on 2 cores (run with -m slow)
 def test_ray_actors_give_the_same_run_and_survive_a_killed_worker(run_files, tiny_base, tmp_path):
-    pytest.importorskip("ray")
+    pytest.importorskip("ray", reason="the ray extra is not installed (make test installs it)")
     local = tmp_path / "local"
     assert runner.invoke(app, _args(run_files, local, tiny_base, "--batch-size", "2")).exit_code == 0
     pids = tmp_path / "pids"

@@ -151,6 +151,7 @@ CLI_CASES = [
     ("preset card not an object", ["build-preset", "--out", "{root}/p", "--card", "{root}/card.json"], 2,
      "must be a JSON object"),
     ("preset card not JSON", ["build-preset", "--out", "{root}/p", "--card", "{root}/notjson.json"], 2, "Expecting"),
+    ("preset lists of one passage", ["build-preset", "--out", "{root}/p", "--depth", "1"], 2, "Invalid value"),
     ("preset trained on a reporting set", ["build-preset", "--out", "{root}/p", "--benchmark", "dl20"], 2,
      "reporting set"),
     # compare

@@ -100,3 +100,20 @@ def test_explain_command_writes_self_contained_html_and_png(tmp_path, tiny_base)
     assert [r["docid"] for r in rows][-1] == "d3" and rows[-1]["score"] is None
     bad = CliRunner().invoke(app, ["explain", str(p), "-q", "x", "-o", "trec", "--model", str(tiny_base)])
     assert bad.exit_code == 2 and "table or JSON" in bad.output
+
+
+def test_both_orders_average_the_two_passes_token_by_token(model):
+    """Each part of a passage gets the mean of what it earned in the two orders; characters that a byte-level
+    tokenizer splits over two tokens count once (they must not shift weight onto the [i] label)."""
+    one = HeadRanker.from_pretrained(model, heads=[(1, 0), (2, 3)])
+    both = HeadRanker.from_pretrained(model, heads=[(1, 0), (2, 3)], both_orders=True)
+    docs = [d for d in DOCS if d]
+    forward = {e.corpus_id: e for e in explain(one, "query about solar power", docs)}
+    backward = {len(docs) - 1 - e.corpus_id: e for e in explain(one, "query about solar power", docs[::-1])}
+    for e in explain(both, "query about solar power", docs):
+        f, b = forward[e.corpus_id], backward[e.corpus_id]
+        assert e.tokens[0].contribution == pytest.approx((f.tokens[0].contribution + b.tokens[0].contribution) / 2,
+                                                         abs=1e-6)
+        text = sum(t.contribution for t in e.tokens[1:])
+        expected = (sum(t.contribution for t in f.tokens[1:]) + sum(t.contribution for t in b.tokens[1:])) / 2
+        assert text == pytest.approx(expected, abs=1e-6)

@@ -291,7 +291,7 @@ def test_gone_clients_are_dropped_and_shutdown_finishes_in_flight_work(tiny_dir)
     try:
         async def impatient():
             async with httpx.AsyncClient(timeout=60) as client:
-                slow = [asyncio.ensure_future(client.post(f"{s.url}/v2/rerank", json=body)) for _ in range(4)]
+                slow = [asyncio.ensure_future(client.post(f"{s.url}/v2/rerank", json=body)) for _ in range(10)]
                 await asyncio.sleep(0.05)
                 async with httpx.AsyncClient(timeout=0.1) as hasty:  # gives up while queued behind `slow`
                     for _ in range(3):
@@ -301,7 +301,7 @@ def test_gone_clients_are_dropped_and_shutdown_finishes_in_flight_work(tiny_dir)
                             pass
                 return await asyncio.gather(*slow)
 
-        assert [r.status_code for r in asyncio.run(impatient())] == [200] * 4
+        assert [r.status_code for r in asyncio.run(impatient())] == [200] * 10
         time.sleep(1.0)
         dropped = [line for line in httpx.get(f"{s.url}/metrics").text.splitlines()
                    if line.startswith("headrank_dropped_total")]
@@ -340,3 +340,15 @@ def test_explain_route_and_playground_page(server, local):
     unknown = httpx.post(f"{server.url}/v1/explain", json={"query": "q", "documents": DOCS, "model": "nope"})
     assert unknown.status_code == 422 and "unknown model" in unknown.json()["message"]
     assert httpx.get(f"{server.url}/info").json()["presets"][0] == out["model"]
+
+
+def test_max_tokens_per_doc_cuts_documents_like_the_prompt_builder(server, local):
+    from headrank.prompt import normalize_text
+
+    body = {"query": "query about solar", "documents": DOCS, "raw_scores": True, "max_tokens_per_doc": 2}
+    got = {r["index"]: r["relevance_score"] for r in httpx.post(f"{server.url}/v2/rerank", json=body).json()["results"]}
+    cut = [local.builder._cut(normalize_text(d), 2)[0] for d in DOCS]
+    assert sum(len(c) < len(d) for c, d in zip(cut, DOCS)) >= 3  # most documents are longer than 2 tokens
+    expected = _expected(local, body["query"], cut)
+    assert got == pytest.approx(expected, abs=1e-6)
+    assert got != pytest.approx(_expected(local, body["query"], DOCS), abs=1e-6)

@@ -806,7 +806,7 @@ def build_preset_command(
     benchmark: str = typer.Option("dl21", help="Training benchmark (never a reporting set)."),
     split: str = typer.Option("train", help="BEIR split of a BEIR training benchmark."),
     data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
-    depth: int = typer.Option(20, "--depth", "-K", help="Candidates per list."),
+    depth: int = typer.Option(20, "--depth", "-K", min=2, help="Candidates per list."),
     lambdas: str = typer.Option("0,0.1,0.3,1", help="Selection: lambda values to sweep."),
     ks: str = typer.Option("4,8,16,32", help="Selection: head-set sizes to sweep."),
     val_fraction: float = typer.Option(0.25, help="Share of training queries held out for every choice."),

@@ -20,6 +20,7 @@ import torch
 
 from headrank.fusion import fuse_with_first_stage
 from headrank.prompt import normalize_text
+from headrank.scoring import icr_token_keep
 
 
 @dataclass
@@ -69,8 +70,8 @@ def _token_terms(ranker, prompt, att, cal, k: int) -> tuple[torch.Tensor, torch.
     if ranker.scoring.calibrate:
         per_head = per_head - cal.token_mass[:, start:end]
     total = per_head.sum(dim=0)
-    if ranker.scoring.token_mask and total.numel() > 1:
-        keep = total >= total.mean() - 2 * total.std()  # ICR's masking, as in scoring.masked_calibrated_scores
+    if ranker.scoring.token_mask:  # ICR: masked tokens contribute nothing, as in scoring
+        keep = icr_token_keep(total)
         total, per_head = total * keep, per_head * keep
     return total, per_head
 
@@ -170,13 +171,17 @@ def _explain_passage(ranker, passes, original: str, corpus_id: int, per_head: bo
     label_rows = [row for row, entry in enumerate(token_rows) if entry[4]]
     label_heads = [float(x) for x in heads[:, label_rows].sum(dim=1)] if head_terms else None
     tokens = [TokenContribution(label.strip(), None, None, label_total, label_heads)]
+    assigned: set[int] = set()  # both orders: a character shared by two tokens (byte-level split) counts once
     for row, (piece, start, end, value, is_label) in enumerate(token_rows):
         if is_label:
             continue
         if start is None:
             tokens.append(TokenContribution(piece, None, None, value, head_terms[row] if head_terms else None))
             continue
-        value = sum(shares.get(c, 0.0) for c in range(start, end)) if len(passes) == 2 else value
+        if len(passes) == 2:
+            chars = [c for c in range(start, end) if c not in assigned]
+            assigned.update(chars)
+            value = sum(shares.get(c, 0.0) for c in chars)
         tokens.append(TokenContribution(piece, start, end, value, head_terms[row] if head_terms else None))
     if len(passes) == 2:  # characters of the reversed pass outside the first pass's tokens: onto the label
         covered = sum(t.contribution for t in tokens[1:])

@@ -124,10 +124,8 @@ class HeadRanker:
 
     def __repr__(self) -> str:
         what = f"preset={self.preset!r}, " if self.preset else ""
-        settings = InferenceSettings(both_orders=self.both_orders, window=self.window,
-                                     fuse_first_stage=self.fuse_first_stage).describe()
         return (f"HeadRanker({what}method={self.method!r}, model={self.model.name!r}, heads={len(self.heads.heads)}, "
-                f"L*={self.heads.deepest_layer}, {settings})")
+                f"L*={self.heads.deepest_layer}, {self.inference_settings.describe()})")
 
     @property
     def inference_settings(self) -> InferenceSettings:
@@ -168,10 +166,11 @@ class HeadRanker:
             raise ValueError("model is an empty string; pass a preset name, a model name or a path")
         overrides = dict(window=window, both_orders=both_orders, fuse_first_stage=fuse_first_stage)
         if isinstance(model, str) and (is_preset_name(model) or is_checkpoint(model)):
-            base_model = load_checkpoint_config(load_preset(model).path)["base_model"]
+            preset = load_preset(model)
+            base_model = preset.base_model
             if heads is None and method in (None, "heads", "headrank"):
-                return cls._from_checkpoint(load_preset(model).path, device, dtype, max_passage_tokens, max_length,
-                                            truncate, overrides)
+                return cls._from_checkpoint(preset.path, device, dtype, max_passage_tokens, max_length, truncate,
+                                            overrides)
             if not is_preset_name(model):
                 raise ValueError("a HeadRank checkpoint brings its own head set; do not pass heads or method "
                                  f"(for another head set or ICR, pass its base model {base_model!r})")

@@ -37,6 +37,16 @@ def head_passage_mass(attention: ListAttention, spans: list[tuple[int, int]]) ->
     return passage_mass(attention.token_mass, spans)
 
 
+def icr_token_keep(tokens: torch.Tensor) -> torch.Tensor:
+    """ICR's token mask for one passage: keep tokens whose calibrated score is at least mean - 2 std.
+
+    ">=": a passage of identical token scores keeps its tokens; a one-token passage keeps its token.
+    """
+    if tokens.numel() <= 1:
+        return torch.ones_like(tokens, dtype=torch.bool)
+    return tokens >= tokens.mean() - 2 * tokens.std()
+
+
 def masked_calibrated_scores(
     token_scores: torch.Tensor, calibration: torch.Tensor, spans: list[tuple[int, int]]
 ) -> torch.Tensor:
@@ -45,10 +55,7 @@ def masked_calibrated_scores(
     scores = []
     for start, end in spans:
         tokens = calibrated[start:end]
-        if tokens.numel() > 1:
-            keep = tokens >= tokens.mean() - 2 * tokens.std()  # ">=": a constant passage keeps its tokens
-            tokens = tokens[keep]
-        scores.append(tokens.sum())
+        scores.append(tokens[icr_token_keep(tokens)].sum())
     return torch.stack(scores)
 
 

@@ -579,10 +579,10 @@ def _presets_for(served: str, allow: bool) -> list[str]:
 
 
 def _cut_tokens(ranker, text: str, limit: int) -> str:
-    """A document cut to ``limit`` tokens of the ranker's tokenizer (the per-request ``max_tokens_per_doc``)."""
-    tok = ranker.model.tokenizer
-    ids = tok(text[: limit * 32], add_special_tokens=False, split_special_tokens=True)["input_ids"]
-    return text if len(ids) <= limit and len(text) <= limit * 32 else tok.decode(ids[:limit]).rstrip("\ufffd")
+    """A document cut to ``limit`` tokens (the per-request ``max_tokens_per_doc``), as the prompt builder cuts."""
+    from headrank.prompt import normalize_text
+
+    return ranker.builder._cut(normalize_text(text), limit)[0]
 
 
 def _prompt_tokens(ranker, query: str, texts: list[str]) -> int:

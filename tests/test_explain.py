@@ -6,6 +6,7 @@ import pytest
 
 from conftest import tiny_llama
 from headrank.explain import explain, normalized_to_original
+from headrank.heads import HeadSet
 from headrank.models import wrap_model
 from headrank.prompt import normalize_text
 from headrank.ranker import HeadRanker
@@ -22,7 +23,8 @@ def model(llama_tokenizer):
 @pytest.mark.parametrize("settings", [dict(heads=[(1, 0), (2, 3)]), dict(method="icr"),
                                       dict(heads=[(1, 0), (2, 3)], calibrate=False),
                                       dict(heads=[(1, 0), (2, 3)], both_orders=True),
-                                      dict(heads=[(1, 0), (2, 3)], fuse_first_stage=0.5)])
+                                      dict(heads=[(1, 0), (2, 3)], fuse_first_stage=0.5),
+                                      dict(heads=HeadSet(heads=((1, 0), (2, 3)), weights=(0.25, 3.0)))])
 def test_contributions_sum_to_the_scores_of_rank(model, settings):
     ranker = HeadRanker.from_pretrained(model, **settings)
     plain = HeadRanker.from_pretrained(model, **{**settings, "fuse_first_stage": 0})

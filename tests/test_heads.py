@@ -53,3 +53,23 @@ def test_check_model():
         HeadSet(heads=((30, 0),)).check_model(30, 9)
     with pytest.raises(HeadSetMismatchError, match="24 layers x 14 heads"):
         HeadSet(heads=((1, 1),), num_layers=24, num_heads=14).check_model(30, 9)
+
+
+def test_weights_follow_their_heads_through_sorting_and_files(tmp_path):
+    hs = HeadSet(heads=((16, 2), (14, 0), (16, 1)), weights=(0.5, 2.0, 0.0))
+    assert hs.heads == ((14, 0), (16, 1), (16, 2)) and hs.weights == (2.0, 0.0, 0.5)
+    assert hs.weight_of() == {(14, 0): 2.0, (16, 1): 0.0, (16, 2): 0.5}
+    path = tmp_path / "w.json"
+    hs.save(path)
+    assert HeadSet.load(path) == hs and json.loads(path.read_text())["weights"] == [2.0, 0.0, 0.5]
+    plain = HeadSet(heads=((1, 1),))
+    plain.save(path)
+    assert "weights" not in json.loads(path.read_text()) and plain.weight_of() is None
+
+
+@pytest.mark.parametrize("weights, match", [((1.0,), "2 heads"), ((1.0, -0.1), ">= 0"), ((1.0, float("nan")), "finite"),
+                                            ((0, 0), "all zero"), ("12", "list of numbers"), ((True, 1.0), "numbers"),
+                                            ((1.0, "2"), "numbers")])
+def test_invalid_weights(weights, match):
+    with pytest.raises(ValueError, match=match):
+        HeadSet(heads=((1, 1), (2, 2)), weights=weights)

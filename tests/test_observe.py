@@ -24,8 +24,9 @@ def test_icr_and_head_sets_match_their_own_rankers(loaded, tmp_path):
     icr_scores, info = shared.scorer()("a query", DOCS)
     assert icr_scores == HeadRanker.from_pretrained(loaded, method="icr").score("a query", DOCS)
     assert icr_scores[2] == -math.inf and info["latency_s"] > 0
-    heads = HeadSet(heads=((1, 0), (2, 3), (0, 2)), num_layers=4, num_heads=4)
-    for calibrate in (True, False):
+    plain = HeadSet(heads=((1, 0), (2, 3), (0, 2)), num_layers=4, num_heads=4)
+    weighted = HeadSet(heads=((1, 0), (2, 3), (0, 2)), num_layers=4, num_heads=4, weights=(0.2, 3.0, 1.0))
+    for heads, calibrate in ((plain, True), (plain, False), (weighted, True)):
         own = HeadRanker.from_pretrained(loaded, heads=heads, calibrate=calibrate).score("a query", DOCS)
         from_shared, _ = shared.scorer(heads, calibrate=calibrate)("a query", DOCS)
         assert from_shared[2] == own[2] == -math.inf

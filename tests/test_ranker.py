@@ -214,3 +214,16 @@ def test_real_model_icr_on_dl19_list(real_ranker):
 def test_max_length_must_be_positive(llama_tokenizer):
     with pytest.raises(ValueError, match="max_length"):
         HeadRanker(wrap_model(tiny_llama(), llama_tokenizer), HeadSet(heads=((0, 0),)), max_length=0)
+
+
+def test_weighted_head_set_scores_are_the_weighted_sum_of_its_heads(tiny_ranker):
+    """A weighted set scores sum_h w_h * (calibrated mass of h): linear in the one-head scores."""
+    loaded = tiny_ranker.model
+    weights = {(1, 0): 0.5, (2, 3): 2.0, (3, 1): 0.0}
+    weighted = HeadRanker(loaded, HeadSet(heads=tuple(weights), weights=tuple(weights.values()), num_layers=4,
+                                          num_heads=4))
+    expected = torch.zeros(len(DOCS))
+    for head, w in weights.items():
+        expected += w * torch.tensor(HeadRanker(loaded, HeadSet(heads=(head,), num_layers=4, num_heads=4)).score("q", DOCS))
+    assert torch.allclose(torch.tensor(weighted.score("q", DOCS)), expected, atol=1e-6)
+    assert weighted.heads.deepest_layer == 3  # a zero-weight head still sets the depth it is read at

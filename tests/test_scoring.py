@@ -35,3 +35,16 @@ def test_icr_token_mask_drops_outliers_below_mean_minus_two_std():
 def test_token_mask_needs_calibration():
     with pytest.raises(ValueError, match="calibrate"):
         ScoringConfig(calibrate=False, token_mask=True)
+
+
+def test_weighted_head_sum_and_calibration():
+    heads = [(0, 0), (1, 2)]
+    att = ListAttention(heads, torch.tensor([[0.1] * 8, [0.2] * 8]))
+    cal = ListAttention(heads, torch.tensor([[0.05] * 8, [0.05] * 8]))
+    weights = {(0, 0): 2.0, (1, 2): 0.5}
+    raw = score_passages(att, SPANS, ScoringConfig(calibrate=False), weights=weights)
+    assert torch.allclose(raw, torch.tensor([0.6, 0.9, 0.3]))  # 2 * 0.1 + 0.5 * 0.2 = 0.3 per token
+    calibrated = score_passages(att, SPANS, ScoringConfig(calibrate=True), cal, weights=weights)
+    assert torch.allclose(calibrated, torch.tensor([0.35, 0.525, 0.175]))  # 2 * 0.05 + 0.5 * 0.15 per token
+    with pytest.raises(ValueError, match="no weight"):
+        score_passages(att, SPANS, ScoringConfig(calibrate=False), weights={(0, 0): 1.0})

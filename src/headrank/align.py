@@ -27,7 +27,7 @@ from headrank.capture import can_skip_layers, capture_from_layer, capture_lists,
 from headrank.checkpoint import quiet_peft, save_adapter, write_config
 from headrank.heads import HeadSet
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder
-from headrank.scoring import passage_mass
+from headrank.scoring import combine_heads, passage_mass
 from headrank.selection import ndcg_at_10
 
 PAIR_MODES = ("hard-adjacent", "random-adjacent", "any-gap")
@@ -142,7 +142,7 @@ def list_logprobs(model: torch.nn.Module, lists: Sequence[TrainingList], heads: 
                                   [[t.prompt.tail_ids for t in lists]], list(heads.heads), pad_id=pad_id)[0]
     out = []
     for att, t in zip(attention, lists):
-        mass = passage_mass(att.token_mass.sum(0), t.prompt.passage_spans).clamp(min=1e-12)
+        mass = passage_mass(combine_heads(att, heads.weight_of()), t.prompt.passage_spans).clamp(min=1e-12)
         out.append(mass.log() - mass.sum().log())
     return out
 
@@ -195,9 +195,9 @@ def validation_ndcg(model: torch.nn.Module, lists: Sequence[TrainingList], heads
         for done, t in enumerate(lists, start=1):
             tails = [[t.prompt.tail_ids]] + ([[na_tail]] if calibrate else [])
             out = capture_lists(decoder_model(model), [t.prompt.prefix_ids], tails, list(heads.heads), pad_id=pad_id)
-            scores = passage_mass(out[0][0].token_mass.sum(0), t.prompt.passage_spans)
+            scores = passage_mass(combine_heads(out[0][0], heads.weight_of()), t.prompt.passage_spans)
             if calibrate:
-                scores = scores - passage_mass(out[1][0].token_mass.sum(0), t.prompt.passage_spans)
+                scores = scores - passage_mass(combine_heads(out[1][0], heads.weight_of()), t.prompt.passage_spans)
             values.append(float(ndcg_at_10(scores[None], t.docids, qrels.get(t.qid, {}))[0]))
             if on_list:
                 on_list(done, len(lists))

@@ -20,7 +20,7 @@ import torch
 
 from headrank.fusion import fuse_with_first_stage
 from headrank.prompt import normalize_text
-from headrank.scoring import icr_token_keep
+from headrank.scoring import head_weight_vector, icr_token_keep
 
 
 @dataclass
@@ -69,6 +69,9 @@ def _token_terms(ranker, prompt, att, cal, k: int) -> tuple[torch.Tensor, torch.
     per_head = att.token_mass[:, start:end]
     if ranker.scoring.calibrate:
         per_head = per_head - cal.token_mass[:, start:end]
+    weights = head_weight_vector(att, ranker.heads.weight_of())
+    if weights is not None:  # a weighted head set: each head's term is its weighted mass
+        per_head = per_head * weights[:, None]
     total = per_head.sum(dim=0)
     if ranker.scoring.token_mask:  # ICR: masked tokens contribute nothing, as in scoring
         keep = icr_token_keep(total)

@@ -8,6 +8,7 @@ wrong heads (or crashing on an index).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ class HeadSet:
     prompt: dict = field(default_factory=dict)  # PromptSettings the set was chosen with, if any
     fingerprint: str | None = None  # weights fingerprint of the model it was chosen on (models.weights_fingerprint)
     selection: dict = field(default_factory=dict)  # how it was chosen: data, lambda, K, sweep
+    weights: tuple[float, ...] | None = None  # per-head weights, in the order of ``heads`` (None: a plain sum)
 
     def __post_init__(self) -> None:
         for name in ("num_layers", "num_heads"):
@@ -53,13 +55,20 @@ class HeadSet:
             raise ValueError("a head set needs at least one (layer, head) pair")
         if len(set(pairs)) != len(pairs):
             raise ValueError("a head set lists the same (layer, head) pair twice")
-        object.__setattr__(self, "heads", tuple(sorted(pairs)))
+        weights = _check_weights(self.weights, len(pairs))
+        order = sorted(range(len(pairs)), key=lambda i: pairs[i])
+        object.__setattr__(self, "heads", tuple(pairs[i] for i in order))
+        object.__setattr__(self, "weights", None if weights is None else tuple(weights[i] for i in order))
 
     @classmethod
     def all_heads(cls, num_layers: int, num_heads: int, model: str | None = None) -> HeadSet:
         """Every head of every layer (the ICR preset)."""
         heads = tuple((layer, head) for layer in range(num_layers) for head in range(num_heads))
         return cls(heads=heads, num_layers=num_layers, num_heads=num_heads, model=model, name="all")
+
+    def weight_of(self) -> dict[tuple[int, int], float] | None:
+        """``{(layer, head): weight}``, or None for a plain (unweighted) sum."""
+        return None if self.weights is None else dict(zip(self.heads, self.weights))
 
     @property
     def deepest_layer(self) -> int:
@@ -107,6 +116,10 @@ class HeadSet:
     def to_dict(self) -> dict:
         data = asdict(self)
         data["heads"] = [list(h) for h in self.heads]
+        if self.weights is None:
+            del data["weights"]
+        else:
+            data["weights"] = list(self.weights)
         return {"format": HEADSET_FORMAT, **data}
 
     def save(self, path: str | Path) -> None:
@@ -119,7 +132,7 @@ class HeadSet:
         fmt = data.get("format", HEADSET_FORMAT)
         if fmt != HEADSET_FORMAT:
             raise ValueError(f"unsupported head set format {fmt!r} (expected {HEADSET_FORMAT!r})")
-        known = {"heads", "num_layers", "num_heads", "model", "name", "prompt", "fingerprint", "selection"}
+        known = {"heads", "num_layers", "num_heads", "model", "name", "prompt", "fingerprint", "selection", "weights"}
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
@@ -168,6 +181,26 @@ def group_by_layer(heads: Iterable[tuple[int, int]]) -> dict[int, list[int]]:
     for layer, head in heads:
         grouped.setdefault(layer, []).append(head)
     return grouped
+
+
+def _check_weights(weights, count: int) -> list[float] | None:
+    """Per-head weights: finite, >= 0, one per head, not all zero (a score would be constant)."""
+    if weights is None:
+        return None
+    if isinstance(weights, (str, bytes, dict)):
+        raise ValueError("weights must be a list of numbers, one per head")
+    try:
+        values = list(weights)
+    except TypeError:
+        raise ValueError("weights must be a list of numbers, one per head") from None
+    if len(values) != count:
+        raise ValueError(f"weights has {len(values)} values for {count} heads")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"head weights must be finite numbers >= 0, got {v!r}")
+    if not any(values):
+        raise ValueError("head weights are all zero: every passage would get the same score")
+    return [float(v) for v in values]
 
 
 def _as_pair(item) -> tuple[int, int]:

@@ -107,6 +107,7 @@ class SharedCapture:
             if missing:
                 raise ValueError(f"heads {missing[:3]} are not in the captured model")
             index = torch.tensor([position[h] for h in head_set.heads])
+            weights = None if head_set.weights is None else torch.tensor(head_set.weights)[:, None]
         elif not calibrate:
             raise ValueError("ICR is defined with calibration")
 
@@ -115,7 +116,8 @@ class SharedCapture:
             if index is None:
                 values = masked_calibrated_scores(obs.token_sums[0], obs.token_sums[1], obs.spans)
             else:
-                values = (obs.calibrated if calibrate else obs.raw).index_select(0, index).sum(dim=0)
+                per_head = (obs.calibrated if calibrate else obs.raw).index_select(0, index)
+                values = (per_head if weights is None else per_head * weights).sum(dim=0)
             out = [-math.inf] * len(passages)
             for i, v in zip(obs.kept, values.tolist()):
                 out[i] = v

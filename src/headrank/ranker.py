@@ -233,7 +233,7 @@ class HeadRanker:
     def score_prompts(self, prompts: Sequence[ListwisePrompt]) -> list[torch.Tensor]:
         """Scores (input order) for prompts that fit the context, in one batched forward."""
         return [
-            score_passages(att, p.passage_spans, self.scoring, cal)
+            score_passages(att, p.passage_spans, self.scoring, cal, self.heads.weight_of())
             for p, (att, cal) in zip(prompts, self.capture(prompts))
         ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -59,21 +60,42 @@ def masked_calibrated_scores(
     return torch.stack(scores)
 
 
+def head_weight_vector(attention: ListAttention, weights: Mapping[tuple[int, int], float] | None) -> torch.Tensor | None:
+    """The head set's weights in the order the capture returned the heads (None: a plain sum)."""
+    if weights is None:
+        return None
+    try:
+        values = [weights[tuple(h)] for h in attention.heads]
+    except KeyError as err:
+        raise ValueError(f"no weight for captured head {err.args[0]}") from None
+    return torch.tensor(values, dtype=attention.token_mass.dtype, device=attention.token_mass.device)
+
+
+def combine_heads(attention: ListAttention, weights: Mapping[tuple[int, int], float] | None = None) -> torch.Tensor:
+    """Token mass summed over the head set, each head times its weight when the set has weights: (prefix_len,)."""
+    vector = head_weight_vector(attention, weights)
+    if vector is None:
+        return attention.token_mass.sum(dim=0)
+    return (attention.token_mass * vector[:, None]).sum(dim=0)
+
+
 def score_passages(
     attention: ListAttention,
     spans: list[tuple[int, int]],
     config: ScoringConfig,
     calibration: ListAttention | None = None,
+    weights: Mapping[tuple[int, int], float] | None = None,
 ) -> torch.Tensor:
-    """s(i) = sum over the head set of a_h(i), optionally minus the same for ``N/A``: (N,)."""
-    token_scores = attention.token_mass.sum(dim=0)
+    """s(i) = sum over the head set of w_h a_h(i) (w_h = 1 without weights), optionally minus the same for
+    ``N/A``: (N,)."""
+    token_scores = combine_heads(attention, weights)
     if not config.calibrate:
         return passage_mass(token_scores, spans)
     if calibration is None:
         raise ValueError("calibrated scoring needs the attention of the N/A query")
     if calibration.heads != attention.heads or calibration.token_mass.shape != attention.token_mass.shape:
         raise ValueError("calibration attention was captured on different heads or another prompt")
-    calibration_scores = calibration.token_mass.sum(dim=0)
+    calibration_scores = combine_heads(calibration, weights)
     if config.token_mask:
         return masked_calibrated_scores(token_scores, calibration_scores, spans)
     return passage_mass(token_scores - calibration_scores, spans)

@@ -795,6 +795,83 @@ def presets_command() -> None:
                       "--model <name> or HeadRanker.from_pretrained('<name>').")
 
 
+@app.command()
+def adapt(
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write (load it with --model OUT)."),
+    benchmark: str = typer.Option(..., "--data", "-d", help="Your judged queries: a BEIR folder (corpus, queries, "
+                                  "qrels/<split>.tsv), a folder with a RankGPT candidate .json and qrels.txt, "
+                                  "nfcorpus (with --split train or dev) or dl21. Never a reporting set."),
+    preset: str = typer.Option(None, "--from", help="Preset or checkpoint to adapt (default: the default preset)."),
+    split: str = typer.Option("train", help="BEIR split to read."),
+    depth: int = typer.Option(20, "--depth", "-K", min=2, help="First-stage candidates per list."),
+    val_fraction: float = typer.Option(0.3, help="Share of your queries held out to choose among candidates."),
+    seed: int = typer.Option(0, help="Seed of the split and of the shuffled training lists."),
+    ks: str = typer.Option("4,8,16,32", help="Plain head-set sizes to try."),
+    pools: str = typer.Option("8,16,32,64", help="Head pools to fit per-head weights over."),
+    max_queries: int = typer.Option(None, min=4, help="Use at most this many judged queries (a seeded sample)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
+    cache: Path = typer.Option(Path("runs") / "cache" / "adapt", help="Where all-head captures are cached."),
+    report: Path = typer.Option(None, help="Also write the report (every candidate) as JSON here."),
+) -> None:
+    """Adapt a preset to your domain: re-select and re-weight its heads on your judged queries.
+
+    Captures every head of the preset's model once per list (cached: a rerun resumes), tries the preset
+    unchanged, top-K head sets and per-head weights, with and without first-stage fusion, and keeps the best on
+    a validation split of your queries. Prints before/after on that split; measure on queries it never saw.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from headrank.adapt import AdaptConfig, adapt_preset, sample_queries
+    from headrank.datasets import check_training_set, load_benchmark
+    from headrank.presets import DEFAULT_PRESET
+
+    _setup_logging()
+    preset = preset or DEFAULT_PRESET
+    try:
+        config = AdaptConfig(depth=depth, val_fraction=val_fraction, seed=seed,
+                             ks=tuple(int(k) for k in _floats(ks, "--ks")),
+                             pools=tuple(int(m) for m in _floats(pools, "--pools")))
+        check_training_set(benchmark, split)
+        bench = load_benchmark(benchmark, data_root=data_root, cache_dir=Path("runs") / "cache", split=split)
+        if max_queries is not None:
+            bench = sample_queries(bench, max_queries, depth, seed)
+    except (ValueError, FileNotFoundError, DataFormatError) as err:
+        _fail(str(err))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console) as progress:
+        tasks: dict[str, int] = {}
+
+        def on_list(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        try:
+            result = adapt_preset(preset, bench, out, config, cache_dir=cache, device=device, dtype=dtype,
+                                  on_list=on_list)
+        except ModelUnavailableError as err:
+            _fail(str(err), code=3)
+        except (ValueError, FileNotFoundError, FileExistsError) as err:
+            _fail(str(err))
+    table = Table(title=f"{bench.name}: {len(result.train_queries)} training / {len(result.val_queries)} "
+                        "validation queries (nDCG@10 on the validation queries, one pass)")
+    for col in ("", "heads", "weights", "fusion", "val nDCG@10"):
+        table.add_column(col)
+    for label, c in (("before: " + result.before.label, result.before), ("after: " + result.after.label, result.after)):
+        table.add_row(label, str(len(c.heads)), "yes" if c.weights else "no", "-" if c.fuse is None else f"RRF {c.fuse:g}",
+                      f"{c.val_ndcg:.4f}")
+    Console().print(table)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result.to_dict(), indent=2))
+    err_console.print(f"wrote {out}; rank with: headrank rerank --model {out} ...  (the validation split chose it: "
+                      "check it on queries it never saw, e.g. headrank evaluate --model "
+                      f"{out} -b <your test set>)")
+
+
 @app.command("build-preset")
 def build_preset_command(
     out: Path = typer.Option(..., "--out", "-o", help="Preset directory to write."),

@@ -125,3 +125,33 @@ class SharedCapture:
 
         return score
 
+
+
+def all_head_observer(ranker) -> "HeadRanker":  # noqa: F821 (imported lazily: ranker imports this module's neighbours)
+    """A ranker that reads every head of ``ranker``'s model (merged adapter included) with the N/A tail and
+    the same prompt: what ``SharedCapture`` needs to re-select or re-weight heads of a trained preset."""
+    from headrank.ranker import HeadRanker
+    from headrank.scoring import ScoringConfig
+
+    model = ranker.model
+    heads = HeadSet.all_heads(model.num_layers, model.num_heads, model=model.name)
+    return HeadRanker(model, heads, scoring=ScoringConfig(calibrate=True, token_mask=True),
+                      prompt=ranker.prompt_settings, method="icr", verify_fingerprint=False,
+                      max_length=ranker.max_length)
+
+
+def observe_cached(shared: SharedCapture, lists: Sequence[tuple[str, str, list[tuple[str, str]]]],
+                   on_list=None):
+    """``selection.HeadObservations`` of (qid, query, [(docid, text)]) lists through the shared capture's cache."""
+    from headrank.selection import HeadObservations
+
+    qids, docids, raw, calibrated = [], [], [], []
+    for done, (qid, query, docs) in enumerate(lists, start=1):
+        obs = shared.observe(query, [t for _, t in docs])
+        qids.append(qid)
+        docids.append([docs[i][0] for i in obs.kept])
+        raw.append(obs.raw)
+        calibrated.append(obs.calibrated)
+        if on_list:
+            on_list(done, len(lists))
+    return HeadObservations(list(shared.heads), qids, docids, raw, calibrated)

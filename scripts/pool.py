@@ -1,0 +1,33 @@
+"""Read what scripts/observe_pool.py captured: one selection.HeadObservations per (set, feed order)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from headrank.datasets import load_benchmark
+from headrank.selection import HeadObservations
+
+
+def load_pool(out: Path, num_layers: int, num_heads: int) -> dict[tuple[str, str], HeadObservations]:
+    heads = [(layer, head) for layer in range(num_layers) for head in range(num_heads)]
+    groups: dict[tuple[str, str], dict] = {}
+    for line in (out / "index.jsonl").read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        obs = torch.load(out / "cache" / row["path"], weights_only=True)
+        g = groups.setdefault((row["set"], row["order"]), {"qids": [], "docids": [], "raw": [], "calibrated": []})
+        g["qids"].append(row["qid"])
+        g["docids"].append([row["docids"][i] for i in obs["kept"]])
+        g["raw"].append(obs["raw"])
+        g["calibrated"].append(obs["calibrated"])
+    return {k: HeadObservations(heads, g["qids"], g["docids"], g["raw"], g["calibrated"]) for k, g in groups.items()}
+
+
+def qrels_of(set_name: str):
+    if set_name.startswith("nfcorpus-"):
+        return load_benchmark("nfcorpus", split=set_name.split("-", 1)[1]).qrels
+    return load_benchmark(set_name).qrels

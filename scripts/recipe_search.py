@@ -1,0 +1,133 @@
+"""Issue 18's recipe search on one all-head capture pool (scripts/observe_pool.py): selection on one or two
+domains, per-head weights, a position prior, both orders and first-stage fusion, all chosen on validation
+(DL21 validation + NFCorpus dev, macro-averaged over the two domains), never on a reporting set.
+
+    PYTHONPATH=src python scripts/recipe_search.py --pool runs/pool-qwen --out runs/recipe-qwen.json
+
+Prints a validation table; writes every row and the chosen recipe (head indices, weights, prior) to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pool import load_pool, qrels_of  # noqa: E402
+
+from headrank.fusion import fuse_with_first_stage  # noqa: E402
+from headrank.selection import HeadObservations, discriminability, ndcg_at_10  # noqa: E402
+from headrank.weighting import WeightConfig, fit_head_weights  # noqa: E402
+
+PRESET_HEADS = [(15, 9), (19, 2), (22, 1), (22, 5)]
+DOMAINS = {"dl21": ("dl21", "dl21"), "nfcorpus": ("nfcorpus-train", "nfcorpus-dev")}
+
+
+def position_prior(train: list[HeadObservations], length: int = 20) -> torch.Tensor:
+    """Mean calibrated mass per head and feed position over shuffled lists of ``length`` passages: (H, length)."""
+    rows = [m for obs in train for m in obs.calibrated if m.shape[1] == length]
+    return torch.stack(rows).mean(dim=0)
+
+
+def list_scores(obs: HeadObservations, i: int, idx: torch.Tensor, w: torch.Tensor,
+                prior: torch.Tensor | None) -> torch.Tensor:
+    mass = obs.calibrated[i].index_select(0, idx)
+    if prior is not None and mass.shape[1] == prior.shape[1]:
+        mass = mass - prior.index_select(0, idx)
+    return (mass * w[:, None]).sum(dim=0)
+
+
+def evaluate(fs: HeadObservations, rv: HeadObservations | None, qrels, idx, w, prior, mode: str,
+             fuse: float | None) -> list[float]:
+    """Per-query nDCG@10 on first-stage-order lists; mode one|both (both averages with the reversed pass)."""
+    rv_index = {q: i for i, q in enumerate(rv.qids)} if rv is not None else {}
+    out = []
+    for i, qid in enumerate(fs.qids):
+        scores = list_scores(fs, i, idx, w, prior)
+        if mode == "both":
+            j = rv_index[qid]
+            back = list_scores(rv, j, idx, w, prior)
+            pos = {d: k for k, d in enumerate(rv.docids[j])}
+            scores = (scores + torch.stack([back[pos[d]] for d in fs.docids[i]])) / 2
+        if fuse is not None:
+            scores = torch.tensor(fuse_with_first_stage(scores.tolist(), fuse))
+        out.append(float(ndcg_at_10(scores[None], fs.docids[i], qrels[qid])[0]))
+    return out
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--heads", type=int, default=14)
+    args = parser.parse_args()
+    pool = load_pool(args.pool, args.layers, args.heads)
+    qrels = {name: qrels_of(name) for name in ("dl21", "nfcorpus-train", "nfcorpus-dev")}
+    train_ids = json.loads((Path("src/headrank/presets/headrank-qwen2.5-coder-0.5b/headset.json")).read_text())
+    dl21_train_q = set(train_ids["selection"]["train_queries"])
+    train = {"dl21": pool[("dl21", "shuffled")].subset([q for q in pool[("dl21", "shuffled")].qids if q in dl21_train_q]),
+             "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
+    val = {"dl21": (pool[("dl21", "first-stage")], pool.get(("dl21", "reversed")), qrels["dl21"]),
+           "nfcorpus": (pool[("nfcorpus-dev", "first-stage")], pool.get(("nfcorpus-dev", "reversed")),
+                        qrels["nfcorpus-dev"])}
+    train_qrels = {"dl21": qrels["dl21"], "nfcorpus": qrels["nfcorpus-train"]}
+    heads = pool[("dl21", "first-stage")].heads
+    n_heads = len(heads)
+    d = {dom: discriminability(obs, train_qrels[dom]) for dom, obs in train.items()}
+    d["both"] = (d["dl21"] + d["nfcorpus"]) / 2
+    prior = position_prior(list(train.values()))
+    merged_train = HeadObservations(heads, [], [], [], [])
+    merged_qrels = {}
+    for dom, obs in train.items():
+        merged_train.qids += [f"{dom}/{q}" for q in obs.qids]
+        merged_train.docids += obs.docids
+        merged_train.raw += obs.raw
+        merged_train.calibrated += obs.calibrated
+        merged_qrels.update({f"{dom}/{q}": g for q, g in train_qrels[dom].items()})
+
+    rows = []
+
+    def record(label: str, idx: list[int], w: torch.Tensor | None, extra: dict) -> None:
+        idx_t = torch.tensor(idx)
+        w = torch.ones(len(idx)) if w is None else w
+        for use_prior in (False, True):
+            for mode in ("one", "both"):
+                for fuse in (None, 0.5):
+                    per_dom = {dom: evaluate(fs, rv, q, idx_t, w, prior if use_prior else None, mode, fuse)
+                               for dom, (fs, rv, q) in val.items()}
+                    rows.append({"recipe": label, **extra, "prior": use_prior, "mode": mode, "fuse": fuse,
+                                 "heads": [list(heads[i]) for i in idx], "weights": w.tolist(),
+                                 **{f"val_{dom}": mean(v) for dom, v in per_dom.items()},
+                                 "val_macro": mean([mean(v) for v in per_dom.values()])})
+
+    record("preset heads (plain sum)", [heads.index(h) for h in PRESET_HEADS], None, {"select_on": "dl21 (shipped)"})
+    for select_on in ("dl21", "nfcorpus", "both"):
+        order = torch.argsort(d[select_on], descending=True, stable=True).tolist()
+        for k in (4, 8, 16, 32):
+            record(f"top-{k} by D_h (plain sum)", order[:k], None, {"select_on": select_on, "k": k})
+        for m in (8, 16, 32, 64):
+            for l2 in (0.001, 0.01, 0.1):
+                cand = order[:m]
+                fit_on = merged_train if select_on == "both" else train[select_on]
+                fit_qrels = merged_qrels if select_on == "both" else train_qrels[select_on]
+                w = fit_head_weights(fit_on, fit_qrels, cand, WeightConfig(l2=l2))
+                keep = [i for i, x in zip(cand, w.tolist()) if x > 0]
+                record(f"weights over top-{m} (l2 {l2})", keep, w[w > 0], {"select_on": select_on, "m": m, "l2": l2})
+    args.out.write_text(json.dumps({"rows": rows, "prior": prior.tolist(), "heads": [list(h) for h in heads]}))
+    rows.sort(key=lambda r: -r["val_macro"])
+    for r in rows[:40]:
+        print(f"{r['val_macro']:.4f}  dl21 {r['val_dl21']:.4f}  nfc {r['val_nfcorpus']:.4f}  {r['recipe']:<32} "
+              f"on={r['select_on']:<8} n={len(r['heads']):>3} prior={int(r['prior'])} {r['mode']} fuse={r['fuse']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Adapt a preset to a user's domain: re-select (and re-weight) its heads on a few dozen judged queries.
+
+Heads chosen in one domain travel poorly to another, and heads chosen in-domain on a few dozen queries beat
+heads chosen elsewhere (RESULTS.md, "Adapting to a domain"). ``adapt_preset`` keeps the preset's base model
+and LoRA adapter, captures every head of that model once per judged list (cached, resumable), and picks on
+a validation split of the user's queries among: the preset unchanged, the top-K heads by discriminability
+on the training split (plain sum), and non-negative per-head weights fit over the top-M heads
+(``weighting.fit_head_weights``), each with and without fusion with the first stage. The winner is written
+as a new checkpoint directory (same adapter, new head set, chosen inference settings) that every headrank
+entry point loads by path. The preset itself is one of the candidates, so the result is never worse than
+the preset on the validation split; that split chose it, so report quality on queries it never saw.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config
+from headrank.fusion import fuse_with_first_stage
+from headrank.heads import HeadSet
+from headrank.observe import SharedCapture, all_head_observer, observe_cached
+from headrank.selection import HeadObservations, discriminability, ndcg_at_10, order_lists, split_queries
+from headrank.weighting import WeightConfig, fit_head_weights
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """The search space. ``ks``: plain top-K sets; ``pools``/``l2s``: weighted sets over the top-M heads;
+    ``fusion``: first-stage fusion weights tried (None = no fusion); ``val_fraction``/``seed``: the split."""
+
+    depth: int = 20
+    val_fraction: float = 0.3
+    seed: int = 0
+    ks: tuple[int, ...] = (4, 8, 16, 32)
+    pools: tuple[int, ...] = (8, 16, 32, 64)
+    l2s: tuple[float, ...] = (0.001, 0.01, 0.1)
+    fusion: tuple[float | None, ...] = (None, 0.5)
+
+    def __post_init__(self) -> None:
+        if self.depth < 2:
+            raise ValueError("depth must be >= 2 passages per list")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError("val_fraction must be between 0 and 1")
+        if any(k < 1 for k in (*self.ks, *self.pools)):
+            raise ValueError("K and pool sizes must be >= 1")
+        if not self.fusion:
+            raise ValueError("need at least one fusion setting (None = no fusion)")
+
+
+@dataclass
+class Candidate:
+    label: str
+    heads: list[tuple[int, int]]
+    weights: list[float] | None
+    fuse: float | None
+    val_ndcg: float
+    per_query: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class AdaptReport:
+    """Before (the preset, its own settings) and after (the chosen candidate) on the validation split."""
+
+    preset: str
+    benchmark: str
+    train_queries: list[str]
+    val_queries: list[str]
+    before: Candidate
+    after: Candidate
+    candidates: list[Candidate]
+    out: str
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        for key in ("before", "after"):
+            data[key].pop("per_query")
+        data["candidates"] = [{k: v for k, v in c.items() if k != "per_query"} for c in data["candidates"]]
+        return data
+
+
+def usable_queries(bench, depth: int) -> list[str]:
+    """Queries whose top-``depth`` list holds a judged relevant and a non-relevant passage: only they can
+    tell one head from another."""
+    out = []
+    for qid in bench.queries:
+        grades = [bench.qrels[qid].get(c.docid, 0) for c in bench.candidates[qid][:depth]]
+        if any(g >= bench.relevant_grade for g in grades) and any(g < bench.relevant_grade for g in grades):
+            out.append(qid)
+    return out
+
+
+def sample_queries(bench, n: int, depth: int, seed: int = 0):
+    """The benchmark restricted to a seeded sample of at most ``n`` usable queries."""
+    qids = sorted(usable_queries(bench, depth))
+    random.Random(f"adapt/{seed}").shuffle(qids)
+    keep = set(qids[:n])
+    if not keep:
+        raise ValueError(f"{bench.name}: no query has a judged relevant and a non-relevant passage in the top {depth}")
+    return replace(bench, queries={q: t for q, t in bench.queries.items() if q in keep})
+
+
+def score_lists(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights: Sequence[float] | None,
+                fuse: float | None, qrels, reversed_obs: HeadObservations | None = None) -> dict[str, float]:
+    """Per-query nDCG@10 of a (weighted) head set on observed first-stage-order lists, optionally fused; with
+    ``reversed_obs`` (the same lists read backwards) each passage gets the mean of its two scores."""
+    index = {h: i for i, h in enumerate(obs.heads)}
+    idx = torch.tensor([index[h] for h in heads])
+    w = torch.ones(len(heads)) if weights is None else torch.tensor(list(weights), dtype=torch.float32)
+    backwards = {} if reversed_obs is None else {q: i for i, q in enumerate(reversed_obs.qids)}
+    out = {}
+    for mass, docids, qid in zip(obs.calibrated, obs.docids, obs.qids):
+        scores = (mass.index_select(0, idx) * w[:, None]).sum(dim=0)
+        if reversed_obs is not None:
+            j = backwards[qid]
+            back = (reversed_obs.calibrated[j].index_select(0, idx) * w[:, None]).sum(dim=0)
+            where = {d: k for k, d in enumerate(reversed_obs.docids[j])}
+            scores = (scores + back[[where[d] for d in docids]]) / 2
+        if fuse is not None:
+            scores = torch.tensor(fuse_with_first_stage(scores.tolist(), fuse))
+        out[qid] = float(ndcg_at_10(scores[None], docids, qrels.get(qid, {}))[0])
+    return out
+
+
+def _candidate(label, heads, weights, fuse, val, qrels, val_reversed=None) -> Candidate:
+    per_query = score_lists(val, heads, weights, fuse, qrels, val_reversed)
+    return Candidate(label, list(heads), None if weights is None else [float(w) for w in weights], fuse,
+                     sum(per_query.values()) / len(per_query), per_query)
+
+
+def search(train: HeadObservations, val: HeadObservations, qrels, preset_heads: HeadSet,
+           preset_fuse: float | None, config: AdaptConfig,
+           val_reversed: HeadObservations | None = None) -> list[Candidate]:
+    """Every candidate of the search space scored on ``val`` (in both orders when ``val_reversed`` is given);
+    the preset unchanged comes first."""
+    out = [_candidate("preset unchanged", preset_heads.heads, preset_heads.weights, preset_fuse, val, qrels,
+                      val_reversed)]
+    d = discriminability(train, qrels)
+    order = torch.argsort(d, descending=True, stable=True).tolist()
+    sets: list[tuple[str, list[tuple[int, int]], list[float] | None]] = []
+    for k in config.ks:
+        sets.append((f"top-{k} heads", [train.heads[i] for i in order[:k]], None))
+    for m in config.pools:
+        for l2 in config.l2s:
+            pool = order[:m]
+            w = fit_head_weights(train, qrels, pool, WeightConfig(l2=l2))
+            keep = [(train.heads[i], float(x)) for i, x in zip(pool, w.tolist()) if x > 0]
+            sets.append((f"weighted top-{m} (l2 {l2})", [h for h, _ in keep], [x for _, x in keep]))
+    for label, heads, weights in sets:
+        for fuse in config.fusion:
+            out.append(_candidate(label, heads, weights, fuse, val, qrels, val_reversed))
+    return out
+
+
+def best_candidate(candidates: Sequence[Candidate]) -> Candidate:
+    """Highest validation nDCG@10; ties (to 1e-6) go to the earlier candidate (the preset first)."""
+    return max(enumerate(candidates), key=lambda c: (round(c[1].val_ndcg, 6), -c[0]))[1]
+
+
+def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig = AdaptConfig(), *,
+                 cache_dir: Path | None = None, device: str = "auto", dtype: str = "auto",
+                 on_list: Callable[[str, int, int], None] | None = None) -> AdaptReport:
+    """Re-select and re-weight a preset's heads on ``bench`` (judged queries), write the result to ``out``."""
+    from headrank.ranker import HeadRanker
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
+        raise FileExistsError(f"{out} exists and is not a checkpoint directory; refusing to overwrite it")
+    ranker = HeadRanker.from_pretrained(str(preset), device=device, dtype=dtype)
+    if ranker.window:
+        raise ValueError("adapt scores whole lists; the preset must not use sliding windows")
+    qids = usable_queries(bench, config.depth)
+    if len(qids) < 4:
+        raise ValueError(f"{bench.name}: {len(qids)} usable judged queries (a relevant and a non-relevant passage in "
+                         f"the top {config.depth}); adapting needs at least 4, better a few dozen")
+    train_q, val_q = split_queries(qids, config.val_fraction, config.seed)
+    lists = {q: (q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q][: config.depth]]) for q in qids}
+    shared = SharedCapture(all_head_observer(ranker), Path(cache_dir or out.parent / f".{out.name}-capture"))
+    progress = (lambda stage: (lambda done, total: on_list(stage, done, total))) if on_list else (lambda stage: None)
+    # training lists shuffled (a head must follow relevance, not position); validation as users feed them
+    train = observe_cached(shared, order_lists([lists[q] for q in train_q], "shuffled", config.seed),
+                           progress("observing training lists"))
+    val = observe_cached(shared, [lists[q] for q in val_q], progress("observing validation lists"))
+    val_reversed = None
+    if ranker.both_orders:  # the preset reads both orders: so does every candidate
+        val_reversed = observe_cached(shared, order_lists([lists[q] for q in val_q], "reversed"),
+                                      progress("observing reversed validation lists"))
+    candidates = search(train, val, bench.qrels, ranker.heads, ranker.fuse_first_stage, config, val_reversed)
+    before, after = candidates[0], best_candidate(candidates)
+    write_adapted(Path(ranker.model.path), out, ranker.heads, after, bench.name, train_q, val_q, str(preset), config)
+    logger.info("adapted %s on %s: validation nDCG@10 %.4f -> %.4f (%s)", preset, bench.name, before.val_ndcg,
+                after.val_ndcg, after.label)
+    return AdaptReport(str(preset), bench.name, train_q, val_q, before, after, candidates, str(out))
+
+
+def write_adapted(source: Path, out: Path, preset_heads: HeadSet, chosen: Candidate, benchmark: str,
+                  train_q: list[str], val_q: list[str], preset: str, config: AdaptConfig) -> None:
+    """A checkpoint directory: the preset's config and adapter, the chosen head set and inference settings."""
+    out.mkdir(parents=True, exist_ok=True)
+    head_set = replace(preset_heads, heads=tuple(chosen.heads),
+                       weights=None if chosen.weights is None else tuple(chosen.weights),
+                       name=f"adapted-{benchmark}",
+                       selection={"adapted_from": preset, "benchmark": benchmark, "candidate": chosen.label,
+                                  "train_queries": train_q, "val_queries": val_q, "val_ndcg@10": chosen.val_ndcg,
+                                  "search": asdict(config)})
+    head_set.save(out / HEADSET_NAME)
+    shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
+    shutil.copytree(source / ADAPTER_DIR, out / ADAPTER_DIR)
+    cfg = load_checkpoint_config(source)
+    inference = InferenceSettings.from_dict(cfg.get("inference"))
+    cfg["inference"] = replace(inference, fuse_first_stage=chosen.fuse).to_dict()
+    cfg.pop("card", None)
+    cfg.pop("preset", None)  # not a shipped preset: it is loaded by its path
+    cfg["adapted_from"] = {"preset": preset, "benchmark": benchmark, "candidate": chosen.label,
+                           "val_queries": len(val_q), "val_ndcg@10": chosen.val_ndcg}
+    (out / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n")

@@ -1,0 +1,90 @@
+"""headrank adapt: re-select and re-weight a preset's heads on a user's judged queries (tiny model, end to end)."""
+
+import json
+
+import ir_measures
+import pytest
+from typer.testing import CliRunner
+
+from headrank.cli import app
+from headrank.heads import HeadSet
+from headrank.ranker import HeadRanker
+from headrank.weighting import WeightConfig, fit_head_weights, weighted_ndcg
+from headrank.selection import HeadObservations
+
+from test_presets import toy_folder  # noqa: F401 (fixture)
+
+runner = CliRunner()
+
+
+def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_folder, tmp_path):  # noqa: F811
+    preset = tmp_path / "preset"
+    built = runner.invoke(app, ["build-preset", "--model", str(tiny_base), "--out", str(preset), "--benchmark",
+                                str(toy_folder), "--depth", "6", "--ks", "2", "--lambdas", "0", "--epochs", "1",
+                                "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"), "--device", "cpu"])
+    assert built.exit_code == 0, built.output
+    out, report = tmp_path / "adapted", tmp_path / "report.json"
+    args = ["adapt", "--from", str(preset), "--data", str(toy_folder), "--out", str(out), "--depth", "6",
+            "--ks", "1,2", "--pools", "4", "--val-fraction", "0.5", "--cache", str(tmp_path / "acache"),
+            "--report", str(report), "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "before: preset unchanged" in result.output and "after:" in result.output
+    data = json.loads(report.read_text())
+    assert data["after"]["val_ndcg"] >= data["before"]["val_ndcg"]  # the preset itself is a candidate
+    assert len(data["candidates"]) == 1 + 2 * (2 + 3)  # preset + (2 plain sets + 3 weighted) x (no fusion, RRF)
+    assert set(data["train_queries"]).isdisjoint(data["val_queries"])
+    head_set = HeadSet.load(out / "headset.json")
+    assert head_set.selection["adapted_from"] == str(preset)
+    assert [list(h) for h in head_set.heads] == sorted(data["after"]["heads"])
+
+    # the written checkpoint, loaded like any other, scores the validation queries as the report says
+    ranker = HeadRanker.from_pretrained(str(out), device="cpu")
+    assert ranker.fuse_first_stage == data["after"]["fuse"]
+    entries = json.loads((toy_folder / "candidates.json").read_text())
+    qrels = {}
+    for line in (toy_folder / "qrels.txt").read_text().split("\n"):
+        if line.strip():
+            q, _, d, g = line.split()
+            qrels.setdefault(q, {})[d] = int(g)
+    run = {}
+    for qid, entry in enumerate(entries):
+        if str(qid) in data["val_queries"]:
+            docs = [h["content"] for h in entry["hits"]]
+            run[str(qid)] = {entry["hits"][r.corpus_id]["docid"]: r.score for r in ranker.rank(entry["query"], docs)}
+    measured = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], {q: qrels[q] for q in run}, run)[ir_measures.nDCG @ 10]
+    assert measured == pytest.approx(data["after"]["val_ndcg"], abs=1e-6)
+
+    again = runner.invoke(app, args)  # cached captures: same report
+    assert again.exit_code == 0 and json.loads(report.read_text())["after"] == data["after"]
+
+
+def test_adapt_refuses_reporting_sets_and_too_few_queries(tmp_path):
+    result = runner.invoke(app, ["adapt", "--data", "dl19", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "reporting set" in result.output
+    result = runner.invoke(app, ["adapt", "--data", "nfcorpus", "--split", "test", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "reporting set" in result.output
+
+
+def test_weights_prefer_the_head_that_follows_relevance():
+    """Two heads: one follows the grades, one is noise that is ten times louder; the fit weights the first."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    qids, docids, masses, qrels = [], [], [], {}
+    for q in range(12):
+        grades = torch.randint(0, 3, (8,), generator=gen)
+        good = grades.float() * 0.01 + 0.002 * torch.rand(8, generator=gen)
+        noise = 0.1 * torch.rand(8, generator=gen)
+        qids.append(str(q))
+        docids.append([f"{q}-{i}" for i in range(8)])
+        masses.append(torch.stack([good, noise]))
+        qrels[str(q)] = {f"{q}-{i}": int(g) for i, g in enumerate(grades)}
+    obs = HeadObservations([(0, 0), (0, 1)], qids, docids, masses, masses)
+    w = fit_head_weights(obs, qrels, [0, 1], WeightConfig(l2=0.01))
+    assert w[0] * 0.01 > 5 * w[1] * 0.1  # the relevant head dominates the weighted score
+    assert sum(weighted_ndcg(obs, qrels, [0, 1], w)) > sum(weighted_ndcg(obs, qrels, [0, 1]))
+    with pytest.raises(ValueError, match="at least one"):
+        fit_head_weights(obs, qrels, [])
+    with pytest.raises(ValueError, match="no training list"):
+        fit_head_weights(obs, {}, [0, 1])

@@ -81,7 +81,6 @@ def main() -> None:
                         qrels["nfcorpus-dev"])}
     train_qrels = {"dl21": qrels["dl21"], "nfcorpus": qrels["nfcorpus-train"]}
     heads = pool[("dl21", "first-stage")].heads
-    n_heads = len(heads)
     d = {dom: discriminability(obs, train_qrels[dom]) for dom, obs in train.items()}
     d["both"] = (d["dl21"] + d["nfcorpus"]) / 2
     prior = position_prior(list(train.values()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -129,3 +130,22 @@ def tiny_qwen2(vocab_size: int = 1000, layers: int = 4):
 
 def tiny_mistral(vocab_size: int = 1000, layers: int = 4):
     return _tiny("MistralConfig", "MistralForCausalLM", vocab_size, layers, sliding_window=None)
+
+
+TOY_WORDS = ["solar", "wind", "pasta", "river", "music", "chess", "tiger", "cloud"]
+
+
+@pytest.fixture()
+def toy_folder(tmp_path):
+    """A RankGPT candidate file and qrels: 8 queries of 6 passages, graded 2/1/0."""
+    folder = tmp_path / "toy"
+    folder.mkdir()
+    entries, qrels = [], []
+    for q in range(8):
+        hits = [{"qid": str(q), "docid": f"{q}-{i}", "rank": i + 1, "score": 10.0 - i,
+                 "content": f"{TOY_WORDS[(q + i) % 8]} passage {i} about {TOY_WORDS[i % 8]}"} for i in range(6)]
+        entries.append({"query": f"query about {TOY_WORDS[q]}", "hits": hits})
+        qrels += [f"{q} 0 {q}-{i} {g}" for i, g in enumerate([2, 0, 1, 0, 1, 0])]
+    (folder / "candidates.json").write_text(json.dumps(entries))
+    (folder / "qrels.txt").write_text("\n".join(qrels) + "\n")
+    return folder

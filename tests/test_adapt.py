@@ -12,12 +12,10 @@ from headrank.ranker import HeadRanker
 from headrank.weighting import WeightConfig, fit_head_weights, weighted_ndcg
 from headrank.selection import HeadObservations
 
-from test_presets import toy_folder  # noqa: F401 (fixture)
-
 runner = CliRunner()
 
 
-def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_folder, tmp_path):  # noqa: F811
+def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_folder, tmp_path):
     preset = tmp_path / "preset"
     built = runner.invoke(app, ["build-preset", "--model", str(tiny_base), "--out", str(preset), "--benchmark",
                                 str(toy_folder), "--depth", "6", "--ks", "2", "--lambdas", "0", "--epochs", "1",

@@ -21,22 +21,6 @@ runner = CliRunner()
 WORDS = ["solar", "wind", "pasta", "river", "music", "chess", "tiger", "cloud"]
 
 
-@pytest.fixture()
-def toy_folder(tmp_path):
-    """A RankGPT candidate file and qrels: 8 queries of 6 passages, graded 2/1/0."""
-    folder = tmp_path / "toy"
-    folder.mkdir()
-    entries, qrels = [], []
-    for q in range(8):
-        hits = [{"qid": str(q), "docid": f"{q}-{i}", "rank": i + 1, "score": 10.0 - i,
-                 "content": f"{WORDS[(q + i) % 8]} passage {i} about {WORDS[i % 8]}"} for i in range(6)]
-        entries.append({"query": f"query about {WORDS[q]}", "hits": hits})
-        qrels += [f"{q} 0 {q}-{i} {g}" for i, g in enumerate([2, 0, 1, 0, 1, 0])]
-    (folder / "candidates.json").write_text(json.dumps(entries))
-    (folder / "qrels.txt").write_text("\n".join(qrels) + "\n")
-    return folder
-
-
 # ---------------------------------------------------------------- building a preset
 
 

@@ -127,7 +127,7 @@ class SharedCapture:
 
 
 
-def all_head_observer(ranker) -> "HeadRanker":  # noqa: F821 (imported lazily: ranker imports this module's neighbours)
+def all_head_observer(ranker):
     """A ranker that reads every head of ``ranker``'s model (merged adapter included) with the N/A tail and
     the same prompt: what ``SharedCapture`` needs to re-select or re-weight heads of a trained preset."""
     from headrank.ranker import HeadRanker

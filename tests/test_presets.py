@@ -262,3 +262,21 @@ def test_presets_command_lists_them():
     for name in available_presets():
         assert name in result.output
     assert f"{DEFAULT_PRESET} *" in result.output and str(PRESETS_DIR.name) == "presets"
+
+
+def test_choose_inference_breaks_ties_by_position_like_rank_and_evaluate():
+    """RRF with w 0.5 ties often; the choice must score the ranking rank() returns, not trec_eval's docid order."""
+    from headrank.presets import choose_inference
+
+    class Fixed:
+        both_orders, fuse_first_stage, window = False, None, None
+
+        def score(self, query, texts):
+            return [1.0, 2.0, 3.0] if texts[0] == "a" else [3.0, 2.0, 1.0]  # same scores in both orders
+
+    lists = [("q", "query", [("x", "a"), ("y", "b"), ("z", "c")])]
+    _, rows = choose_inference(Fixed(), lists, {"q": {"z": 1}})
+    fused = next(r for r in rows if r["setting"] == InferenceSettings(fuse_first_stage=0.5).describe())
+    # fused: x (attention rank 3, first stage 1) ties with z (attention rank 1, first stage 3); the earlier
+    # position wins the tie in rank(), so the relevant z is second
+    assert fused["ndcg@10"] == pytest.approx(1 / math.log2(3))

@@ -201,7 +201,7 @@ def choose_inference(ranker, lists, qrels, candidates=INFERENCE_CANDIDATES,
     """
     import ir_measures
 
-    from headrank.fusion import fuse_with_first_stage
+    from headrank.fusion import fuse_with_first_stage, rank_positions
 
     if not lists:
         raise ValueError("no validation lists to choose inference settings on")
@@ -225,7 +225,8 @@ def choose_inference(ranker, lists, qrels, candidates=INFERENCE_CANDIDATES,
                 scores = [(a + b) / 2 for a, b in zip(forward[qid], backward[qid])]
             if settings.fuse_first_stage:
                 scores = fuse_with_first_stage(scores, settings.fuse_first_stage)
-            run[qid] = {docid: float(s) for (docid, _), s in zip(docs, scores)}
+            ranks = rank_positions(scores)  # ties broken by position, as rank() and evaluate do (not by docid)
+            run[qid] = {docid: float(len(docs) - r) for (docid, _), r in zip(docs, ranks)}
         value = ir_measures.calc_aggregate([metric], judged, run)[metric]
         rows.append({"setting": settings.describe(), "inference": settings.to_dict(), "ndcg@10": float(value)})
     best = max(range(len(rows)), key=lambda i: (round(rows[i]["ndcg@10"], 6), -i))

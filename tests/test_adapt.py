@@ -56,6 +56,18 @@ def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_
     again = runner.invoke(app, args)  # cached captures: same report
     assert again.exit_code == 0 and json.loads(report.read_text())["after"] == data["after"]
 
+    # evaluate reads a checkpoint (weighted head set included) from an all-head capture like from its own pass
+    per_query = {}
+    for shared in (False, True):
+        runs = tmp_path / f"eval-{shared}"
+        cmd = ["evaluate", "--method", "heads", "--model", str(out), "-b", str(toy_folder), "-K", "6", "--out",
+               str(runs), "--no-plot", "--device", "cpu"] + (["--shared-capture"] if shared else [])
+        result = runner.invoke(app, cmd)
+        assert result.exit_code == 0, result.output
+        metrics = json.loads(next(runs.glob("*/metrics.json")).read_text())
+        per_query[shared] = {q: m["nDCG@10"] for q, m in metrics["per_query"].items()}
+    assert per_query[True] == pytest.approx(per_query[False], abs=1e-9)
+
 
 def test_adapt_refuses_reporting_sets_and_too_few_queries(tmp_path):
     result = runner.invoke(app, ["adapt", "--data", "dl19", "--out", str(tmp_path / "x")])

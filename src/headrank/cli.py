@@ -372,9 +372,10 @@ def evaluate(
                                            help="Also report the method fused with the first-stage ranking "
                                                 "(weighted RRF, this weight on the first stage; 0.5 = plain "
                                                 "RRF). Reuses the method's run: no extra model work."),
-    shared_capture: bool = typer.Option(False, help="icr / heads without training: read scores from one cached "
-                                                    "all-head capture per list, shared by every such method "
-                                                    "(latency: that full-depth pass)."),
+    shared_capture: bool = typer.Option(False, help="icr / heads: read scores from one cached all-head capture "
+                                                    "per list, shared by every method on the same weights (a "
+                                                    "checkpoint's merged weights have their own; latency: that "
+                                                    "full-depth pass)."),
     window: int = typer.Option(None, min=2, help="icr / heads: rank the K candidates in sliding windows of this "
                                                  "many passages (RankGPT-style, bottom up, half overlap)."),
 ) -> None:
@@ -396,7 +397,7 @@ def evaluate(
     if method == "bm25" and fuse_first_stage is not None:
         _fail("--fuse-first-stage fuses a reranker with the first stage; --method bm25 is the first stage")
     if shared_capture and method not in ("icr", "heads"):
-        _fail("--shared-capture works for --method icr and heads (untrained head sets)")
+        _fail("--shared-capture works for --method icr and heads")
     if window is not None and (method not in ("icr", "heads") or shared_capture):
         _fail("--window works for --method icr and heads with their own capture (not --shared-capture)")
     try:

@@ -102,8 +102,7 @@ def _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, cali
     from headrank.ranker import HeadRanker
 
     if is_checkpoint(model) or is_preset_name(model):
-        raise ValueError("a trained checkpoint or preset changes the model's weights; evaluate it without "
-                         "--shared-capture")
+        return _shared_checkpoint_scorer(model, method, heads, max_passage_tokens, device, dtype, cache_dir)
     if method == "heads" and not heads:
         raise ValueError("--method heads needs --heads (a head set JSON or 'layer:head,...')")
     head_set = HeadSet.coerce(heads) if method == "heads" else None
@@ -118,6 +117,20 @@ def _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, cali
                              "evaluate it without --shared-capture")
     score = SharedCapture(ranker, cache_dir).scorer(head_set, calibrate)
     return _ranker_scorer(ranker, score, method, head_set.to_dict() if head_set else None, capture="shared")
+
+
+def _shared_checkpoint_scorer(model, method, heads, max_passage_tokens, device, dtype, cache_dir) -> Scorer:
+    """A checkpoint or preset (its own head set, weights included) read from an all-head capture of its merged
+    weights: the cache that ``headrank adapt`` and recipe searches fill serves its evaluation too."""
+    from headrank.observe import SharedCapture, all_head_observer
+    from headrank.ranker import HeadRanker
+
+    if method != "heads" or heads:
+        raise ValueError("a checkpoint or preset brings its own head set: use --method heads without --heads")
+    trained = HeadRanker.from_pretrained(model, device=device, dtype=dtype, max_passage_tokens=max_passage_tokens,
+                                         window=0, both_orders=False, fuse_first_stage=0)
+    score = SharedCapture(all_head_observer(trained), cache_dir).scorer(trained.heads, trained.scoring.calibrate)
+    return _ranker_scorer(trained, score, method, trained.heads.to_dict(), capture="shared")
 
 
 def _baseline_scorer(method: str, model: str, device: str, dtype: str, budget: int) -> Scorer:

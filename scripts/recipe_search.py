@@ -42,17 +42,21 @@ def list_scores(obs: HeadObservations, i: int, idx: torch.Tensor, w: torch.Tenso
 
 
 def evaluate(fs: HeadObservations, rv: HeadObservations | None, qrels, idx, w, prior, mode: str,
-             fuse: float | None) -> list[float]:
-    """Per-query nDCG@10 on first-stage-order lists; mode one|both (both averages with the reversed pass)."""
+             fuse: float | None, only: set[str] | None = None) -> list[float]:
+    """Per-query nDCG@10 of first-stage-order lists; mode one (as given), rev (read reversed) or both (the
+    mean of the two). ``only``: restrict to these qids."""
     rv_index = {q: i for i, q in enumerate(rv.qids)} if rv is not None else {}
     out = []
     for i, qid in enumerate(fs.qids):
+        if only is not None and qid not in only:
+            continue
         scores = list_scores(fs, i, idx, w, prior)
-        if mode == "both":
+        if mode in ("rev", "both"):
             j = rv_index[qid]
             back = list_scores(rv, j, idx, w, prior)
             pos = {d: k for k, d in enumerate(rv.docids[j])}
-            scores = (scores + torch.stack([back[pos[d]] for d in fs.docids[i]])) / 2
+            back = torch.stack([back[pos[d]] for d in fs.docids[i]])
+            scores = back if mode == "rev" else (scores + back) / 2
         if fuse is not None:
             scores = torch.tensor(fuse_with_first_stage(scores.tolist(), fuse))
         out.append(float(ndcg_at_10(scores[None], fs.docids[i], qrels[qid])[0]))
@@ -72,8 +76,9 @@ def main() -> None:
     args = parser.parse_args()
     pool = load_pool(args.pool, args.layers, args.heads)
     qrels = {name: qrels_of(name) for name in ("dl21", "nfcorpus-train", "nfcorpus-dev")}
-    train_ids = json.loads((Path("src/headrank/presets/headrank-qwen2.5-coder-0.5b/headset.json")).read_text())
-    dl21_train_q = set(train_ids["selection"]["train_queries"])
+    recorded = json.loads((Path("src/headrank/presets/headrank-qwen2.5-coder-0.5b/headset.json")).read_text())
+    selection = recorded["selection"].get("adapter_selection", recorded["selection"])
+    dl21_train_q = set(selection["train_queries"])  # the adapter's DL21 training split
     train = {"dl21": pool[("dl21", "shuffled")].subset([q for q in pool[("dl21", "shuffled")].qids if q in dl21_train_q]),
              "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
     val = {"dl21": (pool[("dl21", "first-stage")], pool.get(("dl21", "reversed")), qrels["dl21"]),
@@ -94,25 +99,27 @@ def main() -> None:
         merged_qrels.update({f"{dom}/{q}": g for q, g in train_qrels[dom].items()})
 
     rows = []
+    fusions = (None, 0.3, 0.5, 0.7)
 
-    def record(label: str, idx: list[int], w: torch.Tensor | None, extra: dict) -> None:
+    def score_row(label: str, idx: list[int], w: torch.Tensor | None, extra: dict, mode: str = "one",
+                  use_prior: bool = False, fuse: float | None = None, only: dict | None = None) -> dict:
         idx_t = torch.tensor(idx)
         w = torch.ones(len(idx)) if w is None else w
-        for use_prior in (False, True):
-            for mode in ("one", "both"):
-                for fuse in (None, 0.5):
-                    per_dom = {dom: evaluate(fs, rv, q, idx_t, w, prior if use_prior else None, mode, fuse)
-                               for dom, (fs, rv, q) in val.items()}
-                    rows.append({"recipe": label, **extra, "prior": use_prior, "mode": mode, "fuse": fuse,
-                                 "heads": [list(heads[i]) for i in idx], "weights": w.tolist(),
-                                 **{f"val_{dom}": mean(v) for dom, v in per_dom.items()},
-                                 "val_macro": mean([mean(v) for v in per_dom.values()])})
+        per_dom = {dom: evaluate(fs, rv, q, idx_t, w, prior if use_prior else None, mode, fuse,
+                                 None if only is None else only[dom])
+                   for dom, (fs, rv, q) in val.items()}
+        return {"recipe": label, **extra, "prior": use_prior, "mode": mode, "fuse": fuse,
+                "heads": [list(heads[i]) for i in idx], "weights": w.tolist(),
+                **{f"val_{dom}": mean(v) for dom, v in per_dom.items()},
+                **{f"n_{dom}": len(v) for dom, v in per_dom.items()},
+                "val_macro": mean([mean(v) for v in per_dom.values()])}
 
-    record("preset heads (plain sum)", [heads.index(h) for h in PRESET_HEADS], None, {"select_on": "dl21 (shipped)"})
+    # stage 1: which heads, weights and fusion, in one pass over every validation list
+    sets = [("preset heads (plain sum)", [heads.index(h) for h in PRESET_HEADS], None, {"select_on": "dl21 (shipped)"})]
     for select_on in ("dl21", "nfcorpus", "both"):
         order = torch.argsort(d[select_on], descending=True, stable=True).tolist()
         for k in (4, 8, 16, 32):
-            record(f"top-{k} by D_h (plain sum)", order[:k], None, {"select_on": select_on, "k": k})
+            sets.append((f"top-{k} by D_h (plain sum)", order[:k], None, {"select_on": select_on, "k": k}))
         for m in (8, 16, 32, 64):
             for l2 in (0.001, 0.01, 0.1):
                 cand = order[:m]
@@ -120,12 +127,43 @@ def main() -> None:
                 fit_qrels = merged_qrels if select_on == "both" else train_qrels[select_on]
                 w = fit_head_weights(fit_on, fit_qrels, cand, WeightConfig(l2=l2))
                 keep = [i for i, x in zip(cand, w.tolist()) if x > 0]
-                record(f"weights over top-{m} (l2 {l2})", keep, w[w > 0], {"select_on": select_on, "m": m, "l2": l2})
-    args.out.write_text(json.dumps({"rows": rows, "prior": prior.tolist(), "heads": [list(h) for h in heads]}))
-    rows.sort(key=lambda r: -r["val_macro"])
-    for r in rows[:40]:
-        print(f"{r['val_macro']:.4f}  dl21 {r['val_dl21']:.4f}  nfc {r['val_nfcorpus']:.4f}  {r['recipe']:<32} "
-              f"on={r['select_on']:<8} n={len(r['heads']):>3} prior={int(r['prior'])} {r['mode']} fuse={r['fuse']}")
+                sets.append((f"weights over top-{m} (l2 {l2})", keep, w[w > 0], {"select_on": select_on, "m": m,
+                                                                                  "l2": l2}))
+    for label, idx, w, extra in sets:
+        for fuse in fusions:
+            rows.append(score_row(label, idx, w, extra, fuse=fuse))
+    best = max(rows, key=lambda r: round(r["val_macro"], 6))  # ties: the first (simpler) row
+    # stage 2: how to read the chosen set (one pass, reversed, both orders; a position prior), on the
+    # validation lists that were also captured reversed
+    only = {dom: set(rv.qids) for dom, (_, rv, _) in val.items()}
+    chosen_idx = [heads.index(tuple(h)) for h in best["heads"]]
+    chosen_w = torch.tensor(best["weights"])
+    stage2 = []
+    for label, idx, w in (("chosen", chosen_idx, chosen_w),
+                          ("preset heads (plain sum)", [heads.index(h) for h in PRESET_HEADS], None)):
+        for mode in ("one", "rev", "both"):
+            for use_prior in (False, True):
+                for fuse in fusions:
+                    stage2.append(score_row(label, idx, w, {"select_on": best["select_on"]}, mode, use_prior,
+                                            fuse, only))
+    chosen2 = max((r for r in stage2 if r["recipe"] == "chosen"), key=lambda r: round(r["val_macro"], 6))
+    summary = {
+        "rows": rows, "stage2": stage2, "chosen_stage1": best, "chosen": {**best, "mode": chosen2["mode"],
+                                                                        "prior": chosen2["prior"],
+                                                                        "fuse": chosen2["fuse"] if chosen2["mode"] != "one" or chosen2["prior"] else best["fuse"]},
+        "prior": prior.tolist(), "heads": [list(h) for h in heads],
+        "train": {dom: {"queries": len(obs.qids), "order": "shuffled"} for dom, obs in train.items()},
+        "validation": {dom: {"queries": len(fs.qids), "reversed_captured": len(rv.qids) if rv else 0}
+                       for dom, (fs, rv, _) in val.items()},
+    }
+    args.out.write_text(json.dumps(summary, indent=1))
+    for title, table in (("stage 1 (one pass, all validation lists)", sorted(rows, key=lambda r: -r["val_macro"])[:25]),
+                         ("stage 2 (validation lists captured in both orders)", sorted(stage2, key=lambda r: -r["val_macro"]))):
+        print(f"== {title}")
+        for r in table:
+            print(f"{r['val_macro']:.4f}  dl21 {r['val_dl21']:.4f}  nfc {r['val_nfcorpus']:.4f}  {r['recipe']:<32} "
+                  f"on={r['select_on']:<14} n={len(r['heads']):>3} prior={int(r['prior'])} {r['mode']:<4} fuse={r['fuse']}")
+    print("chosen:", json.dumps({k: v for k, v in summary["chosen"].items() if k not in ("heads", "weights")}))
 
 
 if __name__ == "__main__":

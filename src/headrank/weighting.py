@@ -66,14 +66,19 @@ def fit_head_weights(obs: HeadObservations, qrels: Qrels, heads: Sequence[int],
         targets.append(torch.softmax(grades / config.tau, dim=0))
     if not features:
         raise ValueError("no training list has a judged relevant passage; cannot fit head weights")
+    width = max(x.shape[0] for x in features)
+    x = torch.zeros(len(features), width, len(heads))  # lists padded to one width, padding masked out
+    y = torch.zeros(len(features), width)
+    pad = torch.ones(len(features), width, dtype=torch.bool)
+    for i, (f, t) in enumerate(zip(features, targets)):
+        x[i, : f.shape[0]], y[i, : f.shape[0]], pad[i, : f.shape[0]] = f, t, False
     v = torch.full((len(heads),), 1.0 / len(heads) ** 0.5, requires_grad=True)
     optimizer = torch.optim.Adam([v], lr=config.lr)
     for _ in range(config.steps):
         optimizer.zero_grad()
-        loss = torch.stack([
-            torch.nn.functional.kl_div(torch.log_softmax(x @ v, dim=0), y, reduction="sum")
-            for x, y in zip(features, targets)
-        ]).mean() + config.l2 * (v * v).sum()
+        logp = torch.log_softmax((x @ v).masked_fill(pad, float("-inf")), dim=1)
+        kl = (y * (y.clamp(min=1e-30).log() - logp.masked_fill(pad, 0.0))).sum(dim=1)  # KL(y || softmax)
+        loss = kl.mean() + config.l2 * (v * v).sum()
         loss.backward()
         optimizer.step()
         with torch.no_grad():

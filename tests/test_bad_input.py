@@ -44,6 +44,12 @@ def files(tmp_path_factory, llama_tokenizer):
     for name, text in texts.items():
         (root / name).write_text(text)
     (root / "latin1.tsv").write_bytes(b"d1\tcaf\xe9\n")
+    judged = root / "rankgpt-dir"  # 5 judged queries of 3 passages each: enough to adapt on
+    judged.mkdir()
+    (judged / "candidates.json").write_text(json.dumps([
+        {"query": f"query {q}", "hits": [{"qid": str(q), "docid": f"{q}-{i}", "content": f"passage {i}"} for i in range(3)]}
+        for q in range(5)]))
+    (judged / "qrels.txt").write_text("".join(f"{q} 0 {q}-0 1\n{q} 0 {q}-1 0\n" for q in range(5)))
     return root
 
 
@@ -122,6 +128,16 @@ CLI_CASES = [
     ("unknown benchmark", ["evaluate", "--method", "bm25", "-b", "nope", "--out", "{root}/runs", "--data-root",
                            "{root}"], 2, "unknown benchmark"),
     ("depth 0", ["evaluate", "--method", "bm25", "-K", "0", "--out", "{root}/runs"], 2, "depth must be >= 1"),
+    # adapt
+    ("adapt on a reporting set", ["adapt", "--data", "dl20", "--out", "{root}/adapted"], 2, "reporting set"),
+    ("adapt on a missing folder", ["adapt", "--data", "{root}/no-such-data", "--out", "{root}/adapted"], 2,
+     "unknown benchmark"),
+    ("adapt with bad --ks", ["adapt", "--data", "{root}", "--ks", "four", "--out", "{root}/adapted"], 2, "--ks"),
+    ("adapt with K 0", ["adapt", "--data", "{root}", "--ks", "0", "--out", "{root}/adapted"], 2, "K and pool sizes"),
+    ("adapt val fraction 1", ["adapt", "--data", "{root}", "--val-fraction", "1", "--out", "{root}/adapted"], 2,
+     "val_fraction"),
+    ("adapt from an unknown preset", ["adapt", "--from", "no-such-preset", "--data", "{root}/rankgpt-dir", "--out",
+                                      "{root}/adapted"], 2, "unknown preset"),
     # select-heads
     ("selection on a reporting set", ["select-heads", "--out", "{root}/h.json", "--benchmark", "dl19"], 2,
      "reporting set"),

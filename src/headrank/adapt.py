@@ -170,8 +170,13 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
                  cache_dir: Path | None = None, device: str = "auto", dtype: str = "auto",
                  on_list: Callable[[str, int, int], None] | None = None) -> AdaptReport:
     """Re-select and re-weight a preset's heads on ``bench`` (judged queries), write the result to ``out``."""
+    from headrank.checkpoint import is_checkpoint
+    from headrank.presets import available_presets, is_preset_name
     from headrank.ranker import HeadRanker
 
+    if not (is_preset_name(str(preset)) or is_checkpoint(preset)):
+        raise ValueError(f"unknown preset {str(preset)!r}: adapt starts from a shipped preset "
+                         f"({', '.join(available_presets())}) or a checkpoint directory")
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
         raise FileExistsError(f"{out} exists and is not a checkpoint directory; refusing to overwrite it")

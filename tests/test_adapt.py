@@ -53,6 +53,14 @@ def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_
     measured = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], {q: qrels[q] for q in run}, run)[ir_measures.nDCG @ 10]
     assert measured == pytest.approx(data["after"]["val_ndcg"], abs=1e-6)
 
+    listed = tmp_path / "queries.txt"
+    listed.write_text("0\n1\n2\n3\n4\n")
+    subset = runner.invoke(app, args[:-2] + ["--queries", str(listed), "--out", str(tmp_path / "subset"), "--report",
+                                             str(tmp_path / "subset.json")] + args[-2:])
+    assert subset.exit_code == 0, subset.output
+    sub = json.loads((tmp_path / "subset.json").read_text())
+    assert sorted(sub["train_queries"] + sub["val_queries"]) == ["0", "1", "2", "3", "4"]
+
     again = runner.invoke(app, args)  # cached captures: same report
     assert again.exit_code == 0 and json.loads(report.read_text())["after"] == data["after"]
 

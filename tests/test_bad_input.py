@@ -138,6 +138,10 @@ CLI_CASES = [
      "val_fraction"),
     ("adapt from an unknown preset", ["adapt", "--from", "no-such-preset", "--data", "{root}/rankgpt-dir", "--out",
                                       "{root}/adapted"], 2, "unknown preset"),
+    ("adapt with unknown query ids", ["adapt", "--data", "{root}/rankgpt-dir", "--queries", "{root}/ok.tsv", "--out",
+                                      "{root}/adapted"], 2, "not judged queries"),
+    ("adapt with a query list that is a folder", ["adapt", "--data", "{root}/rankgpt-dir", "--queries", "{root}",
+                                                  "--out", "{root}/adapted"], 2, "is a directory"),
     # select-heads
     ("selection on a reporting set", ["select-heads", "--out", "{root}/h.json", "--benchmark", "dl19"], 2,
      "reporting set"),

@@ -109,6 +109,19 @@ def sample_queries(bench, n: int, depth: int, seed: int = 0):
     return replace(bench, queries={q: t for q, t in bench.queries.items() if q in keep})
 
 
+def restrict_queries(bench, qids):
+    """The benchmark restricted to the listed query ids (blank lines ignored); unknown ids are an error."""
+    wanted = [q.strip() for q in qids if q.strip()]
+    unknown = [q for q in wanted if q not in bench.queries]
+    if unknown:
+        raise ValueError(f"{bench.name}: {len(unknown)} listed queries are not judged queries with candidates, e.g. "
+                         f"{unknown[0]!r}")
+    if not wanted:
+        raise ValueError("the query list is empty")
+    keep = set(wanted)
+    return replace(bench, queries={q: t for q, t in bench.queries.items() if q in keep})
+
+
 def score_lists(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights: Sequence[float] | None,
                 fuse: float | None, qrels, reversed_obs: HeadObservations | None = None) -> dict[str, float]:
     """Per-query nDCG@10 of a (weighted) head set on observed first-stage-order lists, optionally fused; with

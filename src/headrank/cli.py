@@ -810,6 +810,7 @@ def adapt(
     ks: str = typer.Option("4,8,16,32", help="Plain head-set sizes to try."),
     pools: str = typer.Option("8,16,32,64", help="Head pools to fit per-head weights over."),
     max_queries: int = typer.Option(None, min=4, help="Use at most this many judged queries (a seeded sample)."),
+    queries: Path = typer.Option(None, help="Use only the query ids listed in this file (one per line)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
     data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
@@ -824,7 +825,8 @@ def adapt(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from headrank.adapt import AdaptConfig, adapt_preset, sample_queries
+    from headrank.adapt import AdaptConfig, adapt_preset, restrict_queries, sample_queries
+    from headrank.data import read_text_file, text_lines
     from headrank.datasets import check_training_set, load_benchmark
     from headrank.presets import DEFAULT_PRESET
 
@@ -836,6 +838,8 @@ def adapt(
                              pools=tuple(int(m) for m in _floats(pools, "--pools")))
         check_training_set(benchmark, split)
         bench = load_benchmark(benchmark, data_root=data_root, cache_dir=Path("runs") / "cache", split=split)
+        if queries is not None:
+            bench = restrict_queries(bench, text_lines(read_text_file(queries)))
         if max_queries is not None:
             bench = sample_queries(bench, max_queries, depth, seed)
     except (ValueError, FileNotFoundError, DataFormatError) as err:

@@ -57,6 +57,11 @@ def _read_text(path: str | Path) -> tuple[str, str]:
         raise DataFormatError(f"{name}: not UTF-8 text ({err})") from None
 
 
+def read_text_file(path: str | Path) -> str:
+    """A UTF-8 text file's content (BOM dropped); directories, missing files and other encodings are refused."""
+    return _read_text(path)[0]
+
+
 def text_lines(text: str) -> list[str]:
     """Lines split at \\n (and \\r\\n) only. ``str.splitlines`` also splits at form feeds, \\x1c-\\x1e, \\x85 and
     U+2028/2029, which occur inside passages and JSON strings and would cut a record in two."""

@@ -156,6 +156,22 @@ def main() -> None:
         "validation": {dom: {"queries": len(fs.qids), "reversed_captured": len(rv.qids) if rv else 0}
                        for dom, (fs, rv, _) in val.items()},
     }
+    n_dl21, n_nfc = len(val["dl21"][0].qids), len(val["nfcorpus"][0].qids)
+
+    def card_row(setting: str, row: dict) -> dict:
+        return {"setting": setting, "ndcg@10": {f"DL21 validation ({n_dl21})": row["val_dl21"],
+                                                f"NFCorpus dev ({n_nfc})": row["val_nfcorpus"],
+                                                "mean of the two": row["val_macro"]}}
+
+    preset_rows = {r["fuse"]: r for r in rows if r["recipe"].startswith("preset")}
+    chosen_rows = {r["fuse"]: r for r in rows if r["recipe"] == best["recipe"] and r["select_on"] == best["select_on"]}
+    summary["card_validation"] = [
+        card_row("previous preset: 4 DL21 heads, plain sum, one pass", preset_rows[None]),
+        card_row("previous preset, one pass, fused with the first stage (RRF 0.5)", preset_rows[0.5]),
+        card_row(f"{len(best['heads'])} weighted heads, one pass", chosen_rows[None]),
+        *[card_row(f"{len(best['heads'])} weighted heads, one pass, fused (RRF {f:g})", chosen_rows[f])
+          for f in fusions if f is not None],
+    ]
     args.out.write_text(json.dumps(summary, indent=1))
     for title, table in (("stage 1 (one pass, all validation lists)", sorted(rows, key=lambda r: -r["val_macro"])[:25]),
                          ("stage 2 (validation lists captured in both orders)", sorted(stage2, key=lambda r: -r["val_macro"]))):

@@ -44,6 +44,7 @@ def main() -> None:
     config["inference"] = InferenceSettings(fuse_first_stage=chosen["fuse"]).to_dict()
     config_path.write_text(json.dumps(config, indent=2) + "\n")
     card = {"heads": [list(h) for h in new.heads], "deepest_layer": new.deepest_layer,
+            "weights": None if new.weights is None else [round(w / max(new.weights), 4) for w in new.weights],
             "validation": recipe["card_validation"]}
     if args.card:
         card.update(json.loads(args.card.read_text()))

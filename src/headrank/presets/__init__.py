@@ -96,7 +96,9 @@ def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: 
     for item in (checkpoint / ADAPTER_DIR).iterdir():  # the adapter itself; peft's template README stays behind
         if item.name == "adapter_config.json" or item.suffix == ".safetensors":
             shutil.copyfile(item, out / ADAPTER_DIR / item.name)
-    card = {**(card or {}), "heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer}
+    card = {**(card or {}), "heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer,
+            "weights": None if head_set.weights is None else [round(w / max(head_set.weights), 4)
+                                                              for w in head_set.weights]}
     config = {**config, "preset": name, "inference": inference.to_dict(), "card": card}
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     (out / CARD_NAME).write_text(render_card(config))
@@ -117,10 +119,19 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
 
 
+def _heads_text(heads: list, weights: list | None) -> str:
+    if not heads:
+        return "-"
+    if not weights:
+        return ", ".join(f"({layer}, {head})" for layer, head in heads)
+    return ", ".join(f"({layer}, {head}) x {w:.2f}" for (layer, head), w in zip(heads, weights))
+
+
 def render_card(config: dict) -> str:
     """The model card (Markdown) of a preset, rendered from its config (so card and config never disagree)."""
     card = config.get("card", {})
     heads = card.get("heads", [])
+    weights = card.get("weights")
     inference = InferenceSettings.from_dict(config.get("inference"))
     train = config.get("train_config", {})
     history = config.get("history", [])
@@ -136,7 +147,7 @@ def render_card(config: dict) -> str:
               *([f"- Built here as: {'; then '.join(f'`{c}`' for c in card['built_with'])}"]
                 if card.get("built_with") else []),
               f"- Commit of the code that built it: `{card.get('commit', '-')}`",
-              f"- Heads ({len(heads)}): {', '.join(f'({l}, {h})' for l, h in heads) or '-'}; "
+              f"- Heads ({len(heads)}{', weighted' if weights else ''}): {_heads_text(heads, weights)}; "
               f"L* = {card.get('deepest_layer', '-')}",
               f"- Adapter: LoRA r {train.get('lora_r', '-')} on {', '.join(train.get('target_modules', []))} "
               f"({train.get('lora_layers', '-')}), lr {train.get('lr', '-')}, {train.get('lists_per_query', 1)} "

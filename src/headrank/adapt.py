@@ -165,7 +165,11 @@ def search(train: HeadObservations, val: HeadObservations, qrels, preset_heads: 
     for m in config.pools:
         for l2 in config.l2s:
             pool = order[:m]
-            w = fit_head_weights(train, qrels, pool, WeightConfig(l2=l2))
+            try:
+                w = fit_head_weights(train, qrels, pool, WeightConfig(l2=l2))
+            except ValueError as err:  # e.g. every weight went to zero: this candidate drops out, the rest stay
+                logger.warning("skipping weighted top-%d (l2 %g): %s", m, l2, err)
+                continue
             keep = [(train.heads[i], float(x)) for i, x in zip(pool, w.tolist()) if x > 0]
             sets.append((f"weighted top-{m} (l2 {l2})", [h for h, _ in keep], [x for _, x in keep]))
     for label, heads, weights in sets:

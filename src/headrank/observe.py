@@ -126,7 +126,6 @@ class SharedCapture:
         return score
 
 
-
 def all_head_observer(ranker):
     """A ranker that reads every head of ``ranker``'s model (merged adapter included) with the N/A tail and
     the same prompt: what ``SharedCapture`` needs to re-select or re-weight heads of a trained preset."""

@@ -28,6 +28,9 @@ def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "before: preset unchanged" in result.output and "after:" in result.output
+    data0 = json.loads(report.read_text())
+    if data0["after"]["label"] != "preset unchanged":  # 4 validation queries: the choice is flagged as noisy
+        assert "choice is noisy" in result.output
     data = json.loads(report.read_text())
     assert data["after"]["val_ndcg"] >= data["before"]["val_ndcg"]  # the preset itself is a candidate
     assert len(data["candidates"]) == 1 + 2 * (2 + 3)  # preset + (2 plain sets + 3 weighted) x (no fusion, RRF)

@@ -33,6 +33,9 @@ from headrank.weighting import WeightConfig, fit_head_weights
 logger = logging.getLogger(__name__)
 
 
+FEW_VALIDATION_QUERIES = 50  # below this, adapt warns that its choice is noisy (RESULTS.md, "Adapting to a domain")
+
+
 @dataclass(frozen=True)
 class AdaptConfig:
     """The search space. ``ks``: plain top-K sets; ``pools``/``l2s``: weighted sets over the top-M heads;
@@ -221,6 +224,10 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
     write_adapted(Path(ranker.model.path), out, ranker.heads, after, bench.name, train_q, val_q, str(preset), config)
     logger.info("adapted %s on %s: validation nDCG@10 %.4f -> %.4f (%s)", preset, bench.name, before.val_ndcg,
                 after.val_ndcg, after.label)
+    if len(val_q) < FEW_VALIDATION_QUERIES and after is not before:
+        logger.warning("only %d validation queries chose among %d candidates: the choice is noisy (on NFCorpus, 18 "
+                       "of them picked a set that was worse on the test queries); measure it on held-out queries",
+                       len(val_q), len(candidates))
     return AdaptReport(str(preset), bench.name, train_q, val_q, before, after, candidates, str(out))
 
 

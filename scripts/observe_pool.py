@@ -27,20 +27,10 @@ import torch
 
 from headrank.datasets import load_benchmark
 from headrank.heads import HeadSet
-from headrank.observe import SharedCapture
+from headrank.observe import SharedCapture, all_head_observer
 from headrank.ranker import HeadRanker
-from headrank.scoring import ScoringConfig
 
 DEPTH = 20
-
-
-def all_head_ranker(preset: str) -> tuple[HeadRanker, HeadRanker]:
-    """An ICR-style ranker (every head, N/A tail) over the preset's merged weights."""
-    trained = HeadRanker.from_pretrained(preset, device="cpu", dtype="float32")
-    model = trained.model
-    heads = HeadSet.all_heads(model.num_layers, model.num_heads, model=model.name)
-    return HeadRanker(model, heads, scoring=ScoringConfig(calibrate=True, token_mask=True),
-                      prompt=trained.prompt_settings, method="icr", verify_fingerprint=False), trained
 
 
 def pick_queries(bench, which: str, head_set: HeadSet, seed: int) -> list[str]:
@@ -77,8 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    ranker, trained = all_head_ranker(args.preset)
-    shared = SharedCapture(ranker, args.out / "cache")
+    trained = HeadRanker.from_pretrained(args.preset, device="cpu", dtype="float32")
+    shared = SharedCapture(all_head_observer(trained), args.out / "cache")
     index_path = args.out / "index.jsonl"
     seen = set()
     if index_path.is_file():

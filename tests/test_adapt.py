@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from headrank.cli import app
 from headrank.heads import HeadSet
 from headrank.ranker import HeadRanker
-from headrank.weighting import WeightConfig, fit_head_weights, weighted_ndcg
+from headrank.adapt import sample_queries, score_lists
+from headrank.weighting import WeightConfig, fit_head_weights
 from headrank.selection import HeadObservations
 
 runner = CliRunner()
@@ -29,8 +30,8 @@ def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_
     assert result.exit_code == 0, result.output
     assert "before: preset unchanged" in result.output and "after:" in result.output
     data0 = json.loads(report.read_text())
-    if data0["after"]["label"] != "preset unchanged":  # 4 validation queries: the choice is flagged as noisy
-        assert "choice is noisy" in result.output
+    noisy = data0["after"]["label"] != "preset unchanged"  # 4 validation queries: a changed choice is flagged
+    assert (data0["warning"] is not None) == noisy and (("choice is noisy" in result.output) == noisy)
     data = json.loads(report.read_text())
     assert data["after"]["val_ndcg"] >= data["before"]["val_ndcg"]  # the preset itself is a candidate
     assert len(data["candidates"]) == 1 + 2 * (2 + 3)  # preset + (2 plain sets + 3 weighted) x (no fusion, RRF)
@@ -104,8 +105,22 @@ def test_weights_prefer_the_head_that_follows_relevance():
     obs = HeadObservations([(0, 0), (0, 1)], qids, docids, masses, masses)
     w = fit_head_weights(obs, qrels, [0, 1], WeightConfig(l2=0.01))
     assert w[0] * 0.01 > 5 * w[1] * 0.1  # the relevant head dominates the weighted score
-    assert sum(weighted_ndcg(obs, qrels, [0, 1], w)) > sum(weighted_ndcg(obs, qrels, [0, 1]))
+    heads = [(0, 0), (0, 1)]
+    assert sum(score_lists(obs, heads, w.tolist(), None, qrels).values()) > sum(
+        score_lists(obs, heads, None, None, qrels).values())
     with pytest.raises(ValueError, match="at least one"):
         fit_head_weights(obs, qrels, [])
     with pytest.raises(ValueError, match="no training list"):
         fit_head_weights(obs, {}, [0, 1])
+
+
+def test_sample_queries_keeps_a_seeded_sample_of_usable_queries(toy_folder):
+    from headrank.datasets import load_benchmark
+
+    bench = load_benchmark(str(toy_folder))
+    sample = sample_queries(bench, 4, depth=6, seed=0)
+    assert len(sample.queries) == 4 and set(sample.queries) <= set(bench.queries)
+    assert sample.queries == sample_queries(bench, 4, depth=6, seed=0).queries  # deterministic for a seed
+    assert len(sample_queries(bench, 100, depth=6).queries) == len(bench.queries)
+    with pytest.raises(ValueError, match="no query has a judged relevant"):
+        sample_queries(bench, 4, depth=1)  # the top 1 never holds both a relevant and a non-relevant passage

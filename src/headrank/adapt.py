@@ -82,6 +82,7 @@ class AdaptReport:
     after: Candidate
     candidates: list[Candidate]
     out: str
+    warning: str | None = None  # set when few validation queries chose something other than the preset
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -224,11 +225,12 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
     write_adapted(Path(ranker.model.path), out, ranker.heads, after, bench.name, train_q, val_q, str(preset), config)
     logger.info("adapted %s on %s: validation nDCG@10 %.4f -> %.4f (%s)", preset, bench.name, before.val_ndcg,
                 after.val_ndcg, after.label)
+    warning = None
     if len(val_q) < FEW_VALIDATION_QUERIES and after is not before:
-        logger.warning("only %d validation queries chose among %d candidates: the choice is noisy (on NFCorpus, 18 "
-                       "of them picked a set that was worse on the test queries); measure it on held-out queries",
-                       len(val_q), len(candidates))
-    return AdaptReport(str(preset), bench.name, train_q, val_q, before, after, candidates, str(out))
+        warning = (f"{len(val_q)} validation queries chose among {len(candidates)} candidates; with so few the choice "
+                   "is noisy (RESULTS.md, 'Adapting to a domain': 18 NFCorpus queries picked a set that lost on the "
+                   "test queries): measure it on held-out queries")
+    return AdaptReport(str(preset), bench.name, train_q, val_q, before, after, candidates, str(out), warning)
 
 
 def write_adapted(source: Path, out: Path, preset_heads: HeadSet, chosen: Candidate, benchmark: str,

@@ -825,7 +825,7 @@ def adapt(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from headrank.adapt import FEW_VALIDATION_QUERIES, AdaptConfig, adapt_preset, restrict_queries, sample_queries
+    from headrank.adapt import AdaptConfig, adapt_preset, restrict_queries, sample_queries
     from headrank.data import read_text_file, text_lines
     from headrank.datasets import check_training_set, load_benchmark
     from headrank.presets import DEFAULT_PRESET
@@ -869,10 +869,8 @@ def adapt(
         table.add_row(label, str(len(c.heads)), "yes" if c.weights else "no", "-" if c.fuse is None else f"RRF {c.fuse:g}",
                       f"{c.val_ndcg:.4f}")
     Console().print(table)
-    if len(result.val_queries) < FEW_VALIDATION_QUERIES and result.after is not result.before:
-        err_console.print(f"warning: {len(result.val_queries)} validation queries chose among "
-                          f"{len(result.candidates)} candidates; with so few the choice is noisy (RESULTS.md, "
-                          "'Adapting to a domain': 18 NFCorpus queries picked a set that lost on the test queries)")
+    if result.warning:
+        err_console.print(f"warning: {result.warning}")
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(result.to_dict(), indent=2))

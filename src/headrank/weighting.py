@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from headrank.data import Qrels
-from headrank.selection import HeadObservations, ndcg_at_10
+from headrank.selection import HeadObservations
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,3 @@ def fit_head_weights(obs: HeadObservations, qrels: Qrels, heads: Sequence[int],
     if not bool((weights > 0).any()):
         raise ValueError("every head weight went to zero (penalty too strong for these lists); lower l2")
     return weights
-
-
-def weighted_ndcg(obs: HeadObservations, qrels: Qrels, heads: Sequence[int], weights: torch.Tensor | None = None,
-                  calibrated: bool = True) -> list[float]:
-    """Per-query nDCG@10 of the (weighted) head-set score on observed lists (trec_eval semantics)."""
-    idx = torch.tensor(list(heads))
-    w = torch.ones(len(heads)) if weights is None else weights
-    out = []
-    for mass, docids, qid in zip(obs.calibrated if calibrated else obs.raw, obs.docids, obs.qids):
-        scores = (mass.index_select(0, idx) * w[:, None]).sum(dim=0, keepdim=True)
-        out.append(float(ndcg_at_10(scores, docids, qrels.get(qid, {}))[0]))
-    return out

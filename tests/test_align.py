@@ -259,3 +259,113 @@ def test_head_layer_training_with_the_frozen_cache_matches_the_full_forward(tiny
     full = _train(tiny_base, llama_tokenizer, tmp_path / "full", epochs=2, **settings)["history"]
     assert [h["train_loss"] for h in cached[1:]] == pytest.approx([h["train_loss"] for h in full[1:]], rel=1e-4)
     assert [h["val_ndcg@10"] for h in cached] == pytest.approx([h["val_ndcg@10"] for h in full])
+
+
+# ---------------------------------------------------------------- more than one training domain
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("nfcorpus:train", ("nfcorpus", "train", None, None)),
+    ("nfcorpus:train:120", ("nfcorpus", "train", 120, None)),
+    ("nfcorpus:dev:@ids.txt", ("nfcorpus", "dev", None, "ids.txt")),
+])
+def test_data_sources_parse(spec, expected):
+    from headrank.align import parse_source
+
+    s = parse_source(spec)
+    assert (s.benchmark, s.split, s.count, None if s.query_file is None else str(s.query_file)) == expected
+
+
+@pytest.mark.parametrize("spec", ["nfcorpus", ":train", "nfcorpus:", "nfcorpus:train:0", "nfcorpus:train:x",
+                                  "nfcorpus:train:@", "nfcorpus:train:-3"])
+def test_bad_data_sources_are_refused(spec):
+    with pytest.raises(ValueError, match="BENCH:SPLIT|whole number"):
+        TrainConfig(extra_train=(spec,))
+
+
+def test_validation_is_the_mean_over_domains(tiny_base, llama_tokenizer):
+    from headrank.align import build_lists, validation_ndcg
+    from headrank.models import load_model
+
+    loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
+    heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4)
+    builder = PromptBuilder(loaded.tokenizer, PromptSettings(max_passage_tokens=16))
+    items, qrels = _toy_data()
+    domains = {"0": "a", "1": "b", "2": "b", "3": "b"}
+    config = TrainConfig(list_size=6, list_order="first-stage")
+    lists = build_lists(items[:4], qrels, builder, config, random.Random(0), domains)
+    assert [t.domain for t in lists] == ["a", "b", "b", "b"]
+
+    def score(chosen):
+        return validation_ndcg(loaded.model, chosen, heads, builder, qrels, pad_id=0)
+
+    one = [score([t]) for t in lists]
+    assert len(set(one)) > 1  # the lists differ, so the two averages differ
+    assert score(lists) == pytest.approx((one[0] + sum(one[1:]) / 3) / 2)
+    plain = build_lists(items[:4], qrels, builder, config, random.Random(0))  # no domains: a plain mean
+    assert score(plain) == pytest.approx(sum(one) / 4)
+
+
+def _two_domain_setup(tiny_base, toy_folder, tmp_path):
+    import shutil
+
+    from headrank.models import load_model
+
+    other = tmp_path / "other-domain"
+    shutil.copytree(toy_folder, other)
+    loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
+    head_path = tmp_path / "heads.json"
+    HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(tiny_base),
+            prompt={"max_passage_tokens": 16}, fingerprint=loaded.fingerprint,
+            selection={"train_queries": ["0", "1", "2"], "val_queries": ["3", "4"]}).save(head_path)
+    (tmp_path / "train-ids.txt").write_text("0\n1\n5\n")
+    (tmp_path / "val-ids.txt").write_text("6\n7\n")
+    base = ["train", "--heads", str(head_path), "--benchmark", str(toy_folder), "--epochs", "1", "--lr", "5e-3",
+            "--list-size", "6", "--pairs", "4", "--device", "cpu"]
+    return other, base
+
+
+def test_training_on_two_domains_from_the_cli(tiny_base, toy_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from headrank.cli import app
+
+    other, base = _two_domain_setup(tiny_base, toy_folder, tmp_path)
+    out = tmp_path / "ckpt"
+    result = CliRunner().invoke(app, base + ["--out", str(out), "--also-train", f"{other}:test:@{tmp_path}/train-ids.txt",
+                                             "--also-val", f"{other}:test:@{tmp_path}/val-ids.txt"])
+    assert result.exit_code == 0, result.output
+    assert "reference pass: 6 training lists" in result.output  # 3 of the head set's split + 3 of the other domain
+    config = json.loads((out / "headrank_config.json").read_text())
+    assert config["train_config"]["extra_train"] == [f"{other}:test:@{tmp_path}/train-ids.txt"]
+    assert len(config["history"]) == 2 and 0.0 <= config["history"][0]["val_ndcg@10"] <= 1.0
+    assert HeadRanker.from_pretrained(str(out), device="cpu").rank("query about solar", ["solar", "pasta"])
+    # resuming with other data is refused like any other setting change
+    again = CliRunner().invoke(app, base + ["--out", str(out), "--resume", "--epochs", "2",
+                                            "--also-train", f"{other}:test:2"])
+    assert again.exit_code != 0 and "extra_train" in again.output
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--also-train", "{other}:test:@{tmp}/train-ids.txt", "--also-val", "{other}:test:@{tmp}/train-ids.txt"],
+     "both training and validation queries"),
+    (["--also-train", "{toy}:test:@{tmp}/bad-side.txt"], "other side of the head set's"),
+    (["--also-train", "dl19:test:5"], "reporting set"),
+    (["--also-train", "nfcorpus:test:5"], "reporting set"),
+    (["--also-val", "{other}:test:@{tmp}/missing.txt"], "missing.txt"),
+    (["--also-val", "{other}:test:@{tmp}/unknown-ids.txt"], "not judged queries"),
+    (["--also-train", "nfcorpus"], "BENCH:SPLIT"),
+])
+def test_bad_extra_training_data_fails_clearly(tiny_base, toy_folder, tmp_path, extra, message):
+    from typer.testing import CliRunner
+
+    from headrank.cli import app
+
+    other, base = _two_domain_setup(tiny_base, toy_folder, tmp_path)
+    (tmp_path / "bad-side.txt").write_text("3\n")  # a validation query of the head set's own split
+    (tmp_path / "unknown-ids.txt").write_text("no-such-query\n")
+    args = [a.format(other=other, tmp=tmp_path, toy=toy_folder) for a in extra]
+    result = CliRunner().invoke(app, base + ["--out", str(tmp_path / "x")] + args)
+    assert result.exit_code != 0 and not isinstance(result.exception, (TypeError, KeyError, AttributeError))
+    assert message in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "x" / "adapter").exists()

@@ -18,7 +18,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -55,6 +55,10 @@ class TrainConfig:
     seed: int = 0
     patience: int = 1
     max_grad_norm: float = 1.0
+    # More domains (issue 18): "BENCH:SPLIT:N" (a seeded sample of N usable queries), "BENCH:SPLIT:@FILE"
+    # (listed query ids) or "BENCH:SPLIT" (every usable query). Validation is then the mean over domains.
+    extra_train: tuple[str, ...] = ()
+    extra_val: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.pair_mode not in PAIR_MODES:
@@ -81,6 +85,34 @@ class TrainConfig:
             raise ValueError("lists_per_query must be >= 1")
         if self.lists_per_query > 1 and self.list_order == "first-stage":
             raise ValueError("lists_per_query > 1 needs shuffled lists (first-stage order gives identical copies)")
+        for spec in (*self.extra_train, *self.extra_val):
+            parse_source(spec)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Queries of another training benchmark: ``count`` sampled (seeded), those listed in ``query_file``, or
+    every usable one (a judged relevant and a non-relevant passage among the first ``list_size``)."""
+    benchmark: str
+    split: str
+    count: int | None = None
+    query_file: Path | None = None
+
+
+def parse_source(spec: str) -> DataSource:
+    """``BENCH:SPLIT``, ``BENCH:SPLIT:N`` or ``BENCH:SPLIT:@FILE`` (e.g. ``nfcorpus:train:120``)."""
+    parts = spec.split(":", 2) if isinstance(spec, str) else []
+    if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
+        raise ValueError(f"a data source is BENCH:SPLIT[:N | :@FILE], e.g. nfcorpus:train:120; got {spec!r}")
+    bench, split = parts[0].strip(), parts[1].strip()
+    if len(parts) == 2:
+        return DataSource(bench, split)
+    rest = parts[2].strip()
+    if rest.startswith("@") and len(rest) > 1:
+        return DataSource(bench, split, query_file=Path(rest[1:]))
+    if not rest.isdigit() or int(rest) < 1:
+        raise ValueError(f"{spec!r}: the query count must be a whole number >= 1 (or @FILE for a list of ids)")
+    return DataSource(bench, split, count=int(rest))
 
 
 @dataclass
@@ -93,10 +125,12 @@ class TrainingList:
     ref_logp: torch.Tensor | None = None
     pairs: list[tuple[int, int]] = field(default_factory=list)
     frozen_hidden: torch.Tensor | None = None  # input of the first adapter layer (prefix + tail), if cached
+    domain: str = ""  # the benchmark it comes from; validation averages over domains
 
 
 def build_lists(items: Sequence[tuple[str, str, list[tuple[str, str]]]], qrels: dict[str, dict[str, int]],
-                builder: PromptBuilder, config: TrainConfig, rng: random.Random) -> list[TrainingList]:
+                builder: PromptBuilder, config: TrainConfig, rng: random.Random,
+                domains: dict[str, str] | None = None) -> list[TrainingList]:
     """Lists built like evaluation lists (first-stage top ``list_size``), shuffled unless configured not to;
     ``lists_per_query`` permutations per query, so that no one position of a relevant passage is learnt."""
     lists = []
@@ -107,7 +141,8 @@ def build_lists(items: Sequence[tuple[str, str, list[tuple[str, str]]]], qrels: 
                 rng.shuffle(docs)
             grades = [max(qrels.get(qid, {}).get(d, 0), 0) for d, _ in docs]
             lists.append(TrainingList(qid, query, [d for d, _ in docs], grades,
-                                      builder.build(query, [t for _, t in docs])))
+                                      builder.build(query, [t for _, t in docs]),
+                                      domain=(domains or {}).get(qid, "")))
     return lists
 
 
@@ -188,8 +223,9 @@ def list_loss(logp: torch.Tensor, item: TrainingList, config: TrainConfig) -> to
 def validation_ndcg(model: torch.nn.Module, lists: Sequence[TrainingList], heads: HeadSet, builder: PromptBuilder,
                     qrels: dict[str, dict[str, int]], pad_id: int, calibrate: bool = True,
                     on_list: Callable[[int, int], None] | None = None) -> float:
-    """Mean nDCG@10 of the head-set scores (N/A-calibrated by default) on validation lists."""
-    values = []
+    """nDCG@10 of the head-set scores (N/A-calibrated by default) on validation lists: the mean per domain,
+    then the mean over domains, so that a domain with many queries does not decide alone."""
+    values: dict[str, list[float]] = {}
     na_tail = builder.tail_ids(CALIBRATION_QUERY)
     with torch.no_grad():
         for done, t in enumerate(lists, start=1):
@@ -198,10 +234,12 @@ def validation_ndcg(model: torch.nn.Module, lists: Sequence[TrainingList], heads
             scores = passage_mass(combine_heads(out[0][0], heads.weight_of()), t.prompt.passage_spans)
             if calibrate:
                 scores = scores - passage_mass(combine_heads(out[1][0], heads.weight_of()), t.prompt.passage_spans)
-            values.append(float(ndcg_at_10(scores[None], t.docids, qrels.get(t.qid, {}))[0]))
+            value = float(ndcg_at_10(scores[None], t.docids, qrels.get(t.qid, {}))[0])
+            values.setdefault(t.domain, []).append(value)
             if on_list:
                 on_list(done, len(lists))
-    return sum(values) / max(len(values), 1)
+    means = [sum(v) / len(v) for v in values.values()]
+    return sum(means) / max(len(means), 1)
 
 
 def adapter_layers(heads: HeadSet, config: TrainConfig) -> list[int]:
@@ -251,10 +289,12 @@ def train(
     on_step: Callable[[int, int, float], None] | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
     on_phase: Callable[[str, int, int], None] | None = None,
+    domains: dict[str, str] | None = None,
 ) -> dict:
     """Train adapters; keeps the best epoch by validation nDCG@10 in ``out_dir`` (a HeadRank checkpoint).
 
     ``on_phase(name, done, total)`` reports the passes without a loss: "reference" and "validation".
+    ``domains`` maps query ids to their benchmark; validation is then averaged per domain first.
     """
     def phase(name: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: on_phase(name, done, total)) if on_phase else None
@@ -268,9 +308,9 @@ def train(
     if state is not None:
         check_resumable(state.get("config"), asdict(config), state_path)  # before the costly reference pass
     peft_model = add_adapters(model, heads, config)
-    train_lists = build_lists(train_items, qrels, builder, config, rng)
-    val_config = TrainConfig(**{**asdict(config), "list_order": "first-stage", "lists_per_query": 1})
-    val_lists = build_lists(val_items, qrels, builder, val_config, rng)
+    train_lists = build_lists(train_items, qrels, builder, config, rng, domains)
+    val_config = replace(config, list_order="first-stage", lists_per_query=1)
+    val_lists = build_lists(val_items, qrels, builder, val_config, rng, domains)
     peft_model.eval()  # no dropout; gradients still flow
     first_adapter = frozen_layers(peft_model, heads, config)
     with torch.no_grad(), peft_model.disable_adapter():
@@ -338,6 +378,58 @@ def train(
     return {"history": history, "best_val_ndcg@10": best}
 
 
+def load_source(source: DataSource, depth: int, data_root: Path | None = None, seed: int = 0):
+    """The benchmark of a ``DataSource``, restricted to its queries (reporting sets are refused)."""
+    from headrank.adapt import restrict_queries, sample_queries, usable_queries
+    from headrank.datasets import check_training_set, load_benchmark
+
+    check_training_set(source.benchmark, source.split)
+    bench = load_benchmark(source.benchmark, data_root=data_root, split=source.split)
+    if source.query_file is not None:
+        from headrank.data import read_text_file, text_lines
+
+        return restrict_queries(bench, text_lines(read_text_file(source.query_file)))
+    if source.count is not None:
+        return sample_queries(bench, source.count, depth, seed=seed)
+    return restrict_queries(bench, usable_queries(bench, depth))
+
+
+@dataclass
+class ExtraData:
+    """Training and validation items of other domains; ``origin`` maps each prefixed query id back to
+    (benchmark name, its own id), ``domains`` to the benchmark name."""
+    train_items: list = field(default_factory=list)
+    val_items: list = field(default_factory=list)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    domains: dict[str, str] = field(default_factory=dict)
+    origin: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def add(self, bench, prefix: str, validation: bool) -> None:
+        """Add a benchmark's queries, ids prefixed so that two sets never share one."""
+        out = self.val_items if validation else self.train_items
+        for q in bench.queries:
+            out.append((prefix + q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q]]))
+            self.qrels[prefix + q] = bench.qrels.get(q, {})
+            self.domains[prefix + q] = bench.name
+            self.origin[prefix + q] = (bench.name, q)
+
+
+def extra_items(config: TrainConfig, data_root: Path | None = None) -> ExtraData:
+    """The queries of ``config.extra_train`` / ``extra_val``. A query cannot be both a training and a
+    validation query."""
+    extra = ExtraData()
+    for specs, validation in ((config.extra_train, False), (config.extra_val, True)):
+        for spec in specs:
+            source = parse_source(spec)
+            bench = load_source(source, config.list_size, data_root, config.seed)
+            extra.add(bench, f"{source.benchmark}/{source.split}/", validation)
+    overlap = {i[0] for i in extra.train_items} & {i[0] for i in extra.val_items}
+    if overlap:
+        raise ValueError(f"{len(overlap)} queries are both training and validation queries, e.g. {sorted(overlap)[0]}; "
+                         "use another split (e.g. nfcorpus:train for training, nfcorpus:dev for validation)")
+    return extra
+
+
 def train_head_set(
     head_set: HeadSet,
     bench,
@@ -351,8 +443,10 @@ def train_head_set(
     on_epoch: Callable[[int, float, float], None] | None = None,
     on_phase: Callable[[str, int, int], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    data_root: Path | None = None,
 ) -> dict:
-    """Train a head set's alignment on a training benchmark, reusing the train/validation split of its selection.
+    """Train a head set's alignment on a training benchmark, reusing the train/validation split of its selection,
+    plus the queries of ``config.extra_train`` / ``extra_val`` (other domains).
 
     Loads the base model (``model`` or the one the head set names), checks that the head set fits it, and
     writes the checkpoint to ``out_dir``. ``on_start(n)`` is told the number of training lists per epoch.
@@ -365,6 +459,11 @@ def train_head_set(
     val_q = [q for q in selection.get("val_queries", []) if q in bench.queries]
     if not train_q or not val_q:
         raise ValueError(f"the head set records no train/validation split on {bench.name}; run select-heads on it")
+    extra = extra_items(config, data_root)  # bad sources fail before the model loads
+    for items, held in ((extra.train_items, set(val_q)), (extra.val_items, set(train_q))):
+        clash = [i[0] for i in items if extra.origin[i[0]] in {(bench.name, q) for q in held}]
+        if clash:
+            raise ValueError(f"{clash[0]} is on the other side of the head set's {bench.name} train/validation split")
     base = model or head_set.model
     if not base:
         raise ValueError("the head set names no base model; pass the model to train")
@@ -373,9 +472,13 @@ def train_head_set(
     head_set.check_fingerprint(loaded)
     builder = PromptBuilder(loaded.tokenizer, PromptSettings(**head_set.prompt))
     items = {q: (q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q]]) for q in bench.queries}
+    domains = {**extra.domains, **{q: bench.name for q in train_q + val_q}}
+    qrels = {**bench.qrels, **extra.qrels}
     tok = loaded.tokenizer
     pad_id = pad_token_id(tok)
+    train_items = [items[q] for q in train_q] + extra.train_items
     if on_start:
-        on_start(len(train_q) * config.lists_per_query)
-    return train(loaded.model, builder, head_set, [items[q] for q in train_q], [items[q] for q in val_q], bench.qrels,
-                 config, out_dir, pad_id, base, resume=resume, on_step=on_step, on_epoch=on_epoch, on_phase=on_phase)
+        on_start(len(train_items) * config.lists_per_query)
+    return train(loaded.model, builder, head_set, train_items, [items[q] for q in val_q] + extra.val_items, qrels,
+                 config, out_dir, pad_id, base, resume=resume, on_step=on_step, on_epoch=on_epoch, on_phase=on_phase,
+                 domains=domains)

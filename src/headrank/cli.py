@@ -588,6 +588,11 @@ def train(
     dtype: str = typer.Option("float32"),
     data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
     split: str = typer.Option("train", help="BEIR split of a BEIR training benchmark (e.g. nfcorpus train/dev)."),
+    also_train: list[str] = typer.Option([], help="More training queries from another set, BENCH:SPLIT[:N | :@FILE] "
+                                         "(e.g. nfcorpus:train:120, a seeded sample of 120 usable queries); "
+                                         "repeatable."),
+    also_val: list[str] = typer.Option([], help="More validation queries, same form (e.g. nfcorpus:dev:60); "
+                                       "validation nDCG@10 is then the mean over domains."),
 ) -> None:
     """Preference-align the head set's attention with LoRA; writes a HeadRank checkpoint directory."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -603,7 +608,8 @@ def train(
                              lora_layers=lora_layers, lr=lr, epochs=epochs, beta=beta, alpha=alpha, tau=tau,
                              list_size=list_size,
                              pairs_per_list=pairs, pair_mode=pair_mode, use_reference=reference,
-                             list_order=list_order, lists_per_query=lists_per_query, seed=seed)
+                             list_order=list_order, lists_per_query=lists_per_query, seed=seed,
+                             extra_train=tuple(also_train), extra_val=tuple(also_val))
         bench = load_benchmark(benchmark, data_root=data_root, split=split)
     except (ValueError, FileNotFoundError, DataFormatError) as err:
         _fail(str(err))
@@ -636,7 +642,7 @@ def train(
         try:
             result = train_head_set(head_set, bench, config, out, model=model, device=device, dtype=dtype,
                                     resume=resume, on_step=on_step, on_epoch=on_epoch, on_phase=on_phase,
-                                    on_start=on_start)
+                                    on_start=on_start, data_root=data_root)
         except ModelUnavailableError as err:
             _fail(str(err), code=3)
         except (ValueError, FileNotFoundError) as err:  # e.g. --resume with other settings, another model

@@ -336,6 +336,7 @@ def test_training_on_two_domains_from_the_cli(tiny_base, toy_folder, tmp_path):
                                              "--also-val", f"{other}:test:@{tmp_path}/val-ids.txt"])
     assert result.exit_code == 0, result.output
     assert "reference pass: 6 training lists" in result.output  # 3 of the head set's split + 3 of the other domain
+    assert "reference: 6/6 (" in result.output  # not a terminal (a log file): plain progress lines instead of a bar
     config = json.loads((out / "headrank_config.json").read_text())
     assert config["train_config"]["extra_train"] == [f"{other}:test:@{tmp_path}/train-ids.txt"]
     assert len(config["history"]) == 2 and 0.0 <= config["history"][0]["val_ndcg@10"] <= 1.0

@@ -68,6 +68,42 @@ def parse_heads(value: str) -> HeadSet:
     return HeadSet.coerce(value)
 
 
+def _progress(*columns, **kwargs):
+    """rich's progress display; when stderr is not a terminal (a log file, ``nohup``), where rich draws
+    nothing until the end, each task also prints a plain line at every tenth of its total."""
+    from rich.progress import Progress as RichProgress
+
+    class LoggedProgress(RichProgress):
+        def update(self, task_id, **changes) -> None:  # advance() also lands here via completed
+            super().update(task_id, **changes)
+            self._report(task_id)
+
+        def advance(self, task_id, advance: float = 1) -> None:
+            super().advance(task_id, advance)
+            self._report(task_id)
+
+        def _report(self, task_id) -> None:
+            if self.console.is_terminal:
+                return
+            task = self._tasks.get(task_id)
+            if task is None or not task.total:
+                return
+            tenth = int(10 * min(task.completed, task.total) / task.total)
+            if tenth > self._printed.get(task_id, 0) or (task.completed >= task.total
+                                                          and self._printed.get(task_id) != 10):
+                self._printed[task_id] = tenth
+                self.console.print(f"{task.description}: {int(task.completed)}/{int(task.total)} "
+                                   f"({time.strftime('%H:%M:%S')})", markup=False, highlight=False)
+
+        def reset(self, task_id, **kwargs) -> None:
+            super().reset(task_id, **kwargs)
+            self._printed.pop(task_id, None)
+
+    progress = LoggedProgress(*columns, **kwargs)
+    progress._printed = {}
+    return progress
+
+
 def _setup_logging() -> None:
     """Library progress (model fetch, conversions, fallbacks) on stderr; other libraries' warnings only."""
     from rich.logging import RichHandler
@@ -383,7 +419,7 @@ def evaluate(
 
     Resumable: rerun the same command after an interruption and finished queries are kept.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from headrank.datasets import load_benchmark
     from headrank.evaluate import EvalSettings, run_evaluation
@@ -428,7 +464,7 @@ def evaluate(
     total = sum(len(b.queries) for b in loaded) * (2 if order == "both" else 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=False) as progress:
+    with _progress(*columns, console=err_console, transient=False) as progress:
         task = progress.add_task(f"{method} K={depth}", total=total)
 
         def on_query(bench_name: str, qid: str) -> None:
@@ -508,7 +544,7 @@ def select_heads(
     split: str = typer.Option("train", help="BEIR split of a BEIR training benchmark (e.g. nfcorpus train/dev)."),
 ) -> None:
     """Choose a head set: D_h (nDCG@10 of each head) and E_h (its entropy) on training queries."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from headrank.datasets import check_training_set, load_benchmark
     from headrank.evaluate import git_commit
@@ -534,7 +570,7 @@ def select_heads(
         _fail(str(err))
     columns = (TextColumn("observing heads"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with Progress(*columns, console=err_console) as progress:
+    with _progress(*columns, console=err_console) as progress:
         task = progress.add_task("observe", total=None)
         try:
             head_set, selection, observations = select_head_set(
@@ -595,7 +631,7 @@ def train(
                                        "validation nDCG@10 is then the mean over domains."),
 ) -> None:
     """Preference-align the head set's attention with LoRA; writes a HeadRank checkpoint directory."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from headrank.align import TrainConfig, train_head_set
     from headrank.datasets import check_training_set, load_benchmark
@@ -615,7 +651,7 @@ def train(
         _fail(str(err))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with Progress(*columns, console=err_console) as progress:
+    with _progress(*columns, console=err_console) as progress:
         task = progress.add_task("epoch 1", total=None)
 
         def on_start(total: int) -> None:
@@ -724,7 +760,7 @@ def rerank_batch(
     data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
 ) -> None:
     """Rerank a whole run (every query's top K) in process or on Ray; resumable; writes one TREC run."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from headrank.batch import (ON_ERROR, RankerSpec, benchmark_lists, read_rankgpt_lists, read_run_lists,
                                 rerank_run, write_final_run)
@@ -758,7 +794,7 @@ def rerank_batch(
     spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype)
     columns = (TextColumn("queries"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with Progress(*columns, console=err_console) as progress:
+    with _progress(*columns, console=err_console) as progress:
         task = progress.add_task("rerank", total=len(batch.lists))
         try:
             ranked = rerank_run(batch.lists, spec, out, workers=workers, batch_size=batch_size,
@@ -829,7 +865,7 @@ def adapt(
     unchanged, top-K head sets and per-head weights, with and without first-stage fusion, and keeps the best on
     a validation split of your queries. Prints before/after on that split; measure on queries it never saw.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from headrank.adapt import AdaptConfig, adapt_preset, restrict_queries, sample_queries
     from headrank.data import read_text_file, text_lines
@@ -852,7 +888,7 @@ def adapt(
         _fail(str(err))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with Progress(*columns, console=err_console) as progress:
+    with _progress(*columns, console=err_console) as progress:
         tasks: dict[str, int] = {}
 
         def on_list(stage: str, done: int, total: int) -> None:
@@ -912,7 +948,7 @@ def build_preset_command(
     cache: Path = typer.Option(Path("runs") / "cache", help="Where head observations are cached."),
 ) -> None:
     """Build a preset: select heads, train the alignment, choose inference settings on validation, package it."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from headrank.align import TrainConfig
     from headrank.datasets import check_training_set, load_benchmark
@@ -939,7 +975,7 @@ def build_preset_command(
     extra.setdefault("command", "headrank " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["build-preset"] else None)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with Progress(*columns, console=err_console) as progress:
+    with _progress(*columns, console=err_console) as progress:
         tasks: dict[str, int] = {}
 
         def report(stage: str, done: int, total: int | None) -> None:

@@ -340,6 +340,9 @@ def test_training_on_two_domains_from_the_cli(tiny_base, toy_folder, tmp_path):
     config = json.loads((out / "headrank_config.json").read_text())
     assert config["train_config"]["extra_train"] == [f"{other}:test:@{tmp_path}/train-ids.txt"]
     assert len(config["history"]) == 2 and 0.0 <= config["history"][0]["val_ndcg@10"] <= 1.0
+    for row in config["history"]:  # each domain's validation score is kept, and the score is their mean
+        assert sorted(row["val_by_domain"]) == ["other-domain", "toy"]
+        assert row["val_ndcg@10"] == pytest.approx(sum(row["val_by_domain"].values()) / 2)
     assert HeadRanker.from_pretrained(str(out), device="cpu").rank("query about solar", ["solar", "pasta"])
     # resuming with other data is refused like any other setting change
     again = CliRunner().invoke(app, base + ["--out", str(out), "--resume", "--epochs", "2",

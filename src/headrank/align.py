@@ -220,11 +220,10 @@ def list_loss(logp: torch.Tensor, item: TrainingList, config: TrainConfig) -> to
     return loss
 
 
-def validation_ndcg(model: torch.nn.Module, lists: Sequence[TrainingList], heads: HeadSet, builder: PromptBuilder,
-                    qrels: dict[str, dict[str, int]], pad_id: int, calibrate: bool = True,
-                    on_list: Callable[[int, int], None] | None = None) -> float:
-    """nDCG@10 of the head-set scores (N/A-calibrated by default) on validation lists: the mean per domain,
-    then the mean over domains, so that a domain with many queries does not decide alone."""
+def validation_by_domain(model: torch.nn.Module, lists: Sequence[TrainingList], heads: HeadSet,
+                         builder: PromptBuilder, qrels: dict[str, dict[str, int]], pad_id: int, calibrate: bool = True,
+                         on_list: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """Mean nDCG@10 of the head-set scores (N/A-calibrated by default) per domain of the validation lists."""
     values: dict[str, list[float]] = {}
     na_tail = builder.tail_ids(CALIBRATION_QUERY)
     with torch.no_grad():
@@ -238,8 +237,24 @@ def validation_ndcg(model: torch.nn.Module, lists: Sequence[TrainingList], heads
             values.setdefault(t.domain, []).append(value)
             if on_list:
                 on_list(done, len(lists))
-    means = [sum(v) / len(v) for v in values.values()]
-    return sum(means) / max(len(means), 1)
+    return {domain: sum(v) / len(v) for domain, v in values.items()}
+
+
+def macro_mean(by_domain: dict[str, float]) -> float:
+    """The mean over domains, so that a domain with many queries does not decide alone."""
+    return sum(by_domain.values()) / max(len(by_domain), 1)
+
+
+def validation_ndcg(model: torch.nn.Module, lists: Sequence[TrainingList], heads: HeadSet, builder: PromptBuilder,
+                    qrels: dict[str, dict[str, int]], pad_id: int, calibrate: bool = True,
+                    on_list: Callable[[int, int], None] | None = None) -> float:
+    """Validation nDCG@10: the mean per domain (``validation_by_domain``), then over domains."""
+    return macro_mean(validation_by_domain(model, lists, heads, builder, qrels, pad_id, calibrate, on_list))
+
+
+def _domain_columns(by_domain: dict[str, float]) -> dict:
+    """History entries per domain, only when validation spans more than one."""
+    return {"val_by_domain": dict(sorted(by_domain.items()))} if len(by_domain) > 1 else {}
 
 
 def adapter_layers(heads: HeadSet, config: TrainConfig) -> list[int]:
@@ -332,9 +347,12 @@ def train(
         rng.setstate(state["rng"])
         torch.set_rng_state(state["torch_rng"])
     if start_epoch == 0 and not history:
-        base_val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id, on_list=phase("validation"))
+        by_domain = validation_by_domain(peft_model, val_lists, heads, builder, qrels, pad_id,
+                                         on_list=phase("validation"))
+        base_val = macro_mean(by_domain)
         history.append({"epoch": 0, "train_loss": None, "val_ndcg@10": base_val,
-                        "seconds": round(time.perf_counter() - started, 1)})  # reference pass + validation
+                        "seconds": round(time.perf_counter() - started, 1),  # reference pass + validation
+                        **_domain_columns(by_domain)})
         best = base_val
         save_adapter(peft_model, out_dir)
         write_config(out_dir, heads, asdict(config), base_model_name, history)
@@ -356,9 +374,12 @@ def train(
             total += float(loss.detach())
             if on_step:
                 on_step(epoch, step, float(loss.detach()))
-        val = validation_ndcg(peft_model, val_lists, heads, builder, qrels, pad_id, on_list=phase("validation"))
+        by_domain = validation_by_domain(peft_model, val_lists, heads, builder, qrels, pad_id,
+                                         on_list=phase("validation"))
+        val = macro_mean(by_domain)
         history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_ndcg@10": val,
-                        "seconds": round(time.perf_counter() - started, 1)})  # wall time, validation included
+                        "seconds": round(time.perf_counter() - started, 1),  # wall time, validation included
+                        **_domain_columns(by_domain)})
         if on_epoch:
             on_epoch(epoch, history[-1]["train_loss"], val)
         if val > best:

@@ -481,8 +481,9 @@ def train_head_set(
     if not train_q or not val_q:
         raise ValueError(f"the head set records no train/validation split on {bench.name}; run select-heads on it")
     extra = extra_items(config, data_root)  # bad sources fail before the model loads
-    for items, held in ((extra.train_items, set(val_q)), (extra.val_items, set(train_q))):
-        clash = [i[0] for i in items if extra.origin[i[0]] in {(bench.name, q) for q in held}]
+    for items, held in ((extra.train_items, {(bench.name, q) for q in val_q}),
+                        (extra.val_items, {(bench.name, q) for q in train_q})):
+        clash = [i[0] for i in items if extra.origin[i[0]] in held]
         if clash:
             raise ValueError(f"{clash[0]} is on the other side of the head set's {bench.name} train/validation split")
     base = model or head_set.model

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
 
@@ -68,40 +69,37 @@ def parse_heads(value: str) -> HeadSet:
     return HeadSet.coerce(value)
 
 
-def _progress(*columns, **kwargs):
+class _Progress(Progress):
     """rich's progress display; when stderr is not a terminal (a log file, ``nohup``), where rich draws
     nothing until the end, each task also prints a plain line at every tenth of its total."""
-    from rich.progress import Progress as RichProgress
 
-    class LoggedProgress(RichProgress):
-        def update(self, task_id, **changes) -> None:  # advance() also lands here via completed
-            super().update(task_id, **changes)
-            self._report(task_id)
+    def __init__(self, *columns, **kwargs) -> None:
+        super().__init__(*columns, **kwargs)
+        self._printed: dict = {}  # task id -> tenths already printed
 
-        def advance(self, task_id, advance: float = 1) -> None:
-            super().advance(task_id, advance)
-            self._report(task_id)
+    def update(self, task_id, **changes) -> None:
+        super().update(task_id, **changes)
+        self._report(task_id)
 
-        def _report(self, task_id) -> None:
-            if self.console.is_terminal:
-                return
-            task = self._tasks.get(task_id)
-            if task is None or not task.total:
-                return
-            tenth = int(10 * min(task.completed, task.total) / task.total)
-            if tenth > self._printed.get(task_id, 0) or (task.completed >= task.total
-                                                          and self._printed.get(task_id) != 10):
-                self._printed[task_id] = tenth
-                self.console.print(f"{task.description}: {int(task.completed)}/{int(task.total)} "
-                                   f"({time.strftime('%H:%M:%S')})", markup=False, highlight=False)
+    def advance(self, task_id, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._report(task_id)
 
-        def reset(self, task_id, **kwargs) -> None:
-            super().reset(task_id, **kwargs)
-            self._printed.pop(task_id, None)
+    def reset(self, task_id, **kwargs) -> None:
+        super().reset(task_id, **kwargs)
+        self._printed.pop(task_id, None)
 
-    progress = LoggedProgress(*columns, **kwargs)
-    progress._printed = {}
-    return progress
+    def _report(self, task_id) -> None:
+        if self.console.is_terminal:
+            return
+        task = next((t for t in self.tasks if t.id == task_id), None)
+        if task is None or not task.total:
+            return
+        tenth = int(10 * min(task.completed, task.total) / task.total)
+        if tenth > self._printed.get(task_id, 0):
+            self._printed[task_id] = tenth
+            self.console.print(f"{task.description}: {int(task.completed)}/{int(task.total)} "
+                               f"({time.strftime('%H:%M:%S')})", markup=False, highlight=False)
 
 
 def _setup_logging() -> None:
@@ -464,7 +462,7 @@ def evaluate(
     total = sum(len(b.queries) for b in loaded) * (2 if order == "both" else 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
-    with _progress(*columns, console=err_console, transient=False) as progress:
+    with _Progress(*columns, console=err_console, transient=False) as progress:
         task = progress.add_task(f"{method} K={depth}", total=total)
 
         def on_query(bench_name: str, qid: str) -> None:
@@ -570,7 +568,7 @@ def select_heads(
         _fail(str(err))
     columns = (TextColumn("observing heads"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with _progress(*columns, console=err_console) as progress:
+    with _Progress(*columns, console=err_console) as progress:
         task = progress.add_task("observe", total=None)
         try:
             head_set, selection, observations = select_head_set(
@@ -651,7 +649,7 @@ def train(
         _fail(str(err))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with _progress(*columns, console=err_console) as progress:
+    with _Progress(*columns, console=err_console) as progress:
         task = progress.add_task("epoch 1", total=None)
 
         def on_start(total: int) -> None:
@@ -794,7 +792,7 @@ def rerank_batch(
     spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype)
     columns = (TextColumn("queries"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with _progress(*columns, console=err_console) as progress:
+    with _Progress(*columns, console=err_console) as progress:
         task = progress.add_task("rerank", total=len(batch.lists))
         try:
             ranked = rerank_run(batch.lists, spec, out, workers=workers, batch_size=batch_size,
@@ -888,7 +886,7 @@ def adapt(
         _fail(str(err))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with _progress(*columns, console=err_console) as progress:
+    with _Progress(*columns, console=err_console) as progress:
         tasks: dict[str, int] = {}
 
         def on_list(stage: str, done: int, total: int) -> None:
@@ -975,7 +973,7 @@ def build_preset_command(
     extra.setdefault("command", "headrank " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["build-preset"] else None)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
-    with _progress(*columns, console=err_console) as progress:
+    with _Progress(*columns, console=err_console) as progress:
         tasks: dict[str, int] = {}
 
         def report(stage: str, done: int, total: int | None) -> None:

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -78,3 +79,23 @@ def test_ir_datasets_id_needs_package_or_network():
         load_benchmark("ir_datasets:antique/test")
     except Exception as err:  # offline: the package cannot reach its sources
         pytest.skip(f"ir_datasets sources unreachable: {err}")
+
+
+def test_trec_runs_keep_the_shown_order_under_ties(tmp_path):
+    """trec_eval sorts by score, then docid: tied scores once reordered what was written. Every written run
+    now has strictly decreasing scores, so ir-measures (pytrec_eval) sees the order as ranked."""
+    import ir_measures
+
+    from headrank.data import strictly_decreasing, write_trec_run
+
+    ranked = [("a", 0.5), ("z", 0.5), ("m", 0.5), ("b", 0.2), ("c", -math.inf), ("d", -math.inf)]
+    path = tmp_path / "run.trec"
+    write_trec_run(path, {"q1": ranked}, tag="t")
+    scores = [float(line.split()[4]) for line in path.read_text().splitlines()]
+    assert all(a > b for a, b in zip(scores, scores[1:]))
+    assert [line.split()[2] for line in path.read_text().splitlines()] == [d for d, _ in ranked]
+    for relevant, expected in (("z", 1 / 2), ("m", 1 / 3)):  # docid order would put z first, m second
+        qrels = [ir_measures.Qrel("q1", relevant, 1)]
+        run = list(ir_measures.read_trec_run(str(path)))
+        assert ir_measures.calc_aggregate([ir_measures.RR], qrels, run)[ir_measures.RR] == pytest.approx(expected)
+    assert strictly_decreasing([0.3, 0.1]) == pytest.approx([0.3, 0.1])  # distinct scores stay as they are

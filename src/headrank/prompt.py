@@ -13,11 +13,19 @@ the attending rows Q. The content-free calibration query ``N/A`` only needs a ne
 
 Passages and queries are untrusted text: they are tokenized with special tokens split into plain text,
 so a passage that contains ``<|im_end|>`` cannot close the chat turn or fake the prompt's structure.
+
+Thread safety: a transformers fast tokenizer switches special-token splitting by flipping a flag on its one
+shared Rust backend at every call, so two threads tokenizing at once can each get the other's setting (a
+chat template's ``<|im_end|>`` split into plain text). The builder therefore never calls the shared
+tokenizer after construction: it encodes with two private copies of the backend, one that keeps special
+tokens (trusted text) and one that splits them (untrusted text), neither ever changed again. A slow (Python)
+tokenizer has no such backend; its calls go through one lock.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 
 from transformers import PreTrainedTokenizerBase
@@ -83,11 +91,62 @@ class ListwisePrompt:
         return len(self.prefix_ids) + len(self.tail_ids)
 
 
+_SLOW_TOKENIZER_LOCK = threading.Lock()  # slow tokenizers keep Python state: one call at a time
+
+
+class TokenEncoder:
+    """Thread-safe encoding of trusted and untrusted text with one tokenizer (see the module docstring).
+
+    Fast tokenizers: two private copies of the backend, configured once (no truncation, no padding, special
+    tokens kept or split) and only read afterwards. Ids equal ``tokenizer(text, add_special_tokens=False,
+    split_special_tokens=...)``.
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+        self._trusted = self._untrusted = None
+        if backend is not None:
+            from tokenizers import Tokenizer
+
+            serialized = backend.to_str()  # the copies' flags are set below, whatever the shared one holds now
+            self._trusted, self._untrusted = Tokenizer.from_str(serialized), Tokenizer.from_str(serialized)
+            for copy, split in ((self._trusted, False), (self._untrusted, True)):
+                copy.no_truncation()
+                copy.no_padding()
+                copy.encode_special_tokens = split
+
+    def encode(self, text: str, untrusted: bool) -> list[int]:
+        """Token ids without added special tokens; ``untrusted``: special-token strings become plain text."""
+        if self._trusted is None:
+            with _SLOW_TOKENIZER_LOCK:
+                return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=untrusted)["input_ids"])
+        return list((self._untrusted if untrusted else self._trusted).encode(text, add_special_tokens=False).ids)
+
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Untrusted text's ids and each token's character span, as ``return_offsets_mapping`` gives them."""
+        if self._untrusted is None:
+            with _SLOW_TOKENIZER_LOCK:
+                enc = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True,
+                                     return_offsets_mapping=True)
+            return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        enc = self._untrusted.encode(text, add_special_tokens=False)
+        return list(enc.ids), [tuple(o) for o in enc.offsets]
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of token ids (decoding reads the tokenizer, it does not change it)."""
+        if self._trusted is None:
+            with _SLOW_TOKENIZER_LOCK:
+                return self.tokenizer.decode(ids)
+        return self.tokenizer.decode(ids)
+
+
 class PromptBuilder:
-    """Builds listwise prompts for one tokenizer (and its chat template)."""
+    """Builds listwise prompts for one tokenizer (and its chat template); safe to use from several threads."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, settings: PromptSettings | None = None) -> None:
         self.tokenizer = tokenizer
+        self.encoder = TokenEncoder(tokenizer)
         self.settings = settings or PromptSettings()
         self.uses_chat_template, template_head, self._template_tail = self._template_parts()
         self._head_ids = self._encode(template_head + INTRO + "\n")
@@ -118,11 +177,11 @@ class PromptBuilder:
 
     def _encode(self, text: str) -> list[int]:
         """Trusted text (the template and the instructions): special tokens stay special."""
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self.encoder.encode(text, untrusted=False)
 
     def _encode_text(self, text: str) -> list[int]:
         """Untrusted text (passages, queries): a special token's string is tokenized as plain text."""
-        return list(self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+        return self.encoder.encode(text, untrusted=True)
 
     def _cut(self, text: str, limit: int) -> tuple[str, bool]:
         # No token spans more than a few dozen characters: cutting the characters first keeps a
@@ -134,7 +193,7 @@ class PromptBuilder:
         if len(ids) <= limit:
             return text, False
         # Byte-level tokenizers can cut a character in two; drop the dangling replacement character.
-        return self.tokenizer.decode(ids[:limit]).rstrip("\ufffd").strip(), True
+        return self.encoder.decode(ids[:limit]).rstrip("\ufffd").strip(), True
 
     def passage_segments(self, passages: list[str], start: int = 1) -> list[PassageSegment]:
         """Normalize, cut to the token budget and tokenize passages labelled ``[start]``, ``[start+1]``..."""

@@ -15,8 +15,18 @@ different windows are not comparable; ``RankResult.windowed`` says so.
 by the mean of its two scores: attention favours passages by position, reversal swaps which passages
 that helps, and the mean cancels much of it (RESULTS.md, "Both orders") at twice the cost.
 
-``fuse_first_stage=w`` fuses the attention ranking with the input order (taken as the first-stage order)
-by weighted reciprocal rank fusion (``headrank.fusion``); the returned score is then the fused score.
+``fuse_first_stage=w`` fuses the attention ranking with the input order by weighted reciprocal rank fusion
+(``headrank.fusion``); the returned score is then the fused score. Fusion assumes the input order IS a
+first-stage ranking (best first): documents in arbitrary order get an arbitrary boost. The shipped presets
+fuse by default; pass ``fuse_first_stage=0`` to ``rank`` / ``rank_batch`` / ``score`` (or to
+``from_pretrained``) when your documents are not in first-stage order.
+
+Each call returns a ``Ranking`` per query: a list of ``RankResult`` (best first) that also says which
+inference settings ranked it and how many prompt tokens it cost.
+
+Thread safety: prompt building never changes shared tokenizer state (``headrank.prompt``), and a forward
+reads the model without changing it, so one ranker may be called from several threads. Forwards of
+concurrent calls then share the machine's cores; a service runs them one at a time (``headrank.serve``).
 
 Presets and checkpoints carry the inference settings they were validated with (``both_orders``,
 ``window``, ``fuse_first_stage``); arguments left at ``None`` take them, ``False`` / ``0`` switch them off.
@@ -49,6 +59,18 @@ from headrank.scoring import ScoringConfig, score_passages
 
 METHODS = ("heads", "icr")
 logger = logging.getLogger(__name__)
+
+
+class Ranking(list):
+    """One query's results, best first (a plain list of ``RankResult``), with what produced them:
+    ``settings`` (the inference settings this call used, fusion included) and ``prompt_tokens`` (tokens of
+    every prompt the call ran: both orders and windows count each prompt)."""
+
+    def __init__(self, results: Iterable = (), settings: InferenceSettings | None = None,
+                 prompt_tokens: int = 0) -> None:
+        super().__init__(results)
+        self.settings = settings or InferenceSettings()
+        self.prompt_tokens = prompt_tokens
 
 
 @dataclass(frozen=True)
@@ -278,15 +300,19 @@ class HeadRanker:
         return_documents: bool = True,
         doc_ids: Sequence | None = None,
         metadata: Sequence | None = None,
-    ) -> list[RankResult]:
+        fuse_first_stage: float | None = None,
+    ) -> Ranking:
         """Rank ``docs`` for ``query``; results sorted best first, each with its input index and score.
 
         ``docs`` are strings, or dicts with ``text`` and optionally ``id``/``doc_id`` and ``meta``/``metadata``;
         ``doc_ids`` / ``metadata`` (one per passage) do the same for strings. Both come back on the results.
+        ``fuse_first_stage``: this call's fusion weight with the input order (``None``: the ranker's setting,
+        ``0``: off). Fusion treats the input order as a first-stage ranking; switch it off for unordered input.
         """
         return self.rank_batch([query], [docs], top_k=top_k, return_documents=return_documents,
                                doc_ids=None if doc_ids is None else [doc_ids],
-                               metadata=None if metadata is None else [metadata])[0]
+                               metadata=None if metadata is None else [metadata],
+                               fuse_first_stage=fuse_first_stage)[0]
 
     def rank_batch(
         self,
@@ -297,8 +323,11 @@ class HeadRanker:
         batch_size: int = 4,
         doc_ids: Sequence[Sequence] | None = None,
         metadata: Sequence[Sequence] | None = None,
-    ) -> list[list[RankResult]]:
-        """Rank several (query, docs) lists; lists that fit the context share batched forwards."""
+        fuse_first_stage: float | None = None,
+    ) -> list[Ranking]:
+        """Rank several (query, docs) lists; lists that fit the context share batched forwards.
+
+        ``fuse_first_stage`` as in ``rank`` (one weight for every list of the call)."""
         if isinstance(queries, str):
             raise TypeError("rank_batch takes a list of queries; use rank() for a single query")
         if not isinstance(queries, Sequence) or not isinstance(docs, Sequence):
@@ -309,6 +338,7 @@ class HeadRanker:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be an integer >= 1 (or None for all), got {top_k!r}")
+        settings = self.settings_for(fuse_first_stage)
         jobs = []
         for i, (q, d) in enumerate(zip(queries, docs)):
             texts, ids, metas = _documents(d, i, None if doc_ids is None else doc_ids[i],
@@ -324,15 +354,23 @@ class HeadRanker:
             over_window = self.window is not None and len(docs_kept) > self.window
             prompt = None if over_window else self.builder.build(job.query, docs_kept)  # no tokenizing twice
             if prompt is not None and len(prompt) <= self.max_length:
-                fitting.append((job, self._twins(job.query, docs_kept, prompt)))
+                twins = self._twins(job.query, docs_kept, prompt)
+                job.prompt_tokens = sum(len(p) for p in twins)
+                fitting.append((job, twins))
             else:
-                job.order = self._rank_windowed(job.query, docs_kept)
+                job.order, job.prompt_tokens = self._rank_windowed(job.query, docs_kept)
                 job.windowed = True
         for start in range(0, len(fitting), batch_size):
             chunk = fitting[start : start + batch_size]
             for (job, _), scores in zip(chunk, self._score_twins([group for _, group in chunk])):
                 job.scores = scores.tolist()
-        return [job.results(top_k, return_documents, self.fuse_first_stage) for job in jobs]
+        return [Ranking(job.results(top_k, return_documents, settings.fuse_first_stage), settings, job.prompt_tokens)
+                for job in jobs]
+
+    def settings_for(self, fuse_first_stage: float | None = None) -> InferenceSettings:
+        """The inference settings of one call: the ranker's, with this call's fusion weight (None keeps it)."""
+        return InferenceSettings(both_orders=self.both_orders, window=self.window,
+                                 fuse_first_stage=fusion_weight(self.fuse_first_stage, fuse_first_stage))
 
     def explain(self, query: str, docs: Sequence[str], per_head: bool = False):
         """Per-token contributions to every passage's score, from the same pass (``headrank.explain``)."""
@@ -340,8 +378,11 @@ class HeadRanker:
 
         return explain(self, query, docs, per_head=per_head)
 
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        """Scores in input order (the list must fit the context and the window; empty passages score -inf)."""
+    def score(self, query: str, docs: Sequence[str], fuse_first_stage: float | None = None) -> list[float]:
+        """Scores in input order (the list must fit the context and the window; empty passages score -inf).
+
+        ``fuse_first_stage`` as in ``rank``."""
+        fuse = self.settings_for(fuse_first_stage).fuse_first_stage
         job = _Job.make(query, docs, 0)
         if job.kept:
             kept_docs = [job.docs[i] for i in job.kept]
@@ -355,8 +396,8 @@ class HeadRanker:
             job.scores = self._score_twins([self._twins(job.query, kept_docs, prompt)])[0].tolist()
         out = [-math.inf] * len(docs)
         scores = job.scores or []
-        if self.fuse_first_stage and scores:
-            scores = fuse_with_first_stage(scores, self.fuse_first_stage)
+        if fuse and scores:
+            scores = fuse_with_first_stage(scores, fuse)
         for i, s in zip(job.kept, scores):
             out[i] = s
         return out
@@ -382,21 +423,24 @@ class HeadRanker:
             )
         return min(size, self.window) if self.window is not None else size
 
-    def _rank_windowed(self, query: str, docs: list[str]) -> list[int]:
-        """Sliding windows from the bottom of the list up, stride half a window; returns the final order."""
+    def _rank_windowed(self, query: str, docs: list[str]) -> tuple[list[int], int]:
+        """Sliding windows from the bottom of the list up, stride half a window; the final order and the
+        prompt tokens it took."""
         size = self.window_size(query, docs)
         stride = max(1, size // 2)
         order = list(range(len(docs)))
-        end = len(docs)
+        end, tokens = len(docs), 0
         while True:
             start = max(0, end - size)
             window = order[start:end]
             window_docs = [docs[i] for i in window]
-            scores = self._score_twins([self._twins(query, window_docs, self.builder.build(query, window_docs))])[0]
+            twins = self._twins(query, window_docs, self.builder.build(query, window_docs))
+            tokens += sum(len(p) for p in twins)
+            scores = self._score_twins([twins])[0]
             ranked = sorted(range(len(window)), key=lambda j: (-scores[j].item(), j))
             order[start:end] = [window[j] for j in ranked]
             if start == 0:
-                return order
+                return order, tokens
             end -= stride
 
 
@@ -410,13 +454,31 @@ def _model_for_head_set(heads, fallback: str) -> str:
     return fallback
 
 
+def fusion_weight(default: float | None, value) -> float | None:
+    """A call's fusion weight: ``None`` keeps ``default``; ``0`` / ``False`` switch fusion off; else (0, 1]."""
+    if value is None:
+        return default
+    if value is False or (not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 < value <= 1.0:
+        raise ValueError(f"fuse_first_stage must be a weight in [0, 1] (0: no fusion) or None (the ranker's "
+                         f"setting), got {value!r}")
+    return float(value)
+
+
 def _settings(base: InferenceSettings, overrides: dict) -> InferenceSettings:
     """A preset's settings with the caller's overrides: None keeps the preset's, False / 0 switches off."""
     window, both, fuse = (overrides.get(k) for k in ("window", "both_orders", "fuse_first_stage"))
+    if both is not None and not isinstance(both, bool):
+        raise ValueError(f"both_orders must be True, False or None (the preset's setting), got {both!r}")
+    if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
+        raise ValueError(f"window must be an integer >= 2, 0 (no window) or None (the preset's setting), "
+                         f"got {window!r}")
     return InferenceSettings(
-        both_orders=base.both_orders if both is None else bool(both),
+        both_orders=base.both_orders if both is None else both,
         window=base.window if window is None else (window or None),
-        fuse_first_stage=base.fuse_first_stage if fuse is None else (fuse or None),
+        fuse_first_stage=fusion_weight(base.fuse_first_stage, fuse),
     )
 
 
@@ -464,6 +526,7 @@ class _Job:
     windowed: bool = False
     doc_ids: list | None = None  # the caller's ids and metadata, per input passage
     metas: list | None = None
+    prompt_tokens: int = 0  # tokens of every prompt this list ran
 
     @classmethod
     def make(cls, query: str, docs: Sequence[str], index: int) -> _Job:

@@ -145,3 +145,70 @@ def test_ray_actors_give_the_same_run_and_survive_a_killed_worker(run_files, tin
     assert [(r[0], r[2]) for r in ours] == [(r[0], r[2]) for r in theirs]  # same queries, same order
     for a, b in zip(ours, theirs):
         assert float(a[4]) == pytest.approx(float(b[4]), abs=1e-5)
+
+
+def test_a_stale_output_folder_is_refused_with_what_changed(run_files, tiny_base, tmp_path):
+    """Once a rerun with other passages, another head set or another depth said "ranked 0 queries now" and kept
+    the old results; now each is refused before the model loads, and --restart starts over."""
+    out = tmp_path / "out"
+    assert runner.invoke(app, _args(run_files, out, tiny_base)).exit_code == 0
+    first = _trec(out / "run.trec")
+    corpus = run_files / "corpus.jsonl"
+    original = corpus.read_text()
+    corpus.write_text(original.replace("passage 3 about", "passage three about"))
+    changed = runner.invoke(app, _args(run_files, out, tiny_base))
+    assert changed.exit_code == 2 and "other passages" in changed.output and "--restart" in changed.output
+    corpus.write_text(original)
+    other_heads = runner.invoke(app, [*_args(run_files, out, tiny_base)[:-2], "--depth", "6", "--heads", "1:1"])
+    assert other_heads.exit_code == 2 and "'1:0,2:3' -> '1:1'" in other_heads.output, other_heads.output
+    shallower = runner.invoke(app, [*_args(run_files, out, tiny_base)[:-2], "--depth", "5"])
+    assert shallower.exit_code == 2 and "depth: 6 -> 5" in shallower.output, shallower.output
+    assert _trec(out / "run.trec") == first  # nothing was touched
+    restarted = runner.invoke(app, [*_args(run_files, out, tiny_base)[:-2], "--depth", "5", "--restart"])
+    assert restarted.exit_code == 0 and "ranked 60 queries now" in restarted.output, restarted.output
+    rows = _trec(out / "run.trec")
+    assert len(rows) == 60 * 5
+
+
+def test_problems_file_belongs_to_the_run_that_wrote_it(run_files, tiny_base, tmp_path):
+    out = tmp_path / "out"
+    run = run_files / "run.trec"
+    clean = run.read_text()
+    run.write_text(clean + "q999 Q0 d1-0 1 1.0 bm25\n")
+    assert runner.invoke(app, _args(run_files, out, tiny_base)).exit_code == 0
+    assert (out / "problems.txt").is_file()
+    run.write_text(clean)
+    again = runner.invoke(app, _args(run_files, out, tiny_base))
+    assert again.exit_code == 0 and not (out / "problems.txt").exists()  # the old list does not linger
+
+
+def test_duplicate_qids_and_empty_queries_are_listed_and_skipped(tmp_path, tiny_base):
+    entries = [{"query": f"query {i}", "hits": [{"qid": str(i), "docid": f"d{i}-{k}", "content": f"passage {k}"}
+                                                  for k in range(4)]} for i in range(4)]
+    entries.append({"query": "a second list for qid 1", "hits": [{"qid": "1", "docid": "x", "content": "other"}]})
+    entries[2]["query"] = "   "
+    path = tmp_path / "cands.json"
+    path.write_text(json.dumps(entries))
+    out = tmp_path / "out"
+    args = ["rerank-batch", "--candidates", str(path), "--out", str(out), "--model", str(tiny_base), "--heads",
+            HEADS, "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    problems = (out / "problems.txt").read_text()
+    assert "entry 4 (qid '1'): the qid appears again (first in entry 1)" in problems
+    assert "entry 2 (qid '2'): the query is empty" in problems
+    rows = _trec(out / "run.trec")
+    assert sorted({r[0] for r in rows}) == ["0", "1", "3"] and len(rows) == 12  # each qid once, its first list
+    assert "x" not in {r[2] for r in rows}
+    strict = runner.invoke(app, [*args[:4], str(tmp_path / "strict"), *args[5:], "--on-error", "fail"])
+    assert strict.exit_code == 2 and "entry 2 (qid '2')" in strict.output, strict.output
+
+
+def test_empty_topic_is_listed_by_qid(run_files, tiny_base, tmp_path):
+    topics = run_files / "topics.tsv"
+    topics.write_text(topics.read_text().replace(f"q7\tquery about {WORDS[7]} number 7", "q7\t  "))
+    out = tmp_path / "out"
+    result = runner.invoke(app, _args(run_files, out, tiny_base))
+    assert result.exit_code == 0, result.output
+    assert "query 'q7' has an empty text" in (out / "problems.txt").read_text()
+    assert len({r[0] for r in _trec(out / "run.trec")}) == 59

@@ -1,7 +1,14 @@
 """Batch reranking of whole runs (``headrank rerank-batch``): in process, or on Ray Data from a laptop to a cluster.
 
 The driver reads a TREC run, the topics and the corpus, groups the run by query up to a depth (plain Python:
-no Ray ``groupby`` over the whole set), and skips the queries whose results are already written. The lists go
+no Ray ``groupby`` over the whole set), and skips the queries whose results are already written.
+
+Resuming is keyed on content: ``manifest.json`` records what ranks (model and the digest of its files, method,
+head set, dtype, depth) and every result row carries a digest of its query text, docids and passages. A
+rerun into the same folder with other settings, or with other passages or query text for a finished query,
+is refused with a message that says what changed (``restart=True`` / ``--restart`` starts over). Duplicate
+query ids, empty queries and queries without passages are listed in ``problems.txt`` (which belongs to the
+run that wrote it) and skipped, or stop the job under ``on_error="fail"``. The lists go
 through ``HeadRanker.rank_batch``: in this process (``workers=0``), or through a Ray Data actor pool of
 HeadRanker actors (the model loaded once per actor; a killed actor is restarted and its batch retried). The
 driver appends each finished query to a results shard as one JSON line (``shards/part-*.jsonl``: qid, docids,
@@ -11,6 +18,7 @@ ignored and a query written twice counts once. The final TREC run holds every qu
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -25,6 +33,12 @@ from headrank.data import (DataFormatError, _jsonl_objects, _read_text, check_tr
 
 logger = logging.getLogger(__name__)
 ON_ERROR = ("skip", "fail")
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "headrank.batch/1"
+
+
+class StaleOutputError(ValueError):
+    """The output folder holds results computed from other settings or other inputs."""
 
 
 @dataclass
@@ -84,22 +98,45 @@ def read_run_lists(run: str | Path, topics: str | Path, corpus: str | Path, dept
                 seen.add(docid)
                 kept.append(docid)
         kept = kept[:depth] if depth else kept
+        if not queries[qid].strip():
+            _problem(problems, on_error, f"{Path(topics).name}: query {qid!r} has an empty text; skipped")
+            continue
         lists.append(QueryList(qid, queries[qid], kept, [docs[d] for d in kept]))
     if not lists:
         raise DataFormatError(f"{name}: no query of the run could be read" + (f" ({problems[0]})" if problems else ""))
     return BatchInput(lists, problems)
 
 
-def read_rankgpt_lists(path: str | Path, depth: int | None = None) -> BatchInput:
-    """RankGPT / rank_llm candidate JSON (or JSONL of such entries) as query lists."""
+def read_rankgpt_lists(path: str | Path, depth: int | None = None, on_error: str = "skip") -> BatchInput:
+    """RankGPT / rank_llm candidate JSON (or JSONL of such entries) as query lists.
+
+    An entry whose qid was already seen, whose query is empty or that has no candidates is listed by its
+    entry number and qid and skipped (``on_error="skip"``), or stops the job (``"fail"``)."""
     from headrank.data import read_rankgpt_file
 
-    lists = []
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}")
+    lists, problems, first_entry = [], [], {}
+    name = Path(path).name
     for i, entry in enumerate(read_rankgpt_file(path)):
+        qid = entry.qid or str(i)
+        where = f"{name}: entry {i} (qid {qid!r})"
+        if qid in first_entry:
+            _problem(problems, on_error, f"{where}: the qid appears again (first in entry {first_entry[qid]}); "
+                                         "skipped: one ranking per qid")
+            continue
+        first_entry[qid] = i
+        if not (entry.query or "").strip():
+            _problem(problems, on_error, f"{where}: the query is empty; skipped")
+            continue
         cands = entry.candidates[:depth] if depth else entry.candidates
-        lists.append(QueryList(entry.qid or str(i), entry.query or "", [c.docid for c in cands],
-                               [c.text for c in cands]))
-    return BatchInput(lists)
+        if not cands:
+            _problem(problems, on_error, f"{where}: no candidate passages; skipped")
+            continue
+        lists.append(QueryList(qid, entry.query, [c.docid for c in cands], [c.text for c in cands]))
+    if not lists:
+        raise DataFormatError(f"{name}: no query could be read" + (f" ({problems[0]})" if problems else ""))
+    return BatchInput(lists, problems)
 
 
 def benchmark_lists(name: str, depth: int = 20, data_root: Path | None = None) -> BatchInput:
@@ -138,6 +175,73 @@ def read_corpus(path: str | Path, on_error: str = "skip", problems: list[str] | 
 # ------------------------------------------------------------------------------------------------ results
 
 
+def list_key(qlist: QueryList) -> str:
+    """Digest of what a query's ranking is computed from: query text, docids and passage texts, in order."""
+    blob = json.dumps([qlist.query, qlist.docids, qlist.texts], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
+
+
+def run_manifest(spec: RankerSpec, depth: int | None) -> dict:
+    """What a batch folder's results were computed with (compared on every resume)."""
+    from headrank import __version__
+
+    return {"format": MANIFEST_FORMAT, "ranker": spec.fingerprint(), "depth": depth, "headrank": __version__}
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def check_resume(out_dir: Path, manifest: dict, lists: Sequence[QueryList]) -> dict[str, dict]:
+    """The finished rows that this run may keep; refuses (StaleOutputError) a folder computed otherwise."""
+    done = finished_queries(out_dir)
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        if done:
+            raise StaleOutputError(f"{out_dir} holds results without a {MANIFEST} (an older headrank or another "
+                                   "tool wrote them); pass --restart to start over, or choose another --out")
+        return done
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise StaleOutputError(f"{path} is not valid JSON; pass --restart to start over") from None
+    changed = _differences(old if isinstance(old, dict) else {}, manifest)
+    if changed:
+        raise StaleOutputError(f"{out_dir} was written with other settings ({'; '.join(changed)}); pass --restart "
+                               "to start over, or choose another --out")
+    stale = [q.qid for q in lists if q.qid in done and done[q.qid].get("key") != list_key(q)]
+    if stale:
+        raise StaleOutputError(
+            f"{len(stale)} finished queries in {out_dir} were ranked from another query text or other passages "
+            f"than this input gives (e.g. qid {stale[0]!r}); pass --restart to start over, or choose another --out")
+    return done
+
+
+def clear_output(out_dir: Path) -> None:
+    """Remove what a batch run writes (shards, manifest, run, problems), and nothing else."""
+    for shard in (out_dir / "shards").glob("part-*.jsonl"):
+        shard.unlink()
+    for name in (MANIFEST, "run.trec", "run.trec.partial", "problems.txt"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def write_problems(out_dir: Path, problems: Sequence[str]) -> Path | None:
+    """``problems.txt`` of this run (an older run's list is removed when this run has none)."""
+    path = out_dir / "problems.txt"
+    if not problems:
+        path.unlink(missing_ok=True)
+        return None
+    path.write_text("".join(p + "\n" for p in problems), encoding="utf-8")
+    return path
+
+
 def finished_queries(out_dir: Path) -> dict[str, dict]:
     """Results already written (first complete line per qid; a torn last line is ignored)."""
     done: dict[str, dict] = {}
@@ -156,7 +260,8 @@ def result_row(qlist: QueryList, ranked) -> dict:
     """One query's ranking: docids best first, their scores and ranks (``None`` for an empty passage's score)."""
     docids = [qlist.docids[r.corpus_id] for r in ranked]
     scores = [r.score if math.isfinite(r.score) else None for r in ranked]
-    return {"qid": qlist.qid, "docids": docids, "scores": scores, "ranks": list(range(1, len(docids) + 1))}
+    return {"qid": qlist.qid, "key": list_key(qlist), "docids": docids, "scores": scores,
+            "ranks": list(range(1, len(docids) + 1))}
 
 
 def write_final_run(out_dir: Path, lists: Sequence[QueryList], tag: str) -> Path:
@@ -191,11 +296,38 @@ class RankerSpec:
     device: str = "auto"
     dtype: str = "auto"
 
+    def fingerprint(self) -> dict:
+        """What decides the scores, without loading the model: the names given and the digest of the files
+        behind a preset, checkpoint, local model or head-set file (a re-shipped preset changes it)."""
+        return {"model": self.model, "model_files": _files_digest(self.model), "method": self.method,
+                "heads": self.heads, "heads_file": _files_digest(self.heads) if self.heads else None,
+                "dtype": self.dtype}
+
     def load(self):
         from headrank.ranker import HeadRanker
 
         return HeadRanker.from_pretrained(self.model, heads=self.heads, method=self.method, device=self.device,
                                           dtype=self.dtype)
+
+
+def _files_digest(name: str | None) -> str | None:
+    """Digest of the files behind a preset name, a directory or a file (names, sizes and the contents of files
+    under 64 MB); ``None`` for a name that is not on disk (a pinned named model or a hub id)."""
+    from headrank.presets import PRESETS_DIR, is_preset_name
+
+    if not name:
+        return None
+    path = PRESETS_DIR / name if is_preset_name(name) else Path(name)
+    if not path.exists():
+        return None
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        size = file.stat().st_size
+        digest.update(f"{file.relative_to(path) if path.is_dir() else file.name}|{size}|".encode())
+        if size < 64 << 20:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:24]
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -205,16 +337,30 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
 
 def rerank_run(lists: Sequence[QueryList], spec: RankerSpec, out_dir: Path, workers: int = 0,
                batch_size: int = 4, gpus_per_worker: float = 0.0, ray_address: str | None = None,
-               on_done: Callable[[int, int], None] | None = None) -> int:
-    """Rerank every list not finished yet; returns how many were ranked now. ``workers=0``: in this process."""
+               on_done: Callable[[int, int], None] | None = None, depth: int | None = None,
+               restart: bool = False, on_resume_checked: Callable[[], None] | None = None) -> int:
+    """Rerank every list not finished yet; returns how many were ranked now. ``workers=0``: in this process.
+
+    Resuming checks the folder's manifest and each finished query's content digest first (``check_resume``),
+    before any model loads; ``restart`` clears the folder's earlier results instead."""
     if workers < 0 or batch_size < 1:
         raise ValueError("workers must be >= 0 and batch_size >= 1")
+    qids = [q.qid for q in lists]
+    if len(set(qids)) != len(qids):
+        dup = next(q for q in qids if qids.count(q) > 1)
+        raise ValueError(f"qid {dup!r} appears in more than one list; one ranking per qid")
     for q in lists:
         check_trec_token(q.qid, "qid")
         for d in q.docids:
             check_trec_token(d, "docid")
+    manifest = run_manifest(spec, depth)
+    if restart:
+        clear_output(out_dir)
     (out_dir / "shards").mkdir(parents=True, exist_ok=True)
-    done = finished_queries(out_dir)
+    done = check_resume(out_dir, manifest, lists)
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    if on_resume_checked:  # the folder is this run's now (e.g. its problems.txt may be written)
+        on_resume_checked()
     todo = [q for q in lists if q.qid not in done]
     total, count = len(lists), len(lists) - len(todo)
     if on_done:

@@ -760,13 +760,20 @@ def rerank_batch(
     batch_size: int = typer.Option(4, min=1, help="Lists per forward / per Ray batch."),
     ray_address: str = typer.Option(None, help="Join this Ray cluster (e.g. 'auto' or ray://host:10001); "
                                                "default: a local Ray sized to this machine."),
-    on_error: str = typer.Option("skip", help="Malformed or dangling input rows: skip (listed) or fail."),
+    on_error: str = typer.Option("skip", help="Malformed or dangling input rows, duplicate qids, empty queries: "
+                                              "skip (listed in problems.txt) or fail."),
+    restart: bool = typer.Option(False, "--restart", help="Discard the results already in --out and start over "
+                                                          "(a rerun with other settings or inputs is refused "
+                                                          "without it)."),
     tag: str = typer.Option("headrank", help="Run tag of the final TREC run."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
     data_root: Path = typer.Option(None, help="Folder with the named benchmarks."),
 ) -> None:
-    """Rerank a whole run (every query's top K) in process or on Ray; resumable; writes one TREC run."""
+    """Rerank a whole run (every query's top K) in process or on Ray; resumable; writes one TREC run.
+
+    Rerunning the same command resumes; a rerun into the same --out with another model, method, head set,
+    depth or other passages for a finished query is refused with what changed (--restart starts over)."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from headrank.batch import (ON_ERROR, RankerSpec, benchmark_lists, read_rankgpt_lists, read_run_lists,
@@ -788,16 +795,12 @@ def rerank_batch(
         if run is not None:
             batch = read_run_lists(run, topics, corpus, depth, on_error)
         elif candidates is not None:
-            batch = read_rankgpt_lists(candidates, depth)
+            batch = read_rankgpt_lists(candidates, depth, on_error)
         else:
             batch = benchmark_lists(benchmark, depth, data_root)
     except (DataFormatError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     out.mkdir(parents=True, exist_ok=True)
-    if batch.problems:
-        (out / "problems.txt").write_text("".join(p + "\n" for p in batch.problems), encoding="utf-8")
-        err_console.print(f"skipped {len(batch.problems)} input rows (listed in {out / 'problems.txt'}); "
-                          f"first: {batch.problems[0]}")
     spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype)
     columns = (TextColumn("queries"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
                TimeRemainingColumn())
@@ -806,7 +809,9 @@ def rerank_batch(
         try:
             ranked = rerank_run(batch.lists, spec, out, workers=workers, batch_size=batch_size,
                                 gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-                                on_done=lambda done, total: progress.update(task, completed=done, total=total))
+                                on_done=lambda done, total: progress.update(task, completed=done, total=total),
+                                depth=depth, restart=restart,
+                                on_resume_checked=lambda: _report_problems(out, batch.problems))
         except ModelUnavailableError as err:
             _fail(str(err), code=3)
         except ImportError as err:
@@ -819,6 +824,15 @@ def rerank_batch(
                   code=130)
     path = write_final_run(out, batch.lists, tag)
     err_console.print(f"ranked {ranked} queries now ({len(batch.lists) - ranked} were already done); wrote {path}")
+
+
+def _report_problems(out: Path, problems: list[str]) -> None:
+    """This run's problems.txt (an older run's is removed), and a line about it."""
+    from headrank.batch import write_problems
+
+    path = write_problems(out, problems)
+    if path is not None:
+        err_console.print(f"skipped {len(problems)} input rows (listed in {path}); first: {problems[0]}")
 
 
 @app.command("presets")

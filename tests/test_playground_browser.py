@@ -51,3 +51,28 @@ def test_playground_ranks_and_shades_in_a_real_browser(browser_server, tmp_path)
             assert errors == []
         finally:
             browser.close()
+
+
+def test_playground_takes_an_api_key(tiny_dir):
+    """With --api-key the page still loads; it asks for the key, and with it typed in, ranks."""
+    keyed = Server(str(tiny_dir), "--heads", HEADS, "--api-key", "s3cret")
+    try:
+        with playwright_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            try:
+                page = browser.new_page()
+                page.goto(keyed.url + "/")
+                page.wait_for_function("document.getElementById('error').textContent.includes('API key')")
+                page.fill("#key", "s3cret")
+                page.dispatch_event("#key", "change")
+                page.wait_for_selector("#model option", state="attached")
+                page.fill("#query", "query about solar power")
+                page.fill("#docs", "\n".join(DOCS))
+                page.click("#run")
+                page.wait_for_selector(".passage", timeout=60_000)
+                assert page.locator(".passage").count() == len(DOCS)
+                assert page.evaluate("window.localStorage.length") == 0  # the key is not stored
+            finally:
+                browser.close()
+    finally:
+        keyed.stop()

@@ -717,6 +717,15 @@ def serve(
     timeout: float = typer.Option(120.0, min=0.001, help="Seconds before a request gets 504."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    preload: list[str] = typer.Option(None, "--preload", help="Another shipped preset the playground may explain "
+                                                              "with, loaded at start (repeatable)."),
+    fuse_first_stage: float = typer.Option(None, min=0.0, max=1.0,
+                                           help="Default fusion weight with the input order for every request "
+                                                "(0: off; requests may set their own 'fuse_first_stage'). "
+                                                "Default: the model's setting."),
+    log_level: str = typer.Option("info", help="critical, error, warning, info (access log) or debug."),
+    json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines (time, level, logger, message, "
+                                                              "method, route, status, latency_ms, request_id)."),
 ) -> None:
     """Serve reranking over HTTP: Cohere/Jina /v1|v2/rerank, TEI /rerank, /health, /info, /metrics, /docs."""
     _setup_logging()
@@ -734,10 +743,20 @@ def serve(
             max_batch = 8 if resolve_device(device).type == "cuda" else 1
         except ValueError as err:
             _fail(str(err))
-    config = ServeConfig(model=model, method=method.value if method else None, heads=heads, device=device,
-                         dtype=dtype, host=host, port=port, api_key=api_key, max_documents=max_documents,
-                         max_document_chars=max_document_chars, max_body_bytes=max_body_bytes, max_queue=max_queue,
-                         max_batch_lists=max_batch, batch_wait_ms=batch_wait_ms, request_timeout_s=timeout)
+    from headrank.presets import available_presets
+
+    unknown = [p for p in preload or [] if p not in available_presets()]
+    if unknown:
+        _fail(f"--preload {unknown[0]!r} is not a shipped preset; choose from {', '.join(available_presets())}")
+    try:
+        config = ServeConfig(model=model, method=method.value if method else None, heads=heads, device=device,
+                             dtype=dtype, host=host, port=port, api_key=api_key, max_documents=max_documents,
+                             max_document_chars=max_document_chars, max_body_bytes=max_body_bytes,
+                             max_queue=max_queue, max_batch_lists=max_batch, batch_wait_ms=batch_wait_ms,
+                             request_timeout_s=timeout, preload=tuple(preload or ()),
+                             fuse_first_stage=fuse_first_stage, log_level=log_level.lower(), json_logs=json_logs)
+    except ValueError as err:
+        _fail(str(err))
     err_console.print(f"headrank serve: {model} on http://{host}:{port} (docs: /docs; the model loads in the "
                       "background, /health says when it is ready)")
     run_service(config)

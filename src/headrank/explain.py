@@ -7,7 +7,9 @@ into the caller's original passage text, through whitespace collapsing and trunc
 ``[i]`` the prompt adds is reported as one entry without offsets. With ``both_orders`` each character's
 share is averaged over the two passes and summed back onto the first pass's tokens, which keeps the sum.
 With ICR's token masking, masked tokens contribute 0. Fusion with the first stage changes the ranking, not
-the attention score: ``fused_score`` reports it separately.
+the attention score: a fused explanation reports the score that ranks (``ranking_score``, the fused score)
+and its parts: the passage's rank by attention score, its input (first-stage) rank and the fusion weight,
+``fused = (1 - w) / (60 + attention_rank) + w / (60 + first_stage_rank)``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from headrank.fusion import fuse_with_first_stage
+from headrank.fusion import fuse_with_first_stage, rank_positions
 from headrank.prompt import normalize_text
 from headrank.scoring import head_weight_vector, icr_token_keep
 
@@ -41,10 +43,19 @@ class PassageExplanation:
     truncated: bool = False
     fused_score: float | None = None
     text: str | None = None
+    attention_rank: int | None = None  # rank by the attention score alone (fused explanations)
+    first_stage_rank: int | None = None  # input position among the non-empty passages (fused explanations)
+    fusion_weight: float | None = None  # w of the fusion, None when the ranking is not fused
+
+    @property
+    def ranking_score(self) -> float:
+        """The score that ranks this passage: the fused score when fused, else the attention score."""
+        return self.fused_score if self.fused_score is not None else self.score
 
     def to_dict(self) -> dict:
         out = asdict(self)
         out["score"] = self.score if math.isfinite(self.score) else None
+        out["ranking_score"] = self.ranking_score if math.isfinite(self.ranking_score) else None
         return out
 
 
@@ -102,13 +113,16 @@ def _char_shares(ranker, labelled: str, label_len: int, terms: torch.Tensor, cut
     return tokens, shares, label_total
 
 
-def explain(ranker, query: str, docs: Sequence[str], per_head: bool = False) -> list[PassageExplanation]:
+def explain(ranker, query: str, docs: Sequence[str], per_head: bool = False,
+            fuse_first_stage: float | None = None) -> list[PassageExplanation]:
     """Per-token contributions to every passage's score, best first (see the module docstring).
 
     The list must fit one prompt (no windows): explanations of different windows would not be comparable.
+    ``fuse_first_stage``: this call's fusion weight (None: the ranker's setting, 0: off), as in ``rank``.
     """
     from headrank.ranker import _Job
 
+    weight = ranker.settings_for(fuse_first_stage).fuse_first_stage
     job = _Job.make(query, docs, 0)
     kept = [job.docs[i] for i in job.kept]
     out: dict[int, PassageExplanation] = {}
@@ -129,8 +143,12 @@ def explain(ranker, query: str, docs: Sequence[str], per_head: bool = False) -> 
             out[job.kept[k]] = _explain_passage(ranker, passes, kept[k], job.kept[k], per_head)
     scores = {i: e.score for i, e in out.items()}
     fused = None
-    if ranker.fuse_first_stage and scores:
-        fused = dict(zip(job.kept, fuse_with_first_stage([scores[i] for i in job.kept], ranker.fuse_first_stage)))
+    if weight and scores:
+        fused = dict(zip(job.kept, fuse_with_first_stage([scores[i] for i in job.kept], weight)))
+        attention = rank_positions([scores[i] for i in job.kept])
+        for position, i in enumerate(job.kept):
+            e = out[i]
+            e.attention_rank, e.first_stage_rank, e.fusion_weight = attention[position], position + 1, weight
     key = fused or scores
     order = sorted(job.kept, key=lambda i: (-key[i], i)) + [i for i in range(len(job.docs)) if i not in out]
     result = []

@@ -183,7 +183,7 @@ class PromptBuilder:
         """Untrusted text (passages, queries): a special token's string is tokenized as plain text."""
         return self.encoder.encode(text, untrusted=True)
 
-    def _cut(self, text: str, limit: int) -> tuple[str, bool]:
+    def cut(self, text: str, limit: int) -> tuple[str, bool]:
         # No token spans more than a few dozen characters: cutting the characters first keeps a
         # megabyte-long passage from being tokenized in full.
         clipped = text[: limit * _MAX_CHARS_PER_TOKEN]
@@ -202,7 +202,7 @@ class PromptBuilder:
             text = normalize_text(passage)
             if not text:
                 raise ValueError(f"passage {offset} is empty (the ranker ranks empty passages last without the model)")
-            text, truncated = self._cut(text, self.settings.max_passage_tokens)
+            text, truncated = self.cut(text, self.settings.max_passage_tokens)
             labelled = f"[{start + offset}] {text}"
             segments.append(PassageSegment(ids=self._encode_text(labelled), text=labelled, truncated=truncated))
         return segments
@@ -212,7 +212,7 @@ class PromptBuilder:
         text = normalize_text(query)
         if not text:
             raise ValueError("query is empty")
-        text, _ = self._cut(text, self.settings.max_query_tokens)
+        text, _ = self.cut(text, self.settings.max_query_tokens)
         if self._tail_is_separate:  # it opens with a special token, a token boundary anyway
             return self._encode_text(f"{INSTRUCTION}\nQuery: {text}") + self._encode(self._template_tail)
         return self._encode_text(f"{INSTRUCTION}\nQuery: {text}{self._template_tail}")

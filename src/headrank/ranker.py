@@ -372,11 +372,13 @@ class HeadRanker:
         return InferenceSettings(both_orders=self.both_orders, window=self.window,
                                  fuse_first_stage=fusion_weight(self.fuse_first_stage, fuse_first_stage))
 
-    def explain(self, query: str, docs: Sequence[str], per_head: bool = False):
-        """Per-token contributions to every passage's score, from the same pass (``headrank.explain``)."""
+    def explain(self, query: str, docs: Sequence[str], per_head: bool = False,
+                fuse_first_stage: float | None = None):
+        """Per-token contributions to every passage's score, from the same pass (``headrank.explain``);
+        ``fuse_first_stage`` as in ``rank``."""
         from headrank.explain import explain
 
-        return explain(self, query, docs, per_head=per_head)
+        return explain(self, query, docs, per_head=per_head, fuse_first_stage=fuse_first_stage)
 
     def score(self, query: str, docs: Sequence[str], fuse_first_stage: float | None = None) -> list[float]:
         """Scores in input order (the list must fit the context and the window; empty passages score -inf).

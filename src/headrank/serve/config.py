@@ -1,0 +1,57 @@
+"""What ``headrank serve`` runs and the limits it enforces."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from headrank.presets import DEFAULT_PRESET
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+@dataclass
+class ServeConfig:
+    """The served model, per-request limits, batching, logging. ``preload``: other shipped presets the
+    playground may explain with, loaded at start (others are refused with the list); ``fuse_first_stage``:
+    the server's default fusion weight with the input order (None: the model's own setting, 0: off)."""
+
+    model: str = DEFAULT_PRESET
+    method: str | None = None
+    heads: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = field(default=None, repr=False)
+    max_documents: int = 100
+    max_document_chars: int = 20_000
+    max_query_chars: int = 2_000
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_queue: int = 64
+    max_batch_lists: int = 8
+    batch_wait_ms: float = 5.0
+    request_timeout_s: float = 120.0
+    preload: tuple[str, ...] = ()
+    fuse_first_stage: float | None = None
+    log_level: str = "info"
+    json_logs: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_documents", "max_document_chars", "max_query_chars", "max_body_bytes", "max_queue",
+                     "max_batch_lists"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if self.batch_wait_ms < 0 or self.request_timeout_s <= 0:
+            raise ValueError("batch_wait_ms must be >= 0 and request_timeout_s > 0")
+        weight = self.fuse_first_stage
+        if weight is not None and (not math.isfinite(weight) or not 0.0 <= weight <= 1.0):
+            raise ValueError(f"fuse_first_stage must be a weight in [0, 1] (0: no fusion), got {weight}")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        self.preload = tuple(self.preload)
+
+    def limits(self) -> dict:
+        return {k: getattr(self, k) for k in ("max_documents", "max_document_chars", "max_query_chars",
+                                              "max_body_bytes", "max_queue", "max_batch_lists", "batch_wait_ms",
+                                              "request_timeout_s")}

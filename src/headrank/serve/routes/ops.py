@@ -1,0 +1,76 @@
+"""Operations: ``/health``, ``/info``, ``/v1/models``, ``/metrics`` (Prometheus), and the API docs (``/docs``,
+``/redoc``) with Swagger UI / ReDoc assets served from this server (no CDN: they work offline)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+router = APIRouter(tags=["Operations"])
+DOCS_ASSETS = "/static-docs"
+
+
+def docs_assets_dir():
+    """Swagger UI and ReDoc files from the ``fastapi-offline`` package (part of the serve extra)."""
+    from importlib.resources import files
+
+    return files("fastapi_offline").joinpath("static")
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    request.app.state.service.ready()
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/info")
+async def info(request: Request) -> JSONResponse:
+    from headrank import __version__
+
+    service = request.app.state.service
+    r = service.ranker
+    settings = r.settings_for(service.config.fuse_first_stage) if r else None
+    return JSONResponse({
+        "model": service.served_name(), "preset": r.preset if r else None, "method": r.method if r else None,
+        "heads": [list(h) for h in r.heads.heads] if r and r.method != "icr" else None,
+        "inference": asdict(settings) if settings else None, "ready": r is not None,
+        "limits": service.config.limits(), "version": __version__, "presets": service.models(),
+        "auth": bool(service.config.api_key),
+        "scores": "relevance_score: the ranking score (fused when fusion is on) min-max within a request "
+                  "(1 best, 0 worst); raw_scores: the score itself",
+    })
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> JSONResponse:
+    service = request.app.state.service
+    created = int(service.loaded_at or time.time())
+    return JSONResponse({"object": "list", "data": [{"id": name, "object": "model", "created": created,
+                                                      "owned_by": "headrank"} for name in service.models()]})
+
+
+@router.get("/metrics")
+async def prometheus(request: Request) -> Response:
+    service = request.app.state.service
+    service.metrics.queue_size.set(service.queue.qsize() if service.queue else 0)
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/docs", include_in_schema=False)
+async def swagger() -> Response:
+    return get_swagger_ui_html(openapi_url="/openapi.json", title="HeadRank API",
+                               swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                               swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                               swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+
+@router.get("/redoc", include_in_schema=False)
+async def redoc() -> Response:
+    return get_redoc_html(openapi_url="/openapi.json", title="HeadRank API",
+                          redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                          redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)

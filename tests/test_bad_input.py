@@ -39,6 +39,8 @@ def files(tmp_path_factory, llama_tokenizer):
         "heads-prompt.json": json.dumps({"heads": [[1, 0]], "prompt": {"max_passage_tokenz": 10}}),
         "heads-shape.json": json.dumps({"heads": [[1, 0]], "num_layers": 30, "num_heads": 9, "model": "other"}),
         "card.json": "[1, 2]",
+        "two-queries.jsonl": '{"query": "first"}\n{"text": "a"}\n{"query": "second"}\n',
+        "mixed.tsv": "a text-only line\n0\tan explicit id 0\n",
         "notjson.json": "{",
     }
     for name, text in texts.items():
@@ -50,6 +52,10 @@ def files(tmp_path_factory, llama_tokenizer):
         {"query": f"query {q}", "hits": [{"qid": str(q), "docid": f"{q}-{i}", "content": f"passage {i}"} for i in range(3)]}
         for q in range(5)]))
     (judged / "qrels.txt").write_text("".join(f"{q} 0 {q}-0 1\n{q} 0 {q}-1 0\n" for q in range(5)))
+    for name, data in (("run-a", "aaaa"), ("run-b", "bbbb")):  # evaluate runs of one benchmark on other data
+        (root / name).mkdir()
+        (root / name / "metrics.json").write_text(json.dumps({"benchmark": "dl19", "settings": {"data": data},
+                                                             "per_query": {"1": {"nDCG@10": 0.5}}}))
     return root
 
 
@@ -71,6 +77,10 @@ CLI_CASES = [
     ("entry out of range", ["rerank", "{root}/rankgpt.json", "--entry", "999", *M], 2, "entry 999"),
     ("negative entry", ["rerank", "{root}/rankgpt.json", "--entry", "-1", *M], 2, "Invalid value"),
     ("unknown format", ["rerank", OK, "-q", "x", "--format", "xml", *M], 2, "Invalid value"),
+    ("JSONL with two query lines", ["rerank", "{root}/two-queries.jsonl", *M], 2, "a second query line"),
+    ("TSV mixing ids and text-only lines", ["rerank", "{root}/mixed.tsv", "-q", "x", *M], 2, "are mixed"),
+    ("TREC docid with a space refused before the model", ["rerank", "{root}/spaced.tsv", "-q", "x", "-o", "trec",
+                                                           "--model", "./no/such/model"], 2, "docid 'doc one'"),
     # rerank: values
     ("depth 0", ["rerank", OK, "-q", "x", "--depth", "0", *M], 2, "Invalid value"),
     ("negative depth", ["rerank", OK, "-q", "x", "--depth", "-2", *M], 2, "Invalid value"),
@@ -133,7 +143,9 @@ CLI_CASES = [
     ("adapt on a missing folder", ["adapt", "--data", "{root}/no-such-data", "--out", "{root}/adapted"], 2,
      "unknown benchmark"),
     ("adapt with bad --ks", ["adapt", "--data", "{root}", "--ks", "four", "--out", "{root}/adapted"], 2, "--ks"),
-    ("adapt with K 0", ["adapt", "--data", "{root}", "--ks", "0", "--out", "{root}/adapted"], 2, "K and pool sizes"),
+    ("adapt with K 0", ["adapt", "--data", "{root}", "--ks", "0", "--out", "{root}/adapted"], 2, "--ks"),
+    ("adapt with NaN pools", ["adapt", "--data", "{root}", "--pools", "nan", "--out", "{root}/adapted"], 2,
+     "--pools: expected comma-separated finite numbers >= 1"),
     ("adapt val fraction 1", ["adapt", "--data", "{root}", "--val-fraction", "1", "--out", "{root}/adapted"], 2,
      "val_fraction"),
     ("adapt from an unknown preset", ["adapt", "--from", "no-such-preset", "--data", "{root}/rankgpt-dir", "--out",
@@ -152,6 +164,11 @@ CLI_CASES = [
     ("unknown selection order", ["select-heads", "--out", "{root}/h.json", "--order", "sideways"], 2,
      "order must be one of"),
     ("bad lambdas", ["select-heads", "--out", "{root}/h.json", "--lambdas", "a,b"], 2, "--lambdas"),
+    ("NaN lambda", ["select-heads", "--out", "{root}/h.json", "--lambdas", "nan", *M, "--benchmark",
+                    "{root}/rankgpt-dir"], 2, "--lambdas: expected comma-separated finite numbers >= 0"),
+    ("K 0 and negative, refused before observing", ["select-heads", "--out", "{root}/h.json", "--ks", "0,-3",
+                                                    "--model", "./no/such/model"], 2, "--ks: expected"),
+    ("fractional K", ["select-heads", "--out", "{root}/h.json", "--ks", "2.5"], 2, "whole numbers"),
     # train
     ("NaN learning rate", ["train", "--heads", "{root}/heads-shape.json", "--out", "{root}/c", "--lr", "nan"], 2,
      "lr must be a finite number"),
@@ -176,6 +193,18 @@ CLI_CASES = [
      "reporting set"),
     # compare
     ("compare missing runs", ["compare", "{root}/nope-a", "{root}/nope-b"], 2, "nope-a"),
+    ("compare runs on other data", ["compare", "{root}/run-a", "{root}/run-b"], 2, "read different data"),
+    # explain
+    ("explain with a baseline method", ["explain", OK, "-q", "x", "--method", "generative", *M], 2, "Invalid value"),
+    ("explain as a TREC run", ["explain", OK, "-q", "x", "-o", "trec", *M], 2, "Invalid value"),
+    ("explain --html into a missing folder", ["explain", OK, "-q", "x", "--html", "{root}/no/such/x.html",
+                                              "--model", "./no/such/model"], 2, "does not exist"),
+    # evaluate: optional package
+    ("ir_datasets without the package", ["evaluate", "--method", "bm25", "-b", "ir_datasets:msmarco-passage/dev",
+                                         "--out", "{root}/runs"], 2, "pip install 'headrank[ir-datasets]'"),
+    # serve
+    ("serve --preload of an unknown preset", ["serve", "--preload", "nope", *M], 2, "not a shipped preset"),
+    ("serve --log-level loud", ["serve", "--log-level", "loud", *M], 2, "log_level"),
 ]
 
 
@@ -262,6 +291,15 @@ def _api_cases():
          "unknown inference settings"),
         ("unknown preset", lambda r, m: load_preset("no-such-preset"), ValueError, "unknown preset"),
         ("passage budget 0", lambda r, m: PromptSettings(max_passage_tokens=0), ValueError, "max_passage_tokens"),
+        ("fractional passage budget", lambda r, m: HeadRanker.from_pretrained(m, heads=[(1, 0)],
+                                                                              max_passage_tokens=2.5),
+         ValueError, "max_passage_tokens must be a whole number"),
+        ("both_orders as a string", lambda r, m: HeadRanker.from_pretrained(m, heads=[(1, 0)], both_orders="no"),
+         ValueError, "both_orders must be True, False or None"),
+        ("per-call fusion weight NaN", lambda r, m: r.rank("q", docs, fuse_first_stage=math.nan), ValueError,
+         "fuse_first_stage"),
+        ("head set object without heads", lambda r, m: HeadSet.coerce({"layers": [1]}), ValueError,
+         "needs a 'heads' list"),
         ("fusion weight 2", lambda r, m: fuse_with_first_stage([1.0, 0.0], 2), ValueError, "between 0 and 1"),
         ("meta device", lambda r, m: resolve_device("meta"), ValueError, "unknown device"),
         ("float8 dtype", lambda r, m: resolve_dtype("float8", resolve_device("cpu")), ValueError, "unknown dtype"),

@@ -213,3 +213,48 @@ def test_reporting_sets_are_refused_as_training_data(tmp_path):
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "reporting set" in result.output, args
     assert not (tmp_path / "h.json").exists()
+
+
+def test_cli_starts_without_torch():
+    """`headrank --help` and `import headrank` load no torch or transformers (they once took 5-7 s under load)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, headrank, headrank.cli; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(headrank.cli.app, ['--help']); assert r.exit_code == 0, r.output; "
+            "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; print(heavy); "
+            "assert not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_explain_png_shows_words_and_reports_the_written_path(tmp_path, tiny_base):
+    from PIL import Image
+
+    cands = tmp_path / "c.tsv"
+    cands.write_text("d1\tsolar panels\nd2\tpasta\nd3\t" + "a long passage about wind farms at sea " * 20 + "\n")
+    target = tmp_path / "figure"  # no extension: matplotlib writes figure.png
+    result = runner.invoke(app, ["explain", str(cands), "-q", "solar power", "--model", str(tiny_base), "--heads",
+                                 "1:0,2:3", "--png", str(target), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "figure.png"
+    assert written.is_file() and f"wrote {written}" in " ".join(result.output.split())
+    width, height = Image.open(written).size
+    assert width >= 800 and height >= 200  # wide enough for text, whatever the passages' lengths
+
+
+def test_explain_table_shows_the_score_that_ranks(tmp_path, tiny_base):
+    cands = tmp_path / "c.tsv"
+    cands.write_text("d1\tsolar panels\nd2\tpasta recipes\nd3\twind farms\n")
+    args = ["explain", str(cands), "-q", "solar power", "--model", str(tiny_base), "--heads", "1:0,2:3",
+            "--device", "cpu"]
+    fused = runner.invoke(app, [*args, "--fuse-first-stage", "0.5"])
+    assert fused.exit_code == 0, fused.output
+    assert "(fused)" in fused.stdout and "attention" in fused.stdout  # headers wrap in a narrow terminal
+    rows = json.loads(runner.invoke(app, [*args, "--fuse-first-stage", "0.5", "-o", "json"]).stdout)["results"]
+    assert [r["rank"] for r in rows] == [1, 2, 3]
+    assert all(r["ranking_score"] == r["fused_score"] and r["first_stage_rank"] >= 1 for r in rows)
+    assert rows[0]["ranking_score"] >= rows[1]["ranking_score"] >= rows[2]["ranking_score"]
+    plain = runner.invoke(app, [*args, "-o", "json"])
+    rows = json.loads(plain.stdout)["results"]
+    assert all(r["ranking_score"] == r["score"] and r["fused_score"] is None for r in rows)

@@ -1,27 +1,40 @@
-"""HeadRank: decoding-free passage reranking from a decoder LLM's attention heads."""
+"""HeadRank: decoding-free passage reranking from a decoder LLM's attention heads.
 
-from headrank.checkpoint import InferenceSettings
-from headrank.heads import HeadSet, HeadSetMismatchError
-from headrank.models import DEFAULT_MODEL, ModelUnavailableError, load_model
-from headrank.presets import DEFAULT_PRESET, FAST_PRESET, available_presets, load_preset
-from headrank.prompt import PromptSettings
-from headrank.ranker import HeadRanker, RankResult
-from headrank.scoring import ScoringConfig
+Names are imported on first use (PEP 562), so ``import headrank`` and the ``headrank`` command start
+without loading torch and transformers.
+"""
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "DEFAULT_PRESET",
-    "FAST_PRESET",
-    "InferenceSettings",
-    "available_presets",
-    "load_preset",
-    "HeadRanker",
-    "HeadSet",
-    "HeadSetMismatchError",
-    "ModelUnavailableError",
-    "PromptSettings",
-    "RankResult",
-    "ScoringConfig",
-    "load_model",
-]
+from __future__ import annotations
+
+import importlib
+
+from headrank.defaults import DEFAULT_MODEL, DEFAULT_PRESET, FAST_PRESET, ModelUnavailableError
+
+_LAZY = {
+    "InferenceSettings": "headrank.checkpoint",
+    "HeadSet": "headrank.heads",
+    "HeadSetMismatchError": "headrank.heads",
+    "load_model": "headrank.models",
+    "available_presets": "headrank.presets",
+    "load_preset": "headrank.presets",
+    "PromptSettings": "headrank.prompt",
+    "HeadRanker": "headrank.ranker",
+    "RankResult": "headrank.ranker",
+    "Ranking": "headrank.ranker",
+    "ScoringConfig": "headrank.scoring",
+}
+
+__all__ = ["DEFAULT_MODEL", "DEFAULT_PRESET", "FAST_PRESET", "ModelUnavailableError", *_LAZY]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'headrank' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

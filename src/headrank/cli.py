@@ -18,8 +18,7 @@ from rich.text import Text
 
 from headrank.data import DataFormatError, read_rerank_input
 from headrank.heads import HeadSet
-from headrank.models import DEFAULT_MODEL, ModelUnavailableError
-from headrank.presets import DEFAULT_PRESET
+from headrank.defaults import DEFAULT_MODEL, DEFAULT_PRESET, ModelUnavailableError
 
 app = typer.Typer(
     help="Decoding-free passage reranking from a decoder LLM's attention heads.",
@@ -49,6 +48,18 @@ class Method(str, Enum):
     heads = "heads"
     generative = "generative"
     pointwise = "pointwise"
+
+
+class AttentionMethod(str, Enum):
+    """The methods that read attention (explain)."""
+
+    icr = "icr"
+    heads = "heads"
+
+
+class ExplainOutput(str, Enum):
+    table = "table"
+    json = "json"
 
 
 class Output(str, Enum):
@@ -293,26 +304,30 @@ def explain(
     entry: int = typer.Option(0, min=0, help="Which query of a multi-query RankGPT file (0-based)."),
     depth: int = typer.Option(20, min=1, help="Explain the first N candidates (first-stage order)."),
     model: str = typer.Option(DEFAULT_PRESET, help="Preset, checkpoint, named model, hub id or directory."),
-    method: Method = typer.Option(None, help="icr or heads (default: the preset's trained heads)."),
+    method: AttentionMethod = typer.Option(None, help="icr or heads (default: the preset's trained heads)."),
     heads: str = typer.Option(None, help="Head set: JSON file or 'layer:head,...'."),
     html: Path = typer.Option(None, help="Write a self-contained HTML page (no network fetches) here."),
-    png: Path = typer.Option(None, help="Write a figure of the token contributions here."),
-    output: Output = typer.Option(Output.table, "--output", "-o", help="table or json (trec does not apply)."),
+    png: Path = typer.Option(None, help="Write a figure of the passages' text, each token shaded by its "
+                                        "contribution, here ('.png' is added without an extension)."),
+    output: ExplainOutput = typer.Option(ExplainOutput.table, "--output", "-o", help="table or json."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto, float32, bfloat16 or float16."),
+    fuse_first_stage: float = typer.Option(None, min=0.0, max=1.0,
+                                           help="Fusion weight with the input order (0: off). Default: the "
+                                                "preset's setting."),
 ) -> None:
     """Show which tokens earned each passage its score (the selected heads' mass, from the same single pass)."""
     _setup_logging()
-    if output is Output.trec:
-        _fail("explain writes a table or JSON (and --html / --png); use rerank for TREC runs")
-    if method in (Method.generative, Method.pointwise):
-        _fail("explain reads attention: use icr, heads or a preset")
+    for what, target in (("--html", html), ("--png", png)):  # checked before the model runs
+        if target is not None and not target.parent.is_dir():
+            _fail(f"{what} {target}: the folder {target.parent} does not exist")
     data, q, candidates = _read_candidates(input, input_format, entry, query, depth)
     texts = [c.text for c in candidates]
     try:
-        ranker = _load_ranker(model, method, heads, None, device, dtype, True, None)
+        ranker = _load_ranker(model, Method(method.value) if method else None, heads, None, device, dtype, True,
+                              None)
         started = time.perf_counter()
-        explanations = ranker.explain(q, texts)
+        explanations = ranker.explain(q, texts, fuse_first_stage=fuse_first_stage)
         elapsed = time.perf_counter() - started
     except ModelUnavailableError as err:
         _fail(str(err), code=3)
@@ -320,33 +335,41 @@ def explain(
         _fail(str(err))
     from headrank.explain import plot_explanations, render_html
 
-    label = f"{_ranker_label(ranker)}, {elapsed:.2f} s"
+    label = f"{_ranker_label(ranker, fuse_first_stage)}, {elapsed:.2f} s"
     if html:
         html.write_text(render_html(q, explanations, title="HeadRank explanation", meta=label), encoding="utf-8")
         err_console.print(f"wrote {html}")
     if png:
-        plot_explanations(q, explanations, png)
-        err_console.print(f"wrote {png}")
-    if output is Output.json:
+        err_console.print(f"wrote {plot_explanations(q, explanations, png)}")
+    if output is ExplainOutput.json:
         rows = [{**e.to_dict(), "docid": candidates[e.corpus_id].docid} for e in explanations]
         print(json.dumps({"qid": data.qid, "query": q, "ranker": label, "results": rows}, ensure_ascii=False,
                          indent=2))
         return
+    _print_explanations(q, explanations, candidates, label)
+
+
+def _print_explanations(q: str, explanations, candidates, label: str) -> None:
+    """The explanation table: the score that ranks, and with fusion its parts beside the attention score."""
+    fused = any(e.fused_score is not None for e in explanations)
     table = Table(title=f"{q}  ({len(candidates)} passages, {label})")
-    for col in ("rank", "score", "docid", "tokens that added most"):
+    columns = ["rank", "ranking score (fused)", "attention rank", "input rank"] if fused else ["rank"]
+    for col in (*columns, "attention score", "docid", "tokens that added most"):
         table.add_column(col)
     for e in explanations:
         best = sorted((t for t in e.tokens if t.start is not None), key=lambda t: -t.contribution)[:6]
         words = ", ".join(f"{(e.text or '')[t.start:t.end].strip() or t.token!r} {t.contribution:+.2g}" for t in best)
         score = f"{e.score:.4g}" if math.isfinite(e.score) else "empty"
-        table.add_row(str(e.rank), score, candidates[e.corpus_id].docid, words)
+        parts = ([f"{e.fused_score:.4g}", str(e.attention_rank), str(e.first_stage_rank)]
+                 if fused and e.fused_score is not None else ["", "", ""] if fused else [])
+        table.add_row(str(e.rank), *parts, score, candidates[e.corpus_id].docid, words)
     Console().print(table)
 
 
-def _ranker_label(ranker) -> str:
-    """What ran: preset (or model) and method, and the inference settings."""
+def _ranker_label(ranker, fuse_first_stage: float | None = None) -> str:
+    """What ran: preset (or model) and method, and the inference settings (with this call's fusion weight)."""
     who = f"preset {ranker.preset}" if ranker.preset else ranker.model.name
-    return f"{who}, {ranker.method}, {ranker.inference_settings.describe()}"
+    return f"{who}, {ranker.method}, {ranker.settings_for(fuse_first_stage).describe()}"
 
 
 @app.command()
@@ -380,6 +403,18 @@ def demo(
     title = (f"{DEMO_QUERY}  (BM25 over {len(corpus)} passages, then {_ranker_label(ranker)}, {elapsed:.2f} s; "
              "'input #' is the BM25 rank, 'docid' the example's passage number)")
     _print_results(results, first_stage, None, Output.table, "demo", console, title)
+    moved = [f"{first_stage[r.corpus_id]} ({r.corpus_id + 1} -> {r.rank})" for r in results if r.rank != r.corpus_id + 1]
+    console.print(f"Moved against BM25 (passage: BM25 rank -> HeadRank rank): {', '.join(moved) or 'none'}",
+                  markup=False, highlight=False)
+    console.print("\n".join([
+        "Try next:",
+        "  .venv/bin/headrank rerank ../shared/data/msmarco-passage/dl19/bm25-top100.json --depth 20"
+        "   # a real query's BM25 top 20",
+        "  .venv/bin/headrank explain candidates.jsonl -q 'your query' --html why.html"
+        "   # which tokens earned each score",
+        "  .venv/bin/headrank serve   # Cohere / Jina / TEI rerank API on http://127.0.0.1:8000 (playground at /)",
+        "  (or 'source .venv/bin/activate' once, then plain 'headrank ...')",
+    ]), markup=False, highlight=False)
 
 
 def _results_from_scores(scores, texts, top_k):
@@ -456,7 +491,7 @@ def evaluate(
         if not names:
             raise ValueError(f"--benchmarks {benchmarks!r} names no benchmark")
         loaded = [load_benchmark(n, data_root=data_root, cache_dir=out / "cache", split=split) for n in names]
-    except (ValueError, FileNotFoundError, DataFormatError) as err:
+    except (ValueError, FileNotFoundError, DataFormatError, ImportError) as err:  # ImportError: ir_datasets
         _fail(str(err))
     try:
         from transformers.utils import logging as hf_logging
@@ -488,11 +523,25 @@ def evaluate(
     err_console.print(f"wall time {evaluation.summary['wall_time_s']:.1f} s; summary: {evaluation.summary_file}")
 
 
-def _floats(value: str, name: str) -> list[float]:
+def _floats(value: str, name: str, low: float | None = None) -> list[float]:
+    """Comma-separated finite numbers (nan and inf are refused), each >= ``low`` when given."""
     try:
-        return [float(x) for x in value.split(",") if x.strip()]
+        values = [float(x) for x in value.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"{name}: expected comma-separated numbers, got {value!r}") from None
+    bad = [v for v in values if not math.isfinite(v) or (low is not None and v < low)]
+    if bad or not values:
+        need = "finite numbers" + (f" >= {low:g}" if low is not None else "")
+        raise ValueError(f"{name}: expected comma-separated {need}, got {value!r}")
+    return values
+
+
+def _ints(value: str, name: str, low: int = 1) -> list[int]:
+    """Comma-separated whole numbers >= ``low``."""
+    values = _floats(value, name, low)
+    if any(v != int(v) for v in values):
+        raise ValueError(f"{name}: expected comma-separated whole numbers >= {low}, got {value!r}")
+    return [int(v) for v in values]
 
 
 @app.command()
@@ -566,8 +615,8 @@ def select_heads(
     if order not in SELECTION_ORDERS:
         _fail(f"--order must be one of {', '.join(SELECTION_ORDERS)}")
     try:
-        lambda_values = _floats(lambdas, "--lambdas")
-        k_values = [int(k) for k in _floats(ks, "--ks")]
+        lambda_values = _floats(lambdas, "--lambdas", 0.0)
+        k_values = _ints(ks, "--ks")
         check_training_set(benchmark, split)
         bench = load_benchmark(benchmark, data_root=data_root, cache_dir=cache, split=split)
         ranker = _load_ranker(base_model_of(model), Method.icr, None, max_passage_tokens, device, dtype, True, None)
@@ -916,8 +965,8 @@ def adapt(
     preset = preset or DEFAULT_PRESET
     try:
         config = AdaptConfig(depth=depth, val_fraction=val_fraction, seed=seed,
-                             ks=tuple(int(k) for k in _floats(ks, "--ks")),
-                             pools=tuple(int(m) for m in _floats(pools, "--pools")))
+                             ks=tuple(_ints(ks, "--ks")),
+                             pools=tuple(_ints(pools, "--pools")))
         check_training_set(benchmark, split)
         bench = load_benchmark(benchmark, data_root=data_root, cache_dir=Path("runs") / "cache", split=split)
         if queries is not None:
@@ -1006,8 +1055,8 @@ def build_preset_command(
         config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")),
                              lora_layers=lora_layers, lr=lr, epochs=epochs, lists_per_query=lists_per_query,
                              seed=seed, list_size=depth)
-        selection_args = dict(depth=depth, lambdas=_floats(lambdas, "--lambdas"),
-                              ks=[int(k) for k in _floats(ks, "--ks")], val_fraction=val_fraction, seed=seed,
+        selection_args = dict(depth=depth, lambdas=_floats(lambdas, "--lambdas", 0.0),
+                              ks=_ints(ks, "--ks"), val_fraction=val_fraction, seed=seed,
                               commit=git_commit())
     except (ValueError, FileNotFoundError, DataFormatError, json.JSONDecodeError) as err:
         _fail(str(err))
@@ -1066,7 +1115,7 @@ def bench(
 
     try:
         head_set = HeadSet.load(heads)
-        ns = [int(x) for x in _floats(sizes, "--sizes")]
+        ns = _ints(sizes, "--sizes")
         chosen = [m.strip() for m in methods.split(",") if m.strip()]
         unknown = [m for m in chosen if m not in METHODS]
         if unknown:

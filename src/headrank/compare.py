@@ -57,7 +57,9 @@ def load_run_metrics(path: Path) -> dict:
         raise FileNotFoundError(f"{path}: no metrics.json (is it a finished `headrank evaluate` run?)")
     try:
         data = json.loads(file.read_text())
-        return {"benchmark": data["benchmark"], "per_query": data["per_query"]}
+        settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+        return {"benchmark": data["benchmark"], "per_query": data["per_query"], "data": settings.get("data"),
+                "path": str(path)}
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{file}: not a headrank metrics file ({err})") from None
 
@@ -71,6 +73,10 @@ def compare_runs(runs_a: Sequence[dict], runs_b: Sequence[dict], measure: str = 
     for a, b in zip(runs_a, runs_b):
         if a["benchmark"] != b["benchmark"]:
             raise ValueError(f"runs of different benchmarks paired: {a['benchmark']} vs {b['benchmark']}")
+        if a.get("data") and b.get("data") and a["data"] != b["data"]:
+            raise ValueError(f"{a['benchmark']}: the runs read different data (queries, candidates, depth or "
+                             f"judgments differ: {a.get('path', 'A')} has {a['data']}, {b.get('path', 'B')} has "
+                             f"{b['data']}); a paired test needs the same lists and qrels")
         if set(a["per_query"]) != set(b["per_query"]):
             raise ValueError(f"{a['benchmark']}: the two runs hold different queries; compare finished runs")
         try:

@@ -161,11 +161,17 @@ def _jsonl_objects(text: str, name: str, on_problem=None):
 
 
 def _parse_jsonl(text: str, name: str) -> RerankInput:
+    """Passage lines, and at most one ``query`` line (a second one would silently replace the first)."""
     out = RerankInput(query=None)
+    query_line = None
     for lineno, obj in _jsonl_objects(text, name):
         text_key = next((k for k in TEXT_KEYS if k in obj), None)
         if text_key is None:
             if isinstance(obj.get("query"), str):
+                if query_line is not None:
+                    raise DataFormatError(f"{name}:{lineno}: a second query line (the first is line {query_line}); "
+                                          "a JSONL file holds one query (use rerank-batch for several)")
+                query_line = lineno
                 out.query, out.qid = obj["query"], str(obj["qid"]) if "qid" in obj else out.qid
                 continue
             raise DataFormatError(f"{name}:{lineno}: no passage text (one of {', '.join(TEXT_KEYS)})")
@@ -178,17 +184,24 @@ def _parse_jsonl(text: str, name: str) -> RerankInput:
 
 
 def _parse_tsv(text: str, name: str) -> RerankInput:
+    """``docid<TAB>text`` lines or ``text`` lines (ids 0, 1, ... by position), not a mix of the two: a
+    position id could then collide with an explicit one."""
     out = RerankInput(query=None)
+    first_of = {}  # 1 or 2 columns -> the first line of that kind
     for lineno, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
         fields = line.split("\t")
+        if len(fields) > 2:
+            raise DataFormatError(f"{name}:{lineno}: expected 'docid<TAB>text' or 'text', got {len(fields)} columns")
+        first_of.setdefault(len(fields), lineno)
+        if len(first_of) == 2:
+            raise DataFormatError(f"{name}:{lineno}: lines with a docid (line {first_of[2]}) and lines with only "
+                                  f"a text (line {first_of[1]}) are mixed; give every line a docid, or none")
         if len(fields) == 1:
             out.candidates.append(Candidate(docid=str(len(out.candidates)), text=fields[0]))
-        elif len(fields) == 2:
-            out.candidates.append(Candidate(docid=fields[0], text=fields[1]))
         else:
-            raise DataFormatError(f"{name}:{lineno}: expected 'docid<TAB>text' or 'text', got {len(fields)} columns")
+            out.candidates.append(Candidate(docid=fields[0], text=fields[1]))
     return out
 
 

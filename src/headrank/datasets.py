@@ -118,7 +118,8 @@ def _ir_datasets(dataset_id: str) -> Benchmark:
     try:
         import ir_datasets
     except ImportError:
-        raise ImportError("ir_datasets ids need the ir_datasets package: pip install ir_datasets") from None
+        raise ImportError("ir_datasets:<id> benchmarks need the 'ir_datasets' package: "
+                          "pip install 'headrank[ir-datasets]'") from None
     ds = ir_datasets.load(dataset_id)
     if not ds.has_scoreddocs():
         raise ValueError(f"ir_datasets:{dataset_id} has no first-stage run (scoreddocs) to rerank")

@@ -391,7 +391,7 @@ def summarize(bench: Benchmark, records: list[QueryRecord], settings: EvalSettin
                          f"(K={settings.depth}, {settings.order})", plot_file)
     result = BenchmarkResult(
         benchmark=bench.name,
-        settings={"benchmark": bench.name, **settings.to_dict()},
+        settings={"benchmark": bench.name, **settings.to_dict(), "data": data_hash(bench, settings.depth)},
         metrics=aggregate,
         per_query=per_query,
         selectivity=middle_zone_selectivity(records, bench.qrels, bench.relevant_grade),

@@ -284,8 +284,35 @@ def render_html(query: str, explanations: Sequence[PassageExplanation], title: s
             f'<p class="meta">{escape(meta)}</p>{legend}{"".join(rows)}</body></html>\n')
 
 
-def plot_explanations(query: str, explanations: Sequence[PassageExplanation], path, top: int = 10) -> None:
-    """A figure for reports: per passage (best first), its tokens' contributions along the passage."""
+def _wrapped_pieces(pieces: Sequence[tuple[str, float | None]], width: int) -> list[list[tuple[int, str, float | None]]]:
+    """Shaded pieces laid out in lines of at most ``width`` characters: (column, text, value) per line,
+    broken at spaces where a piece allows it."""
+    lines: list[list[tuple[int, str, float | None]]] = [[]]
+    column = 0
+    for piece, value in pieces:
+        for word in piece.replace("\n", " ").split(" "):
+            chunk = word if column == 0 or not lines[-1] else " " + word
+            if column + len(chunk) > width and column > 0:
+                lines.append([])
+                column, chunk = 0, word
+            while len(chunk) > width:  # a very long token: hard wrap
+                lines[-1].append((column, chunk[:width], value))
+                lines.append([])
+                column, chunk = 0, chunk[width:]
+            if chunk:
+                lines[-1].append((column, chunk, value))
+                column += len(chunk)
+    return lines
+
+
+def plot_explanations(query: str, explanations: Sequence[PassageExplanation], path, top: int = 10,
+                      width: int = 96) -> str:
+    """A figure for reports: the best ``top`` passages as text, each token shaded by its contribution (green
+    adds to the score, red takes away), wrapped at ``width`` characters, so any passage length stays readable.
+    Returns the path written (``.png`` is added when ``path`` has no extension)."""
+    import textwrap
+    from pathlib import Path
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -294,17 +321,42 @@ def plot_explanations(query: str, explanations: Sequence[PassageExplanation], pa
     shown = [e for e in explanations if e.tokens][:top]
     if not shown:
         raise ValueError("no non-empty passage to plot")
-    width = max(len(e.tokens) for e in shown)
-    grid = torch.full((len(shown), width), float("nan"))
-    for row, e in enumerate(shown):
-        grid[row, : len(e.tokens)] = torch.tensor([t.contribution for t in e.tokens])
-    scale = float(torch.nan_to_num(grid).abs().max()) or 1.0
-    fig, ax = plt.subplots(figsize=(min(16, 2 + width * 0.12), 1 + 0.45 * len(shown)))
-    image = ax.imshow(grid.numpy(), aspect="auto", cmap="RdYlGn", vmin=-scale, vmax=scale, interpolation="nearest")
-    ax.set_yticks(range(len(shown)), [f"#{e.rank} ({(e.text or '')[:40]}...)" for e in shown], fontsize=7)
-    ax.set_xlabel("token position in the passage (0: the [i] label)")
-    ax.set_title(f"Query: {query[:90]}", fontsize=9)
-    fig.colorbar(image, ax=ax, label="contribution to the score")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
+    out = Path(path)
+    out = out.with_suffix(".png") if not out.suffix else out
+    values = [abs(t.contribution) for e in shown for t in e.tokens if t.start is not None]
+    scale = max(values) if values and max(values) > 0 else 1.0
+    blocks = [(e, _wrapped_pieces(shaded_segments(e.text or "", e.tokens), width)) for e in shown]
+    title = textwrap.wrap(f"Query: {query}", width)
+    rows = len(title) + sum(len(lines) + 2 for _, lines in blocks) + 1
+    char_inches = 0.602 * 8 / 72  # advance of one DejaVu Sans Mono character at 8 pt: columns line up
+    fig = plt.figure(figsize=((width + 2) * char_inches, 0.2 * rows + 0.3))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(-1, width + 1)
+    ax.set_ylim(rows, 0)
+    ax.axis("off")
+    cmap = plt.get_cmap("RdYlGn")
+    y = 0.8
+    for line in title:
+        ax.text(0, y, line, family="monospace", fontsize=9, weight="bold", va="center")
+        y += 1
+    for e, lines in blocks:
+        y += 0.6
+        ax.text(0, y, _plot_heading(e), family="monospace", fontsize=8, color="#444", va="center")
+        y += 1
+        for line in lines:
+            for column, text, value in line:
+                shade = None if value is None else cmap(0.5 + 0.5 * max(-1.0, min(1.0, value / scale)))
+                ax.text(column, y, text, family="monospace", fontsize=8, va="center",
+                        bbox=None if shade is None else {"facecolor": shade, "edgecolor": "none", "pad": 0.6})
+            y += 1
+    fig.savefig(out, dpi=130)
     plt.close(fig)
+    return str(out)
+
+
+def _plot_heading(e: PassageExplanation) -> str:
+    if e.fused_score is not None:
+        return (f"#{e.rank}  input {e.corpus_id + 1}  ranking score {e.fused_score:.4g} (attention rank "
+                f"{e.attention_rank}, input rank {e.first_stage_rank}, w={e.fusion_weight:g})  attention score "
+                f"{e.score:.4g}" + ("  [truncated]" if e.truncated else ""))
+    return f"#{e.rank}  input {e.corpus_id + 1}  score {e.score:.4g}" + ("  [truncated]" if e.truncated else "")

@@ -162,13 +162,16 @@ class HeadSet:
 
     @classmethod
     def coerce(cls, heads: HeadSet | str | Path | Iterable) -> HeadSet:
-        """Accept a HeadSet, a JSON file path, ``'layer:head,...'``, or an iterable of (layer, head) pairs."""
+        """Accept a HeadSet, a JSON file path, ``'layer:head,...'``, a head-set JSON object (dict with
+        ``heads``), or an iterable of (layer, head) pairs."""
         if isinstance(heads, HeadSet):
             return heads
         if isinstance(heads, Path) or (isinstance(heads, str) and (heads.endswith(".json") or Path(heads).is_file())):
             return cls.load(heads)
         if isinstance(heads, str):
             return cls.parse(heads)
+        if isinstance(heads, dict):  # a head set JSON object already parsed
+            return cls.from_dict(heads)
         try:
             return cls(heads=tuple(heads))
         except TypeError:

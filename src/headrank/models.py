@@ -25,13 +25,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from headrank.capture import enable_capture
+from headrank.defaults import DEFAULT_MODEL, ModelUnavailableError  # noqa: F401 (re-exported)
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 logger = logging.getLogger(__name__)
-
-
-class ModelUnavailableError(RuntimeError):
-    """The requested model cannot be found locally and cannot be fetched."""
 
 
 @dataclass(frozen=True)

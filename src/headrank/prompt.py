@@ -53,10 +53,10 @@ class PromptSettings:
     chat_template: str = "auto"  # "auto": use the tokenizer's template if it has one; "none": plain text
 
     def __post_init__(self) -> None:
-        if self.max_passage_tokens < 1:
-            raise ValueError(f"max_passage_tokens must be >= 1, got {self.max_passage_tokens}")
-        if self.max_query_tokens < 1:
-            raise ValueError(f"max_query_tokens must be >= 1, got {self.max_query_tokens}")
+        for name in ("max_passage_tokens", "max_query_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
         if self.chat_template not in ("auto", "none"):
             raise ValueError(f"chat_template must be 'auto' or 'none', got {self.chat_template!r}")
 

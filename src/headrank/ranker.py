@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -432,7 +433,9 @@ class HeadRanker:
         stride = max(1, size // 2)
         order = list(range(len(docs)))
         end, tokens = len(docs), 0
+        progress = _WindowProgress(1 + max(0, math.ceil((len(docs) - size) / stride)), len(docs))
         while True:
+            progress.step()
             start = max(0, end - size)
             window = order[start:end]
             window_docs = [docs[i] for i in window]
@@ -444,6 +447,23 @@ class HeadRanker:
             if start == 0:
                 return order, tokens
             end -= stride
+
+
+class _WindowProgress:
+    """Logs a long windowed ranking's progress with an ETA (every tenth of the windows, from 20 windows on),
+    so thousands of passages do not run for minutes without a word."""
+
+    def __init__(self, total: int, passages: int) -> None:
+        self.total, self.passages, self.done, self.reported = total, passages, 0, 0
+        self.started = time.perf_counter()
+
+    def step(self) -> None:
+        if self.total >= 20 and self.done and 10 * self.done // self.total > self.reported:
+            self.reported = 10 * self.done // self.total
+            elapsed = time.perf_counter() - self.started
+            logger.info("ranking %d passages in windows: %d/%d windows, about %.0f s left", self.passages,
+                        self.done, self.total, elapsed / self.done * (self.total - self.done))
+        self.done += 1
 
 
 def _model_for_head_set(heads, fallback: str) -> str:

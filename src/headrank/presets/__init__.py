@@ -19,11 +19,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from headrank.defaults import DEFAULT_PRESET, FAST_PRESET  # noqa: F401 (re-exported)
 from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config
 
 PRESETS_DIR = Path(__file__).resolve().parent
-DEFAULT_PRESET = "headrank-qwen2.5-coder-0.5b"  # best four-set average above BM25 (RESULTS.md, "Presets")
-FAST_PRESET = "headrank-smollm2-135m"  # about 2.4x faster per pass, lower quality
 CARD_NAME = "README.md"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from headrank.presets import DEFAULT_PRESET
+from headrank.defaults import DEFAULT_PRESET
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 

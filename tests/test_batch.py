@@ -212,3 +212,12 @@ def test_empty_topic_is_listed_by_qid(run_files, tiny_base, tmp_path):
     assert result.exit_code == 0, result.output
     assert "query 'q7' has an empty text" in (out / "problems.txt").read_text()
     assert len({r[0] for r in _trec(out / "run.trec")}) == 59
+
+
+def test_fusion_weight_is_a_batch_setting(run_files, tiny_base, tmp_path):
+    out = tmp_path / "out"
+    assert runner.invoke(app, _args(run_files, out, tiny_base, "--fuse-first-stage", "1")).exit_code == 0
+    rows = _trec(out / "run.trec")
+    assert [r[2] for r in rows if r[0] == "q3"] == [f"d3-{k}" for k in range(6)]  # w = 1: the run's own order
+    other = runner.invoke(app, _args(run_files, out, tiny_base, "--fuse-first-stage", "0"))
+    assert other.exit_code == 2 and "fuse_first_stage: 1.0 -> 0.0" in other.output, other.output

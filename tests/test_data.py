@@ -26,10 +26,13 @@ def test_jsonl_with_query_line(tmp_path):
 
 def test_tsv(tmp_path):
     p = tmp_path / "c.tsv"
-    p.write_text("d1\tfirst passage\nsecond passage without id\n")
+    p.write_text("first passage\nsecond passage\n")
     data = read_rerank_input(p)
     assert data.query is None
-    assert [(c.docid, c.text) for c in data.candidates] == [("d1", "first passage"), ("1", "second passage without id")]
+    assert [(c.docid, c.text) for c in data.candidates] == [("0", "first passage"), ("1", "second passage")]
+    p.write_text("d1\tfirst passage\nsecond passage without id\n")  # a position id could collide with an explicit one
+    with pytest.raises(DataFormatError, match="c.tsv:2: lines with a docid .line 1. and lines with only a text"):
+        read_rerank_input(p)
 
 
 @pytest.mark.parametrize(

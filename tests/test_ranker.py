@@ -267,3 +267,14 @@ def test_both_orders_must_be_a_bool():
     with pytest.raises(ValueError, match="both_orders"):
         _settings(InferenceSettings(), {"both_orders": "no"})  # a truthy string once switched both orders on
     assert _settings(InferenceSettings(both_orders=True), {"both_orders": False}).both_orders is False
+
+
+def test_long_windowed_lists_report_progress(tiny_ranker, caplog):
+    """Thousands of passages once ran for minutes without a word; windowed ranking logs progress with an ETA."""
+    import logging
+
+    ranker = HeadRanker(tiny_ranker.model, tiny_ranker.heads, window=4)
+    with caplog.at_level(logging.INFO, logger="headrank.ranker"):
+        ranker.rank("a query", [f"passage number {i}" for i in range(60)])
+    lines = [r.getMessage() for r in caplog.records if "windows" in r.getMessage()]
+    assert lines and "about" in lines[0] and "s left" in lines[0]

@@ -295,19 +295,20 @@ class RankerSpec:
     heads: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    fuse_first_stage: float | None = None  # None: the preset's setting; 0: no fusion
 
     def fingerprint(self) -> dict:
         """What decides the scores, without loading the model: the names given and the digest of the files
         behind a preset, checkpoint, local model or head-set file (a re-shipped preset changes it)."""
         return {"model": self.model, "model_files": _files_digest(self.model), "method": self.method,
                 "heads": self.heads, "heads_file": _files_digest(self.heads) if self.heads else None,
-                "dtype": self.dtype}
+                "dtype": self.dtype, "fuse_first_stage": self.fuse_first_stage}
 
     def load(self):
         from headrank.ranker import HeadRanker
 
         return HeadRanker.from_pretrained(self.model, heads=self.heads, method=self.method, device=self.device,
-                                          dtype=self.dtype)
+                                          dtype=self.dtype, fuse_first_stage=self.fuse_first_stage)
 
 
 def _files_digest(name: str | None) -> str | None:

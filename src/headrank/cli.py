@@ -830,6 +830,9 @@ def rerank_batch(
                                                "default: a local Ray sized to this machine."),
     on_error: str = typer.Option("skip", help="Malformed or dangling input rows, duplicate qids, empty queries: "
                                               "skip (listed in problems.txt) or fail."),
+    fuse_first_stage: float = typer.Option(None, min=0.0, max=1.0,
+                                           help="Fusion weight with the run's order (0: off). Default: the "
+                                                "preset's setting."),
     restart: bool = typer.Option(False, "--restart", help="Discard the results already in --out and start over "
                                                           "(a rerun with other settings or inputs is refused "
                                                           "without it)."),
@@ -869,7 +872,8 @@ def rerank_batch(
     except (DataFormatError, FileNotFoundError, ValueError) as err:
         _fail(str(err))
     out.mkdir(parents=True, exist_ok=True)
-    spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype)
+    spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype,
+                      fuse_first_stage=fuse_first_stage)
     columns = (TextColumn("queries"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
                TimeRemainingColumn())
     with _Progress(*columns, console=err_console) as progress:

@@ -125,3 +125,78 @@ def test_real_model_capture_matches_eager_on_a_dl19_list(real_ranker):
         got = capture_lists(model, [prompt.prefix_ids], [[prompt.tail_ids]], heads)[0][0]
     reference = _eager_reference(model, prompt.prefix_ids, prompt.tail_ids, heads)
     assert (got.token_mass - reference).abs().max().item() <= TOL
+
+
+def _two_step_reference(model, prefixes, tails, heads):
+    """The path the one-pass capture replaced: prefill the prefixes into a KV cache, then run each tail over it."""
+    from transformers import DynamicCache
+
+    from headrank.heads import group_by_layer
+
+    by_layer = group_by_layer(heads)
+    decoder = model.base_model
+    width = max(map(len, prefixes))
+    pads = [width - len(p) for p in prefixes]
+    ids = torch.tensor([[0] * pad + p for pad, p in zip(pads, prefixes)])
+    mask = torch.tensor([[0] * pad + [1] * len(p) for pad, p in zip(pads, prefixes)])
+    cache = DynamicCache(config=model.config)
+    run_with_capture(decoder, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), CaptureRequest(heads={}), cache)
+    out = []
+    for batch in tails:
+        tw = max(map(len, batch))
+        tids = torch.tensor([t + [0] * (tw - len(t)) for t in batch])
+        tmask = torch.tensor([[1] * len(t) + [0] * (tw - len(t)) for t in batch])
+        rows = torch.arange(tw).expand(len(batch), -1)
+        weights = tmask.float() / tmask.sum(-1, keepdim=True)
+        request = CaptureRequest(heads=by_layer, rows=rows, row_weights=weights)
+        run_with_capture(decoder, tids, torch.cat([mask, tmask], -1), mask.sum(-1, keepdim=True) + torch.arange(tw),
+                         request, cache)
+        cache.crop(-tw)
+        out.append([torch.cat([request.mass[layer][b] for layer in sorted(by_layer)])[:, pads[b]:width]
+                    for b in range(len(batch))])
+    return out
+
+
+@pytest.mark.parametrize("builder", [tiny_llama, tiny_qwen3, tiny_qwen2], ids=["llama", "qwen3", "qwen2"])
+@pytest.mark.parametrize("batched", [False, True], ids=["one-list", "batch"])
+def test_one_pass_equals_the_cached_two_step_path(builder, batched):
+    """The query tail and the N/A tail run in the same forward as the prefix; every list's mass equals the old
+    prefill-then-tails path within 1e-5 in float32, alone and in a batch of lists of different lengths."""
+    model = builder(vocab_size=1000)
+    enable_capture(model)
+    prefixes, tails = _random_lists(1000, seed=3)
+    na = [[11, 12, 13]] * len(prefixes)
+    with torch.no_grad():
+        if batched:
+            got = capture_lists(model, prefixes, [tails, na], HEADS)
+            want = _two_step_reference(model, prefixes, [tails, na], HEADS)
+        else:
+            got = [[], []]
+            want = [[], []]
+            for b in range(len(prefixes)):
+                one = capture_lists(model, [prefixes[b]], [[tails[b]], [na[b]]], HEADS)
+                ref = _two_step_reference(model, [prefixes[b]], [[tails[b]], [na[b]]], HEADS)
+                for g in range(2):
+                    got[g].append(one[g][0])
+                    want[g].append(ref[g][0])
+    for g in range(2):
+        for a, b in zip(got[g], want[g]):
+            assert a.token_mass.shape == b.shape
+            assert (a.token_mass - b).abs().max().item() <= TOL
+    for b, prefix in enumerate(prefixes):  # the N/A tail against eager attention over prefix + N/A only
+        reference = _eager_reference(model, prefix, na[b], HEADS)
+        assert (got[1][b].token_mass - reference).abs().max().item() <= TOL
+
+
+def test_one_pass_runs_one_forward():
+    """A list with its query and N/A tails costs one forward of the decoder, not three."""
+    model = tiny_llama(vocab_size=1000)
+    enable_capture(model)
+    prefixes, tails = _random_lists(1000)
+    calls = []
+    hook = model.model.layers[0].register_forward_pre_hook(lambda m, a: calls.append(1))
+    with torch.no_grad():
+        capture_lists(model, prefixes[:1], [tails[:1], [[7, 8]]], HEADS)
+        capture_lists(model, prefixes, [tails, [[7, 8]] * 3], HEADS)
+    hook.remove()
+    assert len(calls) == 2

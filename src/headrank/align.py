@@ -208,14 +208,15 @@ def list_loss(logp: torch.Tensor, item: TrainingList, config: TrainConfig) -> to
     """Preference loss over the list's pairs plus the distribution regularizer."""
     loss = logp.new_zeros(())
     if item.pairs:
-        w = torch.tensor([p[0] for p in item.pairs])
-        l = torch.tensor([p[1] for p in item.pairs])
+        w = torch.tensor([p[0] for p in item.pairs], device=logp.device)
+        l = torch.tensor([p[1] for p in item.pairs], device=logp.device)
         margin = logp[w] - logp[l]
         if config.use_reference:
-            margin = margin - (item.ref_logp[w] - item.ref_logp[l])
+            ref = item.ref_logp.to(logp.device)  # computed without gradients, on the CPU side of the capture
+            margin = margin - (ref[w] - ref[l])
         loss = loss + torch.nn.functional.softplus(-config.beta * margin).mean()  # = -log sigmoid(beta * margin)
     if config.alpha > 0:
-        target = torch.softmax(torch.tensor(item.grades, dtype=logp.dtype) / config.tau, dim=0)
+        target = torch.softmax(torch.tensor(item.grades, dtype=logp.dtype, device=logp.device) / config.tau, dim=0)
         loss = loss + config.alpha * (target * (target.log() - logp)).sum()
     return loss
 

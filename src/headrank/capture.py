@@ -36,11 +36,17 @@ class StopForward(Exception):
 class CaptureRequest:
     """What to read during one forward pass.
 
+    ``segments`` (a single, unpadded list in one forward: prefix, then tails) makes every layer compute its
+    attention in pieces instead of under a dense block mask: the prefix and the first tail as one plain causal
+    call (the fast kernels), then each further tail over the prefix's and its own keys only.
+
     ``heads`` maps a layer index to the query-head indices read in that layer. ``rows`` (B, R) are the
     positions of the attending rows within this forward's query tokens and ``row_weights`` (B, R) their
-    weights (``1/|Q|`` for real rows, 0 for padding), so the result is the mean over the attending rows.
+    weights (``1/|Q|`` for real rows, 0 for padding), so the result is the mean over the attending rows;
+    ``row_weights`` (G, B, R) give G such means from one softmax (one per tail of a one-pass forward).
     ``stop_after`` is the layer after whose cache update the forward stops (None: run every layer).
-    ``mass`` receives, per layer, a (B, heads, T_k) tensor of mean attention per key token.
+    ``mass`` receives, per layer, a (B, heads, T_k) tensor (G, B, heads, T_k with grouped weights) of mean
+    attention per key token.
     """
 
     heads: dict[int, list[int]]
@@ -48,6 +54,8 @@ class CaptureRequest:
     row_weights: torch.Tensor | None = None
     stop_after: int | None = None
     mass: dict[int, torch.Tensor] = field(default_factory=dict)
+    row_mask: torch.Tensor | None = None  # (B, R, T_k) True = the row sees that key; else the layer's mask
+    segments: list[tuple[int, int]] | None = None  # one unpadded list: [start, end) of its tails (see below)
 
 
 def register_capture_attention() -> None:
@@ -90,14 +98,36 @@ def capture_attention_forward(
     if heads and request.rows is not None:
         if scaling is None:
             scaling = query.shape[-1] ** -0.5
+        mask = attention_mask if request.row_mask is None else request.row_mask
         request.mass[layer] = rows_attention_mass(
-            query, key, attention_mask, request.rows, request.row_weights, heads, scaling
+            query, key, mask, request.rows, request.row_weights, heads, scaling, rows_masked=request.row_mask is not None
         )
     if request.stop_after is not None and layer >= request.stop_after:
         raise StopForward
+    if request.segments:
+        return _segmented_attention(module, query, key, value, request.segments, dropout, scaling, **kwargs)
     return sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )
+
+
+def _segmented_attention(module, query, key, value, segments: list[tuple[int, int]], dropout: float,
+                         scaling: float | None, **kwargs):
+    """Attention of one list laid out as prefix, tail 1, tail 2, ...: the prefix and tail 1 as a plain causal
+    call, then each later tail over the prefix's keys and its own (causally). Equals the block-masked call."""
+    first_end = segments[0][1]
+    prefix_len = segments[0][0]
+    pieces = [sdpa_attention_forward(module, query[:, :, :first_end], key[:, :, :first_end],
+                                     value[:, :, :first_end], None, dropout=dropout, scaling=scaling, **kwargs)[0]]
+    for start, end in segments[1:]:
+        keys = torch.cat([key[:, :, :prefix_len], key[:, :, start:end]], dim=2)
+        values = torch.cat([value[:, :, :prefix_len], value[:, :, start:end]], dim=2)
+        n = end - start
+        mask = torch.ones(n, prefix_len + n, dtype=torch.bool, device=query.device)
+        mask[:, prefix_len:] = torch.ones(n, n, dtype=torch.bool, device=query.device).tril()
+        pieces.append(sdpa_attention_forward(module, query[:, :, start:end], keys, values, mask[None, None],
+                                             dropout=dropout, scaling=scaling, **kwargs)[0])
+    return torch.cat(pieces, dim=1), None
 
 
 def rows_attention_mass(
@@ -108,12 +138,14 @@ def rows_attention_mass(
     row_weights: torch.Tensor,
     heads: list[int],
     scaling: float,
+    rows_masked: bool = False,
 ) -> torch.Tensor:
     """Weighted mean over ``rows`` of the softmax attention of ``heads``: (B, len(heads), T_k), float32.
 
     query (B, H, T_q, D) and key (B, H_kv, T_k, D) are post-RoPE; keys may include a cache prefix.
     ``attention_mask`` is what the SDPA mask builder produced: None (plain causal), boolean (True =
-    attend) or additive float, of shape (B or 1, 1, T_q, T_k).
+    attend) or additive float, of shape (B or 1, 1, T_q, T_k); with ``rows_masked`` it is a boolean
+    (B, R, T_k), one row per attending row.
     """
     batch, num_heads, q_len, dim = query.shape
     k_len = key.shape[2]
@@ -132,15 +164,20 @@ def rows_attention_mass(
         allowed = torch.arange(k_len, device=query.device)[None, None, :] <= query_pos[:, :, None]
         logits = logits.masked_fill(~allowed[:, None], float("-inf"))
     else:
-        mask = attention_mask.expand(batch, 1, q_len, k_len)
-        mask = mask.gather(2, rows[:, None, :, None].expand(batch, 1, n_rows, k_len))
+        if rows_masked:  # already one mask row per attending row: (B, R, T_k)
+            mask = attention_mask.to(query.device)[:, None]
+        else:
+            mask = attention_mask.expand(batch, 1, q_len, k_len)
+            mask = mask.gather(2, rows[:, None, :, None].expand(batch, 1, n_rows, k_len))
         if mask.dtype == torch.bool:
             logits = logits.masked_fill(~mask, float("-inf"))
         else:
             logits = logits + mask.float()
     probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)  # fully masked (padding) rows -> 0
-    weights = row_weights.to(probs.device, torch.float32)[:, None, :, None]
-    return (probs * weights).sum(dim=2)
+    weights = row_weights.to(probs.device, torch.float32)
+    if weights.dim() == 3:  # (G, B, R): one weighted mean per group of rows (one per tail)
+        return torch.einsum("bhrt,gbr->gbht", probs, weights)
+    return (probs * weights[:, None, :, None]).sum(dim=2)
 
 
 def cache_kwarg_name(decoder: torch.nn.Module) -> str:
@@ -188,19 +225,52 @@ class ListAttention:
     token_mass: torch.Tensor  # (len(heads), prefix_len), float32
 
 
-def _left_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+def _pack(prefixes: list[list[int]], tails: list[list[list[int]]]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """Each list as one sequence: its prefix, then every tail; and each tail's [start, end) in it."""
+    seqs, bounds = [], []
+    for b, prefix in enumerate(prefixes):
+        ids, spans = list(prefix), []
+        for tail_batch in tails:
+            spans.append((len(ids), len(ids) + len(tail_batch[b])))
+            ids += tail_batch[b]
+        seqs.append(ids)
+        bounds.append(spans)
+    return seqs, bounds
+
+
+def one_pass_inputs(prefixes: list[list[int]], tails: list[list[list[int]]], pad_id: int, device):
+    """Input ids, positions and the boolean block mask (B, 1, T, T) that run every tail of a list in one
+    forward: left padding; each tail is positioned right after the prefix and attends to the prefix and to
+    itself (causally), never to another tail, so it sees exactly what it would see over a cached prefix.
+    A padding position attends to itself only (a fully masked row would give NaN). Also the rows of each
+    tail and their weights: rows (B, R) and weights (G, B, R), each tail's rows weighted 1/len."""
+    seqs, bounds = _pack(prefixes, tails)
     width = max(len(s) for s in seqs)
     pads = [width - len(s) for s in seqs]
-    ids = torch.tensor([[pad_id] * p + s for p, s in zip(pads, seqs)], device=device)
-    mask = torch.tensor([[0] * p + [1] * len(s) for p, s in zip(pads, seqs)], device=device)
-    return ids, mask, pads
-
-
-def _right_pad(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs], device=device)
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
-    return ids, mask
+    batch, groups = len(seqs), len(tails)
+    ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    positions = torch.zeros((batch, width), dtype=torch.long)
+    causal = torch.ones(width, width, dtype=torch.bool).tril()
+    mask = torch.zeros((batch, 1, width, width), dtype=torch.bool)
+    tail_width = max(sum(e - s for s, e in spans) for spans in bounds)
+    rows = torch.zeros((batch, tail_width), dtype=torch.long)
+    weights = torch.zeros((groups, batch, tail_width), dtype=torch.float32)
+    for b, (seq, spans, pad) in enumerate(zip(seqs, bounds, pads)):
+        ids[b, pad:] = torch.tensor(seq, dtype=torch.long)
+        prefix_len = len(prefixes[b])
+        positions[b, pad: pad + prefix_len] = torch.arange(prefix_len)
+        allowed = causal.clone()
+        allowed[:, :pad] = False
+        at = 0
+        for g, (start, end) in enumerate(spans):
+            positions[b, pad + start: pad + end] = torch.arange(prefix_len, prefix_len + end - start)
+            allowed[pad + start: pad + end, pad + prefix_len: pad + start] = False  # earlier tails: unseen
+            rows[b, at: at + end - start] = torch.arange(pad + start, pad + end)
+            weights[g, b, at: at + end - start] = 1.0 / max(end - start, 1)
+            at += end - start
+        allowed[torch.arange(pad), torch.arange(pad)] = True
+        mask[b, 0] = allowed
+    return ids.to(device), positions.to(device), mask.to(device), rows.to(device), weights.to(device), pads
 
 
 def capture_lists(
@@ -211,50 +281,32 @@ def capture_lists(
     truncate: bool = True,
     pad_id: int = 0,
 ) -> list[list[ListAttention]]:
-    """Prefill each prefix once, then run every tail of it over the cached keys/values.
-
-    ``tails[t][b]`` is the t-th tail of list b (the real query first, then e.g. ``N/A``); each tail
-    costs only its own tokens. Prefixes are left-padded and tails right-padded, with explicit
-    positions, so batching does not change any list's result. Returns ``out[t][b]``.
+    """One forward per batch of lists: every list's prefix and all its tails (the real query first, then e.g.
+    ``N/A``) in one sequence with a block mask (``one_pass_inputs``), stopped after the deepest head layer.
+    Each tail sees the prefix and itself, exactly as a tail over the cached prefix would, so batching and
+    tail count change no list's result (float summation order aside). Returns ``out[t][b]``; the captured
+    mass crosses to the CPU here, the one place where results leave the model's device.
     """
-    from transformers import DynamicCache  # local: keeps module import light
-
-    by_layer = group_by_layer(heads)
-    order = [(layer, head) for layer in sorted(by_layer) for head in by_layer[layer]]
-    stop_after = max(by_layer) if truncate else None
-    decoder = model.base_model
-    device = next(model.parameters()).device
-
-    prefix_ids, prefix_mask, pads = _left_pad(prefixes, pad_id, device)
-    width = prefix_ids.shape[1]
-    prefix_pos = (prefix_mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    run_with_capture(decoder, prefix_ids, prefix_mask, prefix_pos, CaptureRequest(heads={}, stop_after=stop_after), cache)
-
-    results = []
     for tail_batch in tails:
         if len(tail_batch) != len(prefixes):
             raise ValueError("every prefix needs exactly one tail in each tail batch")
-        tail_ids, tail_mask = _right_pad(tail_batch, pad_id, device)
-        lengths = tail_mask.sum(-1)
-        position = prefix_mask.sum(-1, keepdim=True) + torch.arange(tail_ids.shape[1], device=device)[None]
-        rows = torch.arange(tail_ids.shape[1], device=device).expand(len(prefixes), -1)
-        row_weights = tail_mask.float() / lengths[:, None].float()
-        request = CaptureRequest(heads=by_layer, rows=rows, row_weights=row_weights, stop_after=stop_after)
-        run_with_capture(decoder, tail_ids, torch.cat([prefix_mask, tail_mask], dim=-1), position, request, cache)
-        cache.crop(-tail_ids.shape[1])  # back to the shared prefix for the next tail
-        results.append(
-            [
-                ListAttention(
-                    heads=order,
-                    token_mass=torch.cat([request.mass[layer][b] for layer in sorted(by_layer)], dim=0)[
-                        :, pads[b] : width
-                    ],
-                )
-                for b in range(len(prefixes))
-            ]
-        )
-    return results
+    by_layer = group_by_layer(heads)
+    order = [(layer, head) for layer in sorted(by_layer) for head in by_layer[layer]]
+    decoder = model.base_model
+    device = next(model.parameters()).device
+    ids, positions, mask, rows, weights, pads = one_pass_inputs(prefixes, tails, pad_id, device)
+    row_mask = mask[:, 0].gather(1, rows[:, :, None].expand(-1, -1, mask.shape[-1]))  # (B, R, T)
+    single = len(prefixes) == 1
+    request = CaptureRequest(heads=by_layer, rows=rows, row_weights=weights, row_mask=row_mask,
+                             stop_after=max(by_layer) if truncate else None,
+                             segments=_pack(prefixes, tails)[1][0] if single else None)
+    # One list: plain causal pieces (no dense mask to build or apply); several: the block mask.
+    run_with_capture(decoder, ids, torch.ones_like(ids) if single else mask, positions, request)
+    mass = torch.cat([request.mass[layer] for layer in sorted(by_layer)], dim=2)  # (G, B, heads, T)
+    if not mass.requires_grad:
+        mass = mass.cpu()
+    return [[ListAttention(heads=order, token_mass=mass[g, b, :, pads[b]: pads[b] + len(prefixes[b])])
+             for b in range(len(prefixes))] for g in range(len(tails))]
 
 
 def can_skip_layers(model: torch.nn.Module, start: int) -> bool:

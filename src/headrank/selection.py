@@ -101,11 +101,11 @@ def ndcg_at_10(scores: torch.Tensor, docids: Sequence[str], judged: dict[str, in
     """nDCG@10 of every row of ``scores`` (rows: rankings of the same passages): (rows,)."""
     ideal = _ideal_dcg(list(judged.values()))
     if ideal == 0:
-        return torch.zeros(scores.shape[0])
-    gains = torch.tensor([max(judged.get(d, 0), 0) for d in docids], dtype=torch.float32)
+        return torch.zeros(scores.shape[0], device=scores.device)
+    gains = torch.tensor([max(judged.get(d, 0), 0) for d in docids], dtype=torch.float32, device=scores.device)
     k = min(10, scores.shape[1])
     order = torch.sort(scores.float(), dim=1, descending=True, stable=True).indices[:, :k]
-    discount = 1.0 / torch.log2(torch.arange(k, dtype=torch.float32) + 2)
+    discount = 1.0 / torch.log2(torch.arange(k, dtype=torch.float32, device=scores.device) + 2)
     return (gains[order] * discount).sum(dim=1) / ideal
 
 

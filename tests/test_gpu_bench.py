@@ -1,4 +1,5 @@
-"""The GPU benchmark script runs end to end on CPU with a tiny config (the real run needs a GPU)."""
+"""The GPU benchmark's prepared command runs end to end on CPU with tiny shapes (the real run needs a GPU):
+micro baselines, the API end to end with the real Qwen3 tokenizer, build-preset and the service under load."""
 
 import json
 import os
@@ -9,13 +10,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_gpu_bench_smoke_on_cpu(tmp_path):
+def test_gpu_bench_rehearsal_on_cpu(tmp_path, qwen3_tokenizer):
+    qwen3_tokenizer.save_pretrained(tmp_path / "tok")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_bench.py"), "--tiny", "--device", "cpu",
-                           "--sizes", "4", "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+                           "--sizes", "4", "--tokenizer", str(tmp_path / "tok"), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads((tmp_path / "gpu_bench.json").read_text())
+    data = json.loads((tmp_path / "out" / "gpu_bench.json").read_text())
     assert data["capture_vs_eager_max_abs"] < 1e-5
-    row = data["rows"][0]
-    assert row["L*"] == 2 and row["headrank"]["latency_ms"] > 0 and row["icr"]["prefill_tflop"] > row["headrank"]["prefill_tflop"]
-    assert "| tiny | 4 |" in (tmp_path / "gpu_bench.md").read_text()
+    row = data["micro"][0]
+    assert row["L*"] == 2 and all(row[m]["latency_ms"] > 0 for m in ("headrank", "icr", "plain_forward", "generate"))
+    assert data["e2e"]["N=4"]["warm_ms"] > 0 and data["e2e"]["N=4"]["tokens"] > 0
+    assert data["build"]["returncode"] == 0 and data["build"]["preset_written"], data["build"]
+    assert all(data["serve"][f"batch={b}"]["errors"] == 0 for b in (1, 8))
+    assert "| tiny | 4 |" in (tmp_path / "out" / "gpu_bench.md").read_text()

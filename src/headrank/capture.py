@@ -239,38 +239,43 @@ def _pack(prefixes: list[list[int]], tails: list[list[list[int]]]) -> tuple[list
 
 
 def one_pass_inputs(prefixes: list[list[int]], tails: list[list[list[int]]], pad_id: int, device):
-    """Input ids, positions and the boolean block mask (B, 1, T, T) that run every tail of a list in one
-    forward: left padding; each tail is positioned right after the prefix and attends to the prefix and to
-    itself (causally), never to another tail, so it sees exactly what it would see over a cached prefix.
-    A padding position attends to itself only (a fully masked row would give NaN). Also the rows of each
-    tail and their weights: rows (B, R) and weights (G, B, R), each tail's rows weighted 1/len."""
+    """What one forward over every list's prefix and tails needs: input ids (left padded), positions (each tail
+    right after its prefix), each position's segment (-1 padding, 0 prefix, g + 1 tail g), the rows of the tails
+    (B, R) and their weights (G, B, R), each tail's rows weighted 1/len. Built on ``device``."""
     seqs, bounds = _pack(prefixes, tails)
     width = max(len(s) for s in seqs)
     pads = [width - len(s) for s in seqs]
     batch, groups = len(seqs), len(tails)
-    ids = torch.full((batch, width), pad_id, dtype=torch.long)
-    positions = torch.zeros((batch, width), dtype=torch.long)
-    causal = torch.ones(width, width, dtype=torch.bool).tril()
-    mask = torch.zeros((batch, 1, width, width), dtype=torch.bool)
     tail_width = max(sum(e - s for s, e in spans) for spans in bounds)
+    ids, positions, segment = [], [], []
     rows = torch.zeros((batch, tail_width), dtype=torch.long)
     weights = torch.zeros((groups, batch, tail_width), dtype=torch.float32)
     for b, (seq, spans, pad) in enumerate(zip(seqs, bounds, pads)):
-        ids[b, pad:] = torch.tensor(seq, dtype=torch.long)
         prefix_len = len(prefixes[b])
-        positions[b, pad: pad + prefix_len] = torch.arange(prefix_len)
-        allowed = causal.clone()
-        allowed[:, :pad] = False
-        at = 0
+        ids.append([pad_id] * pad + seq)
+        pos, seg, at = [0] * pad + list(range(prefix_len)), [-1] * pad + [0] * prefix_len, 0
         for g, (start, end) in enumerate(spans):
-            positions[b, pad + start: pad + end] = torch.arange(prefix_len, prefix_len + end - start)
-            allowed[pad + start: pad + end, pad + prefix_len: pad + start] = False  # earlier tails: unseen
+            pos += range(prefix_len, prefix_len + end - start)
+            seg += [g + 1] * (end - start)
             rows[b, at: at + end - start] = torch.arange(pad + start, pad + end)
             weights[g, b, at: at + end - start] = 1.0 / max(end - start, 1)
             at += end - start
-        allowed[torch.arange(pad), torch.arange(pad)] = True
-        mask[b, 0] = allowed
-    return ids.to(device), positions.to(device), mask.to(device), rows.to(device), weights.to(device), pads
+        positions.append(pos)
+        segment.append(seg)
+    as_tensor = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
+    return (as_tensor(ids), as_tensor(positions), as_tensor(segment), rows.to(device), weights.to(device), pads)
+
+
+def visible(segment: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
+    """Which keys each query position sees (B, Q, T): earlier or same positions, not padding, and of the prefix
+    or of the query's own tail (a tail never sees another tail). A padding query sees itself only (a fully
+    masked row would give NaN)."""
+    width = segment.shape[1]
+    keys = torch.arange(width, device=segment.device)
+    key_seg = segment[:, None, :]
+    query_seg = segment.gather(1, query_index)[:, :, None]
+    allowed = (keys[None, None, :] <= query_index[:, :, None]) & (key_seg >= 0) & ((key_seg == 0) | (key_seg == query_seg))
+    return allowed | ((query_seg < 0) & (keys[None, None, :] == query_index[:, :, None]))
 
 
 def capture_lists(
@@ -282,7 +287,7 @@ def capture_lists(
     pad_id: int = 0,
 ) -> list[list[ListAttention]]:
     """One forward per batch of lists: every list's prefix and all its tails (the real query first, then e.g.
-    ``N/A``) in one sequence with a block mask (``one_pass_inputs``), stopped after the deepest head layer.
+    ``N/A``) in one sequence with a block mask (``visible``), stopped after the deepest head layer.
     Each tail sees the prefix and itself, exactly as a tail over the cached prefix would, so batching and
     tail count change no list's result (float summation order aside). Returns ``out[t][b]``; the captured
     mass crosses to the CPU here, the one place where results leave the model's device.
@@ -294,14 +299,15 @@ def capture_lists(
     order = [(layer, head) for layer in sorted(by_layer) for head in by_layer[layer]]
     decoder = model.base_model
     device = next(model.parameters()).device
-    ids, positions, mask, rows, weights, pads = one_pass_inputs(prefixes, tails, pad_id, device)
-    row_mask = mask[:, 0].gather(1, rows[:, :, None].expand(-1, -1, mask.shape[-1]))  # (B, R, T)
+    ids, positions, segment, rows, weights, pads = one_pass_inputs(prefixes, tails, pad_id, device)
     single = len(prefixes) == 1
-    request = CaptureRequest(heads=by_layer, rows=rows, row_weights=weights, row_mask=row_mask,
+    request = CaptureRequest(heads=by_layer, rows=rows, row_weights=weights, row_mask=visible(segment, rows),
                              stop_after=max(by_layer) if truncate else None,
                              segments=_pack(prefixes, tails)[1][0] if single else None)
-    # One list: plain causal pieces (no dense mask to build or apply); several: the block mask.
-    run_with_capture(decoder, ids, torch.ones_like(ids) if single else mask, positions, request)
+    # One list: plain causal pieces (no dense mask to build or apply); several: the block mask (B, 1, T, T).
+    all_positions = torch.arange(ids.shape[1], device=device).expand(ids.shape[0], -1)
+    mask = torch.ones_like(ids) if single else visible(segment, all_positions)[:, None]
+    run_with_capture(decoder, ids, mask, positions, request)
     mass = torch.cat([request.mass[layer] for layer in sorted(by_layer)], dim=2)  # (G, B, heads, T)
     if not mass.requires_grad:
         mass = mass.cpu()

@@ -239,12 +239,40 @@ def e2e(args, device: str, dtype: torch.dtype) -> dict:
         new_length = time.perf_counter() - started
         out[f"N={n}"] = {"tokens": len(ranker.builder.build(query, docs)), "cold_first_call_ms": 1000 * cold,
                          "warm_ms": 1000 * warm, "prompt_build_ms": 1000 * build,
-                         "new_token_length_first_call_ms": 1000 * new_length}
+                         "new_token_length_first_call_ms": 1000 * new_length,
+                         **_varied_lengths(ranker, query, n, args, device)}
         print(json.dumps({"e2e": name, "N": n, **out[f"N={n}"]}), flush=True)
     del model, ranker
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return out
+
+
+def _varied_lengths(ranker, query: str, n: int, args, device: str) -> dict:
+    """Mean latency over 10 requests of 10 token lengths never seen before: exact lengths, then lengths padded
+    to buckets after ``warm_up`` (timed) ran every bucket once."""
+    def mean_ms(words: range) -> float:
+        times = []
+        for k in words:
+            docs = english_passages(n, k, seed=k)
+            started = time.perf_counter()
+            ranker.rank(query, docs)
+            _sync(device)
+            times.append(time.perf_counter() - started)
+        return 1000 * statistics.mean(times)
+
+    base = args.passage_words
+    before = ranker.length_buckets
+    ranker.length_buckets = False
+    exact = mean_ms(range(base + 11, base + 21))
+    ranker.length_buckets = True
+    started = time.perf_counter()
+    warmed = ranker.warm_up(int(1.2 * len(ranker.builder.build(query, english_passages(n, base + 35, 0)))))
+    warm_up_s = time.perf_counter() - started
+    bucketed = mean_ms(range(base + 21, base + 31))
+    ranker.length_buckets = before
+    return {"new_lengths_exact_mean_ms": exact, "new_lengths_bucketed_mean_ms": bucketed,
+            "warm_up_lengths": warmed, "warm_up_s": warm_up_s}
 
 
 def save_model_dir(path: Path, name: str, dtype: torch.dtype, tokenizer: str) -> Path:

@@ -128,33 +128,14 @@ def test_real_model_capture_matches_eager_on_a_dl19_list(real_ranker):
 
 
 def _two_step_reference(model, prefixes, tails, heads):
-    """The path the one-pass capture replaced: prefill the prefixes into a KV cache, then run each tail over it."""
-    from transformers import DynamicCache
+    """The path the one-pass capture replaced (prefill into a KV cache, then each tail over it)."""
+    import sys
+    from pathlib import Path
 
-    from headrank.heads import group_by_layer
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from one_pass_bench import two_step_capture
 
-    by_layer = group_by_layer(heads)
-    decoder = model.base_model
-    width = max(map(len, prefixes))
-    pads = [width - len(p) for p in prefixes]
-    ids = torch.tensor([[0] * pad + p for pad, p in zip(pads, prefixes)])
-    mask = torch.tensor([[0] * pad + [1] * len(p) for pad, p in zip(pads, prefixes)])
-    cache = DynamicCache(config=model.config)
-    run_with_capture(decoder, ids, mask, (mask.cumsum(-1) - 1).clamp(min=0), CaptureRequest(heads={}), cache)
-    out = []
-    for batch in tails:
-        tw = max(map(len, batch))
-        tids = torch.tensor([t + [0] * (tw - len(t)) for t in batch])
-        tmask = torch.tensor([[1] * len(t) + [0] * (tw - len(t)) for t in batch])
-        rows = torch.arange(tw).expand(len(batch), -1)
-        weights = tmask.float() / tmask.sum(-1, keepdim=True)
-        request = CaptureRequest(heads=by_layer, rows=rows, row_weights=weights)
-        run_with_capture(decoder, tids, torch.cat([mask, tmask], -1), mask.sum(-1, keepdim=True) + torch.arange(tw),
-                         request, cache)
-        cache.crop(-tw)
-        out.append([torch.cat([request.mass[layer][b] for layer in sorted(by_layer)])[:, pads[b]:width]
-                    for b in range(len(batch))])
-    return out
+    return two_step_capture(model, prefixes, tails, heads)
 
 
 @pytest.mark.parametrize("builder", [tiny_llama, tiny_qwen3, tiny_qwen2], ids=["llama", "qwen3", "qwen2"])
@@ -200,3 +181,27 @@ def test_one_pass_runs_one_forward():
         capture_lists(model, prefixes, [tails, [[7, 8]] * 3], HEADS)
     hook.remove()
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("single", [True, False], ids=["one-list", "batch"])
+def test_length_buckets_change_no_result(single):
+    """Padding a forward to a bucket length (reused GPU kernels) gives the same masses: trailing padding for one
+    list (nothing real attends to later positions), more left padding for a batch."""
+    from headrank.capture import bucket_length, bucket_lengths
+
+    assert [bucket_length(n) for n in (1, 64, 65, 1000, 1025, 2150, 10470)] == [64, 64, 128, 1024, 1152, 2304, 11264]
+    assert all(n <= bucket_length(n) <= max(n + 63, 1.125 * n) for n in range(1, 20000, 37))
+    assert bucket_lengths(300) == [64, 128, 192, 256, 320]
+    model = tiny_qwen3(vocab_size=1000)
+    enable_capture(model)
+    prefixes, tails = _random_lists(1000, seed=5)
+    if single:
+        prefixes, tails = prefixes[:1], tails[:1]
+    na = [[11, 12, 13]] * len(prefixes)
+    with torch.no_grad():
+        plain = capture_lists(model, prefixes, [tails, na], HEADS)
+        padded = capture_lists(model, prefixes, [tails, na], HEADS, bucket=True)
+    for g in range(2):
+        for a, b in zip(plain[g], padded[g]):
+            assert a.token_mass.shape == b.token_mass.shape
+            assert (a.token_mass - b.token_mass).abs().max().item() <= TOL

@@ -238,12 +238,35 @@ def _pack(prefixes: list[list[int]], tails: list[list[list[int]]]) -> tuple[list
     return seqs, bounds
 
 
-def one_pass_inputs(prefixes: list[list[int]], tails: list[list[list[int]]], pad_id: int, device):
+def bucket_length(n: int) -> int:
+    """``n`` rounded up to one of a few lengths (eight per doubling, multiples of 64 at least): at most 63 tokens
+    or 12.5% more, whichever is larger;
+    on a GPU each new sequence length costs new kernel choices, so lengths are padded to reuse them."""
+    step = max(64, 1 << max(0, n.bit_length() - 4))
+    return -(-n // step) * step
+
+
+def bucket_lengths(up_to: int) -> list[int]:
+    """Every bucket length up to ``up_to`` (what a warm-up runs once)."""
+    out, n = [], 1
+    while n <= up_to:
+        out.append(bucket_length(n))
+        n = out[-1] + 1
+    return out
+
+
+def one_pass_inputs(prefixes: list[list[int]], tails: list[list[list[int]]], pad_id: int, device,
+                    bucket: bool = False, trailing: bool = False):
     """What one forward over every list's prefix and tails needs: input ids (left padded), positions (each tail
     right after its prefix), each position's segment (-1 padding, 0 prefix, g + 1 tail g), the rows of the tails
-    (B, R) and their weights (G, B, R), each tail's rows weighted 1/len. Built on ``device``."""
+    (B, R) and their weights (G, B, R), each tail's rows weighted 1/len. Built on ``device``. ``bucket`` pads
+    the width to ``bucket_length``: on the left, or with ``trailing`` after the last tail (nothing real attends
+    to later positions, so trailing padding needs no mask)."""
     seqs, bounds = _pack(prefixes, tails)
-    width = max(len(s) for s in seqs)
+    longest = max(len(s) for s in seqs)
+    width = bucket_length(longest) if bucket else longest
+    if trailing:
+        seqs = [s + [pad_id] * (width - len(s)) for s in seqs]
     pads = [width - len(s) for s in seqs]
     batch, groups = len(seqs), len(tails)
     tail_width = max(sum(e - s for s, e in spans) for spans in bounds)
@@ -260,8 +283,8 @@ def one_pass_inputs(prefixes: list[list[int]], tails: list[list[list[int]]], pad
             rows[b, at: at + end - start] = torch.arange(pad + start, pad + end)
             weights[g, b, at: at + end - start] = 1.0 / max(end - start, 1)
             at += end - start
-        positions.append(pos)
-        segment.append(seg)
+        positions.append(pos + [0] * (len(seq) - len(pos) + pad))  # trailing padding
+        segment.append(seg + [-1] * (len(seq) - len(seg) + pad))
     as_tensor = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
     return (as_tensor(ids), as_tensor(positions), as_tensor(segment), rows.to(device), weights.to(device), pads)
 
@@ -285,12 +308,14 @@ def capture_lists(
     heads: list[tuple[int, int]],
     truncate: bool = True,
     pad_id: int = 0,
+    bucket: bool = False,
 ) -> list[list[ListAttention]]:
     """One forward per batch of lists: every list's prefix and all its tails (the real query first, then e.g.
     ``N/A``) in one sequence with a block mask (``visible``), stopped after the deepest head layer.
     Each tail sees the prefix and itself, exactly as a tail over the cached prefix would, so batching and
-    tail count change no list's result (float summation order aside). Returns ``out[t][b]``; the captured
-    mass crosses to the CPU here, the one place where results leave the model's device.
+    tail count change no list's result (float summation order aside). ``bucket`` pads the sequence length to
+    ``bucket_length`` (for GPUs; the padding changes no result). Returns ``out[t][b]``; the captured mass
+    crosses to the CPU here, the one place where results leave the model's device.
     """
     for tail_batch in tails:
         if len(tail_batch) != len(prefixes):
@@ -299,11 +324,15 @@ def capture_lists(
     order = [(layer, head) for layer in sorted(by_layer) for head in by_layer[layer]]
     decoder = model.base_model
     device = next(model.parameters()).device
-    ids, positions, segment, rows, weights, pads = one_pass_inputs(prefixes, tails, pad_id, device)
     single = len(prefixes) == 1
+    ids, positions, segment, rows, weights, pads = one_pass_inputs(prefixes, tails, pad_id, device, bucket,
+                                                                   trailing=single)
+    segments = None
+    if single:  # the trailing padding joins the last piece: it attends like the last tail and no row sees it
+        segments = _pack(prefixes, tails)[1][0]
+        segments[-1] = (segments[-1][0], ids.shape[1])
     request = CaptureRequest(heads=by_layer, rows=rows, row_weights=weights, row_mask=visible(segment, rows),
-                             stop_after=max(by_layer) if truncate else None,
-                             segments=_pack(prefixes, tails)[1][0] if single else None)
+                             stop_after=max(by_layer) if truncate else None, segments=segments)
     # One list: plain causal pieces (no dense mask to build or apply); several: the block mask (B, 1, T, T).
     all_positions = torch.arange(ids.shape[1], device=device).expand(ids.shape[0], -1)
     mask = torch.ones_like(ids) if single else visible(segment, all_positions)[:, None]

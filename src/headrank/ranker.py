@@ -144,6 +144,9 @@ class HeadRanker:
         tok = model.tokenizer
         self._pad_id = pad_token_id(tok)
         self._calibration_tail = self.builder.tail_ids(CALIBRATION_QUERY)
+        # On a GPU every new sequence length costs new kernel choices (a first call of a new length took ~3x
+        # a repeat, BENCHMARKS.md "GPU"): lengths are padded to a few buckets there (capture.bucket_length).
+        self.length_buckets = next(model.model.parameters()).device.type == "cuda"
 
     def __repr__(self) -> str:
         what = f"preset={self.preset!r}, " if self.preset else ""
@@ -287,9 +290,27 @@ class HeadRanker:
                 list(self.heads.heads),
                 truncate=self.truncate,
                 pad_id=self._pad_id,
+                bucket=self.length_buckets,
             )
         calibration = out[1] if self.scoring.calibrate else [None] * len(prompts)
         return list(zip(out[0], calibration))
+
+    def warm_up(self, max_tokens: int | None = None) -> int:
+        """Run one forward at every bucket length up to ``max_tokens`` (default: the context), so that no
+        request pays for a new kernel shape later; returns how many lengths ran. Only with length buckets (on
+        a GPU); elsewhere nothing runs and 0 is returned."""
+        from headrank.capture import bucket_lengths
+
+        if not self.length_buckets:
+            return 0
+        tail = self.builder.tail_ids(CALIBRATION_QUERY)
+        lengths = [n for n in bucket_lengths(min(max_tokens or self.max_length, self.max_length))
+                   if n > 2 * len(tail) + 1]
+        for n in lengths:
+            with torch.inference_mode():
+                capture_lists(self.model.model, [[self._pad_id] * (n - 2 * len(tail))], [[tail], [tail]],
+                              list(self.heads.heads), truncate=self.truncate, pad_id=self._pad_id, bucket=True)
+        return len(lengths)
 
     # ------------------------------------------------------------------ public API
 

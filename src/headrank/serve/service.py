@@ -54,9 +54,15 @@ class Service:
 
         c = self.config
         try:
-            self.ranker = HeadRanker.from_pretrained(c.model, heads=c.heads, method=c.method, device=c.device,
-                                                     dtype=c.dtype)
-            self.loaded_at = time.time()
+            ranker = HeadRanker.from_pretrained(c.model, heads=c.heads, method=c.method, device=c.device,
+                                                dtype=c.dtype)
+            # On a GPU, every length bucket a request can reach runs once before /health says ready.
+            longest = c.max_documents * (ranker.prompt_settings.max_passage_tokens + 8) + 400
+            started = time.perf_counter()
+            warmed = ranker.warm_up(longest)
+            if warmed:
+                logger.info("warmed %d sequence lengths in %.1f s", warmed, time.perf_counter() - started)
+            self.ranker, self.loaded_at = ranker, time.time()
             logger.info("loaded %r", self.ranker)
         except Exception as err:  # noqa: BLE001 - reported by /health and every request
             self.load_error = f"{type(err).__name__}: {err}"

@@ -110,7 +110,10 @@ def test_demo_prints_a_ranking(default_model_dir):
     rows = [line.split("│") for line in table if line.split("│")[1].strip()]  # the first line of each row
     top3 = {int(cells[4]) - 1 for cells in rows[:3]}  # the "docid" column: the example's passage number
     vaccine = {i for i, text in enumerate(DEMO_PASSAGES) if "vaccin" in text.lower()}
-    assert len(top3 & vaccine) >= 2, result.stdout  # the three passages about vaccines lead
+    assert len(top3 & vaccine) >= 2, result.stdout  # the passages about vaccines lead
+    trap = next(i for i, text in enumerate(DEMO_PASSAGES) if text.startswith("How do trains"))
+    assert int(rows[0][1]) == 1 and int(rows[0][4]) - 1 != trap, result.stdout  # BM25's keyword trap is not first
+    assert "Moved against BM25" in result.stdout and "Try next" in result.stdout
 
 
 def test_evaluate_bm25_on_dl19(tmp_path):

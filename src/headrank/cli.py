@@ -28,7 +28,7 @@ app = typer.Typer(
 err_console = Console(stderr=True, soft_wrap=True)  # no hard wraps inside error messages
 
 DEMO_QUERY = "How do vaccines train the immune system?"
-DEMO_PASSAGES = [
+DEMO_PASSAGES = [  # a keyword search's typical mistake: the "trains ... system" passage shares the most words
     "The Great Wall of China stretches for thousands of kilometres across northern China.",
     "Vaccines expose the immune system to a harmless piece or weakened form of a pathogen, so that it "
     "learns to produce antibodies and memory cells that recognise the real pathogen later.",
@@ -37,9 +37,9 @@ DEMO_PASSAGES = [
     "meets the actual virus.",
     "The stock market fell sharply on Tuesday after new inflation figures were released.",
     "Photosynthesis converts light energy into chemical energy stored in glucose.",
-    "mRNA vaccines instruct cells to make a viral protein, which triggers an immune response without "
-    "causing disease.",
-    "The Amazon rainforest produces a large share of the world's oxygen and hosts millions of species.",
+    "A booster shot teaches the body's defences to recognise a virus protein, so antibodies are ready before "
+    "infection.",
+    "How do trains system work? The city train system trains drivers; the immune-to-delay timetable explained.",
 ]
 
 
@@ -405,7 +405,7 @@ def demo(
     _print_results(results, first_stage, None, Output.table, "demo", console, title)
     moved = [f"{first_stage[r.corpus_id]} ({r.corpus_id + 1} -> {r.rank})" for r in results if r.rank != r.corpus_id + 1]
     console.print(f"Moved against BM25 (passage: BM25 rank -> HeadRank rank): {', '.join(moved) or 'none'}",
-                  markup=False, highlight=False)
+                  markup=False, highlight=False, soft_wrap=True)
     console.print("\n".join([
         "Try next:",
         "  .venv/bin/headrank rerank ../shared/data/msmarco-passage/dl19/bm25-top100.json --depth 20"
@@ -414,7 +414,7 @@ def demo(
         "   # which tokens earned each score",
         "  .venv/bin/headrank serve   # Cohere / Jina / TEI rerank API on http://127.0.0.1:8000 (playground at /)",
         "  (or 'source .venv/bin/activate' once, then plain 'headrank ...')",
-    ]), markup=False, highlight=False)
+    ]), markup=False, highlight=False, soft_wrap=True)
 
 
 def _results_from_scores(scores, texts, top_k):

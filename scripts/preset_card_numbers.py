@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from headrank.presets import update_card
+from headrank.presets.card import update_card
 
 SETS = ("dl19", "dl20", "noveleval", "nfcorpus")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from headrank.checkpoint import CONFIG_NAME, HEADSET_NAME, InferenceSettings
 from headrank.heads import HeadSet
-from headrank.presets import update_card
+from headrank.presets.card import update_card
 
 
 def main() -> None:

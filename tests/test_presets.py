@@ -13,8 +13,9 @@ from conftest import tiny_llama
 from headrank.checkpoint import InferenceSettings
 from headrank.cli import app
 from headrank.heads import HeadSet, HeadSetMismatchError
-from headrank.presets import (DEFAULT_PRESET, FAST_PRESET, PRESETS_DIR, available_presets, build_preset,
-                              list_presets, load_preset, render_card)
+from headrank.presets import DEFAULT_PRESET, FAST_PRESET, PRESETS_DIR, available_presets, list_presets, load_preset
+from headrank.presets.build import build_preset
+from headrank.presets.card import render_card
 from headrank.ranker import HeadRanker
 
 runner = CliRunner()
@@ -266,7 +267,7 @@ def test_presets_command_lists_them():
 
 def test_choose_inference_breaks_ties_by_position_like_rank_and_evaluate():
     """RRF with w 0.5 ties often; the choice must score the ranking rank() returns, not trec_eval's docid order."""
-    from headrank.presets import choose_inference
+    from headrank.presets.build import choose_inference
 
     class Fixed:
         both_orders, fuse_first_stage, window = False, None, None

@@ -315,9 +315,8 @@ def train(
     def phase(name: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: on_phase(name, done, total)) if on_phase else None
 
-    started = time.perf_counter()
+    started, rng = time.perf_counter(), random.Random(config.seed)
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / "training_state.pt"
     state = torch.load(state_path, weights_only=False) if resume and state_path.is_file() else None
@@ -329,24 +328,13 @@ def train(
     val_lists = build_lists(val_items, qrels, builder, val_config, rng, domains)
     peft_model.eval()  # no dropout; gradients still flow
     first_adapter = frozen_layers(peft_model, heads, config)
-    with torch.no_grad(), peft_model.disable_adapter():
-        for done, item in enumerate(train_lists, start=1):
-            score_reference(peft_model, item, heads, pad_id, first_adapter)
-            item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
-            if on_phase:
-                on_phase("reference", done, len(train_lists))
+    _reference_pass(peft_model, train_lists, heads, pad_id, first_adapter, config, rng, phase("reference"))
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     history: list[dict] = []
     start_epoch, best, since_best = 0, -1.0, 0
     if state is not None:
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(peft_model, state["adapter"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, best, since_best, history = state["epoch"], state["best"], state["since_best"], state["history"]
-        rng.setstate(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
+        start_epoch, best, since_best, history = _restore_state(state, peft_model, optimizer, rng)
     if start_epoch == 0 and not history:
         by_domain = validation_by_domain(peft_model, val_lists, heads, builder, qrels, pad_id,
                                          on_list=phase("validation"))
@@ -361,24 +349,12 @@ def train(
         start_epoch = config.epochs  # a resumed run that had stopped early stays stopped
     for epoch in range(start_epoch + 1, config.epochs + 1):
         started = time.perf_counter()
-        order = list(range(len(train_lists)))
-        rng.shuffle(order)
-        total = 0.0
-        for step, index in enumerate(order, start=1):
-            item = train_lists[index]
-            loss = list_loss(list_logprobs(peft_model, [item], heads, pad_id, first_adapter)[0], item, config)
-            if loss.requires_grad:  # a list without pairs gives no signal when the regularizer is off
-                optimizer.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-            total += float(loss.detach())
-            if on_step:
-                on_step(epoch, step, float(loss.detach()))
+        mean_loss = _train_epoch(peft_model, train_lists, heads, pad_id, first_adapter, config, rng, optimizer,
+                                 params, lambda step, loss, epoch=epoch: on_step(epoch, step, loss) if on_step else None)
         by_domain = validation_by_domain(peft_model, val_lists, heads, builder, qrels, pad_id,
                                          on_list=phase("validation"))
         val = macro_mean(by_domain)
-        history.append({"epoch": epoch, "train_loss": total / max(len(order), 1), "val_ndcg@10": val,
+        history.append({"epoch": epoch, "train_loss": mean_loss, "val_ndcg@10": val,
                         "seconds": round(time.perf_counter() - started, 1),  # wall time, validation included
                         **_domain_columns(by_domain)})
         if on_epoch:
@@ -389,15 +365,62 @@ def train(
             write_config(out_dir, heads, asdict(config), base_model_name, history)
         else:
             since_best += 1
-        from peft import get_peft_model_state_dict
-
-        torch.save({"adapter": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict(),
-                    "epoch": epoch, "best": best, "since_best": since_best, "history": history, "config": asdict(config),
-                    "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, state_path)
+        _save_state(state_path, peft_model, optimizer, epoch, best, since_best, history, config, rng)
         if since_best > config.patience:
             break
     write_config(out_dir, heads, asdict(config), base_model_name, history)
     return {"history": history, "best_val_ndcg@10": best}
+
+
+def _reference_pass(peft_model, train_lists, heads: HeadSet, pad_id: int, first_adapter: int, config: TrainConfig,
+                    rng: random.Random, progress: Callable[[int, int], None] | None) -> None:
+    """p_ref of every training list (adapters off, no gradients) and the hard pairs chosen from it."""
+    with torch.no_grad(), peft_model.disable_adapter():
+        for done, item in enumerate(train_lists, start=1):
+            score_reference(peft_model, item, heads, pad_id, first_adapter)
+            item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
+            if progress:
+                progress(done, len(train_lists))
+
+
+def _train_epoch(peft_model, train_lists, heads: HeadSet, pad_id: int, first_adapter: int, config: TrainConfig,
+                 rng: random.Random, optimizer, params, on_step: Callable[[int, float], None]) -> float:
+    """One pass over the training lists in a shuffled order; the mean loss."""
+    order = list(range(len(train_lists)))
+    rng.shuffle(order)
+    total = 0.0
+    for step, index in enumerate(order, start=1):
+        item = train_lists[index]
+        loss = list_loss(list_logprobs(peft_model, [item], heads, pad_id, first_adapter)[0], item, config)
+        if loss.requires_grad:  # a list without pairs gives no signal when the regularizer is off
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+        total += float(loss.detach())
+        on_step(step, float(loss.detach()))
+    return total / max(len(order), 1)
+
+
+def _save_state(path: Path, peft_model, optimizer, epoch: int, best: float, since_best: int, history: list[dict],
+                config: TrainConfig, rng: random.Random) -> None:
+    """Everything a resumed run needs after ``epoch``: adapter, optimizer, progress and both RNG states."""
+    from peft import get_peft_model_state_dict
+
+    torch.save({"adapter": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict(),
+                "epoch": epoch, "best": best, "since_best": since_best, "history": history, "config": asdict(config),
+                "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, path)
+
+
+def _restore_state(state: dict, peft_model, optimizer, rng: random.Random) -> tuple[int, float, int, list[dict]]:
+    """Put a saved state back; returns (epoch, best, since_best, history)."""
+    from peft import set_peft_model_state_dict
+
+    set_peft_model_state_dict(peft_model, state["adapter"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng.setstate(state["rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["epoch"], state["best"], state["since_best"], state["history"]
 
 
 def load_source(source: DataSource, depth: int, data_root: Path | None = None, seed: int = 0):

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headrank.data import (DataFormatError, _jsonl_objects, _read_text, check_trec_token, read_topics, trec_lines,
+from headrank.data import (DataFormatError, jsonl_objects, read_text, check_trec_token, read_topics, trec_lines,
                            trec_run_rows)
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def read_run_lists(run: str | Path, topics: str | Path, corpus: str | Path, dept
     problems: list[str] = []
     queries = _read_id_text(topics, on_error, problems, what="topics")
     docs = read_corpus(corpus, on_error, problems)
-    text, name = _read_text(run)
+    text, name = read_text(run)
     ranked: dict[str, list[tuple[int, float, str]]] = {}
     for where, row, problem in trec_run_rows(text, name):
         if problem:
@@ -160,9 +160,9 @@ def read_corpus(path: str | Path, on_error: str = "skip", problems: list[str] | 
         path = path / "corpus.jsonl"
     if path.suffix != ".jsonl":
         return _read_id_text(path, on_error, problems, what="corpus")
-    text, name = _read_text(path)
+    text, name = read_text(path)
     docs = {}
-    for lineno, obj in _jsonl_objects(text, name, lambda message: _problem(problems, on_error, message)):
+    for lineno, obj in jsonl_objects(text, name, lambda message: _problem(problems, on_error, message)):
         key = next((obj[k] for k in ("_id", "docid", "id") if k in obj), None)
         body = " ".join(obj[k] for k in ("title", "text") if isinstance(obj.get(k), str) and obj[k]) or obj.get("contents")
         if key is None or not isinstance(body, str) or not body:

@@ -181,6 +181,18 @@ def _print_results(results, docids, qid, output: Output, tag: str, console: Cons
         console.print(table)
 
 
+def _check_trec_fields(tag: str, qid: str, docids: list[str]) -> None:
+    from headrank.data import check_trec_token
+
+    try:
+        check_trec_token(tag, "--tag")
+        check_trec_token(qid, "qid")
+        for docid in docids:
+            check_trec_token(docid, "docid")
+    except ValueError as err:
+        _fail(str(err))
+
+
 def _read_candidates(input: str, input_format: InputFormat, entry: int, query: str | None, depth: int | None):
     """The input file's candidates (first ``depth``) and the query; exits with a clear error otherwise."""
     try:
@@ -234,45 +246,22 @@ def rerank(
     _setup_logging()
     if window is not None and window == 1:
         _fail("--window must be 0 (no window) or at least 2 passages")
-    if output is Output.trec:
-        from headrank.data import check_trec_token
-
-        try:
-            check_trec_token(tag, "--tag")
-        except ValueError as err:
-            _fail(str(err))
     if window and method in (Method.generative, Method.pointwise):
         _fail("--window works for icr, heads and checkpoints (the generative baseline windows by itself)")
     if both_orders and method in (Method.generative, Method.pointwise):
         _fail("--both-orders works for icr, heads and checkpoints")
     data, q, candidates = _read_candidates(input, input_format, entry, query, depth)
     texts = [c.text for c in candidates]
-    if output is Output.trec:  # ids that cannot go into a run are refused before the model loads
-        from headrank.data import check_trec_token
-
-        try:
-            check_trec_token(data.qid or "q", "qid")
-            for c in candidates:
-                check_trec_token(c.docid, "docid")
-        except ValueError as err:
-            _fail(str(err))
+    if output is Output.trec:  # a tag or ids that cannot go into a run are refused before the model loads
+        _check_trec_fields(tag, data.qid or "q", [c.docid for c in candidates])
     try:
+        started = time.perf_counter()
         if method in (Method.generative, Method.pointwise):
-            from headrank.presets import base_model_of
-            from headrank.scorers import build_scorer
+            from headrank.scorers import baseline_ranking
 
-            score_fn = build_scorer(method.value, model, None, max_passage_tokens, device, dtype).score
-            started = time.perf_counter()
-            out = score_fn(q, texts)
+            results, label = baseline_ranking(method.value, model, q, texts, top_k, fuse_first_stage,
+                                              max_passage_tokens, device, dtype)
             elapsed = time.perf_counter() - started
-            scores = out[0] if isinstance(out, tuple) else out
-            label = f"{base_model_of(model)}, {method.value}"
-            if fuse_first_stage:
-                from headrank.fusion import fuse_with_first_stage
-
-                scores = fuse_with_first_stage(scores, fuse_first_stage)
-                label += f", fused with the first stage (RRF, w={fuse_first_stage:g})"
-            results = _results_from_scores(scores, texts, top_k)
         else:
             ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length,
                                   window, both_orders, fuse_first_stage)
@@ -417,13 +406,6 @@ def demo(
     ]), markup=False, highlight=False, soft_wrap=True)
 
 
-def _results_from_scores(scores, texts, top_k):
-    from headrank.ranker import RankResult
-
-    order = sorted(range(len(texts)), key=lambda i: (-scores[i], i))[: top_k or None]
-    return [RankResult(corpus_id=i, score=scores[i], rank=pos + 1, text=texts[i]) for pos, i in enumerate(order)]
-
-
 @app.command()
 def evaluate(
     benchmarks: str = typer.Option("dl19,dl20", "--benchmarks", "-b",
@@ -461,23 +443,12 @@ def evaluate(
 
     Resumable: rerun the same command after an interruption and finished queries are kept.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
     from headrank.datasets import load_benchmark
-    from headrank.evaluate import EvalSettings, run_evaluation
-    from headrank.scorers import METHODS, build_scorer
+    from headrank.evaluate import EvalSettings
+    from headrank.scorers import build_scorer
 
     _setup_logging()
-    if method not in METHODS:
-        _fail(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "bm25" and order != "first-stage":
-        _fail(f"--method bm25 is the first-stage order itself; --order {order} does not apply")
-    if method == "bm25" and fuse_first_stage is not None:
-        _fail("--fuse-first-stage fuses a reranker with the first stage; --method bm25 is the first stage")
-    if shared_capture and method not in ("icr", "heads"):
-        _fail("--shared-capture works for --method icr and heads")
-    if window is not None and (method not in ("icr", "heads") or shared_capture):
-        _fail("--window works for --method icr and heads with their own capture (not --shared-capture)")
+    _check_evaluate_options(method, order, fuse_first_stage, shared_capture, window)
     try:
         settings = EvalSettings(
             method=method, depth=depth, order=order,
@@ -503,24 +474,78 @@ def evaluate(
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err))
-    total = sum(len(b.queries) for b in loaded) * (2 if order == "both" else 1)
+    evaluation = _evaluate_with_progress(loaded, scorer, settings, out, fuse_first_stage, plot)
+    print(evaluation.table)
+    err_console.print(f"wall time {evaluation.summary['wall_time_s']:.1f} s; summary: {evaluation.summary_file}")
+
+
+def _evaluate_with_progress(loaded, scorer, settings, out: Path, fuse_first_stage, plot: bool):
+    """``run_evaluation`` under a progress bar (queries of every benchmark, with an ETA); Ctrl-C keeps what is done."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from headrank.evaluate import run_evaluation
+
+    label = f"{settings.method} K={settings.depth}"
+    total = sum(len(b.queries) for b in loaded) * (2 if settings.order == "both" else 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with _Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(f"{method} K={depth}", total=total)
+        task = progress.add_task(label, total=total)
 
         def on_query(bench_name: str, qid: str) -> None:
-            progress.update(task, advance=1, description=f"{method} K={depth} {bench_name}")
+            progress.update(task, advance=1, description=f"{label} {bench_name}")
 
         try:
-            evaluation = run_evaluation(loaded, scorer, settings, out, fuse_first_stage, plot, on_query)
+            return run_evaluation(loaded, scorer, settings, out, fuse_first_stage, plot, on_query)
         except ValueError as err:
             _fail(str(err))
         except KeyboardInterrupt:
             progress.stop()
             _fail(f"interrupted; finished queries are saved under {out}: rerun the same command to resume", code=130)
-    print(evaluation.table)
-    err_console.print(f"wall time {evaluation.summary['wall_time_s']:.1f} s; summary: {evaluation.summary_file}")
+
+
+def _training_callbacks(progress: _Progress) -> dict:
+    """train_head_set's progress callbacks drawing on ``progress``: steps of an epoch, the epoch's line, and the
+    passes without a loss (reference, validation) as bars of their own."""
+    task = progress.add_task("epoch 1", total=None)
+    phases: dict[str, int] = {}
+
+    def on_start(total: int) -> None:
+        progress.update(task, total=total)
+
+    def on_step(epoch: int, step: int, loss: float) -> None:
+        progress.update(task, completed=step, description=f"epoch {epoch} loss {loss:.4f}")
+
+    def on_epoch(epoch: int, loss: float, val: float) -> None:
+        progress.console.print(f"epoch {epoch}: train loss {loss:.4f}, validation nDCG@10 {val:.4f}")
+        progress.reset(task)
+
+    def on_phase(name: str, done: int, total: int) -> None:
+        if name not in phases:
+            phases[name] = progress.add_task(name, total=total)
+        progress.update(phases[name], completed=done)
+        if done == total:
+            progress.remove_task(phases.pop(name))
+            if name == "reference":
+                progress.console.print(f"reference pass: {total} training lists scored with the adapters off")
+
+    return {"on_start": on_start, "on_step": on_step, "on_epoch": on_epoch, "on_phase": on_phase}
+
+
+def _check_evaluate_options(method: str, order: str, fuse_first_stage, shared_capture: bool, window) -> None:
+    """Combinations of evaluate's options that cannot run, refused before anything loads."""
+    from headrank.scorers import METHODS
+
+    if method not in METHODS:
+        _fail(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "bm25" and order != "first-stage":
+        _fail(f"--method bm25 is the first-stage order itself; --order {order} does not apply")
+    if method == "bm25" and fuse_first_stage is not None:
+        _fail("--fuse-first-stage fuses a reranker with the first stage; --method bm25 is the first stage")
+    if shared_capture and method not in ("icr", "heads"):
+        _fail("--shared-capture works for --method icr and heads")
+    if window is not None and (method not in ("icr", "heads") or shared_capture):
+        _fail("--window works for --method icr and heads with their own capture (not --shared-capture)")
 
 
 def _floats(value: str, name: str, low: float | None = None) -> list[float]:
@@ -708,33 +733,9 @@ def train(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
                TimeRemainingColumn())
     with _Progress(*columns, console=err_console) as progress:
-        task = progress.add_task("epoch 1", total=None)
-
-        def on_start(total: int) -> None:
-            progress.update(task, total=total)
-
-        def on_step(epoch: int, step: int, loss: float) -> None:
-            progress.update(task, completed=step, description=f"epoch {epoch} loss {loss:.4f}")
-
-        def on_epoch(epoch: int, loss: float, val: float) -> None:
-            progress.console.print(f"epoch {epoch}: train loss {loss:.4f}, validation nDCG@10 {val:.4f}")
-            progress.reset(task)
-
-        phases: dict[str, int] = {}
-
-        def on_phase(name: str, done: int, total: int) -> None:
-            if name not in phases:
-                phases[name] = progress.add_task(name, total=total)
-            progress.update(phases[name], completed=done)
-            if done == total:
-                progress.remove_task(phases.pop(name))
-                if name == "reference":
-                    progress.console.print(f"reference pass: {total} training lists scored with the adapters off")
-
         try:
             result = train_head_set(head_set, bench, config, out, model=model, device=device, dtype=dtype,
-                                    resume=resume, on_step=on_step, on_epoch=on_epoch, on_phase=on_phase,
-                                    on_start=on_start, data_root=data_root)
+                                    resume=resume, data_root=data_root, **_training_callbacks(progress))
         except ModelUnavailableError as err:
             _fail(str(err), code=3)
         except (ValueError, FileNotFoundError) as err:  # e.g. --resume with other settings, another model
@@ -847,30 +848,12 @@ def rerank_batch(
     depth or other passages for a finished query is refused with what changed (--restart starts over)."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from headrank.batch import (ON_ERROR, RankerSpec, benchmark_lists, read_rankgpt_lists, read_run_lists,
-                                rerank_run, write_final_run)
-    from headrank.data import check_trec_token
+    from headrank.batch import RankerSpec, rerank_run, write_final_run
 
     _setup_logging()
-    sources = [x is not None for x in (run, candidates, benchmark)]
-    if sum(sources) != 1:
-        _fail("give exactly one input: --run (with --topics and --corpus), --candidates or --benchmark")
-    if run is not None and (topics is None or corpus is None):
-        _fail("--run needs --topics and --corpus")
-    if on_error not in ON_ERROR:
-        _fail(f"--on-error must be one of {', '.join(ON_ERROR)}")
     if method in (Method.generative, Method.pointwise):
         _fail("rerank-batch runs HeadRank or ICR; use evaluate for the generative and pointwise baselines")
-    try:
-        check_trec_token(tag, "--tag")
-        if run is not None:
-            batch = read_run_lists(run, topics, corpus, depth, on_error)
-        elif candidates is not None:
-            batch = read_rankgpt_lists(candidates, depth, on_error)
-        else:
-            batch = benchmark_lists(benchmark, depth, data_root)
-    except (DataFormatError, FileNotFoundError, ValueError) as err:
-        _fail(str(err))
+    batch = _batch_input(run, topics, corpus, candidates, benchmark, depth, on_error, tag, data_root)
     out.mkdir(parents=True, exist_ok=True)
     spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype,
                       fuse_first_stage=fuse_first_stage)
@@ -896,6 +879,28 @@ def rerank_batch(
                   code=130)
     path = write_final_run(out, batch.lists, tag)
     err_console.print(f"ranked {ranked} queries now ({len(batch.lists) - ranked} were already done); wrote {path}")
+
+
+def _batch_input(run, topics, corpus, candidates, benchmark, depth: int, on_error: str, tag: str, data_root):
+    """rerank-batch's input from exactly one source (a run with topics and corpus, candidates, a benchmark)."""
+    from headrank.batch import ON_ERROR, benchmark_lists, read_rankgpt_lists, read_run_lists
+    from headrank.data import check_trec_token
+
+    if sum(x is not None for x in (run, candidates, benchmark)) != 1:
+        _fail("give exactly one input: --run (with --topics and --corpus), --candidates or --benchmark")
+    if run is not None and (topics is None or corpus is None):
+        _fail("--run needs --topics and --corpus")
+    if on_error not in ON_ERROR:
+        _fail(f"--on-error must be one of {', '.join(ON_ERROR)}")
+    try:
+        check_trec_token(tag, "--tag")
+        if run is not None:
+            return read_run_lists(run, topics, corpus, depth, on_error)
+        if candidates is not None:
+            return read_rankgpt_lists(candidates, depth, on_error)
+        return benchmark_lists(benchmark, depth, data_root)
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
+        _fail(str(err))
 
 
 def _report_problems(out: Path, problems: list[str]) -> None:
@@ -1046,7 +1051,7 @@ def build_preset_command(
     from headrank.align import TrainConfig
     from headrank.datasets import check_training_set, load_benchmark
     from headrank.evaluate import git_commit
-    from headrank.presets import build_from_scratch, package_checkpoint
+    from headrank.presets.build import build_from_scratch, package_checkpoint
 
     _setup_logging()
     name = name or out.name

@@ -41,7 +41,7 @@ class RerankInput:
     candidates: list[Candidate] = field(default_factory=list)
 
 
-def _read_text(path: str | Path) -> tuple[str, str]:
+def read_text(path: str | Path) -> tuple[str, str]:
     """A whole input file (or stdin) as text: UTF-8, a leading byte-order mark dropped."""
     if str(path) == "-":
         raw, name = sys.stdin.buffer.read(), "<stdin>"
@@ -60,7 +60,7 @@ def _read_text(path: str | Path) -> tuple[str, str]:
 
 def read_text_file(path: str | Path) -> str:
     """A UTF-8 text file's content (BOM dropped); directories, missing files and other encodings are refused."""
-    return _read_text(path)[0]
+    return read_text(path)[0]
 
 
 def text_lines(text: str) -> list[str]:
@@ -107,7 +107,7 @@ def read_rerank_input(path: str | Path, fmt: str = "auto", entry: int = 0) -> Re
 def _read_rerank_input(path: str | Path, fmt: str, entry: int) -> RerankInput:
     if fmt not in FORMATS:
         raise ValueError(f"unknown input format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    text, name = _read_text(path)
+    text, name = read_text(path)
     if fmt == "auto":
         fmt = detect_format(text, name)
     if fmt == "rankgpt":
@@ -141,7 +141,7 @@ def _parse_rankgpt(text: str, name: str, entry: int, data: list | None = None) -
     return RerankInput(query=item["query"], qid=qid, candidates=candidates)
 
 
-def _jsonl_objects(text: str, name: str, on_problem=None):
+def jsonl_objects(text: str, name: str, on_problem=None):
     """(line number, object) for every non-blank line; a malformed line raises DataFormatError naming the file
     and line, or with ``on_problem`` is reported to it and skipped."""
     for lineno, line in enumerate(text_lines(text), start=1):
@@ -164,7 +164,7 @@ def _parse_jsonl(text: str, name: str) -> RerankInput:
     """Passage lines, and at most one ``query`` line (a second one would silently replace the first)."""
     out = RerankInput(query=None)
     query_line = None
-    for lineno, obj in _jsonl_objects(text, name):
+    for lineno, obj in jsonl_objects(text, name):
         text_key = next((k for k in TEXT_KEYS if k in obj), None)
         if text_key is None:
             if isinstance(obj.get("query"), str):
@@ -213,7 +213,7 @@ Run = dict[str, list[tuple[str, float]]]
 
 def read_rankgpt_file(path: str | Path) -> list[RerankInput]:
     """Every query of a RankGPT / rank_llm candidate file, candidates in first-stage order."""
-    text, name = _read_text(path)
+    text, name = read_text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -224,7 +224,7 @@ def read_rankgpt_file(path: str | Path) -> list[RerankInput]:
 
 def read_qrels(path: str | Path) -> Qrels:
     """TREC qrels (``qid 0 docid grade``) or BEIR qrels TSV (``query-id corpus-id score``, header optional)."""
-    text, name = _read_text(path)
+    text, name = read_text(path)
     qrels: Qrels = {}
     for lineno, line in enumerate(text_lines(text), start=1):
         fields = line.split()
@@ -253,7 +253,7 @@ def read_topics(path: str | Path, on_problem=None, what: str = "topics") -> dict
     A malformed line raises DataFormatError, or with ``on_problem`` is reported to it (``"file:line: ..."``)
     and skipped.
     """
-    text, name = _read_text(path)
+    text, name = read_text(path)
     topics = {}
     for lineno, line in enumerate(text_lines(text), start=1):
         if not line.strip():
@@ -289,7 +289,7 @@ def trec_run_rows(text: str, name: str):
 
 def read_trec_run(path: str | Path) -> Run:
     """A TREC run file; each query's documents sorted by descending score (ties by rank column)."""
-    text, name = _read_text(path)
+    text, name = read_text(path)
     rows: dict[str, list[tuple[float, int, str]]] = {}
     for where, row, problem in trec_run_rows(text, name):
         if problem:
@@ -344,8 +344,8 @@ def write_trec_run(path: str | Path, run: Run, tag: str) -> None:
 
 
 def read_jsonl_objects(path: str | Path) -> list[dict]:
-    text, name = _read_text(path)
-    return [obj for _, obj in _jsonl_objects(text, name)]
+    text, name = read_text(path)
+    return [obj for _, obj in jsonl_objects(text, name)]
 
 
 def read_beir(folder: str | Path, split: str = "test") -> tuple[dict[str, str], dict[str, str], Qrels]:

@@ -120,10 +120,10 @@ def explain(ranker, query: str, docs: Sequence[str], per_head: bool = False,
     The list must fit one prompt (no windows): explanations of different windows would not be comparable.
     ``fuse_first_stage``: this call's fusion weight (None: the ranker's setting, 0: off), as in ``rank``.
     """
-    from headrank.ranker import _Job
+    from headrank.results import ListJob
 
     weight = ranker.settings_for(fuse_first_stage).fuse_first_stage
-    job = _Job.make(query, docs, 0)
+    job = ListJob.make(query, docs, 0)
     kept = [job.docs[i] for i in job.kept]
     out: dict[int, PassageExplanation] = {}
     if kept:

@@ -61,6 +61,33 @@ def observe_list(ranker, query: str, passages: Sequence[str]) -> ListObservation
     )
 
 
+
+@dataclass
+class HeadObservations:
+    """Per query: every observed head's passage mass, raw and N/A-calibrated, (H, N) each."""
+
+    heads: list[tuple[int, int]]
+    qids: list[str]
+    docids: list[list[str]]
+    raw: list[torch.Tensor]
+    calibrated: list[torch.Tensor]
+
+    def subset(self, qids: Sequence[str]) -> HeadObservations:
+        index = {q: i for i, q in enumerate(self.qids)}
+        pick = [index[q] for q in qids]
+        return HeadObservations(self.heads, [self.qids[i] for i in pick], [self.docids[i] for i in pick],
+                                [self.raw[i] for i in pick], [self.calibrated[i] for i in pick])
+
+    def save(self, path: Path) -> None:
+        torch.save({"heads": self.heads, "qids": self.qids, "docids": self.docids, "raw": self.raw,
+                    "calibrated": self.calibrated}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> HeadObservations:
+        data = torch.load(path, weights_only=True)
+        return cls([tuple(h) for h in data["heads"]], data["qids"], data["docids"], data["raw"], data["calibrated"])
+
+
 class SharedCapture:
     """Caches ``ranker``'s all-head observations; ``scorer(...)`` gives a score function per method."""
 
@@ -72,7 +99,7 @@ class SharedCapture:
         self.cache_dir = Path(cache_dir)
         settings = json.dumps(dataclasses.asdict(ranker.prompt_settings), sort_keys=True)
         from headrank.evaluate import SCORING_VERSION
-        from headrank.scorers import prompt_hash
+        from headrank.prompt import prompt_hash
 
         model = ranker.model  # the fingerprint ignores dtype; cached scores do not, so the dtype joins the key
         probe = prompt_hash(model.tokenizer, ranker.prompt_settings)  # template, instructions, tokenizer
@@ -142,7 +169,6 @@ def all_head_observer(ranker):
 def observe_cached(shared: SharedCapture, lists: Sequence[tuple[str, str, list[tuple[str, str]]]],
                    on_list=None):
     """``selection.HeadObservations`` of (qid, query, [(docid, text)]) lists through the shared capture's cache."""
-    from headrank.selection import HeadObservations
 
     qids, docids, raw, calibrated = [], [], [], []
     for done, (qid, query, docs) in enumerate(lists, start=1):

@@ -242,3 +242,18 @@ class PromptBuilder:
 
     def build(self, query: str, passages: list[str]) -> ListwisePrompt:
         return self.assemble(query, self.passage_segments(passages))
+
+
+PROBE_QUERY, PROBE_PASSAGES = "probe query", ["first probe passage", "second probe passage"]
+
+
+def prompt_hash(tokenizer: PreTrainedTokenizerBase, prompt_settings: PromptSettings) -> str:
+    """Hash of a probe prompt's token ids: changes with the template, the instructions or the tokenizer (part
+    of every cache key computed from prompts)."""
+    import dataclasses
+    import hashlib
+    import json
+
+    probe = PromptBuilder(tokenizer, prompt_settings).build(PROBE_QUERY, PROBE_PASSAGES)
+    blob = json.dumps([probe.prefix_ids, probe.tail_ids, dataclasses.asdict(prompt_settings)]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -43,7 +43,6 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -55,50 +54,14 @@ from headrank.fusion import fuse_with_first_stage
 from headrank.heads import HeadSet
 from headrank.models import LoadedModel, load_model, pad_token_id
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
-from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings, normalize_text
+from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings
+from headrank.results import ListJob, RankResult, Ranking, documents_of
+
+__all__ = ["HeadRanker", "RankResult", "Ranking", "METHODS"]
 from headrank.scoring import ScoringConfig, score_passages
 
 METHODS = ("heads", "icr")
 logger = logging.getLogger(__name__)
-
-
-class Ranking(list):
-    """One query's results, best first (a plain list of ``RankResult``), with what produced them:
-    ``settings`` (the inference settings this call used, fusion included) and ``prompt_tokens`` (tokens of
-    every prompt the call ran: both orders and windows count each prompt)."""
-
-    def __init__(self, results: Iterable = (), settings: InferenceSettings | None = None,
-                 prompt_tokens: int = 0) -> None:
-        super().__init__(results)
-        self.settings = settings or InferenceSettings()
-        self.prompt_tokens = prompt_tokens
-
-
-@dataclass(frozen=True)
-class RankResult:
-    """One ranked passage; also readable as a dict (``r["corpus_id"]``) like sentence-transformers."""
-
-    corpus_id: int  # index of the passage in the input list
-    score: float  # listwise: comparable within one call only; -inf for an empty passage
-    rank: int  # 1-based position in the ranking
-    text: str | None = None  # the passage, unless return_documents=False
-    windowed: bool = False
-    doc_id: str | int | None = None  # the caller's id, when documents were given as dicts with an id
-    meta: Mapping | None = None  # the caller's metadata, when documents were given as dicts with one
-
-    def __getitem__(self, key: str):
-        return getattr(self, key)
-
-    def to_dict(self) -> dict:
-        """JSON-safe: an empty passage's ``-inf`` score becomes ``None``; absent text, id and metadata are left out."""
-        out = {"corpus_id": self.corpus_id, "rank": self.rank, "score": self.score if math.isfinite(self.score) else None}
-        if self.text is not None:
-            out["text"] = self.text
-        if self.doc_id is not None:
-            out["doc_id"] = self.doc_id
-        if self.meta is not None:
-            out["meta"] = dict(self.meta)
-        return out
 
 
 class HeadRanker:
@@ -363,12 +326,12 @@ class HeadRanker:
         settings = self.settings_for(fuse_first_stage)
         jobs = []
         for i, (q, d) in enumerate(zip(queries, docs)):
-            texts, ids, metas = _documents(d, i, None if doc_ids is None else doc_ids[i],
+            texts, ids, metas = documents_of(d, i, None if doc_ids is None else doc_ids[i],
                                            None if metadata is None else metadata[i])
-            job = _Job.make(q, texts, i)
+            job = ListJob.make(q, texts, i)
             job.doc_ids, job.metas = ids, metas
             jobs.append(job)
-        fitting: list[tuple[_Job, list[ListwisePrompt]]] = []
+        fitting: list[tuple[ListJob, list[ListwisePrompt]]] = []
         for job in jobs:
             if not job.kept:
                 continue
@@ -407,7 +370,7 @@ class HeadRanker:
 
         ``fuse_first_stage`` as in ``rank``."""
         fuse = self.settings_for(fuse_first_stage).fuse_first_stage
-        job = _Job.make(query, docs, 0)
+        job = ListJob.make(query, docs, 0)
         if job.kept:
             kept_docs = [job.docs[i] for i in job.kept]
             prompt = self.builder.build(job.query, kept_docs)
@@ -523,96 +486,3 @@ def _settings(base: InferenceSettings, overrides: dict) -> InferenceSettings:
         window=base.window if window is None else (window or None),
         fuse_first_stage=fusion_weight(base.fuse_first_stage, fuse),
     )
-
-
-def _documents(docs, index: int, doc_ids: Sequence | None, metadata: Sequence | None):
-    """Texts, caller ids and metadata of one list; docs may be strings or dicts with ``text`` (rerankers-style)."""
-    if isinstance(docs, str) or not isinstance(docs, Sequence):
-        raise TypeError(f"passages of query {index} must be a list of strings or dicts, got {type(docs).__name__}")
-    texts, ids, metas = [], [], []
-    for i, doc in enumerate(docs):
-        if isinstance(doc, Mapping):
-            if not isinstance(doc.get("text"), str):
-                raise TypeError(f"passage {i} of query {index} is a dict without a string 'text'")
-            texts.append(doc["text"])
-            ids.append(doc.get("doc_id", doc.get("id")))
-            metas.append(doc.get("meta", doc.get("metadata")))
-        else:
-            texts.append(doc)
-            ids.append(None)
-            metas.append(None)
-    for name, given in (("doc_ids", doc_ids), ("metadata", metadata)):
-        if given is not None and (isinstance(given, (str, bytes)) or len(given) != len(texts)):
-            raise ValueError(f"{name} must be a list with one entry per passage ({len(texts)})")
-    ids = list(doc_ids) if doc_ids is not None else ids
-    metas = list(metadata) if metadata is not None else metas
-    return texts, ids, metas
-
-
-def _check_encodable(text: str, what: str) -> None:
-    """Lone surrogates (e.g. from a bad decode upstream) cannot be tokenized; say where, not deep in the tokenizer."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ValueError(f"{what} is not valid Unicode text (lone surrogate at character {err.start})") from None
-
-
-@dataclass
-class _Job:
-    """One (query, docs) list on its way through rank_batch."""
-
-    query: str
-    docs: list[str]
-    kept: list[int]  # indices of non-empty passages, the ones the model sees
-    scores: list[float] | None = None  # per kept passage (unwindowed)
-    order: list[int] | None = None  # positions into kept (windowed)
-    windowed: bool = False
-    doc_ids: list | None = None  # the caller's ids and metadata, per input passage
-    metas: list | None = None
-    prompt_tokens: int = 0  # tokens of every prompt this list ran
-
-    @classmethod
-    def make(cls, query: str, docs: Sequence[str], index: int) -> _Job:
-        if not isinstance(query, str):
-            raise TypeError(f"query {index} is {type(query).__name__}, expected str")
-        _check_encodable(query, f"query {index}")
-        if not normalize_text(query):
-            raise ValueError(f"query {index} is empty")
-        if isinstance(docs, str) or not isinstance(docs, Sequence):
-            raise TypeError(f"passages of query {index} must be a list of strings, got {type(docs).__name__}")
-        if len(docs) == 0:
-            raise ValueError(f"query {index} has no passages to rank")
-        for i, doc in enumerate(docs):
-            if not isinstance(doc, str):
-                raise TypeError(f"passage {i} of query {index} is {type(doc).__name__}, expected str")
-            _check_encodable(doc, f"passage {i} of query {index}")
-        kept = [i for i, d in enumerate(docs) if normalize_text(d)]
-        return cls(query=query, docs=list(docs), kept=kept)
-
-    def results(self, top_k: int | None, return_documents: bool, fuse: float | None = None) -> list[RankResult]:
-        n = len(self.kept)
-        if self.windowed:
-            scores = [0.0] * n
-            for pos, j in enumerate(self.order or []):
-                scores[j] = float(n - pos)
-        else:
-            scores = list(self.scores or [])
-        if fuse and scores:
-            scores = fuse_with_first_stage(scores, fuse)  # kept is in input order: position = first-stage rank
-        ranked = sorted(zip(self.kept, scores), key=lambda p: (-p[1], p[0]))
-        kept = set(self.kept)
-        empty = [i for i in range(len(self.docs)) if i not in kept]
-        ranked += [(i, -math.inf) for i in empty]
-        ranked = ranked[:top_k] if top_k else ranked
-        return [
-            RankResult(
-                corpus_id=i,
-                score=s,
-                rank=pos + 1,
-                text=self.docs[i] if return_documents else None,
-                windowed=self.windowed,
-                doc_id=self.doc_ids[i] if self.doc_ids else None,
-                meta=self.metas[i] if self.metas else None,
-            )
-            for pos, (i, s) in enumerate(ranked)
-        ]

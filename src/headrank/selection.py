@@ -24,33 +24,7 @@ from pathlib import Path
 import torch
 
 from headrank.data import Qrels
-from headrank.observe import observe_list
-
-
-@dataclass
-class HeadObservations:
-    """Per query: every observed head's passage mass, raw and N/A-calibrated, (H, N) each."""
-
-    heads: list[tuple[int, int]]
-    qids: list[str]
-    docids: list[list[str]]
-    raw: list[torch.Tensor]
-    calibrated: list[torch.Tensor]
-
-    def subset(self, qids: Sequence[str]) -> HeadObservations:
-        index = {q: i for i, q in enumerate(self.qids)}
-        pick = [index[q] for q in qids]
-        return HeadObservations(self.heads, [self.qids[i] for i in pick], [self.docids[i] for i in pick],
-                                [self.raw[i] for i in pick], [self.calibrated[i] for i in pick])
-
-    def save(self, path: Path) -> None:
-        torch.save({"heads": self.heads, "qids": self.qids, "docids": self.docids, "raw": self.raw,
-                    "calibrated": self.calibrated}, path)
-
-    @classmethod
-    def load(cls, path: Path) -> HeadObservations:
-        data = torch.load(path, weights_only=True)
-        return cls([tuple(h) for h in data["heads"]], data["qids"], data["docids"], data["raw"], data["calibrated"])
+from headrank.observe import HeadObservations, observe_list  # noqa: F401 (HeadObservations re-exported)
 
 
 SELECTION_ORDERS = ("first-stage", "reversed", "shuffled")
@@ -253,7 +227,7 @@ def select_head_set(ranker, bench, *, depth: int = 20, order: str = "first-stage
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         from headrank.evaluate import SCORING_VERSION, data_hash
-        from headrank.scorers import prompt_hash
+        from headrank.prompt import prompt_hash
 
         dtype_tag = "" if loaded.dtype == torch.float32 else f"-{str(loaded.dtype).removeprefix('torch.')}"
         # keyed on the lists actually read, the prompt and the code version, not only on names

@@ -1,0 +1,98 @@
+"""The model card of a preset: rendered from the ``card`` object of its config into README.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from headrank.checkpoint import CONFIG_NAME, InferenceSettings, load_checkpoint_config
+from headrank.presets.registry import CARD_NAME, Preset, load_preset
+
+
+def update_card(path: str | Path, card: dict) -> Preset:
+    """Merge ``card`` into a preset's card (e.g. numbers measured after it was built) and re-render README.md."""
+    path = Path(path)
+    config = load_checkpoint_config(path)
+    config["card"] = {**config.get("card", {}), **card}
+    (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    (path / CARD_NAME).write_text(render_card(config))
+    return load_preset(path)
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def _heads_text(heads: list, weights: list | None) -> str:
+    if not heads:
+        return "-"
+    if not weights:
+        return ", ".join(f"({layer}, {head})" for layer, head in heads)
+    return ", ".join(f"({layer}, {head}) x {w:.2f}" for (layer, head), w in zip(heads, weights))
+
+
+def render_card(config: dict) -> str:
+    """The model card (Markdown) of a preset, rendered from its config (so card and config never disagree)."""
+    card = config.get("card", {})
+    heads = card.get("heads", [])
+    weights = card.get("weights")
+    inference = InferenceSettings.from_dict(config.get("inference"))
+    train = config.get("train_config", {})
+    history = config.get("history", [])
+    lines = [f"# {config.get('preset', 'HeadRank preset')}", ""]
+    lines += [card.get("summary", "A HeadRank preset: selected attention heads and a LoRA alignment adapter."), ""]
+    lines += ["## Base model", "",
+              f"- `{config['base_model']}`: {card.get('base_model_description', '')}",
+              f"- License of the base model: {card.get('base_model_license', 'see the base model')}. "
+              "This preset ships only the head set and the adapter; the base weights are fetched on first use.", ""]
+    lines += ["## How it was built", "",
+              f"- Training data: {card.get('training_data', '-')}",
+              f"- Command (one step, from scratch): `{card.get('command', '-')}`",
+              *([f"- Built here as: {'; then '.join(f'`{c}`' for c in card['built_with'])}"]
+                if card.get("built_with") else []),
+              f"- Commit of the code that built it: `{card.get('commit', '-')}`",
+              f"- Heads ({len(heads)}{', weighted' if weights else ''}): {_heads_text(heads, weights)}; "
+              f"L* = {card.get('deepest_layer', '-')}",
+              f"- Adapter: LoRA r {train.get('lora_r', '-')} on {', '.join(train.get('target_modules', []))} "
+              f"({train.get('lora_layers', '-')}), lr {train.get('lr', '-')}, {train.get('lists_per_query', 1)} "
+              f"shuffled list(s) per training query, up to {train.get('epochs', '-')} epochs, best epoch by "
+              "validation nDCG@10",
+              "- Validation nDCG@10 by epoch (epoch 0 = the untrained head set): "
+              + (" -> ".join(f"{row['val_ndcg@10']:.4f}" for row in history) or "-"), ""]
+    lines += ["## Inference settings", "", f"{inference.describe()}.", "",
+              card.get("settings_choice", ""), ""]
+    validation = card.get("validation", [])
+    if validation:
+        lines += ["| setting (validation) | " + " | ".join(validation[0]["ndcg@10"]) + " |",
+                  "|---|" + "---|" * len(validation[0]["ndcg@10"])]
+        lines += [f"| {row['setting']} | " + " | ".join(_fmt(v) for v in row["ndcg@10"].values()) + " |"
+                  for row in validation]
+        lines += [""]
+    quality = card.get("quality", [])
+    if quality:
+        sets = list(quality[0]["ndcg@10"])
+        lines += ["## Quality: nDCG@10, K = 20 (BM25 top 20), reporting sets never used for any choice", "",
+                  "| method | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
+        lines += [f"| {row['method']} | " + " | ".join(_fmt(v) for v in row["ndcg@10"].values()) + " |"
+                  for row in quality]
+        lines += ["", card.get("quality_source", ""), ""]
+    latency = card.get("latency", [])
+    if latency:
+        lines += ["## Latency at N = 20 (this project's 2-core CPU machine, float32)", "",
+                  "| method | s per list | time / this preset | formatting success | answers = input order | "
+                  "decoded tokens per window |", "|---|---|---|---|---|---|"]
+        for row in latency:
+            pct = [f"{100 * row[k]:.0f}%" if isinstance(row.get(k), float) else "-"
+                   for k in ("formatting_success", "identity_share")]
+            tokens = f"{row['tokens_per_window']:.1f}" if isinstance(row.get("tokens_per_window"), float) else "-"
+            lines.append(f"| {row['method']} | {row['seconds_per_list']:.2f} | {row.get('ratio_to_preset', 1.0):.2f}x "
+                         f"| {pct[0]} | {pct[1]} | {tokens} |")
+        lines += ["", card.get("latency_source", ""), ""]
+    weaknesses = card.get("weaknesses", [])
+    if weaknesses:
+        lines += ["## Known weaknesses", ""] + [f"- {w}" for w in weaknesses] + [""]
+    lines += ["## Use", "", "```python", "from headrank import HeadRanker", "",
+              f"ranker = HeadRanker.from_pretrained({config.get('preset', 'path/to/preset')!r})",
+              "ranker.rank(query, passages, top_k=10)", "```", "",
+              "Scores are listwise: comparable within one call only.", ""]
+    return "\n".join(lines)

@@ -38,7 +38,7 @@ def pick_queries(bench, which: str, head_set: HeadSet, seed: int) -> list[str]:
     if which == "all":
         return qids
     if which in ("train", "val"):
-        split = head_set.selection[f"{which}_queries"]
+        split = head_set.split_queries(which)
         return [q for q in qids if q in set(split)]
     n = int(which)
     judged = bench.qrels
@@ -69,6 +69,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     trained = HeadRanker.from_pretrained(args.preset, device="cpu", dtype="float32")
     shared = SharedCapture(all_head_observer(trained), args.out / "cache")
+    args.out.mkdir(parents=True, exist_ok=True)
     index_path = args.out / "index.jsonl"
     seen = set()
     if index_path.is_file():

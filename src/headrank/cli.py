@@ -411,13 +411,16 @@ def evaluate(
     benchmarks: str = typer.Option("dl19,dl20", "--benchmarks", "-b",
                                    help="Comma-separated: dl19, dl20, dl21, noveleval, nfcorpus, a path, "
                                         "or ir_datasets:<id>."),
-    method: str = typer.Option("icr", help="bm25 (first-stage passthrough), icr, heads (a head set or a "
-                                           "checkpoint via --model), generative (RankGPT-style) or pointwise."),
+    method: str = typer.Option("heads", help="bm25 (first-stage passthrough), icr, heads (a head set, or the "
+                                             "trained heads of the preset or checkpoint given as --model), "
+                                             "generative (RankGPT-style) or pointwise."),
     depth: int = typer.Option(20, "--depth", "-K", help="Rerank the first K candidates."),
     order: str = typer.Option("first-stage", help="Input order: first-stage, reversed (first-stage top next "
                                                   "to the query), or both (mean of the two orders' scores: "
                                                   "less position bias, two passes; reuses finished runs)."),
-    model: str = typer.Option(DEFAULT_MODEL, help="Named model, hub id, local directory or .gguf file."),
+    model: str = typer.Option(DEFAULT_PRESET, help="Preset, checkpoint, named model, hub id, local directory or "
+                                                   ".gguf file; with a preset, icr, --heads and the baselines run "
+                                                   "on its base model. Default: the default preset."),
     heads: str = typer.Option(None, help="Head set for --method heads: JSON file or 'layer:head,...'."),
     max_passage_tokens: int = typer.Option(100, help="Per-passage token budget."),
     calibrate: bool = typer.Option(True, help="Subtract the N/A-query scores (heads method)."),
@@ -603,7 +606,9 @@ def compare(
 @app.command("select-heads")
 def select_heads(
     out: Path = typer.Option(..., "--out", "-o", help="Head set JSON to write (a heatmap PNG is written beside it)."),
-    model: str = typer.Option(DEFAULT_MODEL, help="Named model, hub id, local directory or .gguf file."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Named model, hub id, local directory or .gguf file (a preset "
+                                                  "means its base model). Default: the default preset's base "
+                                                  "model."),
     benchmark: str = typer.Option("dl21", help="Training benchmark (never an evaluation set)."),
     depth: int = typer.Option(20, "--depth", "-K", help="Candidates per training list (the first-stage top K)."),
     order: str = typer.Option("first-stage", help="Feed order of the training lists: first-stage, reversed or "
@@ -1022,7 +1027,8 @@ def adapt(
 @app.command("build-preset")
 def build_preset_command(
     out: Path = typer.Option(..., "--out", "-o", help="Preset directory to write."),
-    model: str = typer.Option(DEFAULT_MODEL, help="Base model (named model, hub id, local directory, .gguf)."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Base model (named model, hub id, local directory, .gguf). "
+                                                  "Default: the default preset's base model."),
     name: str = typer.Option(None, help="Preset name (default: the --out folder's name)."),
     checkpoint: Path = typer.Option(None, help="Package this trained checkpoint instead of selecting and training."),
     work: Path = typer.Option(None, help="Folder for the head set and checkpoint (default: runs/build/<name>); "
@@ -1103,7 +1109,8 @@ def build_preset_command(
 @app.command()
 def bench(
     heads: Path = typer.Option(..., help="Head set JSON for the HeadRank rows (its L* sets the truncation)."),
-    model: str = typer.Option(DEFAULT_MODEL, help="Model for every method."),
+    model: str = typer.Option(DEFAULT_MODEL, help="Model for every method. Default: the default preset's base "
+                                                  "model."),
     sizes: str = typer.Option("10,20,50,100", help="List sizes N."),
     methods: str = typer.Option("headrank,icr,generative,pointwise", help="Methods to time."),
     queries: int = typer.Option(2, help="DL19 queries per measurement (after one warm-up list)."),

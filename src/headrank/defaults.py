@@ -2,7 +2,9 @@
 
 DEFAULT_PRESET = "headrank-qwen2.5-coder-0.5b"  # best four-set average above BM25 (RESULTS.md, "Presets")
 FAST_PRESET = "headrank-smollm2-135m"  # faster per pass (BENCHMARKS.md), lower quality
-DEFAULT_MODEL = "smollm2-135m-instruct"  # the base model that tests and small experiments default to
+# The default preset's base model: what every command that needs a base model (select-heads, build-preset,
+# bench, load_model) uses unless told otherwise, so that there is one default (tests check they agree).
+DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 
 
 class ModelUnavailableError(RuntimeError):

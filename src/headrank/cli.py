@@ -255,20 +255,18 @@ def rerank(
     if output is Output.trec:  # a tag or ids that cannot go into a run are refused before the model loads
         _check_trec_fields(tag, data.qid or "q", [c.docid for c in candidates])
     try:
-        started = time.perf_counter()
         if method in (Method.generative, Method.pointwise):
-            from headrank.scorers import baseline_ranking
+            from headrank.rerankers import load_reranker
 
-            results, label = baseline_ranking(method.value, model, q, texts, top_k, fuse_first_stage,
-                                              max_passage_tokens, device, dtype)
-            elapsed = time.perf_counter() - started
+            ranker = load_reranker(method.value, model, device=device, dtype=dtype,
+                                   max_passage_tokens=max_passage_tokens or 100, fuse_first_stage=fuse_first_stage)
         else:
             ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length,
                                   window, both_orders, fuse_first_stage)
-            started = time.perf_counter()
-            results = ranker.rank(q, texts, top_k=top_k)
-            elapsed = time.perf_counter() - started
-            label = _ranker_label(ranker)
+        started = time.perf_counter()
+        results = ranker.rank(q, texts, top_k=top_k)
+        elapsed = time.perf_counter() - started
+        label = _ranker_label(ranker)
     except ModelUnavailableError as err:
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:
@@ -357,6 +355,9 @@ def _print_explanations(q: str, explanations, candidates, label: str) -> None:
 
 def _ranker_label(ranker, fuse_first_stage: float | None = None) -> str:
     """What ran: preset (or model) and method, and the inference settings (with this call's fusion weight)."""
+    if not hasattr(ranker, "settings_for"):  # a baseline behind the Reranker interface
+        fuse = ranker.fuse_first_stage if fuse_first_stage is None else fuse_first_stage
+        return ranker.name + (f", fused with the first stage (RRF, w={fuse:g})" if fuse else "")
     who = f"preset {ranker.preset}" if ranker.preset else ranker.model.name
     return f"{who}, {ranker.method}, {ranker.settings_for(fuse_first_stage).describe()}"
 

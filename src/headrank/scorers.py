@@ -146,23 +146,3 @@ def _baseline_scorer(method: str, model: str, device: str, dtype: str, budget: i
     return Scorer(score, method, model_fingerprint=loaded.fingerprint,
                   prompt_hash=hashlib.sha256(blob).hexdigest()[:16],
                   record={"model_path": loaded.path, "model_fingerprint": loaded.fingerprint})
-
-
-def baseline_ranking(method: str, model: str, query: str, texts: Sequence[str], top_k: int | None = None,
-                     fuse_first_stage: float | None = None, max_passage_tokens: int | None = None,
-                     device: str = "auto", dtype: str = "auto"):
-    """Rank one list with the generative or pointwise baseline (on a preset's base model), fused with the input
-    order when asked, into the same ``Ranking`` that ``HeadRanker.rank`` returns; and a label of what ran."""
-    from headrank.checkpoint import InferenceSettings
-    from headrank.presets import base_model_of
-    from headrank.results import ListJob, Ranking
-
-    if method not in ("generative", "pointwise"):
-        raise ValueError(f"baseline_ranking runs the generative or pointwise baseline, not {method!r}")
-    score = build_scorer(method, model, None, max_passage_tokens, device, dtype).score
-    job = ListJob.make(query, list(texts), 0)
-    out = score(job.query, [job.docs[i] for i in job.kept]) if job.kept else []
-    job.scores = list(out[0] if isinstance(out, tuple) else out)
-    fuse = fuse_first_stage or None
-    label = f"{base_model_of(model)}, {method}" + (f", fused with the first stage (RRF, w={fuse:g})" if fuse else "")
-    return Ranking(job.results(top_k, True, fuse), InferenceSettings(fuse_first_stage=fuse)), label

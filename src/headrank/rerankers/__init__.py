@@ -1,0 +1,50 @@
+"""One interface for every reranker (the shape of the ``rerankers`` library): ``rank``, ``rank_batch``, ``score``
+and, where the backend reads attention, ``explain``; one small module per backend behind one factory.
+
+    from headrank.rerankers import load_reranker
+    ranker = load_reranker("headrank")                            # the default preset (a HeadRanker)
+    ranker = load_reranker("pointwise", model="smollm2-135m-instruct")
+    ranker = load_reranker("firststage")                          # the input order itself: a baseline
+    ranker.rank("how do vaccines work?", docs, top_k=5)          # a Ranking, best first
+
+Backends: ``headrank``, ``icr``, ``generative``, ``pointwise``, ``firststage``. A backend is a module (in this
+package, or any importable module given by its name) with ``load(model=None, **options) -> Reranker``; adding
+one is adding one file.
+"""
+
+from __future__ import annotations
+
+import importlib
+from headrank.rerankers.base import Reranker, ScoreReranker
+
+BACKENDS = ("headrank", "icr", "generative", "pointwise", "firststage")
+_ALIASES = {"heads": "headrank", "bm25": "firststage"}
+
+__all__ = ["BACKENDS", "Reranker", "ScoreReranker", "load_reranker"]
+
+
+def load_reranker(backend: str = "headrank", model: str | None = None, **options) -> Reranker:
+    """A reranker by backend name (``BACKENDS``, or a module's dotted name for a backend of your own).
+
+    ``model`` and ``options`` go to the backend's ``load`` (e.g. ``device``, ``dtype``, ``heads``,
+    ``fuse_first_stage``)."""
+    name = _ALIASES.get(backend, backend)
+    module = None
+    for module_name in (f"headrank.rerankers.{name}", name):  # ours first, then a module of your own
+        try:
+            module = importlib.import_module(module_name)
+            break
+        except ModuleNotFoundError as err:
+            if err.name not in (module_name, "headrank.rerankers." + name.split(".")[0], name.split(".")[0]):
+                raise  # the backend exists but needs something that is missing: say what
+    if module is None:
+        raise ValueError(f"unknown reranker backend {backend!r}; choose one of {', '.join(BACKENDS)} or give an "
+                         "importable module's name")
+    if not callable(getattr(module, "load", None)):
+        raise ValueError(f"{module_name} is not a reranker backend: it has no load(model=None, **options)")
+    reranker = module.load(model, **options)
+    missing = [m for m in ("rank", "rank_batch", "score") if not callable(getattr(reranker, m, None))]
+    if missing:
+        raise TypeError(f"{module_name}.load returned {type(reranker).__name__}, which lacks {', '.join(missing)}")
+    return reranker
+

@@ -1,0 +1,66 @@
+"""The reranker interface, and ``ScoreReranker``: any ``score(query, passages) -> list[float]`` made into a
+full reranker (input checks, empty passages last, fusion with the input order, top_k) with the same rules and
+result types as ``HeadRanker`` (``headrank.results``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+from headrank.checkpoint import InferenceSettings
+from headrank.results import ListJob, Ranking, documents_of
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """What every backend offers. Scores are listwise: they order one call's passages."""
+
+    def rank(self, query: str, docs: Sequence[str | Mapping], top_k: int | None = None, **options) -> Ranking: ...
+
+    def rank_batch(self, queries: Sequence[str], docs: Sequence[Sequence[str | Mapping]], top_k: int | None = None,
+                   **options) -> list[Ranking]: ...
+
+    def score(self, query: str, docs: Sequence[str]) -> list[float]: ...
+
+
+class ScoreReranker:
+    """A reranker from a score function over the non-empty passages of one list (input order)."""
+
+    def __init__(self, name: str, score_fn: Callable[[str, list[str]], list[float]],
+                 fuse_first_stage: float | None = None) -> None:
+        self.name, self._score_fn, self.fuse_first_stage = name, score_fn, fuse_first_stage
+
+    def __repr__(self) -> str:
+        return f"ScoreReranker({self.name!r}, fuse_first_stage={self.fuse_first_stage})"
+
+    def explain(self, *args, **kwargs):
+        raise NotImplementedError(f"the {self.name} reranker does not read attention; explanations need headrank")
+
+    def score(self, query: str, docs: Sequence[str]) -> list[float]:
+        """Scores in input order (an empty passage gets -inf), without fusion."""
+        job = ListJob.make(query, docs, 0)
+        kept = self._score_fn(job.query, [job.docs[i] for i in job.kept]) if job.kept else []
+        out = [float("-inf")] * len(docs)
+        for i, s in zip(job.kept, kept):
+            out[i] = float(s)
+        return out
+
+    def rank(self, query: str, docs: Sequence[str | Mapping], top_k: int | None = None, return_documents: bool = True,
+             fuse_first_stage: float | None = None) -> Ranking:
+        return self.rank_batch([query], [docs], top_k, return_documents, fuse_first_stage)[0]
+
+    def rank_batch(self, queries: Sequence[str], docs: Sequence[Sequence[str | Mapping]], top_k: int | None = None,
+                   return_documents: bool = True, fuse_first_stage: float | None = None) -> list[Ranking]:
+        from headrank.ranker import fusion_weight
+
+        if isinstance(queries, str) or len(queries) != len(docs):
+            raise ValueError("rank_batch takes a list of queries and one list of passages per query")
+        fuse = fusion_weight(self.fuse_first_stage, fuse_first_stage)
+        out = []
+        for i, (query, passages) in enumerate(zip(queries, docs)):
+            texts, ids, metas = documents_of(passages, i, None, None)
+            job = ListJob.make(query, texts, i)
+            job.doc_ids, job.metas = ids, metas
+            job.scores = [s for s in self.score(query, texts) if s != float("-inf")]
+            out.append(Ranking(job.results(top_k, return_documents, fuse), InferenceSettings(fuse_first_stage=fuse)))
+        return out

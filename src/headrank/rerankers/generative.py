@@ -1,0 +1,20 @@
+"""The generative listwise baseline (RankGPT-style sliding windows, permutation parsing) on a base model."""
+
+from __future__ import annotations
+
+from headrank.defaults import DEFAULT_MODEL
+from headrank.rerankers.base import ScoreReranker
+
+
+def load(model: str | None = None, device: str = "auto", dtype: str = "auto", max_passage_tokens: int = 100,
+         fuse_first_stage: float | None = None) -> ScoreReranker:
+    from headrank.baselines.generative import GenerativeRanker
+    from headrank.models import load_model
+    from headrank.presets import base_model_of
+
+    loaded = load_model(base_model_of(model or DEFAULT_MODEL), device=device, dtype=dtype)
+
+    def score(query: str, passages: list[str]) -> list[float]:
+        return GenerativeRanker(loaded, max_passage_tokens=max_passage_tokens).score(query, passages)
+
+    return ScoreReranker(f"{loaded.name}, generative", score, fuse_first_stage)

@@ -63,12 +63,35 @@ def per_query(val: dict, idx: list[int], w: torch.Tensor, fuse: float | None) ->
     return {dom: evaluate(fs, None, q, torch.tensor(idx), w, None, "one", fuse) for dom, (fs, q) in val.items()}
 
 
+def write_preset(row: dict, out: Path) -> None:
+    """The shipped preset (same adapter) with ``row``'s head set, weights and fusion: a candidate to evaluate."""
+    import dataclasses
+    import shutil
+
+    from headrank.checkpoint import CONFIG_NAME, HEADSET_NAME, InferenceSettings
+    from headrank.heads import HeadSet
+
+    shutil.copytree(PRESET, out, dirs_exist_ok=True)
+    shipped = HeadSet.load(PRESET / HEADSET_NAME)
+    plain = all(abs(w - 1.0) < 1e-12 for w in row["weights"])
+    dataclasses.replace(shipped, heads=tuple(tuple(h) for h in row["heads"]),
+                        weights=None if plain else tuple(row["weights"]), name=f"depth-cap-{row['cap']}",
+                        selection={"recipe": row["recipe"], "cap": row["cap"], "fuse": row["fuse"],
+                                   "adapter_selection": shipped.selection}).save(out / HEADSET_NAME)
+    config = json.loads((out / CONFIG_NAME).read_text())
+    config["inference"] = InferenceSettings(fuse_first_stage=row["fuse"]).to_dict()
+    config["preset"] = out.name
+    (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--layers", type=int, default=24)
     parser.add_argument("--heads", type=int, default=14)
+    parser.add_argument("--write-preset", nargs=2, metavar=("CAP", "DIR"),
+                        help="also write the shipped preset with the head set chosen under CAP layers into DIR")
     args = parser.parse_args()
     pool = load_pool(args.pool, args.layers, args.heads)
     qrels = {name: qrels_of(name) for name in ("dl21", "nfcorpus-train", "nfcorpus-dev")}
@@ -107,6 +130,8 @@ def main() -> None:
                      "vs_shipped": mean(diffs), "p": sign_flip_p_value(diffs, 20000, 0)})
     args.out.write_text(json.dumps({"rows": rows, "validation": {dom: len(fs.qids) for dom, (fs, _) in val.items()},
                                     "train": {dom: len(o.qids) for dom, o in train.items()}}, indent=1))
+    if args.write_preset:
+        write_preset(next(r for r in rows if r["cap"] == int(args.write_preset[0])), Path(args.write_preset[1]))
     print("| depth cap (layers) | chosen | layers run | DL21 val | NFCorpus dev | mean | vs shipped (p) |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

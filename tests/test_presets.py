@@ -291,6 +291,8 @@ def test_split_queries_of_a_re_chosen_head_set():
     smol = HeadSet.load(PRESETS_DIR / FAST_PRESET / "headset.json")
     assert smol.split_queries("val") == smol.selection["val_queries"]
     assert HeadSet(heads=((0, 0),)).split_queries("train") == []
+    twice = HeadSet(heads=((0, 0),), selection={"adapter_selection": {"adapter_selection": {"val_queries": ["a"]}}})
+    assert twice.split_queries("val") == ["a"]  # re-chosen twice: the split two levels down
     with pytest.raises(ValueError, match="train' or 'val"):
         qwen.split_queries("test")
 

@@ -78,7 +78,9 @@ class HeadSet:
             raise ValueError(f"which must be 'train' or 'val', got {which!r}")
         key = f"{which}_queries"
         selection = self.selection or {}
-        return list(selection.get(key) or (selection.get("adapter_selection") or {}).get(key) or [])
+        while selection and not selection.get(key):  # re-chosen sets nest the adapter's selection
+            selection = selection.get("adapter_selection") or {}
+        return list(selection.get(key) or [])
 
     @property
     def deepest_layer(self) -> int:

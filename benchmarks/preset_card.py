@@ -26,6 +26,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--data-root", type=Path, default=None)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--also", nargs="*", default=[], help="more presets (names or folders) timed in the same run")
+    parser.add_argument("--no-generative", action="store_true", help="skip the (slow) generative baseline")
     args = parser.parse_args()
 
     from headrank.baselines.generative import GenerativeRanker
@@ -60,16 +62,23 @@ def main() -> None:
         {"method": f"ICR on {preset.base_model} (all heads, full depth)",
          "seconds_per_list": timed(lambda q, d: icr.rank(q, d))},
     ]
+    for other in args.also:
+        extra = HeadRanker.from_pretrained(other, device="cpu", dtype="float32")
+        rows.append({"method": f"{other} (L* {extra.heads.deepest_layer}, {extra.inference_settings.describe()})",
+                     "seconds_per_list": timed(lambda q, d, extra=extra: extra.rank(q, d))})
+        rows[-1]["ratio_to_icr"] = rows[-1]["seconds_per_list"] / rows[1]["seconds_per_list"]
+    rows[0]["ratio_to_icr"] = rows[0]["seconds_per_list"] / rows[1]["seconds_per_list"]
     def reset_counters() -> None:  # the warm-up window is not counted
         generative.windows_total = generative.windows_valid = generative.windows_identity = 0
         generative.tokens_generated = 0
 
-    generative_time = timed(generative.score, reset_counters)
-    rows.append({
-        "method": f"generative listwise (RankGPT) on {preset.base_model}", "seconds_per_list": generative_time,
-        "formatting_success": generative.formatting_success, "identity_share": generative.identity_share,
-        "tokens_per_window": generative.tokens_generated / generative.windows_total,
-    })
+    if not args.no_generative:
+        generative_time = timed(generative.score, reset_counters)
+        rows.append({
+            "method": f"generative listwise (RankGPT) on {preset.base_model}", "seconds_per_list": generative_time,
+            "formatting_success": generative.formatting_success, "identity_share": generative.identity_share,
+            "tokens_per_window": generative.tokens_generated / max(generative.windows_total, 1),
+        })
     for row in rows:
         row["ratio_to_preset"] = row["seconds_per_list"] / rows[0]["seconds_per_list"]
     meta = {"lists": len(lists) - 1, "depth": args.depth, "threads": torch.get_num_threads(),

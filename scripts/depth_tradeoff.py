@@ -20,11 +20,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pool import load_pool, qrels_of  # noqa: E402
+from pool import load_pool, merged, qrels_of  # noqa: E402
 from recipe_search import evaluate, mean  # noqa: E402
 
 from headrank.compare import sign_flip_p_value  # noqa: E402
-from headrank.observe import HeadObservations  # noqa: E402
 from headrank.selection import discriminability  # noqa: E402
 from headrank.weighting import WeightConfig, fit_head_weights  # noqa: E402
 
@@ -33,20 +32,7 @@ CAPS = (12, 15, 18, 21, 24)
 FUSIONS = (None, 0.5)
 
 
-def merged(train: dict[str, HeadObservations], qrels: dict[str, dict]) -> tuple[HeadObservations, dict]:
-    """The training lists of every domain as one set (qids prefixed by domain)."""
-    heads = next(iter(train.values())).heads
-    out, merged_qrels = HeadObservations(heads, [], [], [], []), {}
-    for dom, obs in train.items():
-        out.qids += [f"{dom}/{q}" for q in obs.qids]
-        out.docids += obs.docids
-        out.raw += obs.raw
-        out.calibrated += obs.calibrated
-        merged_qrels.update({f"{dom}/{q}": g for q, g in qrels[dom].items()})
-    return out, merged_qrels
-
-
-def candidates(order: list[int], train_all: HeadObservations, train_qrels: dict) -> list[tuple[str, list[int], torch.Tensor]]:
+def candidates(order: list[int], train_all, train_qrels: dict) -> list[tuple[str, list[int], torch.Tensor]]:
     out = [(f"top-{k}", order[:k], torch.ones(k)) for k in (4, 8, 16, 32) if k <= len(order)]
     for m in (16, 32, 64):
         if m > len(order):

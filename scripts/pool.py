@@ -31,3 +31,16 @@ def qrels_of(set_name: str):
     if set_name.startswith("nfcorpus-"):
         return load_benchmark("nfcorpus", split=set_name.split("-", 1)[1]).qrels
     return load_benchmark(set_name).qrels
+
+
+def merged(train: dict[str, HeadObservations], qrels: dict[str, dict]) -> tuple[HeadObservations, dict]:
+    """The training lists of every domain as one set (qids prefixed by domain)."""
+    heads = next(iter(train.values())).heads
+    out, merged_qrels = HeadObservations(heads, [], [], [], []), {}
+    for dom, obs in train.items():
+        out.qids += [f"{dom}/{q}" for q in obs.qids]
+        out.docids += obs.docids
+        out.raw += obs.raw
+        out.calibrated += obs.calibrated
+        merged_qrels.update({f"{dom}/{q}": g for q, g in qrels[dom].items()})
+    return out, merged_qrels

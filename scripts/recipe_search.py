@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pool import load_pool, qrels_of  # noqa: E402
+from pool import load_pool, merged, qrels_of  # noqa: E402
 
 from headrank.fusion import fuse_with_first_stage  # noqa: E402
 from headrank.selection import HeadObservations, discriminability, ndcg_at_10  # noqa: E402
@@ -89,14 +89,7 @@ def main() -> None:
     d = {dom: discriminability(obs, train_qrels[dom]) for dom, obs in train.items()}
     d["both"] = (d["dl21"] + d["nfcorpus"]) / 2
     prior = position_prior(list(train.values()))
-    merged_train = HeadObservations(heads, [], [], [], [])
-    merged_qrels = {}
-    for dom, obs in train.items():
-        merged_train.qids += [f"{dom}/{q}" for q in obs.qids]
-        merged_train.docids += obs.docids
-        merged_train.raw += obs.raw
-        merged_train.calibrated += obs.calibrated
-        merged_qrels.update({f"{dom}/{q}": g for q, g in train_qrels[dom].items()})
+    merged_train, merged_qrels = merged(train, train_qrels)
 
     rows = []
     fusions = (None, 0.3, 0.5, 0.7)

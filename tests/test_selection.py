@@ -144,7 +144,7 @@ def test_select_heads_cli_on_a_small_training_folder(default_model_dir, tmp_path
     out = tmp_path / "heads.json"
     args = ["select-heads", "--out", str(out), "--benchmark", str(folder), "--depth", "6", "--ks", "2,4",
             "--lambdas", "0,0.5", "--val-fraction", "0.34", "--max-passage-tokens", "40", "--cache", str(tmp_path / "c"),
-            "--order", "shuffled"]
+            "--order", "shuffled", "--model", "smollm2-135m-instruct"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     head_set = HeadSet.load(out)

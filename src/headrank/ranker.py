@@ -56,10 +56,9 @@ from headrank.models import LoadedModel, load_model, pad_token_id
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings
 from headrank.results import ListJob, RankResult, Ranking, documents_of
-
-__all__ = ["HeadRanker", "RankResult", "Ranking", "METHODS"]
 from headrank.scoring import ScoringConfig, score_passages
 
+__all__ = ["HeadRanker", "RankResult", "Ranking", "METHODS"]
 METHODS = ("heads", "icr")
 logger = logging.getLogger(__name__)
 

@@ -205,3 +205,16 @@ def test_length_buckets_change_no_result(single):
         for a, b in zip(plain[g], padded[g]):
             assert a.token_mass.shape == b.token_mass.shape
             assert (a.token_mass - b.token_mass).abs().max().item() <= TOL
+
+
+def test_sliding_window_models_are_refused_past_their_window():
+    """The one-pass layout computes full attention: a list longer than a sliding window is refused, not misread."""
+    model = tiny_mistral(vocab_size=1000)
+    model.config.sliding_window = 16
+    enable_capture(model)
+    prefixes, tails = _random_lists(1000)
+    with torch.no_grad(), pytest.raises(NotImplementedError, match="sliding window"):
+        capture_lists(model, prefixes[:1], [tails[:1]], HEADS)
+    model.config.sliding_window = 4096  # within the window: runs
+    with torch.no_grad():
+        assert capture_lists(model, prefixes[:1], [tails[:1]], HEADS)[0][0].token_mass.numel() > 0

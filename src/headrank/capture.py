@@ -301,6 +301,16 @@ def visible(segment: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
     return allowed | ((query_seg < 0) & (keys[None, None, :] == query_index[:, :, None]))
 
 
+def _check_sliding_window(config, length: int) -> None:
+    """The one-pass layout computes plain (full) attention; a model whose layers only look ``sliding_window``
+    tokens back would be read wrongly past that length, so such lists are refused with what to do."""
+    window = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+    types = getattr(config, "layer_types", None)
+    if window and length > window and (types is None or "sliding_attention" in types):
+        raise NotImplementedError(f"this model's layers see only {window} tokens back (sliding window) and the list "
+                                  f"needs {length}: rank it in windows (window=...) or with fewer passages")
+
+
 def capture_lists(
     model: torch.nn.Module,
     prefixes: list[list[int]],
@@ -327,6 +337,7 @@ def capture_lists(
     single = len(prefixes) == 1
     ids, positions, segment, rows, weights, pads = one_pass_inputs(prefixes, tails, pad_id, device, bucket,
                                                                    trailing=single)
+    _check_sliding_window(model.config, ids.shape[1])
     segments = None
     if single:  # the trailing padding joins the last piece: it attends like the last tail and no row sees it
         segments = _pack(prefixes, tails)[1][0]

@@ -8,9 +8,9 @@ feed order); ``index.jsonl`` records what each cached list is (set, split, qid, 
     PYTHONPATH=src python scripts/observe_pool.py --preset headrank-qwen2.5-coder-0.5b --out runs/pool-qwen \
         --plan dl21:val:first-stage dl21:val:reversed nfcorpus-dev:60:first-stage ...
 
-A plan item is ``SET:WHICH:ORDER``: SET is dl19, dl20, dl21, noveleval, nfcorpus (test), nfcorpus-train or
-nfcorpus-dev; WHICH is ``all``, ``train`` / ``val`` (the head set's DL21 split) or a number n (a seeded
-sample of n queries whose top-20 holds at least one relevant and one non-relevant passage); ORDER is
+A plan item is ``SET:WHICH:ORDER``: SET is dl19, dl20, dl21, noveleval, nfcorpus (test), nfcorpus-train,
+nfcorpus-dev, cranfield, cisi or npl; WHICH is ``all``, ``judged`` (a relevant passage in the top-20),
+``train`` / ``val`` (the head set's DL21 split) or a number n (a seeded sample of n queries whose top-20 holds at least one relevant and one non-relevant passage); ORDER is
 first-stage, reversed or shuffled (seeded per query).
 """
 
@@ -20,12 +20,15 @@ import argparse
 import json
 import logging
 import random
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from headrank.datasets import load_benchmark
+sys.path.insert(0, str(Path(__file__).parent))
+from pool import load_set  # noqa: E402
+
 from headrank.heads import HeadSet
 from headrank.observe import SharedCapture, all_head_observer
 from headrank.ranker import HeadRanker
@@ -37,6 +40,9 @@ def pick_queries(bench, which: str, head_set: HeadSet, seed: int) -> list[str]:
     qids = list(bench.queries)
     if which == "all":
         return qids
+    if which == "judged":  # a relevant passage in the top-20: other queries score 0 whatever the order
+        return [q for q in qids if any(bench.qrels[q].get(c.docid, 0) >= bench.relevant_grade
+                                       for c in bench.candidates[q][:DEPTH])]
     if which in ("train", "val"):
         split = head_set.split_queries(which)
         return [q for q in qids if q in set(split)]
@@ -49,12 +55,6 @@ def pick_queries(bench, which: str, head_set: HeadSet, seed: int) -> list[str]:
             usable.append(q)
     random.Random(f"pool/{bench.name}/{seed}").shuffle(usable)
     return sorted(usable[:n])
-
-
-def load(name: str):
-    if name.startswith("nfcorpus-"):
-        return load_benchmark("nfcorpus", split=name.split("-", 1)[1])
-    return load_benchmark(name)
 
 
 def main() -> None:
@@ -80,7 +80,7 @@ def main() -> None:
     with index_path.open("a") as index:
         for item in args.plan:
             set_name, which, order = item.split(":")
-            bench = load(set_name)
+            bench = load_set(set_name)
             qids = pick_queries(bench, which, trained.heads, args.seed)
             started = time.time()
             for n, qid in enumerate(qids):

@@ -27,10 +27,22 @@ def load_pool(out: Path, num_layers: int, num_heads: int) -> dict[tuple[str, str
     return {k: HeadObservations(heads, g["qids"], g["docids"], g["raw"], g["calibrated"]) for k, g in groups.items()}
 
 
-def qrels_of(set_name: str):
+CLASSIC = ("cranfield", "cisi", "npl")  # validation domains in BEIR layout under <data root>/classic/
+
+
+def load_set(set_name: str):
+    """A pool set name as a benchmark: dl19/dl20/dl21/noveleval/nfcorpus, nfcorpus-<split>, or a classic domain."""
+    from headrank.datasets import default_data_root
+
     if set_name.startswith("nfcorpus-"):
-        return load_benchmark("nfcorpus", split=set_name.split("-", 1)[1]).qrels
-    return load_benchmark(set_name).qrels
+        return load_benchmark("nfcorpus", split=set_name.split("-", 1)[1])
+    if set_name in CLASSIC:
+        return load_benchmark(str(default_data_root() / "classic" / set_name))
+    return load_benchmark(set_name)
+
+
+def qrels_of(set_name: str):
+    return load_set(set_name).qrels
 
 
 def merged(train: dict[str, HeadObservations], qrels: dict[str, dict]) -> tuple[HeadObservations, dict]:

@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from pool import load_pool, merged, qrels_of  # noqa: E402
 
-from headrank.fusion import fuse_with_first_stage  # noqa: E402
+from headrank.rule import final_scores  # noqa: E402
 from headrank.selection import HeadObservations, discriminability, ndcg_at_10  # noqa: E402
 from headrank.weighting import WeightConfig, fit_head_weights  # noqa: E402
 
@@ -58,7 +58,7 @@ def evaluate(fs: HeadObservations, rv: HeadObservations | None, qrels, idx, w, p
             back = torch.stack([back[pos[d]] for d in fs.docids[i]])
             scores = back if mode == "rev" else (scores + back) / 2
         if fuse is not None:
-            scores = torch.tensor(fuse_with_first_stage(scores.tolist(), fuse))
+            scores = torch.tensor(final_scores(scores.tolist(), fuse).scores)
         out.append(float(ndcg_at_10(scores[None], fs.docids[i], qrels[qid])[0]))
     return out
 

@@ -150,3 +150,23 @@ def toy_folder(tmp_path):
     (folder / "candidates.json").write_text(json.dumps(entries))
     (folder / "qrels.txt").write_text("\n".join(qrels) + "\n")
     return folder
+
+
+def make_tiny_preset(base: Path, out: Path, settings) -> Path:
+    """A preset folder on a tiny base model: heads (1, 0) and (2, 3), an untrained (zero) LoRA adapter, and
+    ``settings`` (InferenceSettings) as its inference settings."""
+    from headrank.align import TrainConfig, add_adapters
+    from headrank.checkpoint import save_adapter, write_config
+    from headrank.heads import HeadSet
+    from headrank.models import load_model
+    from headrank.presets.build import build_preset
+
+    loaded = load_model(str(base), device="cpu", dtype="float32")
+    heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(base),
+                    prompt={"max_passage_tokens": 16}, fingerprint=loaded.fingerprint)
+    ckpt = out.parent / f"{out.name}-checkpoint"
+    ckpt.mkdir(parents=True)
+    save_adapter(add_adapters(loaded.model, heads, TrainConfig()), ckpt)
+    write_config(ckpt, heads, {}, str(base), [{"epoch": 0, "train_loss": None, "val_ndcg@10": 0.5}])
+    build_preset(ckpt, out, out.name, settings)
+    return out

@@ -305,3 +305,23 @@ def test_validation_lists_of_the_shipped_qwen_preset():
     qwen = HeadSet.load(PRESETS_DIR / DEFAULT_PRESET / "headset.json")
     lists = validation_lists(qwen, load_benchmark("dl21", data_root=data_path()))
     assert len(lists) == 13 and all(len(docs) == 20 for _, _, docs in lists)
+
+
+def test_a_preset_carries_its_safety_valve_and_a_call_can_switch_it_off(tiny_base, tmp_path):
+    """The valve is stored with the preset, loaded with it, reported in the settings, and off per call or at load
+    (an always-firing valve ranks in the input order)."""
+    from conftest import make_tiny_preset
+    from headrank.rule import SafetyValve
+
+    always = SafetyValve("agreement", threshold=2.0, weight=1.0)
+    preset = make_tiny_preset(tiny_base, tmp_path / "valved", InferenceSettings(safety_valve=always))
+    assert load_preset(str(preset)).inference.safety_valve == always
+    docs = ["solar panels on roofs", "pasta recipes", "wind farms at sea", "river music", "chess openings"]
+    ranker = HeadRanker.from_pretrained(str(preset), device="cpu")
+    assert ranker.safety_valve == always and "safety valve" in repr(ranker)
+    ranked = ranker.rank("query about solar", docs)
+    assert ranked.valve_fired and [r.corpus_id for r in ranked] == [0, 1, 2, 3, 4]
+    raw = ranker.score("query about solar", docs, safety_valve=False)
+    unvalved = HeadRanker.from_pretrained(str(preset), device="cpu", safety_valve=False)
+    assert unvalved.safety_valve is None
+    assert [r.corpus_id for r in unvalved.rank("query about solar", docs)] == sorted(range(5), key=lambda i: (-raw[i], i))

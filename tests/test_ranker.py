@@ -278,3 +278,25 @@ def test_long_windowed_lists_report_progress(tiny_ranker, caplog):
         ranker.rank("a query", [f"passage number {i}" for i in range(60)])
     lines = [r.getMessage() for r in caplog.records if "windows" in r.getMessage()]
     assert lines and "about" in lines[0] and "s left" in lines[0]
+
+
+def test_safety_valve_is_a_setting_and_a_per_call_switch(tiny_ranker):
+    """A ranker with a valve that always fires ranks in the input order and says so; safety_valve=False ranks by
+    attention; the explanation and score() follow the same rule."""
+    from headrank.rule import SafetyValve
+
+    always = SafetyValve("agreement", threshold=2.0, weight=1.0)  # agreement <= 1 < 2: fires on every list
+    ranker = HeadRanker(tiny_ranker.model, tiny_ranker.heads, scoring=tiny_ranker.scoring, safety_valve=always)
+    raw = tiny_ranker.score("a query", DOCS)
+    valved = ranker.rank("a query", DOCS)
+    assert valved.valve_fired and [r.corpus_id for r in valved] == [0, 1, 2, 3, 4]
+    assert valved.settings.safety_valve == always
+    off = ranker.rank("a query", DOCS, safety_valve=False)
+    assert not off.valve_fired and off.settings.safety_valve is None
+    assert [r.corpus_id for r in off] == sorted(range(5), key=lambda i: (-raw[i], i))
+    assert ranker.score("a query", DOCS, safety_valve=False) == pytest.approx(raw)
+    scores = ranker.score("a query", DOCS)
+    assert sorted(range(5), key=lambda i: -scores[i]) == [0, 1, 2, 3, 4]
+    explained = ranker.explain("a query", DOCS)
+    assert [e.corpus_id for e in explained] == [0, 1, 2, 3, 4] and all(e.valve_fired for e in explained)
+    assert not tiny_ranker.rank("a query", DOCS).valve_fired  # no valve, nothing fires

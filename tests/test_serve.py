@@ -473,3 +473,34 @@ def test_api_key_leaves_pages_usable_and_logs_requests(tiny_dir):
     finally:
         quiet.stop()
     assert "headrank.access" not in quiet.proc.stdout.read().decode()
+
+
+def test_safety_valve_per_request_and_server_default(tiny_base, tmp_path):
+    """A served preset's valve applies by default, a request turns it off with "safety_valve": false, and
+    --no-safety-valve turns it off for the server (/info says which)."""
+    from conftest import make_tiny_preset
+    from headrank.checkpoint import InferenceSettings
+    from headrank.rule import SafetyValve
+
+    always = SafetyValve("agreement", threshold=2.0, weight=1.0)
+    preset = make_tiny_preset(tiny_base, tmp_path / "valved", InferenceSettings(safety_valve=always))
+    body = {"query": "query about solar", "documents": DOCS, "raw_scores": True}
+    s = Server(str(preset))
+    try:
+        on = httpx.post(f"{s.url}/v2/rerank", json=body).json()
+        assert on["meta"]["headrank"]["valve_fired"] and [r["index"] for r in on["results"]] == list(range(len(DOCS)))
+        assert on["meta"]["headrank"]["inference"]["safety_valve"]["signal"] == "agreement"
+        off = httpx.post(f"{s.url}/v2/rerank", json={**body, "safety_valve": False}).json()
+        assert not off["meta"]["headrank"]["valve_fired"] and off["meta"]["headrank"]["inference"]["safety_valve"] is None
+        tei = httpx.post(f"{s.url}/rerank", json={"query": body["query"], "texts": DOCS, "safety_valve": False})
+        assert [r["index"] for r in tei.json()] == [r["index"] for r in off["results"]]
+        explained = httpx.post(f"{s.url}/v1/explain", json={"query": body["query"], "documents": DOCS}).json()
+        assert explained["valve_fired"] and [r["index"] for r in explained["results"]] == list(range(len(DOCS)))
+    finally:
+        s.stop()
+    s = Server(str(preset), "--no-safety-valve")
+    try:
+        assert httpx.get(f"{s.url}/info").json()["inference"]["safety_valve"] is None
+        assert not httpx.post(f"{s.url}/v2/rerank", json=body).json()["meta"]["headrank"]["valve_fired"]
+    finally:
+        s.stop()

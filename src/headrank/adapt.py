@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 
 from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config
-from headrank.fusion import fuse_with_first_stage
 from headrank.heads import HeadSet
 from headrank.observe import SharedCapture, all_head_observer, observe_cached
+from headrank.rule import final_scores
 from headrank.selection import HeadObservations, discriminability, ndcg_at_10, order_lists, split_queries
 from headrank.weighting import WeightConfig, fit_head_weights
 
@@ -143,7 +143,7 @@ def score_lists(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights
             where = {d: k for k, d in enumerate(reversed_obs.docids[j])}
             scores = (scores + back[[where[d] for d in docids]]) / 2
         if fuse is not None:
-            scores = torch.tensor(fuse_with_first_stage(scores.tolist(), fuse))
+            scores = torch.tensor(final_scores(scores.tolist(), fuse).scores)
         out[qid] = float(ndcg_at_10(scores[None], docids, qrels.get(qid, {}))[0])
     return out
 

@@ -296,19 +296,22 @@ class RankerSpec:
     device: str = "auto"
     dtype: str = "auto"
     fuse_first_stage: float | None = None  # None: the preset's setting; 0: no fusion
+    safety_valve: bool | None = None  # None: the preset's setting; False: off
 
     def fingerprint(self) -> dict:
         """What decides the scores, without loading the model: the names given and the digest of the files
         behind a preset, checkpoint, local model or head-set file (a re-shipped preset changes it)."""
         return {"model": self.model, "model_files": _files_digest(self.model), "method": self.method,
                 "heads": self.heads, "heads_file": _files_digest(self.heads) if self.heads else None,
-                "dtype": self.dtype, "fuse_first_stage": self.fuse_first_stage}
+                "dtype": self.dtype, "fuse_first_stage": self.fuse_first_stage,
+                **({"safety_valve": self.safety_valve} if self.safety_valve is not None else {})}
 
     def load(self):
         from headrank.ranker import HeadRanker
 
         return HeadRanker.from_pretrained(self.model, heads=self.heads, method=self.method, device=self.device,
-                                          dtype=self.dtype, fuse_first_stage=self.fuse_first_stage)
+                                          dtype=self.dtype, fuse_first_stage=self.fuse_first_stage,
+                                          safety_valve=self.safety_valve)
 
 
 def _files_digest(name: str | None) -> str | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from headrank.heads import HeadSet
+from headrank.rule import SafetyValve
 
 CONFIG_NAME = "headrank_config.json"
 HEADSET_NAME = "headset.json"
@@ -36,11 +37,14 @@ class InferenceSettings:
     bias, two passes). ``window``: rank lists longer than this in sliding windows of this many passages (None:
     one prompt whenever the list fits). ``fuse_first_stage``: weight of the input (first-stage) order in a
     weighted reciprocal rank fusion with the attention ranking (None: no fusion; see ``headrank.fusion``).
+    ``safety_valve``: a list whose reliability signal is below the valve's threshold is fused with the valve's
+    larger first-stage weight (None: no valve; see ``headrank.rule``).
     """
 
     both_orders: bool = False
     window: int | None = None
     fuse_first_stage: float | None = None
+    safety_valve: SafetyValve | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.both_orders, bool):
@@ -52,6 +56,8 @@ class InferenceSettings:
         if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
                                    or not math.isfinite(weight) or not 0.0 < weight <= 1.0):
             raise ValueError(f"fuse_first_stage must be a weight in (0, 1] or null, got {weight!r}")
+        if self.safety_valve is not None and not isinstance(self.safety_valve, SafetyValve):
+            object.__setattr__(self, "safety_valve", SafetyValve.from_dict(self.safety_valve))
 
     @classmethod
     def from_dict(cls, data: dict | None) -> InferenceSettings:
@@ -59,7 +65,7 @@ class InferenceSettings:
             return cls()
         if not isinstance(data, dict):
             raise ValueError(f"inference settings must be a JSON object, got {type(data).__name__}")
-        unknown = set(data) - {"both_orders", "window", "fuse_first_stage"}
+        unknown = set(data) - {"both_orders", "window", "fuse_first_stage", "safety_valve"}
         if unknown:
             raise ValueError(f"unknown inference settings: {', '.join(sorted(unknown))}")
         return cls(**data)
@@ -74,6 +80,8 @@ class InferenceSettings:
             out += f" + RRF {self.fuse_first_stage:g}"
         if self.window:
             out += f", windows of {self.window}"
+        if self.safety_valve:
+            out += f", valve {self.safety_valve.signal} < {self.safety_valve.threshold:.3g}"
         return out
 
     def describe(self) -> str:
@@ -82,6 +90,8 @@ class InferenceSettings:
             parts.append(f"windows of {self.window}")
         if self.fuse_first_stage:
             parts.append(f"fused with the first stage (RRF, w={self.fuse_first_stage:g})")
+        if self.safety_valve:
+            parts.append(f"safety valve ({self.safety_valve.describe()})")
         return ", ".join(parts)
 
 

@@ -129,8 +129,13 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+SAFETY_VALVE = typer.Option(None, "--safety-valve/--no-safety-valve",
+                            help="Move lists the heads read poorly toward the input order (the preset's valve, "
+                                 "headrank.rule). Default: the preset's setting.")
+
+
 def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length, window=None,
-                 both_orders=None, fuse_first_stage=None):
+                 both_orders=None, fuse_first_stage=None, safety_valve=None):
     """A HeadRanker; ``None`` settings keep a preset's inference settings (see HeadRanker.from_pretrained)."""
     from transformers.utils import logging as hf_logging
 
@@ -151,6 +156,7 @@ def _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibr
         window=window,
         both_orders=both_orders,
         fuse_first_stage=fuse_first_stage,
+        safety_valve=safety_valve,
     )
 
 
@@ -241,6 +247,7 @@ def rerank(
                                            help="Fuse with the input (first-stage) order: weighted RRF with "
                                                 "this weight on the first stage; 0.5 = plain RRF; 0 = no fusion. "
                                                 "Default: the preset's setting."),
+    safety_valve: bool = SAFETY_VALVE,
 ) -> None:
     """Rerank one query's candidate passages with the default HeadRank preset (or --model) and print the ranking."""
     _setup_logging()
@@ -262,7 +269,7 @@ def rerank(
                                    max_passage_tokens=max_passage_tokens or 100, fuse_first_stage=fuse_first_stage)
         else:
             ranker = _load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length,
-                                  window, both_orders, fuse_first_stage)
+                                  window, both_orders, fuse_first_stage, safety_valve)
         started = time.perf_counter()
         results = ranker.rank(q, texts, top_k=top_k)
         elapsed = time.perf_counter() - started
@@ -436,6 +443,8 @@ def evaluate(
                                            help="Also report the method fused with the first-stage ranking "
                                                 "(weighted RRF, this weight on the first stage; 0.5 = plain "
                                                 "RRF). Reuses the method's run: no extra model work."),
+    safety_valve: bool = typer.Option(False, help="Also apply the safety valve of the preset or checkpoint "
+                                                  "given as --model to the fused report (no extra model work)."),
     shared_capture: bool = typer.Option(False, help="icr / heads: read scores from one cached all-head capture "
                                                     "per list, shared by every method on the same weights (a "
                                                     "checkpoint's merged weights have their own; latency: that "
@@ -478,12 +487,26 @@ def evaluate(
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err))
-    evaluation = _evaluate_with_progress(loaded, scorer, settings, out, fuse_first_stage, plot)
+    valve = _preset_valve(model) if safety_valve else None
+    evaluation = _evaluate_with_progress(loaded, scorer, settings, out, fuse_first_stage, plot, valve)
     print(evaluation.table)
     err_console.print(f"wall time {evaluation.summary['wall_time_s']:.1f} s; summary: {evaluation.summary_file}")
 
 
-def _evaluate_with_progress(loaded, scorer, settings, out: Path, fuse_first_stage, plot: bool):
+def _preset_valve(model: str):
+    """The safety valve a preset or checkpoint was shipped with; a clear error when it has none."""
+    from headrank.presets import load_preset
+
+    try:
+        valve = load_preset(model).inference.safety_valve
+    except ValueError as err:
+        _fail(f"--safety-valve needs a preset or checkpoint as --model: {err}")
+    if valve is None:
+        _fail(f"{model} has no safety valve in its inference settings")
+    return valve
+
+
+def _evaluate_with_progress(loaded, scorer, settings, out: Path, fuse_first_stage, plot: bool, valve=None):
     """``run_evaluation`` under a progress bar (queries of every benchmark, with an ETA); Ctrl-C keeps what is done."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -500,7 +523,7 @@ def _evaluate_with_progress(loaded, scorer, settings, out: Path, fuse_first_stag
             progress.update(task, advance=1, description=f"{label} {bench_name}")
 
         try:
-            return run_evaluation(loaded, scorer, settings, out, fuse_first_stage, plot, on_query)
+            return run_evaluation(loaded, scorer, settings, out, fuse_first_stage, plot, on_query, safety_valve=valve)
         except ValueError as err:
             _fail(str(err))
         except KeyboardInterrupt:
@@ -779,6 +802,7 @@ def serve(
                                            help="Default fusion weight with the input order for every request "
                                                 "(0: off; requests may set their own 'fuse_first_stage'). "
                                                 "Default: the model's setting."),
+    safety_valve: bool = SAFETY_VALVE,
     log_level: str = typer.Option("info", help="critical, error, warning, info (access log) or debug."),
     json_logs: bool = typer.Option(False, "--json-logs", help="Log JSON lines (time, level, logger, message, "
                                                               "method, route, status, latency_ms, request_id)."),
@@ -810,7 +834,8 @@ def serve(
                              max_document_chars=max_document_chars, max_body_bytes=max_body_bytes,
                              max_queue=max_queue, max_batch_lists=max_batch, batch_wait_ms=batch_wait_ms,
                              request_timeout_s=timeout, preload=tuple(preload or ()),
-                             fuse_first_stage=fuse_first_stage, log_level=log_level.lower(), json_logs=json_logs)
+                             fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
+                             log_level=log_level.lower(), json_logs=json_logs)
     except ValueError as err:
         _fail(str(err))
     err_console.print(f"headrank serve: {model} on http://{host}:{port} (docs: /docs; the model loads in the "
@@ -840,6 +865,7 @@ def rerank_batch(
     fuse_first_stage: float = typer.Option(None, min=0.0, max=1.0,
                                            help="Fusion weight with the run's order (0: off). Default: the "
                                                 "preset's setting."),
+    safety_valve: bool = SAFETY_VALVE,
     restart: bool = typer.Option(False, "--restart", help="Discard the results already in --out and start over "
                                                           "(a rerun with other settings or inputs is refused "
                                                           "without it)."),
@@ -862,7 +888,7 @@ def rerank_batch(
     batch = _batch_input(run, topics, corpus, candidates, benchmark, depth, on_error, tag, data_root)
     out.mkdir(parents=True, exist_ok=True)
     spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype,
-                      fuse_first_stage=fuse_first_stage)
+                      fuse_first_stage=fuse_first_stage, safety_valve=safety_valve)
     columns = (TextColumn("queries"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("eta"),
                TimeRemainingColumn())
     with _Progress(*columns, console=err_console) as progress:

@@ -20,7 +20,7 @@ from ir_measures import RR, R, nDCG
 
 from headrank.data import Qrels, text_lines, write_trec_run
 from headrank.datasets import Benchmark
-from headrank.fusion import fuse_with_first_stage
+from headrank.rule import SafetyValve, final_scores
 
 # A reranker for evaluation: (query, passages in input order) -> one score per passage, same order;
 # it may also return (scores, info) where info is a dict of per-query counters saved with the query
@@ -372,9 +372,21 @@ def _summed_counters(a: dict, b: dict) -> dict:
             if isinstance(a.get(k, 0), (int, float)) and isinstance(b.get(k, 0), (int, float))}
 
 
-def fused_records(records: Sequence[QueryRecord], weight: float) -> list[QueryRecord]:
-    """The same runs fused with the first-stage order (records keep first-stage order, whatever the input order)."""
-    return [QueryRecord(r.qid, r.docids, fuse_with_first_stage(r.scores, weight), r.latency_s, r.info) for r in records]
+def fused_records(records: Sequence[QueryRecord], weight: float | None,
+                  valve: SafetyValve | None = None) -> list[QueryRecord]:
+    """The same runs fused with the first-stage order (records keep first-stage order, whatever the input order),
+    with the safety valve when given (``info["valve_fired"]`` says where it fired)."""
+    out = []
+    for r in records:
+        final = final_scores(r.scores, weight, valve)
+        info = {**r.info, "valve_fired": final.valve_fired} if valve else r.info
+        out.append(QueryRecord(r.qid, r.docids, final.scores, r.latency_s, info))
+    return out
+
+
+def fused_method(method: str, weight: float | None, valve: SafetyValve | None) -> str:
+    """The run label of a fused variant: 'heads+rrf0.5', 'heads+rrf0.5+valve'."""
+    return method + (f"+rrf{weight:g}" if weight else "") + ("+valve" if valve else "")
 
 
 def summarize(bench: Benchmark, records: list[QueryRecord], settings: EvalSettings, run_dir: Path,
@@ -458,8 +470,11 @@ class Evaluation:
 
 def run_evaluation(benches: Sequence[Benchmark], scorer, settings: EvalSettings, out: Path,
                    fuse_first_stage: float | None = None, plot: bool = True,
-                   on_query: Callable[[str, str], None] | None = None) -> Evaluation:
+                   on_query: Callable[[str, str], None] | None = None,
+                   safety_valve: SafetyValve | None = None) -> Evaluation:
     """Rerank every benchmark with ``scorer`` (``scorers.build_scorer``), resumably, and write runs and metrics.
+
+    With ``fuse_first_stage`` and/or ``safety_valve`` the same runs are also reported fused (``fused_records``).
 
     Each benchmark's run folder is ``out/<benchmark>-<slug>``, its key covering the settings and the content
     behind the numbers (``content_key``). ``on_query(benchmark, qid)`` is told about every finished query.
@@ -479,11 +494,13 @@ def run_evaluation(benches: Sequence[Benchmark], scorer, settings: EvalSettings,
         else:
             records = rerank_benchmark(bench, scorer.score, bench_settings, run_dir, on_query=tick)
         results.append(summarize(bench, records, bench_settings, run_dir, extra=extra, plot=plot))
-        if fuse_first_stage is not None:
-            fused_settings = replace(bench_settings, method=f"{settings.method}+rrf{fuse_first_stage:g}")
+        if fuse_first_stage is not None or safety_valve is not None:
+            fused_settings = replace(bench_settings, method=fused_method(settings.method, fuse_first_stage,
+                                                                         safety_valve))
             fused_dir = out / f"{bench.name}-{fused_settings.slug}"
             fused_dir.mkdir(parents=True, exist_ok=True)
-            fused.append(summarize(bench, fused_records(records, fuse_first_stage), fused_settings, fused_dir,
+            fused.append(summarize(bench, fused_records(records, fuse_first_stage, safety_valve), fused_settings,
+                                   fused_dir,
                                    extra={**extra, "fused_from": str(run_dir)}, plot=plot))
     wall = time.perf_counter() - started
     table = markdown_table(results + fused)
@@ -494,6 +511,7 @@ def run_evaluation(benches: Sequence[Benchmark], scorer, settings: EvalSettings,
     }
     if fused:
         summary["fused_first_stage_weight"] = fuse_first_stage
+        summary["safety_valve"] = safety_valve.to_dict() if safety_valve else None
         summary["fused_average_ndcg@10"] = sum(r.metrics["nDCG@10"] for r in fused) / len(fused)
         summary["fused_results"] = [asdict(r) | {"per_query": None} for r in fused]
     stem = out / f"summary-{settings.slug}-{'_'.join(b.name for b in benches)}"

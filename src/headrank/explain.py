@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from headrank.fusion import fuse_with_first_stage, rank_positions
+from headrank.fusion import rank_positions
 from headrank.prompt import normalize_text
+from headrank.rule import final_scores
 from headrank.scoring import head_weight_vector, icr_token_keep
 
 
@@ -46,6 +47,7 @@ class PassageExplanation:
     attention_rank: int | None = None  # rank by the attention score alone (fused explanations)
     first_stage_rank: int | None = None  # input position among the non-empty passages (fused explanations)
     fusion_weight: float | None = None  # w of the fusion, None when the ranking is not fused
+    valve_fired: bool = False  # the safety valve raised w for this list (headrank.rule)
 
     @property
     def ranking_score(self) -> float:
@@ -114,15 +116,16 @@ def _char_shares(ranker, labelled: str, label_len: int, terms: torch.Tensor, cut
 
 
 def explain(ranker, query: str, docs: Sequence[str], per_head: bool = False,
-            fuse_first_stage: float | None = None) -> list[PassageExplanation]:
+            fuse_first_stage: float | None = None, safety_valve=None) -> list[PassageExplanation]:
     """Per-token contributions to every passage's score, best first (see the module docstring).
 
     The list must fit one prompt (no windows): explanations of different windows would not be comparable.
-    ``fuse_first_stage``: this call's fusion weight (None: the ranker's setting, 0: off), as in ``rank``.
+    ``fuse_first_stage``: this call's fusion weight (None: the ranker's setting, 0: off), as in ``rank``;
+    ``safety_valve`` likewise.
     """
     from headrank.results import ListJob
 
-    weight = ranker.settings_for(fuse_first_stage).fuse_first_stage
+    settings = ranker.settings_for(fuse_first_stage, safety_valve)
     job = ListJob.make(query, docs, 0)
     kept = [job.docs[i] for i in job.kept]
     out: dict[int, PassageExplanation] = {}
@@ -143,12 +146,14 @@ def explain(ranker, query: str, docs: Sequence[str], per_head: bool = False,
             out[job.kept[k]] = _explain_passage(ranker, passes, kept[k], job.kept[k], per_head)
     scores = {i: e.score for i, e in out.items()}
     fused = None
-    if weight and scores:
-        fused = dict(zip(job.kept, fuse_with_first_stage([scores[i] for i in job.kept], weight)))
+    final = final_scores([scores[i] for i in job.kept], settings.fuse_first_stage, settings.safety_valve)
+    if final.weight and scores:
+        fused = dict(zip(job.kept, final.scores))
         attention = rank_positions([scores[i] for i in job.kept])
         for position, i in enumerate(job.kept):
             e = out[i]
-            e.attention_rank, e.first_stage_rank, e.fusion_weight = attention[position], position + 1, weight
+            e.attention_rank, e.first_stage_rank, e.fusion_weight = attention[position], position + 1, final.weight
+            e.valve_fired = final.valve_fired
     key = fused or scores
     order = sorted(job.kept, key=lambda i: (-key[i], i)) + [i for i in range(len(job.docs)) if i not in out]
     result = []

@@ -28,8 +28,13 @@ Thread safety: prompt building never changes shared tokenizer state (``headrank.
 reads the model without changing it, so one ranker may be called from several threads. Forwards of
 concurrent calls then share the machine's cores; a service runs them one at a time (``headrank.serve``).
 
+``safety_valve`` (``headrank.rule``): a list whose own attention scores look unreliable (a signal below the
+valve's threshold) is fused with the valve's larger first-stage weight, so that query stays near the first
+stage; ``Ranking.valve_fired`` says when it did. Switch it per call with ``safety_valve=False``.
+
 Presets and checkpoints carry the inference settings they were validated with (``both_orders``,
-``window``, ``fuse_first_stage``); arguments left at ``None`` take them, ``False`` / ``0`` switch them off.
+``window``, ``fuse_first_stage``, ``safety_valve``); arguments left at ``None`` take them, ``False`` / ``0``
+switch them off.
 
 Scores are listwise: they compare passages within one call, not across calls or queries.
 
@@ -50,12 +55,12 @@ import torch
 from headrank.capture import ListAttention, capture_lists, enable_capture
 from headrank.checkpoint import (HEADSET_NAME, InferenceSettings, is_checkpoint, load_checkpoint_config,
                                  merge_adapter)
-from headrank.fusion import fuse_with_first_stage
 from headrank.heads import HeadSet
 from headrank.models import LoadedModel, load_model, pad_token_id
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings
 from headrank.results import ListJob, RankResult, Ranking, documents_of
+from headrank.rule import SafetyValve, final_scores, fusion_weight, valve_setting
 from headrank.scoring import ScoringConfig, score_passages
 
 __all__ = ["HeadRanker", "RankResult", "Ranking", "METHODS"]
@@ -80,10 +85,12 @@ class HeadRanker:
         both_orders: bool = False,
         fuse_first_stage: float | None = None,
         preset: str | None = None,
+        safety_valve: SafetyValve | None = None,
     ) -> None:
         heads.check_model(model.num_layers, model.num_heads)
         if fuse_first_stage is not None:
             InferenceSettings(fuse_first_stage=fuse_first_stage)  # validates the weight
+        safety_valve = valve_setting(None, safety_valve or None)
         if window is not None and window < 2:
             raise ValueError(f"window must be >= 2 passages (or None: one prompt when it fits), got {window}")
         if heads.fingerprint and verify_fingerprint:
@@ -102,6 +109,7 @@ class HeadRanker:
         self.window = window
         self.both_orders = both_orders
         self.fuse_first_stage = fuse_first_stage
+        self.safety_valve = safety_valve
         self.preset = preset
         tok = model.tokenizer
         self._pad_id = pad_token_id(tok)
@@ -118,7 +126,7 @@ class HeadRanker:
     @property
     def inference_settings(self) -> InferenceSettings:
         return InferenceSettings(both_orders=self.both_orders, window=self.window,
-                                 fuse_first_stage=self.fuse_first_stage)
+                                 fuse_first_stage=self.fuse_first_stage, safety_valve=self.safety_valve)
 
     @classmethod
     def from_pretrained(
@@ -135,6 +143,7 @@ class HeadRanker:
         window: int | None = None,
         both_orders: bool | None = None,
         fuse_first_stage: float | None = None,
+        safety_valve: bool | SafetyValve | None = None,
     ) -> HeadRanker:
         """Load a preset (default: the default HeadRank preset), a checkpoint, or a model with a head set.
 
@@ -143,7 +152,8 @@ class HeadRanker:
         (named, hub id, local dir, .gguf). With a preset, ``method="icr"`` or an explicit ``heads`` runs on
         the preset's base model instead. ``method="icr"`` is the ICR baseline: every head, full depth, N/A
         calibration and ICR's token masking; ``method="heads"`` reads the given head set. ``window``,
-        ``both_orders``, ``fuse_first_stage``: see the module docstring; ``None`` keeps a preset's setting.
+        ``both_orders``, ``fuse_first_stage``, ``safety_valve``: see the module docstring; ``None`` keeps a
+        preset's setting.
         """
         if isinstance(model, Path):
             model = str(model)
@@ -152,7 +162,8 @@ class HeadRanker:
                             f"got {type(model).__name__}")
         if isinstance(model, str) and not model.strip():
             raise ValueError("model is an empty string; pass a preset name, a model name or a path")
-        overrides = dict(window=window, both_orders=both_orders, fuse_first_stage=fuse_first_stage)
+        overrides = dict(window=window, both_orders=both_orders, fuse_first_stage=fuse_first_stage,
+                         safety_valve=safety_valve)
         if isinstance(model, str) and (is_preset_name(model) or is_checkpoint(model)):
             preset = load_preset(model)
             base_model = preset.base_model
@@ -193,6 +204,7 @@ class HeadRanker:
             window=settings.window,
             both_orders=settings.both_orders,
             fuse_first_stage=settings.fuse_first_stage,
+            safety_valve=settings.safety_valve,
         )
 
     @classmethod
@@ -214,7 +226,8 @@ class HeadRanker:
         return cls(model, head_set, scoring=ScoringConfig(calibrate=config.get("calibrate", True)),
                    prompt=PromptSettings(**prompt_args), truncate=truncate, max_length=max_length,
                    method="headrank", verify_fingerprint=False, window=settings.window,
-                   both_orders=settings.both_orders, fuse_first_stage=settings.fuse_first_stage, preset=preset)
+                   both_orders=settings.both_orders, fuse_first_stage=settings.fuse_first_stage, preset=preset,
+                   safety_valve=settings.safety_valve)
 
     # ------------------------------------------------------------------ scoring of whole lists
 
@@ -285,6 +298,7 @@ class HeadRanker:
         doc_ids: Sequence | None = None,
         metadata: Sequence | None = None,
         fuse_first_stage: float | None = None,
+        safety_valve: bool | SafetyValve | None = None,
     ) -> Ranking:
         """Rank ``docs`` for ``query``; results sorted best first, each with its input index and score.
 
@@ -292,11 +306,13 @@ class HeadRanker:
         ``doc_ids`` / ``metadata`` (one per passage) do the same for strings. Both come back on the results.
         ``fuse_first_stage``: this call's fusion weight with the input order (``None``: the ranker's setting,
         ``0``: off). Fusion treats the input order as a first-stage ranking; switch it off for unordered input.
+        ``safety_valve``: ``None`` / ``True`` the ranker's valve, ``False`` off (the valve also fuses with the
+        input order, so switch both off for unordered input).
         """
         return self.rank_batch([query], [docs], top_k=top_k, return_documents=return_documents,
                                doc_ids=None if doc_ids is None else [doc_ids],
                                metadata=None if metadata is None else [metadata],
-                               fuse_first_stage=fuse_first_stage)[0]
+                               fuse_first_stage=fuse_first_stage, safety_valve=safety_valve)[0]
 
     def rank_batch(
         self,
@@ -308,10 +324,11 @@ class HeadRanker:
         doc_ids: Sequence[Sequence] | None = None,
         metadata: Sequence[Sequence] | None = None,
         fuse_first_stage: float | None = None,
+        safety_valve: bool | SafetyValve | None = None,
     ) -> list[Ranking]:
         """Rank several (query, docs) lists; lists that fit the context share batched forwards.
 
-        ``fuse_first_stage`` as in ``rank`` (one weight for every list of the call)."""
+        ``fuse_first_stage``, ``safety_valve`` as in ``rank`` (one setting for every list of the call)."""
         if isinstance(queries, str):
             raise TypeError("rank_batch takes a list of queries; use rank() for a single query")
         if not isinstance(queries, Sequence) or not isinstance(docs, Sequence):
@@ -322,7 +339,7 @@ class HeadRanker:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
             raise ValueError(f"top_k must be an integer >= 1 (or None for all), got {top_k!r}")
-        settings = self.settings_for(fuse_first_stage)
+        settings = self.settings_for(fuse_first_stage, safety_valve)
         jobs = []
         for i, (q, d) in enumerate(zip(queries, docs)):
             texts, ids, metas = documents_of(d, i, None if doc_ids is None else doc_ids[i],
@@ -348,27 +365,31 @@ class HeadRanker:
             chunk = fitting[start : start + batch_size]
             for (job, _), scores in zip(chunk, self._score_twins([group for _, group in chunk])):
                 job.scores = scores.tolist()
-        return [Ranking(job.results(top_k, return_documents, settings.fuse_first_stage), settings, job.prompt_tokens)
-                for job in jobs]
+        return [job.ranking(top_k, return_documents, settings) for job in jobs]
 
-    def settings_for(self, fuse_first_stage: float | None = None) -> InferenceSettings:
-        """The inference settings of one call: the ranker's, with this call's fusion weight (None keeps it)."""
+    def settings_for(self, fuse_first_stage: float | None = None,
+                     safety_valve: bool | SafetyValve | None = None) -> InferenceSettings:
+        """The inference settings of one call: the ranker's, with this call's fusion weight and valve (None
+        keeps the ranker's)."""
         return InferenceSettings(both_orders=self.both_orders, window=self.window,
-                                 fuse_first_stage=fusion_weight(self.fuse_first_stage, fuse_first_stage))
+                                 fuse_first_stage=fusion_weight(self.fuse_first_stage, fuse_first_stage),
+                                 safety_valve=valve_setting(self.safety_valve, safety_valve))
 
     def explain(self, query: str, docs: Sequence[str], per_head: bool = False,
-                fuse_first_stage: float | None = None):
+                fuse_first_stage: float | None = None, safety_valve: bool | SafetyValve | None = None):
         """Per-token contributions to every passage's score, from the same pass (``headrank.explain``);
-        ``fuse_first_stage`` as in ``rank``."""
+        ``fuse_first_stage``, ``safety_valve`` as in ``rank``."""
         from headrank.explain import explain
 
-        return explain(self, query, docs, per_head=per_head, fuse_first_stage=fuse_first_stage)
+        return explain(self, query, docs, per_head=per_head, fuse_first_stage=fuse_first_stage,
+                       safety_valve=safety_valve)
 
-    def score(self, query: str, docs: Sequence[str], fuse_first_stage: float | None = None) -> list[float]:
+    def score(self, query: str, docs: Sequence[str], fuse_first_stage: float | None = None,
+              safety_valve: bool | SafetyValve | None = None) -> list[float]:
         """Scores in input order (the list must fit the context and the window; empty passages score -inf).
 
-        ``fuse_first_stage`` as in ``rank``."""
-        fuse = self.settings_for(fuse_first_stage).fuse_first_stage
+        ``fuse_first_stage``, ``safety_valve`` as in ``rank``."""
+        settings = self.settings_for(fuse_first_stage, safety_valve)
         job = ListJob.make(query, docs, 0)
         if job.kept:
             kept_docs = [job.docs[i] for i in job.kept]
@@ -381,9 +402,7 @@ class HeadRanker:
                 raise ValueError(f"{len(job.kept)} passages exceed the window of {self.window}; use rank() (windowed)")
             job.scores = self._score_twins([self._twins(job.query, kept_docs, prompt)])[0].tolist()
         out = [-math.inf] * len(docs)
-        scores = job.scores or []
-        if fuse and scores:
-            scores = fuse_with_first_stage(scores, fuse)
+        scores = final_scores(job.scores or [], settings.fuse_first_stage, settings.safety_valve).scores
         for i, s in zip(job.kept, scores):
             out[i] = s
         return out
@@ -459,22 +478,10 @@ def _model_for_head_set(heads, fallback: str) -> str:
     return fallback
 
 
-def fusion_weight(default: float | None, value) -> float | None:
-    """A call's fusion weight: ``None`` keeps ``default``; ``0`` / ``False`` switch fusion off; else (0, 1]."""
-    if value is None:
-        return default
-    if value is False or (not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0):
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 < value <= 1.0:
-        raise ValueError(f"fuse_first_stage must be a weight in [0, 1] (0: no fusion) or None (the ranker's "
-                         f"setting), got {value!r}")
-    return float(value)
-
-
 def _settings(base: InferenceSettings, overrides: dict) -> InferenceSettings:
     """A preset's settings with the caller's overrides: None keeps the preset's, False / 0 switches off."""
-    window, both, fuse = (overrides.get(k) for k in ("window", "both_orders", "fuse_first_stage"))
+    window, both, fuse, valve = (overrides.get(k) for k in ("window", "both_orders", "fuse_first_stage",
+                                                            "safety_valve"))
     if both is not None and not isinstance(both, bool):
         raise ValueError(f"both_orders must be True, False or None (the preset's setting), got {both!r}")
     if window is not None and (isinstance(window, bool) or not isinstance(window, int)):
@@ -484,4 +491,5 @@ def _settings(base: InferenceSettings, overrides: dict) -> InferenceSettings:
         both_orders=base.both_orders if both is None else both,
         window=base.window if window is None else (window or None),
         fuse_first_stage=fusion_weight(base.fuse_first_stage, fuse),
+        safety_valve=valve_setting(base.safety_valve, valve),
     )

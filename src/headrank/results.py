@@ -9,20 +9,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from headrank.checkpoint import InferenceSettings
-from headrank.fusion import fuse_with_first_stage
 from headrank.prompt import normalize_text
+from headrank.rule import SafetyValve, final_scores
 
 
 class Ranking(list):
     """One query's results, best first (a plain list of ``RankResult``), with what produced them:
     ``settings`` (the inference settings this call used, fusion included) and ``prompt_tokens`` (tokens of
-    every prompt the call ran: both orders and windows count each prompt)."""
+    every prompt the call ran: both orders and windows count each prompt), ``valve_fired`` (the safety valve
+    moved this list toward the first-stage order)."""
 
     def __init__(self, results: Iterable = (), settings: InferenceSettings | None = None,
-                 prompt_tokens: int = 0) -> None:
+                 prompt_tokens: int = 0, valve_fired: bool = False) -> None:
         super().__init__(results)
         self.settings = settings or InferenceSettings()
         self.prompt_tokens = prompt_tokens
+        self.valve_fired = valve_fired
 
 
 @dataclass(frozen=True)
@@ -116,16 +118,28 @@ class ListJob:
         kept = [i for i, d in enumerate(docs) if normalize_text(d)]
         return cls(query=query, docs=list(docs), kept=kept)
 
-    def results(self, top_k: int | None, return_documents: bool, fuse: float | None = None) -> list[RankResult]:
+    def ranking(self, top_k: int | None, return_documents: bool, settings: InferenceSettings) -> Ranking:
+        """This list's ``Ranking`` under one call's settings (fusion and safety valve)."""
+        fired: list[bool] = []
+        results = self.results(top_k, return_documents, settings.fuse_first_stage, settings.safety_valve, fired)
+        return Ranking(results, settings, self.prompt_tokens, valve_fired=bool(fired and fired[0]))
+
+    def results(self, top_k: int | None, return_documents: bool, fuse: float | None = None,
+                valve: SafetyValve | None = None, fired: list | None = None) -> list[RankResult]:
+        """Ranked results; ``fired`` (a list) receives whether the valve fired. Windowed lists have rank-derived
+        scores, which say nothing about reliability: the valve does not read them."""
         n = len(self.kept)
         if self.windowed:
             scores = [0.0] * n
             for pos, j in enumerate(self.order or []):
                 scores[j] = float(n - pos)
+            valve = None
         else:
             scores = list(self.scores or [])
-        if fuse and scores:
-            scores = fuse_with_first_stage(scores, fuse)  # kept is in input order: position = first-stage rank
+        final = final_scores(scores, fuse, valve)  # kept is in input order: position = first-stage rank
+        scores = final.scores
+        if fired is not None:
+            fired.append(final.valve_fired)
         ranked = sorted(zip(self.kept, scores), key=lambda p: (-p[1], p[0]))
         kept = set(self.kept)
         empty = [i for i in range(len(self.docs)) if i not in kept]

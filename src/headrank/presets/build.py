@@ -62,7 +62,8 @@ def choose_inference(ranker, lists, qrels, candidates=INFERENCE_CANDIDATES,
     """
     import ir_measures
 
-    from headrank.fusion import fuse_with_first_stage, rank_positions
+    from headrank.fusion import rank_positions
+    from headrank.rule import final_scores
 
     if not lists:
         raise ValueError("no validation lists to choose inference settings on")
@@ -84,8 +85,7 @@ def choose_inference(ranker, lists, qrels, candidates=INFERENCE_CANDIDATES,
             scores = forward[qid]
             if settings.both_orders:
                 scores = [(a + b) / 2 for a, b in zip(forward[qid], backward[qid])]
-            if settings.fuse_first_stage:
-                scores = fuse_with_first_stage(scores, settings.fuse_first_stage)
+            scores = final_scores(scores, settings.fuse_first_stage, settings.safety_valve).scores
             ranks = rank_positions(scores)  # ties broken by position, as rank() and evaluate do (not by docid)
             run[qid] = {docid: float(len(docs) - r) for (docid, _), r in zip(docs, ranks)}
         value = ir_measures.calc_aggregate([metric], judged, run)[metric]

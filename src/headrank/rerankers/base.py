@@ -51,7 +51,7 @@ class ScoreReranker:
 
     def rank_batch(self, queries: Sequence[str], docs: Sequence[Sequence[str | Mapping]], top_k: int | None = None,
                    return_documents: bool = True, fuse_first_stage: float | None = None) -> list[Ranking]:
-        from headrank.ranker import fusion_weight
+        from headrank.rule import fusion_weight
 
         if isinstance(queries, str) or len(queries) != len(docs):
             raise ValueError("rank_batch takes a list of queries and one list of passages per query")

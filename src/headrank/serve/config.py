@@ -34,6 +34,7 @@ class ServeConfig:
     request_timeout_s: float = 120.0
     preload: tuple[str, ...] = ()
     fuse_first_stage: float | None = None
+    safety_valve: bool | None = None  # None: the model's setting
     log_level: str = "info"
     json_logs: bool = False
 

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 FUSE_HELP = ("HeadRank extension: fusion weight with the input order for this request (0: off; default: the "
              "server's setting). Fusion treats the input order as a first-stage ranking, best first.")
+VALVE_HELP = ("HeadRank extension: the model's safety valve for this request (false: off; default: the server's "
+              "setting, else the model's). It moves a list the heads read poorly toward the input order.")
 
 
 class Document(BaseModel):
@@ -28,6 +30,7 @@ class RerankRequest(BaseModel):
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
     raw_scores: bool = False
     fuse_first_stage: float | None = Field(default=None, ge=0.0, le=1.0, description=FUSE_HELP)
+    safety_valve: bool | None = Field(default=None, description=VALVE_HELP)
 
 
 class ExplainRequest(BaseModel):
@@ -36,6 +39,7 @@ class ExplainRequest(BaseModel):
     query: str
     documents: list[str | Document]
     fuse_first_stage: float | None = Field(default=None, ge=0.0, le=1.0, description=FUSE_HELP)
+    safety_valve: bool | None = Field(default=None, description=VALVE_HELP)
 
 
 class TEIRequest(BaseModel):
@@ -46,6 +50,7 @@ class TEIRequest(BaseModel):
     return_text: bool = False
     truncate: bool = True
     fuse_first_stage: float | None = Field(default=None, ge=0.0, le=1.0, description=FUSE_HELP)
+    safety_valve: bool | None = Field(default=None, description=VALVE_HELP)
 
 
 class ServiceError(Exception):

@@ -132,24 +132,29 @@ class Service:
         """A request's fusion weight: its own, else the server's default, else None (the model's setting)."""
         return requested if requested is not None else self.config.fuse_first_stage
 
+    def valve(self, requested: bool | None) -> bool | None:
+        """A request's safety valve switch: its own, else the server's default, else None (the model's)."""
+        return requested if requested is not None else self.config.safety_valve
+
     # ------------------------------------------------------------------ work through the queue
 
     async def rank(self, request, query: str, texts: list[str], max_tokens: int | None = None,
-                   fuse: float | None = None):
+                   fuse: float | None = None, valve: bool | None = None):
         """A ``Ranking`` (usage and settings included) for one request, through the queue."""
         self.ready()
         self.check_input(query, texts)
-        ranking = await self._submit(request, ("rank", "", self.fusion(fuse), max_tokens), (query, texts))
+        ranking = await self._submit(request, ("rank", "", self.fusion(fuse), self.valve(valve), max_tokens), (query, texts))
         self.metrics.tokens.inc(ranking.prompt_tokens)
         return ranking
 
-    async def explain(self, request, model: str | None, query: str, texts: list[str], fuse: float | None = None):
+    async def explain(self, request, model: str | None, query: str, texts: list[str], fuse: float | None = None,
+                      valve: bool | None = None):
         """(ranker, explanations) for one request, through the same queue as rerank."""
         self.ready()
         ranker = self.ranker_for(model)
         self.check_input(query, texts)
         name = "" if ranker is self.ranker else model
-        return ranker, await self._submit(request, ("explain", name, self.fusion(fuse), None), (query, texts))
+        return ranker, await self._submit(request, ("explain", name, self.fusion(fuse), self.valve(valve), None), (query, texts))
 
     async def _submit(self, request, key: Hashable, payload):
         assert self.queue is not None
@@ -174,13 +179,14 @@ class Service:
 
     def _run_group(self, key: Hashable, payloads: Sequence) -> list:
         """Runs in the queue's worker thread: one batched rank, or explanations one by one."""
-        kind, name, fuse, max_tokens = key
+        kind, name, fuse, valve, max_tokens = key
         ranker = self.ranker if not name else self.extra[name]
         if kind == "explain":
-            return [ranker.explain(q, texts, fuse_first_stage=fuse) for q, texts in payloads]
+            return [ranker.explain(q, texts, fuse_first_stage=fuse, safety_valve=valve) for q, texts in payloads]
         queries = [q for q, _ in payloads]
         lists = [[_cut(ranker, t, max_tokens) for t in texts] if max_tokens else texts for _, texts in payloads]
-        return ranker.rank_batch(queries, lists, batch_size=self.config.max_batch_lists, fuse_first_stage=fuse)
+        return ranker.rank_batch(queries, lists, batch_size=self.config.max_batch_lists, fuse_first_stage=fuse,
+                                 safety_valve=valve)
 
 
 def _cut(ranker, text: str, limit: int) -> str:

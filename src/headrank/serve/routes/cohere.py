@@ -24,12 +24,14 @@ async def rerank(body: RerankRequest, request: Request) -> JSONResponse:
     service = request.app.state.service
     texts = texts_of(body.documents)
     started = time.perf_counter()
-    ranking = await service.rank(request, body.query, texts, body.max_tokens_per_doc, body.fuse_first_stage)
+    ranking = await service.rank(request, body.query, texts, body.max_tokens_per_doc, body.fuse_first_stage,
+                                 body.safety_valve)
     rows = [_row(r, shown, body) for r, shown in _shown(ranking, len(texts), body.raw_scores)][: body.top_n or None]
     ranker = service.ranker
     meta = {"api_version": {"version": "2" if request.url.path.startswith("/v2") else "1"},
             "billed_units": {"search_units": 1},
             "headrank": {"preset": ranker.preset, "method": ranker.method, "inference": asdict(ranking.settings),
+                         "valve_fired": ranking.valve_fired,
                          "latency_ms": round(1000 * (time.perf_counter() - started), 1),
                          "scores": score_description(body.raw_scores, ranking.settings.fuse_first_stage)}}
     return JSONResponse({"id": str(uuid.uuid4()), "model": service.served_name(), "results": rows,

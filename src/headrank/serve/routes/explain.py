@@ -29,10 +29,11 @@ async def explain(body: ExplainRequest, request: Request) -> JSONResponse:
     service = request.app.state.service
     started = time.perf_counter()
     ranker, explanations = await service.explain(request, body.model, body.query, texts_of(body.documents),
-                                                 body.fuse_first_stage)
+                                                 body.fuse_first_stage, body.safety_valve)
     results = [{"index": e.corpus_id, **{k: v for k, v in e.to_dict().items() if k != "corpus_id"}}
                for e in explanations]
-    settings = ranker.settings_for(service.fusion(body.fuse_first_stage))
+    settings = ranker.settings_for(service.fusion(body.fuse_first_stage), service.valve(body.safety_valve))
     return JSONResponse({"model": ranker.preset or ranker.model.name, "method": ranker.method,
                          "inference": asdict(settings),
+                         "valve_fired": any(e.valve_fired for e in explanations),
                          "latency_ms": round(1000 * (time.perf_counter() - started), 1), "results": results})

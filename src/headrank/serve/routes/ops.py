@@ -34,7 +34,7 @@ async def info(request: Request) -> JSONResponse:
 
     service = request.app.state.service
     r = service.ranker
-    settings = r.settings_for(service.config.fuse_first_stage) if r else None
+    settings = r.settings_for(service.config.fuse_first_stage, service.config.safety_valve) if r else None
     return JSONResponse({
         "model": service.served_name(), "preset": r.preset if r else None, "method": r.method if r else None,
         "heads": [list(h) for h in r.heads.heads] if r and r.method != "icr" else None,

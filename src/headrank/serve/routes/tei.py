@@ -14,7 +14,8 @@ router = APIRouter(tags=["TEI"])
 
 @router.post("/rerank")
 async def tei_rerank(body: TEIRequest, request: Request) -> JSONResponse:
-    ranking = await request.app.state.service.rank(request, body.query, body.texts, None, body.fuse_first_stage)
+    ranking = await request.app.state.service.rank(request, body.query, body.texts, None, body.fuse_first_stage,
+                                                         body.safety_valve)
     scores = [0.0] * len(body.texts)
     for r in ranking:
         scores[r.corpus_id] = r.score

@@ -1,0 +1,154 @@
+"""The scoring rule's last step: from attention scores (input order) to the scores that rank.
+
+Two settings act here, per list: ``fuse_first_stage`` (weighted reciprocal rank fusion with the input order,
+``headrank.fusion``) and the safety valve. The valve reads one reliability signal from the list's own
+attention scores; when it is below the valve's threshold, the list is ranked with the valve's (larger)
+first-stage weight instead, so a query the heads cannot read moves toward the first-stage order. Signals are
+small functions registered in ``SIGNALS``: add one by decorating a function ``scores -> float`` with
+``@signal("name")``. Thresholds are chosen on validation domains only (``scripts/robust_choice.py``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+from headrank.fusion import fuse_with_first_stage, rank_positions
+
+SIGNALS: dict[str, Callable[[Sequence[float]], float]] = {}
+
+
+def signal(name: str):
+    """Register a reliability signal: a function of one list's attention scores (input order), larger = surer."""
+
+    def register(fn: Callable[[Sequence[float]], float]) -> Callable[[Sequence[float]], float]:
+        SIGNALS[name] = fn
+        return fn
+
+    return register
+
+
+def _finite(scores: Sequence[float]) -> list[float]:
+    return [float(s) for s in scores if math.isfinite(s)]
+
+
+def _std(values: list[float]) -> float:
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+
+
+@signal("agreement")
+def agreement(scores: Sequence[float]) -> float:
+    """Spearman correlation of the attention ranking with the input order (1: same order, -1: reversed)."""
+    finite = [i for i, s in enumerate(scores) if math.isfinite(s)]
+    n = len(finite)
+    if n < 3:
+        return 1.0
+    ranks = rank_positions([scores[i] for i in finite])
+    return 1.0 - 6.0 * sum((r - (k + 1)) ** 2 for k, r in enumerate(ranks)) / (n * (n * n - 1))
+
+
+@signal("top_z")
+def top_z(scores: Sequence[float]) -> float:
+    """How far the best passage stands above the list: (max - mean) / std (0 for a flat list)."""
+    values = _finite(scores)
+    if len(values) < 2:
+        return math.inf
+    std = _std(values)
+    return 0.0 if std == 0 else (max(values) - sum(values) / len(values)) / std
+
+
+@signal("top_gap")
+def top_gap(scores: Sequence[float]) -> float:
+    """The gap between the two best passages in units of the list's std (0 for a tie at the top)."""
+    values = sorted(_finite(scores), reverse=True)
+    if len(values) < 2:
+        return math.inf
+    std = _std(values)
+    return 0.0 if std == 0 else (values[0] - values[1]) / std
+
+
+@dataclass(frozen=True)
+class SafetyValve:
+    """Rank a list with first-stage weight ``weight`` when ``SIGNALS[signal](scores) < threshold``."""
+
+    signal: str
+    threshold: float
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.signal not in SIGNALS:
+            raise ValueError(f"unknown safety-valve signal {self.signal!r}; known: {', '.join(sorted(SIGNALS))}")
+        for name, value, low in (("threshold", self.threshold, -math.inf), ("weight", self.weight, 0.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"safety valve {name} must be a finite number, got {value!r}")
+        if not 0.0 < self.weight <= 1.0:
+            raise ValueError(f"safety valve weight must be in (0, 1], got {self.weight!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> SafetyValve | None:
+        if data is None:
+            return None
+        if not isinstance(data, dict) or set(data) - {"signal", "threshold", "weight"} or "signal" not in data \
+                or "threshold" not in data:
+            raise ValueError(f"a safety valve is {{'signal', 'threshold', 'weight'}}, got {data!r}")
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def fires(self, scores: Sequence[float]) -> bool:
+        return SIGNALS[self.signal](scores) < self.threshold
+
+    def describe(self) -> str:
+        return f"{self.signal} < {self.threshold:g} -> first-stage weight {self.weight:g}"
+
+
+@dataclass(frozen=True)
+class FinalScores:
+    """What ranks one list (input order), the fusion weight that made it, and whether the valve fired."""
+
+    scores: list[float]
+    weight: float
+    valve_fired: bool
+
+
+def final_scores(scores: Sequence[float], fuse: float | None, valve: SafetyValve | None = None) -> FinalScores:
+    """Apply the valve and the fusion to one list's attention scores (input order = first-stage order)."""
+    scores = [float(s) for s in scores]
+    weight = float(fuse or 0.0)
+    fired = bool(valve and scores and valve.fires(scores) and valve.weight > weight)
+    if fired:
+        weight = valve.weight
+    if weight and scores:
+        scores = fuse_with_first_stage(scores, weight)
+    return FinalScores(scores, weight, fired)
+
+
+def fusion_weight(default: float | None, value) -> float | None:
+    """A call's fusion weight: ``None`` keeps ``default``; ``0`` / ``False`` switch fusion off; else (0, 1]."""
+    if value is None:
+        return default
+    if value is False or (not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0.0 < value <= 1.0:
+        raise ValueError(f"fuse_first_stage must be a weight in [0, 1] (0: no fusion) or None (the ranker's "
+                         f"setting), got {value!r}")
+    return float(value)
+
+
+def valve_setting(default: SafetyValve | None, value) -> SafetyValve | None:
+    """A call's safety valve: ``None`` / ``True`` keep ``default``; ``False`` switches it off; a ``SafetyValve``
+    (or its dict) replaces it."""
+    if value is None or value is True:
+        return default
+    if value is False:
+        return None
+    if isinstance(value, SafetyValve):
+        return value
+    if isinstance(value, dict):
+        return SafetyValve.from_dict(value)
+    raise ValueError(f"safety_valve must be True / None (the ranker's setting), False (off) or a SafetyValve, "
+                     f"got {value!r}")

@@ -1,0 +1,75 @@
+"""The scoring rule's last step (headrank.rule): reliability signals, the safety valve, fusion, per-call switches."""
+
+import math
+
+import pytest
+
+from headrank.checkpoint import InferenceSettings
+from headrank.fusion import fuse_with_first_stage
+from headrank.rule import SIGNALS, SafetyValve, final_scores, signal, valve_setting
+
+
+def test_signals_read_the_list():
+    assert SIGNALS["agreement"]([5, 4, 3, 2, 1]) == pytest.approx(1.0)
+    assert SIGNALS["agreement"]([1, 2, 3, 4, 5]) == pytest.approx(-1.0)
+    assert SIGNALS["top_z"]([1, 1, 1, 1]) == 0.0  # a flat list says nothing
+    assert SIGNALS["top_z"]([10, 0, 0, 0]) > SIGNALS["top_z"]([10, 9, 8, 0])
+    assert SIGNALS["top_gap"]([3, 3, 1]) == 0.0 and SIGNALS["top_gap"]([5, 1, 1]) > 1.0
+    # an empty passage (-inf) is ignored, not an overflow
+    assert math.isfinite(SIGNALS["top_z"]([2.0, -math.inf, 1.0, 0.5]))
+
+
+def test_valve_fires_below_its_threshold_and_moves_to_the_first_stage():
+    flat = [0.10, 0.11, 0.09, 0.12]  # almost no separation: top_z is small
+    sharp = [0.0, 0.0, 0.0, 5.0]
+    valve = SafetyValve("top_z", threshold=1.6, weight=1.0)
+    low = final_scores(flat, 0.3, valve)
+    assert low.valve_fired and low.weight == 1.0
+    assert sorted(range(4), key=lambda i: -low.scores[i]) == [0, 1, 2, 3]  # the first-stage order
+    high = final_scores(sharp, 0.3, valve)
+    assert not high.valve_fired and high.scores == pytest.approx(fuse_with_first_stage(sharp, 0.3))
+    assert final_scores(flat, None, None).scores == flat  # no fusion, no valve: the scores themselves
+    # a valve weaker than the call's own fusion never lowers it
+    assert not final_scores(flat, 0.9, SafetyValve("top_z", 1.6, 0.8)).valve_fired
+
+
+def test_valve_settings_validate_and_round_trip():
+    valve = SafetyValve("agreement", 0.2, 0.8)
+    settings = InferenceSettings(fuse_first_stage=0.4, safety_valve=valve)
+    again = InferenceSettings.from_dict(settings.to_dict())
+    assert again == settings and again.safety_valve == valve
+    assert "valve agreement" in settings.short() and "safety valve" in settings.describe()
+    for bad in ({"signal": "nope", "threshold": 1}, {"signal": "top_z"}, {"signal": "top_z", "threshold": "x"},
+                {"signal": "top_z", "threshold": 1, "weight": 0}, {"signal": "top_z", "threshold": math.nan}):
+        with pytest.raises(ValueError):
+            InferenceSettings.from_dict({"safety_valve": bad})
+    assert valve_setting(valve, None) is valve and valve_setting(valve, True) is valve
+    assert valve_setting(valve, False) is None
+    assert valve_setting(None, {"signal": "top_z", "threshold": 1.0}) == SafetyValve("top_z", 1.0)
+    with pytest.raises(ValueError, match="safety_valve"):
+        valve_setting(valve, "yes")
+
+
+def test_a_new_signal_is_one_decorated_function():
+    @signal("toy_spread")
+    def spread(scores):
+        return max(scores) - min(scores)
+
+    try:
+        assert final_scores([1.0, 1.0], None, SafetyValve("toy_spread", 0.5)).valve_fired
+        assert not final_scores([1.0, 3.0], None, SafetyValve("toy_spread", 0.5)).valve_fired
+    finally:
+        del SIGNALS["toy_spread"]
+
+
+def test_fused_records_apply_the_valve_per_query():
+    from headrank.evaluate import QueryRecord, fused_records
+
+    ids = ["a", "b", "c", "d", "e", "f"]
+    records = [QueryRecord("flat", ids, [0.1, 0.1, 0.11, 0.12, 0.11, 0.12], 0.0),
+               QueryRecord("sharp", ids, [0.0, 0.0, 9.0, 0.0, 0.0, 0.0], 0.0)]
+    valve = SafetyValve("top_z", 2.0, 1.0)  # sharp: sqrt(5) = 2.24; flat: about 1.1
+    out = fused_records(records, None, valve)
+    assert [r.info["valve_fired"] for r in out] == [True, False]
+    assert max(range(6), key=lambda i: out[0].scores[i]) == 0  # first-stage top restored
+    assert max(range(6), key=lambda i: out[1].scores[i]) == 2  # the reranker's choice kept

@@ -971,9 +971,13 @@ def presets_command() -> None:
 @app.command()
 def adapt(
     out: Path = typer.Option(..., "--out", "-o", help="Checkpoint directory to write (load it with --model OUT)."),
-    benchmark: str = typer.Option(..., "--data", "-d", help="Your judged queries: a BEIR folder (corpus, queries, "
+    benchmark: str = typer.Option(None, "--data", "-d", help="Your judged queries: a BEIR folder (corpus, queries, "
                                   "qrels/<split>.tsv), a folder with a RankGPT candidate .json and qrels.txt, "
                                   "nfcorpus (with --split train or dev) or dl21. Never a reporting set."),
+    corpus: Path = typer.Option(None, help="Instead of --data, no judged queries: your corpus (BEIR folder, "
+                                           "corpus.jsonl or docid<TAB>text TSV). The preset's base LLM writes a "
+                                           "query for sampled passages; each source passage is the positive."),
+    synthetic_queries: int = typer.Option(200, min=8, help="With --corpus: passages to write queries for."),
     preset: str = typer.Option(None, "--from", help="Preset or checkpoint to adapt (default: the default preset)."),
     split: str = typer.Option("train", help="BEIR split to read."),
     depth: int = typer.Option(20, "--depth", "-K", min=2, help="First-stage candidates per list."),
@@ -1004,16 +1008,23 @@ def adapt(
 
     _setup_logging()
     preset = preset or DEFAULT_PRESET
+    if (benchmark is None) == (corpus is None):
+        _fail("give your judged queries (--data) or, without judgments, your corpus (--corpus): one of the two")
+    if corpus is not None and (queries is not None or max_queries is not None):
+        _fail("--queries and --max-queries pick judged queries; with --corpus use --synthetic-queries")
     try:
         config = AdaptConfig(depth=depth, val_fraction=val_fraction, seed=seed,
                              ks=tuple(_ints(ks, "--ks")),
                              pools=tuple(_ints(pools, "--pools")))
-        check_training_set(benchmark, split)
-        bench = load_benchmark(benchmark, data_root=data_root, cache_dir=Path("runs") / "cache", split=split)
-        if queries is not None:
-            bench = restrict_queries(bench, text_lines(read_text_file(queries)))
-        if max_queries is not None:
-            bench = sample_queries(bench, max_queries, depth, seed)
+        if benchmark is not None:
+            check_training_set(benchmark, split)
+            bench = load_benchmark(benchmark, data_root=data_root, cache_dir=Path("runs") / "cache", split=split)
+            if queries is not None:
+                bench = restrict_queries(bench, text_lines(read_text_file(queries)))
+            if max_queries is not None:
+                bench = sample_queries(bench, max_queries, depth, seed)
+        elif not corpus.exists():
+            raise FileNotFoundError(f"--corpus {corpus} not found")
     except (ValueError, FileNotFoundError, DataFormatError) as err:
         _fail(str(err))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("eta"),
@@ -1027,6 +1038,9 @@ def adapt(
             progress.update(tasks[stage], completed=done, total=total)
 
         try:
+            if corpus is not None:
+                bench = _synthetic_bench(corpus, preset, synthetic_queries, cache, depth, seed, device, dtype,
+                                         lambda done, total: on_list("writing queries", done, total))
             result = adapt_preset(preset, bench, out, config, cache_dir=cache, device=device, dtype=dtype,
                                   on_list=on_list)
         except ModelUnavailableError as err:
@@ -1049,6 +1063,16 @@ def adapt(
     err_console.print(f"wrote {out}; rank with: headrank rerank --model {out} ...  (the validation split chose it: "
                       "check it on queries it never saw, e.g. headrank evaluate --model "
                       f"{out} -b <your test set>)")
+
+
+def _synthetic_bench(corpus: Path, preset: str, n: int, cache: Path, depth: int, seed: int, device: str, dtype: str,
+                     on_query):
+    """adapt --corpus: the preset's base LLM writes the queries (``headrank.synthetic``)."""
+    from headrank.presets import load_preset
+    from headrank.synthetic import corpus_benchmark
+
+    return corpus_benchmark(corpus, load_preset(preset).base_model, n, cache / "synthetic" / corpus.name, depth,
+                            seed, device, dtype, on_query)
 
 
 @app.command("build-preset")

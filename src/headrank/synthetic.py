@@ -1,0 +1,167 @@
+"""Zero-label training lists: the base LLM writes a query for passages sampled from the user's corpus.
+
+InPars / Promptagator style: for each sampled passage, the model reads a versioned prompt
+(``prompts/synthetic-query-v1.json``: instruction and three
+worked examples as chat turns) and writes one search query greedily; BM25 over the same corpus gives that
+query's candidates, and the source passage is the one judged relevant. A query whose source passage BM25 does
+not find (a positive score in the top ``depth``) is dropped (a consistency filter: the list would hold no positive). The result is
+an ordinary ``Benchmark`` that ``adapt.adapt_preset`` adapts on, with its own held-out synthetic split; real
+judgments, where a user has them, are only for reporting.
+
+Generation is resumable: each written query is appended to a JSONL file keyed by the prompt version, the
+model's fingerprint and the passage's text, so a rerun skips what is done and a changed prompt or model starts
+over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from importlib.resources import files
+from pathlib import Path
+
+from headrank.data import Candidate
+from headrank.datasets import Benchmark
+from headrank.prompt import normalize_text
+
+logger = logging.getLogger(__name__)
+
+PROMPT_VERSION = "synthetic-query-v1"
+MIN_WORDS = 20  # shorter passages make vague queries
+MAX_PASSAGE_WORDS = 150  # the prompt reads at most this much of a passage
+MAX_QUERY_TOKENS = 24
+MAX_QUERY_WORDS = 16  # a longer answer is a copied sentence, not a query: cut
+
+
+def prompt_template(version: str = PROMPT_VERSION) -> dict:
+    """The versioned prompt: ``system``, ``user`` (with ``{passage}``) and worked ``examples``."""
+    return json.loads(files("headrank").joinpath(f"prompts/{version}.json").read_text(encoding="utf-8"))
+
+
+def query_messages(template: dict, passage: str) -> list[dict]:
+    """Chat turns: the instruction, each example as a user/assistant pair, then the passage."""
+    messages = [{"role": "system", "content": template["system"]}]
+    for example in template["examples"]:
+        messages += [{"role": "user", "content": template["user"].format(passage=example["passage"])},
+                     {"role": "assistant", "content": example["query"]}]
+    return messages + [{"role": "user", "content": template["user"].format(passage=passage)}]
+
+
+def sample_passages(corpus: dict[str, str], n: int, seed: int = 0) -> list[str]:
+    """A seeded sample of ``n`` document ids among passages of at least ``MIN_WORDS`` words."""
+    if n < 1:
+        raise ValueError(f"the number of synthetic queries must be >= 1, got {n}")
+    eligible = sorted(d for d, t in corpus.items() if len(t.split()) >= MIN_WORDS)
+    if not eligible:
+        raise ValueError(f"no passage in the corpus has {MIN_WORDS} words or more; nothing to write queries for")
+    random.Random(f"synthetic/{seed}").shuffle(eligible)
+    return eligible[:n]
+
+
+def clean_query(text: str) -> str:
+    """The first line of the model's answer without a 'Query:' label, quotes or a trailing period."""
+    line = next((ln.strip() for ln in text.strip().splitlines() if ln.strip()), "")
+    for label in ("query:", "search query:"):
+        if line.lower().startswith(label):
+            line = line[len(label):].strip()
+    return " ".join(normalize_text(line.strip().rstrip(".").strip("\"'` ")).split()[:MAX_QUERY_WORDS])
+
+
+class QueryWriter:
+    """Writes one query per passage with a causal LM (a ``models.LoadedModel``), greedily, cached on disk."""
+
+    def __init__(self, model, cache: Path, version: str = PROMPT_VERSION) -> None:
+        self.model, self.version, self.cache = model, version, Path(cache)
+        self.template = prompt_template(version)
+        self.done: dict[str, str] = {}
+        if self.cache.is_file():
+            for line in self.cache.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.done[row["key"]] = row["query"]
+
+    def key(self, text: str) -> str:
+        h = hashlib.sha256(f"{self.version}|{self.model.fingerprint}|{MAX_PASSAGE_WORDS}|".encode())
+        h.update(text.encode("utf-8"))
+        return h.hexdigest()[:24]
+
+    def write(self, passage: str) -> str:
+        import torch
+
+        from headrank.models import pad_token_id
+
+        key = self.key(passage)
+        if key in self.done:
+            return self.done[key]
+        tok = self.model.tokenizer
+        words = normalize_text(passage).split()[:MAX_PASSAGE_WORDS]
+        messages = query_messages(self.template, " ".join(words))
+        inputs = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        inputs = {k: v.to(self.model.device) for k, v in inputs.items()}
+        with torch.inference_mode():
+            out = self.model.model.generate(**inputs, max_new_tokens=MAX_QUERY_TOKENS, do_sample=False,
+                                            pad_token_id=pad_token_id(tok))
+        query = clean_query(tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+        self.done[key] = query
+        self.cache.parent.mkdir(parents=True, exist_ok=True)
+        with self.cache.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"key": key, "query": query}, ensure_ascii=False) + "\n")
+        return query
+
+
+def synthetic_benchmark(corpus: dict[str, str], writer: QueryWriter, n: int, depth: int = 20, seed: int = 0,
+                        name: str = "synthetic", cache_dir: Path | None = None,
+                        on_query: Callable[[int, int], None] | None = None) -> Benchmark:
+    """``n`` written queries over ``corpus`` with BM25 candidates and their source passage judged relevant."""
+    from headrank.firststage import bm25_search, cached_bm25
+
+    docids = sample_passages(corpus, n, seed)
+    queries = {}
+    for done, docid in enumerate(docids, start=1):
+        query = writer.write(corpus[docid])
+        if query:
+            queries[f"syn-{docid}"] = query
+        if on_query:
+            on_query(done, len(docids))
+    if not queries:
+        raise ValueError("the model wrote no usable query")
+    run = cached_bm25(corpus, queries, cache_dir, depth) if cache_dir else bm25_search(corpus, queries, depth)
+    candidates, qrels = {}, {}
+    for qid, hits in run.items():
+        source = qid[len("syn-"):]
+        if source in {d for d, score in hits[:depth] if score > 0}:  # found by the query's words, not by a tie
+            candidates[qid] = [Candidate(d, corpus[d]) for d, _ in hits[:depth]]
+            qrels[qid] = {source: 1}
+    logger.info("%d of %d written queries find their passage in the BM25 top %d", len(qrels), len(queries), depth)
+    if not qrels:
+        raise ValueError(f"no written query finds its own passage in the BM25 top {depth}")
+    return Benchmark(name=name, queries={q: queries[q] for q in qrels}, candidates=candidates, qrels=qrels,
+                     relevant_grade=1)
+
+
+def corpus_benchmark(corpus_path: str | Path, base_model: str, n: int, cache_dir: Path, depth: int = 20,
+                     seed: int = 0, device: str = "auto", dtype: str = "auto",
+                     on_query: Callable[[int, int], None] | None = None) -> Benchmark:
+    """Read a corpus (BEIR folder, corpus.jsonl or docid<TAB>text TSV), write ``n`` queries with ``base_model``
+    (the preset's base LLM), and return the synthetic benchmark (generation cached under ``cache_dir``)."""
+    import gc
+
+    from headrank.batch import read_corpus
+    from headrank.models import load_model
+
+    problems: list[str] = []
+    corpus = read_corpus(corpus_path, "skip", problems)
+    if problems:
+        logger.warning("%d corpus rows skipped, e.g. %s", len(problems), problems[0])
+    if len(corpus) < depth:
+        raise ValueError(f"{corpus_path}: {len(corpus)} documents; a corpus for adaptation needs at least {depth}")
+    writer = QueryWriter(load_model(base_model, device=device, dtype=dtype), Path(cache_dir) / "synthetic-queries.jsonl")
+    try:
+        return synthetic_benchmark(corpus, writer, n, depth, seed, name=f"synthetic-{Path(corpus_path).name}",
+                                   cache_dir=Path(cache_dir) / "bm25", on_query=on_query)
+    finally:
+        del writer
+        gc.collect()  # the writer's copy of the base model goes before adapt loads the preset

@@ -1,0 +1,104 @@
+"""Zero-label adaptation data (headrank.synthetic): written queries, BM25 lists, the consistency filter, caching."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import tiny_llama
+from headrank.cli import app
+from headrank.synthetic import (MIN_WORDS, QueryWriter, clean_query, prompt_template, query_messages,
+                                sample_passages, synthetic_benchmark)
+
+TOPICS = ["solar panels convert sunlight into electricity on house roofs",
+          "pasta dough needs flour eggs and a little olive oil",
+          "wind turbines at sea produce power from strong steady winds",
+          "chess openings control the centre of the board early",
+          "river valleys form where water erodes soft rock over time",
+          "vaccines train the immune system to recognise a virus",
+          "jazz musicians improvise over chord changes in a tune",
+          "glaciers move slowly downhill under their own weight"]
+CORPUS = {f"d{i}": (t + " ") * 3 for i, t in enumerate(TOPICS)}  # 30 words or more each
+CORPUS["short"] = "too short to ask about"
+
+
+class FirstWords(QueryWriter):
+    """A writer that asks for a passage by its first five words (the model part is tested separately)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def write(self, passage: str) -> str:
+        self.calls += 1
+        return " ".join(passage.split()[:5])
+
+
+def test_the_prompt_is_versioned_package_data():
+    template = prompt_template()
+    assert template["version"] == "synthetic-query-v1" and "{passage}" in template["user"]
+    messages = query_messages(template, "some passage")
+    assert messages[0]["role"] == "system" and messages[-1] == {"role": "user", "content": "Passage: some passage"}
+    assert [m["role"] for m in messages[1:-1]] == ["user", "assistant"] * len(template["examples"])
+
+
+def test_clean_query_keeps_the_query_only():
+    assert clean_query('Query: "solar roof panels".\nExplanation: ...') == "solar roof panels"
+    assert clean_query("\n\n  best pasta dough  \n") == "best pasta dough"
+    assert clean_query("") == ""
+
+
+def test_sampling_is_seeded_and_skips_short_passages():
+    a = sample_passages(CORPUS, 5, seed=1)
+    assert a == sample_passages(CORPUS, 5, seed=1) and "short" not in a and len(a) == 5
+    assert sorted(sample_passages(CORPUS, 100)) == sorted(d for d in CORPUS if d != "short")
+    with pytest.raises(ValueError, match=f"{MIN_WORDS} words"):
+        sample_passages({"a": "few words"}, 3)
+
+
+def test_synthetic_lists_judge_the_source_passage_and_drop_lists_without_it():
+    writer = FirstWords()
+    bench = synthetic_benchmark(CORPUS, writer, n=8, depth=3)
+    assert writer.calls == 8 and len(bench.queries) == 8
+    for qid, judged in bench.qrels.items():
+        (source,) = judged
+        assert qid == f"syn-{source}" and source in [c.docid for c in bench.candidates[qid]]
+        assert len(bench.candidates[qid]) == 3
+
+    class Vague(FirstWords):
+        def write(self, passage):
+            return "zebra"  # a word of no passage finds nothing: no list keeps its source
+
+    with pytest.raises(ValueError, match="finds its own passage"):
+        synthetic_benchmark(CORPUS, Vague(), n=4, depth=3)
+
+
+def test_writer_generates_once_per_passage_and_resumes_from_its_cache(tmp_path, llama_tokenizer):
+    from headrank.models import wrap_model
+
+    model = wrap_model(tiny_llama(), llama_tokenizer, name="tiny")
+    cache = tmp_path / "queries.jsonl"
+    first = QueryWriter(model, cache).write(CORPUS["d0"])
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["query"] == first
+
+    def no_generation(*args, **kwargs):
+        raise AssertionError("a cached passage must not be generated again")
+
+    model.model.generate = no_generation
+    assert QueryWriter(model, cache).write(CORPUS["d0"]) == first  # a new writer reads the cache
+    with pytest.raises(AssertionError, match="generated again"):
+        QueryWriter(model, cache).write(CORPUS["d1"])  # another passage is new work
+    other = QueryWriter(model, cache, version="synthetic-query-v1")
+    assert other.key(CORPUS["d0"]) == rows[0]["key"]
+
+
+def test_adapt_takes_judged_queries_or_a_corpus(tmp_path):
+    runner = CliRunner()
+    both = runner.invoke(app, ["adapt", "--out", str(tmp_path / "o"), "--data", "dl21", "--corpus", str(tmp_path)])
+    assert both.exit_code == 2 and "one of the two" in both.output
+    neither = runner.invoke(app, ["adapt", "--out", str(tmp_path / "o")])
+    assert neither.exit_code == 2 and "one of the two" in neither.output
+    missing = runner.invoke(app, ["adapt", "--out", str(tmp_path / "o"), "--corpus", str(tmp_path / "nope")])
+    assert missing.exit_code == 2 and "not found" in missing.output
+    mixed = runner.invoke(app, ["adapt", "--out", str(tmp_path / "o"), "--corpus", str(tmp_path), "--max-queries", "9"])
+    assert mixed.exit_code == 2 and "--synthetic-queries" in mixed.output

@@ -160,6 +160,22 @@ def choose(domains: dict[str, Domain], candidates: list[tuple], floor: float) ->
     return best
 
 
+def validation_domains(pool: dict) -> dict[str, Domain]:
+    """The pool's validation lists per domain, with qrels, BM25's per-query nDCG@10 and the query count."""
+    domains = {}
+    for name, (set_name, order) in VALIDATION.items():
+        bench, obs = load_set(set_name), pool[(set_name, order)]
+        qrels = bench.qrels
+        with_relevant = [q for q in bench.queries if any(qrels[q].get(c.docid, 0) >= bench.relevant_grade
+                                                         for c in bench.candidates[q][:20])]
+        # every query with a relevant passage in the top-20 observed: the mean is over all judged queries (the
+        # rest score 0 under any order); a sample: over the sample
+        total = len(bench.queries) if set(with_relevant) <= set(obs.qids) else len(obs.qids)
+        bm25 = [ndcg([-float(k) for k in range(len(d))], d, qrels[q]) for q, d in zip(obs.qids, obs.docids)]
+        domains[name] = Domain(obs, qrels, total, bm25)
+    return domains
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=Path, required=True)
@@ -173,17 +189,12 @@ def main() -> None:
     pool = load_pool(args.pool, args.layers, args.heads)
     shipped = json.loads((PRESET / "headset.json").read_text())
     split = shipped["selection"].get("adapter_selection", shipped["selection"])
-    benches = {name: load_set(name) for name in ("dl21", "nfcorpus-train", "nfcorpus-dev", "cranfield", "cisi", "npl")}
+    benches = {name: load_set(name) for name in ("dl21", "nfcorpus-train")}
     dl21_train = pool[("dl21", "shuffled")]
     train = {"dl21": dl21_train.subset([q for q in dl21_train.qids if q in set(split["train_queries"])]),
              "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
     train_qrels = {"dl21": benches["dl21"].qrels, "nfcorpus": benches["nfcorpus-train"].qrels}
-    domains = {}
-    for name, (set_name, order) in VALIDATION.items():
-        obs, qrels = pool[(set_name, order)], benches[set_name].qrels
-        total = len(benches[set_name].queries) if set_name in ("cranfield", "cisi", "npl") else len(obs.qids)
-        bm25 = [ndcg([-float(k) for k in range(len(d))], d, qrels[q]) for q, d in zip(obs.qids, obs.docids)]
-        domains[name] = Domain(obs, qrels, total, bm25)
+    domains = validation_domains(pool)
     heads = dl21_train.heads
     allowed = [i for i, h in enumerate(heads) if h[0] < args.cap]
     d_train = {dom: discriminability(obs, train_qrels[dom]) for dom, obs in train.items()}

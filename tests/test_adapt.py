@@ -124,3 +124,32 @@ def test_sample_queries_keeps_a_seeded_sample_of_usable_queries(toy_folder):
     assert len(sample_queries(bench, 100, depth=6).queries) == len(bench.queries)
     with pytest.raises(ValueError, match="no query has a judged relevant"):
         sample_queries(bench, 4, depth=1)  # the top 1 never holds both a relevant and a non-relevant passage
+
+
+def test_search_stays_within_the_presets_depth_and_runs_its_valve():
+    """Adapted head sets never read deeper than the preset (never slower); every candidate is scored with the
+    preset's fusion weight among the tried ones and with its safety valve, as it will run."""
+    import torch
+
+    from headrank.adapt import AdaptConfig, search
+    from headrank.heads import HeadSet
+    from headrank.rule import SafetyValve
+    from headrank.selection import HeadObservations
+
+    torch.manual_seed(0)
+    heads = [(layer, h) for layer in range(4) for h in range(2)]
+    qids = [f"q{i}" for i in range(12)]
+    docids = [[f"{q}-{j}" for j in range(6)] for q in qids]
+    qrels = {q: {d[0]: 1} for q, d in zip(qids, docids)}
+    mass = [torch.rand(len(heads), 6) for _ in qids]
+    for m in mass:
+        m[heads.index((3, 1)), 0] += 5.0  # the best head lies in layer 3, below the preset's depth
+    obs = HeadObservations(heads, qids, docids, mass, mass)
+    preset = HeadSet(heads=((0, 0), (1, 1)), num_layers=4, num_heads=2)
+    config = AdaptConfig(ks=(1, 2), pools=(2,), l2s=(0.1,), fusion=(None,))
+    plain = search(obs, obs, qrels, preset, 0.3, config)
+    assert all(layer <= 1 for c in plain for layer, _ in c.heads)
+    assert {c.fuse for c in plain} == {None, 0.3}
+    always = SafetyValve("agreement", 2.0, 1.0)  # fires on every list: every candidate ranks like the first stage
+    valved = search(obs, obs, qrels, preset, 0.3, config, valve=always)
+    assert all(c.val_ndcg == 1.0 for c in valved)  # the relevant passage is first in every input list

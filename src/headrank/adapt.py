@@ -1,11 +1,13 @@
-"""Adapt a preset to a user's domain: re-select (and re-weight) its heads on a few dozen judged queries.
+"""Adapt a preset to a user's domain: re-select (and re-weight) its heads on a few dozen judged queries, or on
+queries the preset's base LLM writes for the user's corpus (``headrank.synthetic``, ``adapt --corpus``).
 
 Heads chosen in one domain travel poorly to another, and heads chosen in-domain on a few dozen queries beat
 heads chosen elsewhere (RESULTS.md, "Adapting to a domain"). ``adapt_preset`` keeps the preset's base model
 and LoRA adapter, captures every head of that model once per judged list (cached, resumable), and picks on
 a validation split of the user's queries among: the preset unchanged, the top-K heads by discriminability
 on the training split (plain sum), and non-negative per-head weights fit over the top-M heads
-(``weighting.fit_head_weights``), each with and without fusion with the first stage. The winner is written
+(``weighting.fit_head_weights``), each with and without fusion with the first stage (and with the preset's own fusion weight), within the
+preset's depth (an adapted preset is never slower) and with the preset's safety valve. The winner is written
 as a new checkpoint directory (same adapter, new head set, chosen inference settings) that every headrank
 entry point loads by path. The preset itself is one of the candidates, so the result is never worse than
 the preset on the validation split; that split chose it, so report quality on queries it never saw.
@@ -26,7 +28,7 @@ import torch
 from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config
 from headrank.heads import HeadSet
 from headrank.observe import SharedCapture, all_head_observer, observe_cached
-from headrank.rule import final_scores
+from headrank.rule import SafetyValve, final_scores
 from headrank.selection import HeadObservations, discriminability, ndcg_at_10, order_lists, split_queries
 from headrank.weighting import WeightConfig, fit_head_weights
 
@@ -127,7 +129,8 @@ def restrict_queries(bench, qids):
 
 
 def score_lists(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights: Sequence[float] | None,
-                fuse: float | None, qrels, reversed_obs: HeadObservations | None = None) -> dict[str, float]:
+                fuse: float | None, qrels, reversed_obs: HeadObservations | None = None,
+                valve: SafetyValve | None = None) -> dict[str, float]:
     """Per-query nDCG@10 of a (weighted) head set on observed first-stage-order lists, optionally fused; with
     ``reversed_obs`` (the same lists read backwards) each passage gets the mean of its two scores."""
     index = {h: i for i, h in enumerate(obs.heads)}
@@ -142,27 +145,29 @@ def score_lists(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights
             back = (reversed_obs.calibrated[j].index_select(0, idx) * w[:, None]).sum(dim=0)
             where = {d: k for k, d in enumerate(reversed_obs.docids[j])}
             scores = (scores + back[[where[d] for d in docids]]) / 2
-        if fuse is not None:
-            scores = torch.tensor(final_scores(scores.tolist(), fuse).scores)
+        if fuse is not None or valve is not None:
+            scores = torch.tensor(final_scores(scores.tolist(), fuse, valve).scores)
         out[qid] = float(ndcg_at_10(scores[None], docids, qrels.get(qid, {}))[0])
     return out
 
 
-def _candidate(label, heads, weights, fuse, val, qrels, val_reversed=None) -> Candidate:
-    per_query = score_lists(val, heads, weights, fuse, qrels, val_reversed)
+def _candidate(label, heads, weights, fuse, val, qrels, val_reversed=None, valve=None) -> Candidate:
+    per_query = score_lists(val, heads, weights, fuse, qrels, val_reversed, valve)
     return Candidate(label, list(heads), None if weights is None else [float(w) for w in weights], fuse,
                      sum(per_query.values()) / len(per_query), per_query)
 
 
 def search(train: HeadObservations, val: HeadObservations, qrels, preset_heads: HeadSet,
            preset_fuse: float | None, config: AdaptConfig,
-           val_reversed: HeadObservations | None = None) -> list[Candidate]:
-    """Every candidate of the search space scored on ``val`` (in both orders when ``val_reversed`` is given);
-    the preset unchanged comes first."""
+           val_reversed: HeadObservations | None = None, valve: SafetyValve | None = None) -> list[Candidate]:
+    """Every candidate of the search space scored on ``val`` (in both orders when ``val_reversed`` is given),
+    each with the preset's safety valve as it will run; the preset unchanged comes first. Heads stay within the
+    preset's depth (an adapted preset is never slower), and the preset's own fusion weight is tried too."""
     out = [_candidate("preset unchanged", preset_heads.heads, preset_heads.weights, preset_fuse, val, qrels,
-                      val_reversed)]
+                      val_reversed, valve)]
     d = discriminability(train, qrels)
-    order = torch.argsort(d, descending=True, stable=True).tolist()
+    depth = preset_heads.deepest_layer
+    order = [i for i in torch.argsort(d, descending=True, stable=True).tolist() if train.heads[i][0] <= depth]
     sets: list[tuple[str, list[tuple[int, int]], list[float] | None]] = []
     for k in config.ks:
         sets.append((f"top-{k} heads", [train.heads[i] for i in order[:k]], None))
@@ -176,9 +181,10 @@ def search(train: HeadObservations, val: HeadObservations, qrels, preset_heads: 
                 continue
             keep = [(train.heads[i], float(x)) for i, x in zip(pool, w.tolist()) if x > 0]
             sets.append((f"weighted top-{m} (l2 {l2})", [h for h, _ in keep], [x for _, x in keep]))
+    fusions = list(config.fusion) + ([preset_fuse] if preset_fuse not in config.fusion else [])
     for label, heads, weights in sets:
-        for fuse in config.fusion:
-            out.append(_candidate(label, heads, weights, fuse, val, qrels, val_reversed))
+        for fuse in fusions:
+            out.append(_candidate(label, heads, weights, fuse, val, qrels, val_reversed, valve))
     return out
 
 
@@ -220,7 +226,8 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
     if ranker.both_orders:  # the preset reads both orders: so does every candidate
         val_reversed = observe_cached(shared, order_lists([lists[q] for q in val_q], "reversed"),
                                       progress("observing reversed validation lists"))
-    candidates = search(train, val, bench.qrels, ranker.heads, ranker.fuse_first_stage, config, val_reversed)
+    candidates = search(train, val, bench.qrels, ranker.heads, ranker.fuse_first_stage, config, val_reversed,
+                        ranker.safety_valve)
     before, after = candidates[0], best_candidate(candidates)
     write_adapted(Path(ranker.model.path), out, ranker.heads, after, bench.name, train_q, val_q, str(preset), config)
     logger.info("adapted %s on %s: validation nDCG@10 %.4f -> %.4f (%s)", preset, bench.name, before.val_ndcg,

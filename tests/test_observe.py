@@ -62,3 +62,21 @@ def test_shared_capture_refuses_what_it_cannot_score(loaded, tmp_path):
         shared.scorer(None, calibrate=False)
     with pytest.raises(ValueError, match="empty"):
         shared.scorer()("q", ["", "  "])
+
+
+def test_a_capture_through_a_layer_matches_the_full_one_on_its_heads(loaded, tmp_path):
+    """adapt captures only the layers a preset reads: same masses for those heads, its own cache key, no ICR."""
+    from headrank.observe import all_head_observer
+
+    ranker = HeadRanker.from_pretrained(loaded, heads=HeadSet(heads=((1, 0), (0, 2)), num_layers=4, num_heads=4))
+    full = SharedCapture(all_head_observer(ranker), tmp_path / "full")
+    capped = SharedCapture(all_head_observer(ranker, through_layer=1), tmp_path / "capped")
+    assert capped.heads == [h for h in full.heads if h[0] <= 1] and len(capped.heads) == 8
+    assert capped._path("a query", DOCS) != full._path("a query", DOCS)
+    a, b = full.observe("a query", DOCS), capped.observe("a query", DOCS)
+    rows = [full.heads.index(h) for h in capped.heads]
+    assert torch.allclose(a.calibrated[rows], b.calibrated, atol=1e-6) and torch.allclose(a.raw[rows], b.raw, atol=1e-6)
+    with pytest.raises(ValueError, match="ICR reads every layer"):
+        capped.scorer()
+    with pytest.raises(ValueError, match="through_layer"):
+        all_head_observer(ranker, through_layer=4)

@@ -6,8 +6,9 @@ heads chosen elsewhere (RESULTS.md, "Adapting to a domain"). ``adapt_preset`` ke
 and LoRA adapter, captures every head of that model once per judged list (cached, resumable), and picks on
 a validation split of the user's queries among: the preset unchanged, the top-K heads by discriminability
 on the training split (plain sum), and non-negative per-head weights fit over the top-M heads
-(``weighting.fit_head_weights``), each with and without fusion with the first stage (and with the preset's own fusion weight), within the
-preset's depth (an adapted preset is never slower) and with the preset's safety valve. The winner is written
+(``weighting.fit_head_weights``), each with and without fusion with the first stage (and with the preset's
+own fusion weight), within the preset's depth (an adapted preset is never slower; the capture stops there
+too) and with the preset's safety valve. The winner is written
 as a new checkpoint directory (same adapter, new head set, chosen inference settings) that every headrank
 entry point loads by path. The preset itself is one of the candidates, so the result is never worse than
 the preset on the validation split; that split chose it, so report quality on queries it never saw.
@@ -216,7 +217,9 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
                          f"the top {config.depth}); adapting needs at least 4, better a few dozen")
     train_q, val_q = split_queries(qids, config.val_fraction, config.seed)
     lists = {q: (q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q][: config.depth]]) for q in qids}
-    shared = SharedCapture(all_head_observer(ranker), Path(cache_dir or out.parent / f".{out.name}-capture"))
+    # candidates stay within the preset's depth (search), so the capture stops there too
+    shared = SharedCapture(all_head_observer(ranker, ranker.heads.deepest_layer),
+                           Path(cache_dir or out.parent / f".{out.name}-capture"))
     progress = (lambda stage: (lambda done, total: on_list(stage, done, total))) if on_list else (lambda stage: None)
     # training lists shuffled (a head must follow relevance, not position); validation as users feed them
     train = observe_cached(shared, order_lists([lists[q] for q in train_q], "shuffled", config.seed),

@@ -105,6 +105,9 @@ class SharedCapture:
         probe = prompt_hash(model.tokenizer, ranker.prompt_settings)  # template, instructions, tokenizer
         self._salt = (f"{SCORING_VERSION}|{model.fingerprint}|{model.dtype}|{settings}|{probe}|"
                       f"{model.num_layers}x{model.num_heads}")
+        self.through_layer = ranker.heads.deepest_layer
+        if self.through_layer < model.num_layers - 1:  # a capture that stops early is another capture
+            self._salt += f"|through-layer-{self.through_layer}"
 
     def _path(self, query: str, passages: Sequence[str]) -> Path:
         h = hashlib.sha256(self._salt.encode())
@@ -137,6 +140,9 @@ class SharedCapture:
             weights = None if head_set.weights is None else torch.tensor(head_set.weights)[:, None]
         elif not calibrate:
             raise ValueError("ICR is defined with calibration")
+        elif self.through_layer < self.ranker.model.num_layers - 1:
+            raise ValueError("ICR reads every layer; this capture stops after layer "
+                             f"{self.through_layer}")
 
         def score(query: str, passages: Sequence[str]) -> tuple[list[float], dict]:
             obs = self.observe(query, passages)
@@ -153,14 +159,20 @@ class SharedCapture:
         return score
 
 
-def all_head_observer(ranker):
+def all_head_observer(ranker, through_layer: int | None = None):
     """A ranker that reads every head of ``ranker``'s model (merged adapter included) with the N/A tail and
-    the same prompt: what ``SharedCapture`` needs to re-select or re-weight heads of a trained preset."""
+    the same prompt: what ``SharedCapture`` needs to re-select or re-weight heads of a trained preset. With
+    ``through_layer`` only the heads of layers 0..through_layer, and the forward stops there (cheaper)."""
     from headrank.ranker import HeadRanker
     from headrank.scoring import ScoringConfig
 
     model = ranker.model
     heads = HeadSet.all_heads(model.num_layers, model.num_heads, model=model.name)
+    if through_layer is not None:
+        if not 0 <= through_layer < model.num_layers:
+            raise ValueError(f"through_layer must be a layer of the model (0..{model.num_layers - 1})")
+        heads = HeadSet(heads=tuple(h for h in heads.heads if h[0] <= through_layer), num_layers=model.num_layers,
+                        num_heads=model.num_heads, model=model.name)
     return HeadRanker(model, heads, scoring=ScoringConfig(calibrate=True, token_mask=True),
                       prompt=ranker.prompt_settings, method="icr", verify_fingerprint=False,
                       max_length=ranker.max_length)

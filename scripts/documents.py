@@ -1,0 +1,87 @@
+"""Numbers in the documents from one source: regenerate (``--write``) or check (default) the generated blocks.
+
+A block in README.md, RESULTS.md or BENCHMARKS.md is the text between ``<!-- generated: NAME -->`` and
+``<!-- /generated -->``; NAME is one of ``GENERATORS``, each built from recorded result files (``results/``)
+or the shipped presets' cards (themselves written from recorded runs). ``tests/test_documents.py`` runs the
+check, so a number edited by hand in a block fails the suite.
+
+    PYTHONPATH=src python scripts/documents.py          # check: exit 1 and name every stale block
+    PYTHONPATH=src python scripts/documents.py --write  # rewrite the blocks
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+DOCUMENTS = ("README.md", "RESULTS.md", "BENCHMARKS.md")
+BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
+
+
+def domain_table() -> str:
+    from domain_table import table
+
+    return table()
+
+
+def presets_table() -> str:
+    """README's preset table: four-set nDCG@10 and CPU latency per preset, from the model cards."""
+    from headrank.presets import DEFAULT_PRESET, list_presets
+
+    lines = ["| preset | base model | inference settings | nDCG@10, four sets | BM25 | ICR (same model) | "
+             "s per list, N = 20 (2-core CPU) |", "|---|---|---|---|---|---|---|"]
+    for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
+        head = preset.headline
+        latency = {row["method"].split(" ")[0]: row["seconds_per_list"] for row in preset.card["latency"]}
+        mine = latency.get(preset.name, next(iter(latency.values())))
+        others = "; ".join(f"{name} {s:.2f}" for name, s in latency.items() if name != preset.name)
+        name = f"**`{preset.name}`** (default)" if preset.name == DEFAULT_PRESET else f"`{preset.name}`"
+        lines.append(f"| {name} | {preset.card.get('base_model_name', preset.base_model)} | "
+                     f"{preset.inference.describe()} | **{head['preset']:.4f}** | {head['bm25']:.4f} | "
+                     f"{head['icr']:.4f} | {mine:.2f} ({others}) |")
+    return "\n".join(lines) + "\n"
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table}
+
+
+def stale_blocks(write: bool = False) -> list[str]:
+    """Names (``FILE: NAME``) of blocks whose text differs from their generator's; rewrites them with ``write``."""
+    stale = []
+    for name in DOCUMENTS:
+        path = ROOT / name
+        text = path.read_text(encoding="utf-8")
+
+        def fresh(match: re.Match) -> str:
+            block = match.group(2)
+            if block not in GENERATORS:
+                raise SystemExit(f"{name}: unknown generated block {block!r}; known: {', '.join(GENERATORS)}")
+            body = GENERATORS[block]()
+            if body != match.group(3):
+                stale.append(f"{name}: {block}")
+            return match.group(1) + body + match.group(4)
+
+        new = BLOCK.sub(fresh, text)
+        if write and new != text:
+            path.write_text(new, encoding="utf-8")
+    return stale
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    stale = stale_blocks(args.write)
+    if stale and not args.write:
+        print("stale generated blocks (run scripts/documents.py --write):\n  " + "\n  ".join(stale))
+        sys.exit(1)
+    print("rewrote: " + ", ".join(stale) if stale else "every generated block is up to date")
+
+
+if __name__ == "__main__":
+    main()

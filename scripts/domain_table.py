@@ -1,0 +1,94 @@
+"""Issue 30's per-domain table (RESULTS.md, "Safe on a new domain"), generated from recorded result files.
+
+    # record a four-set evaluation (runs/ is not kept; results/ is):
+    PYTHONPATH=src python scripts/domain_table.py record --eval runs/eval-robust --method heads+rrf0.6+valve \
+        --bm25 runs/eval-bm25 --out results/eval-robust-qwen.json
+    # print the table from results/:
+    PYTHONPATH=src python scripts/domain_table.py table
+
+Validation domains come from ``results/robust-choice-qwen.json`` (scripts/robust_choice.py) and
+``results/adapted-<domain>-qwen.json`` (scripts/score_on_pool.py); reporting sets from
+``results/eval-robust-qwen.json``. The previous default's reporting-set row is RESULTS.md's recorded one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+REPORTING = ("dl19", "dl20", "noveleval", "nfcorpus")
+PREVIOUS_DEFAULT = {"dl19": 0.5261, "dl20": 0.4875, "noveleval": 0.6197, "nfcorpus": 0.3215}  # RESULTS.md, issue 18
+NAMES = {"dl21-val": "DL21 validation", "nfcorpus-dev": "NFCorpus dev", "cranfield": "Cranfield", "cisi": "CISI",
+         "npl": "NPL", "dl19": "DL19", "dl20": "DL20", "noveleval": "NovelEval", "nfcorpus": "NFCorpus test"}
+
+
+def per_query(run_dir: Path, method: str) -> dict[str, dict[str, float]]:
+    """{benchmark: {qid: nDCG@10}} from an evaluate output folder's metrics.json files of one method."""
+    out = {}
+    for metrics in sorted(run_dir.glob("*/metrics.json")):
+        data = json.loads(metrics.read_text())
+        if data["settings"]["method"] == method:
+            out[data["settings"]["benchmark"]] = {q: v["nDCG@10"] for q, v in data["per_query"].items()}
+    return out
+
+
+def record(args) -> None:
+    from headrank.compare import sign_flip_p_value
+
+    mine, bm25 = per_query(args.eval, args.method), per_query(args.bm25, "bm25")
+    sets = {}
+    for name in REPORTING:
+        if name not in mine:
+            sys.exit(f"{args.eval} has no {args.method} run of {name}")
+        qids = sorted(mine[name])
+        diffs = [mine[name][q] - bm25[name][q] for q in qids]
+        sets[name] = {"ndcg": sum(mine[name].values()) / len(qids), "bm25": sum(bm25[name][q] for q in qids) / len(qids),
+                      "queries": len(qids), "p_vs_bm25": sign_flip_p_value(diffs, 20000, 0), "per_query": mine[name]}
+    args.out.write_text(json.dumps({"method": args.method, "eval": str(args.eval), "sets": sets}, indent=1))
+
+
+def table() -> str:
+    """The markdown table (RESULTS.md, "Safe on a new domain") from results/*.json."""
+    robust = json.loads((RESULTS / "robust-choice-qwen.json").read_text())
+    report = json.loads((RESULTS / "eval-robust-qwen.json").read_text())["sets"]
+    lines = ["| domain | role | queries | BM25 | previous default | new default | new - BM25 (p) | leave-one-domain-out "
+             "estimate - BM25 | zero-label adapted (p vs new default) |", "|---|---|---|---|---|---|---|---|---|"]
+    for dom in robust["bm25"]:
+        adapted = RESULTS / f"adapted-{dom}-qwen.json"
+        ad = json.loads(adapted.read_text()) if adapted.is_file() else None
+        shown = f"{ad['ndcg']:.4f} ({ad['p_vs_against']:.2f})" if ad else "not run"
+        new = robust["chosen"]["ndcg"][dom]
+        lines.append(f"| {NAMES[dom]} | validation | {robust['queries'][dom][1]} | {robust['bm25'][dom]:.4f} | "
+                     f"{robust['shipped']['ndcg'][dom]:.4f} | {new:.4f} | {new - robust['bm25'][dom]:+.4f} "
+                     f"({robust['p'][dom]['vs_bm25']:.2f}) | {robust['lodo'][dom]['gain']:+.4f} | {shown} |")
+    for name in REPORTING:
+        s = report[name]
+        lines.append(f"| {NAMES[name]} | reporting | {s['queries']} | {s['bm25']:.4f} | {PREVIOUS_DEFAULT[name]:.4f} | "
+                     f"{s['ndcg']:.4f} | {s['ndcg'] - s['bm25']:+.4f} ({s['p_vs_bm25']:.2f}) | | |")
+    mean = sum(report[n]["ndcg"] for n in REPORTING) / len(REPORTING)
+    lines.append(f"| four reporting sets | | | {sum(report[n]['bm25'] for n in REPORTING) / 4:.4f} | "
+                 f"{sum(PREVIOUS_DEFAULT.values()) / 4:.4f} | **{mean:.4f}** | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("--eval", type=Path, required=True)
+    rec.add_argument("--method", required=True)
+    rec.add_argument("--bm25", type=Path, required=True)
+    rec.add_argument("--out", type=Path, required=True)
+    sub.add_parser("table")
+    args = parser.parse_args()
+    if args.command == "record":
+        record(args)
+    else:
+        print(table(), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
-METHODS = ("headrank", "icr", "generative", "pointwise")
+from headrank.defaults import BENCH_METHODS as METHODS
 
 
 def prefill_flops(config, layers: int, tokens: int) -> float:

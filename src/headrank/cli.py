@@ -18,7 +18,8 @@ from rich.text import Text
 
 from headrank.data import DataFormatError, read_rerank_input
 from headrank.heads import HeadSet
-from headrank.defaults import DEFAULT_MODEL, DEFAULT_PRESET, ModelUnavailableError
+from headrank.defaults import (ATTENTION_METHODS, BASELINE_METHODS, DEFAULT_MODEL, DEFAULT_PRESET,
+                               ModelUnavailableError)
 
 app = typer.Typer(
     help="Decoding-free passage reranking from a decoder LLM's attention heads.",
@@ -43,18 +44,8 @@ DEMO_PASSAGES = [  # a keyword search's typical mistake: the "trains ... system"
 ]
 
 
-class Method(str, Enum):
-    icr = "icr"
-    heads = "heads"
-    generative = "generative"
-    pointwise = "pointwise"
-
-
-class AttentionMethod(str, Enum):
-    """The methods that read attention (explain)."""
-
-    icr = "icr"
-    heads = "heads"
+Method = Enum("Method", {m: m for m in (*ATTENTION_METHODS[::-1], *BASELINE_METHODS)}, type=str)  # icr first
+AttentionMethod = Enum("AttentionMethod", {m: m for m in ATTENTION_METHODS[::-1]}, type=str)  # what explain reads
 
 
 class ExplainOutput(str, Enum):
@@ -1047,7 +1038,12 @@ def adapt(
             _fail(str(err), code=3)
         except (ValueError, FileNotFoundError, FileExistsError) as err:
             _fail(str(err))
-    table = Table(title=f"{bench.name}: {len(result.train_queries)} training / {len(result.val_queries)} "
+    _print_adapt_report(result, bench.name, out, report)
+
+
+def _print_adapt_report(result, bench_name: str, out: Path, report: Path | None) -> None:
+    """adapt's before/after table, its warning, the JSON report and what to run next."""
+    table = Table(title=f"{bench_name}: {len(result.train_queries)} training / {len(result.val_queries)} "
                         "validation queries (nDCG@10 on the validation queries, one pass)")
     for col in ("", "heads", "weights", "fusion", "val nDCG@10"):
         table.add_column(col)

@@ -55,6 +55,7 @@ import torch
 from headrank.capture import ListAttention, capture_lists, enable_capture
 from headrank.checkpoint import (HEADSET_NAME, InferenceSettings, is_checkpoint, load_checkpoint_config,
                                  merge_adapter)
+from headrank.defaults import ATTENTION_METHODS
 from headrank.heads import HeadSet
 from headrank.models import LoadedModel, load_model, pad_token_id
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
@@ -64,7 +65,7 @@ from headrank.rule import SafetyValve, final_scores, fusion_weight, valve_settin
 from headrank.scoring import ScoringConfig, score_passages
 
 __all__ = ["HeadRanker", "RankResult", "Ranking", "METHODS"]
-METHODS = ("heads", "icr")
+METHODS = ATTENTION_METHODS
 logger = logging.getLogger(__name__)
 
 

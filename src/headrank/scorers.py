@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 ScoreFn = Callable[[str, Sequence[str]], "list[float] | tuple[list[float], dict]"]
-METHODS = ("bm25", "icr", "heads", "generative", "pointwise")
+from headrank.defaults import BASELINE_METHODS
+from headrank.defaults import EVALUATE_METHODS as METHODS
 
 
 @dataclass
@@ -56,7 +57,7 @@ def build_scorer(method: str, model: str, heads: str | None = None, max_passage_
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if method == "bm25":
         return Scorer(first_stage_scores, method)
-    if method in ("generative", "pointwise"):
+    if method in BASELINE_METHODS:
         return _baseline_scorer(method, base_model_of(model), device, dtype, max_passage_tokens or 100)
     if shared_capture:
         return _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, calibrate, cache_dir)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import importlib
 from headrank.rerankers.base import Reranker, ScoreReranker
 
-BACKENDS = ("headrank", "icr", "generative", "pointwise", "firststage")
-_ALIASES = {"heads": "headrank", "bm25": "firststage"}
+from headrank.defaults import METHOD_ALIASES as _ALIASES
+from headrank.defaults import RERANKER_BACKENDS as BACKENDS
 
 __all__ = ["BACKENDS", "Reranker", "ScoreReranker", "load_reranker"]
 

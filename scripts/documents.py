@@ -47,7 +47,32 @@ def presets_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table}
+def presets_quality() -> str:
+    """RESULTS.md's preset table: every quality row of every shipped preset's card (recorded evaluate runs)."""
+    from headrank.presets import DEFAULT_PRESET, list_presets
+
+    lines = ["| preset | setting | dl19 | dl20 | noveleval | nfcorpus | average of four |", "|---|---|---|---|---|---|---|"]
+    for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
+        name = f"**`{preset.name}`** (default)" if preset.name == DEFAULT_PRESET else f"`{preset.name}`"
+        for row in preset.card["quality"]:
+            v = row["ndcg@10"]
+            lines.append(f"| {name} | {row['method']} | {v['dl19']:.4f} | {v['dl20']:.4f} | {v['noveleval']:.4f} | "
+                         f"{v['nfcorpus']:.4f} | {v['average']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def default_headline() -> str:
+    """README's status sentence on the default preset, from its card."""
+    from headrank.presets import DEFAULT_PRESET, FAST_PRESET, load_preset
+
+    preset, fast = load_preset(DEFAULT_PRESET), load_preset(FAST_PRESET)
+    head = preset.headline
+    return (f"{head['preset']:.4f} nDCG@10 over DL19, DL20, NovelEval and NFCorpus against BM25's {head['bm25']:.4f} "
+            f"and ICR's {head['icr']:.4f} (the fast `{FAST_PRESET}`: {fast.headline['preset']:.4f}).\n")
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table,
+                                            "default-headline": default_headline, "presets-quality": presets_quality}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

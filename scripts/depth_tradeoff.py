@@ -82,9 +82,11 @@ def main() -> None:
     pool = load_pool(args.pool, args.layers, args.heads)
     qrels = {name: qrels_of(name) for name in ("dl21", "nfcorpus-train", "nfcorpus-dev")}
     shipped = json.loads((PRESET / "headset.json").read_text())
-    split = shipped["selection"].get("adapter_selection", shipped["selection"])
+    from headrank.heads import HeadSet
+
+    train_queries = set(HeadSet.load(PRESET / "headset.json").split_queries("train"))  # the adapter's DL21 split
     dl21_train = pool[("dl21", "shuffled")]
-    train = {"dl21": dl21_train.subset([q for q in dl21_train.qids if q in set(split["train_queries"])]),
+    train = {"dl21": dl21_train.subset([q for q in dl21_train.qids if q in train_queries]),
              "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
     train_qrels = {"dl21": qrels["dl21"], "nfcorpus": qrels["nfcorpus-train"]}
     val = {"dl21": (pool[("dl21", "first-stage")], qrels["dl21"]),

@@ -76,9 +76,10 @@ def main() -> None:
     args = parser.parse_args()
     pool = load_pool(args.pool, args.layers, args.heads)
     qrels = {name: qrels_of(name) for name in ("dl21", "nfcorpus-train", "nfcorpus-dev")}
-    recorded = json.loads((Path("src/headrank/presets/headrank-qwen2.5-coder-0.5b/headset.json")).read_text())
-    selection = recorded["selection"].get("adapter_selection", recorded["selection"])
-    dl21_train_q = set(selection["train_queries"])  # the adapter's DL21 training split
+    from headrank.heads import HeadSet
+
+    preset_heads = HeadSet.load(Path("src/headrank/presets/headrank-qwen2.5-coder-0.5b/headset.json"))
+    dl21_train_q = set(preset_heads.split_queries("train"))  # the adapter's DL21 training split
     train = {"dl21": pool[("dl21", "shuffled")].subset([q for q in pool[("dl21", "shuffled")].qids if q in dl21_train_q]),
              "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
     val = {"dl21": (pool[("dl21", "first-stage")], pool.get(("dl21", "reversed")), qrels["dl21"]),

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pool import load_pool, load_set, merged  # noqa: E402
 
 from headrank.compare import sign_flip_p_value  # noqa: E402
+from headrank.heads import HeadSet  # noqa: E402
 from headrank.rule import SIGNALS, SafetyValve, final_scores  # noqa: E402
 from headrank.selection import HeadObservations, discriminability, ndcg_at_10  # noqa: E402
 from headrank.weighting import WeightConfig, fit_head_weights  # noqa: E402
@@ -185,13 +186,15 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=18, help="deepest allowed layer count (heads in layers < cap)")
     parser.add_argument("--floor", type=float, default=0.0, help="every fold domain must gain at least this")
     parser.add_argument("--write-preset", type=Path, help="write the shipped preset with the choice into this folder")
+    parser.add_argument("--shipped", type=Path, default=PRESET,
+                        help="the preset to compare with (and whose adapter split gives the DL21 training queries)")
     args = parser.parse_args()
     pool = load_pool(args.pool, args.layers, args.heads)
-    shipped = json.loads((PRESET / "headset.json").read_text())
-    split = shipped["selection"].get("adapter_selection", shipped["selection"])
+    shipped = json.loads((args.shipped / "headset.json").read_text())
+    train_queries = set(HeadSet.load(args.shipped / "headset.json").split_queries("train"))
     benches = {name: load_set(name) for name in ("dl21", "nfcorpus-train")}
     dl21_train = pool[("dl21", "shuffled")]
-    train = {"dl21": dl21_train.subset([q for q in dl21_train.qids if q in set(split["train_queries"])]),
+    train = {"dl21": dl21_train.subset([q for q in dl21_train.qids if q in train_queries]),
              "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
     train_qrels = {"dl21": benches["dl21"].qrels, "nfcorpus": benches["nfcorpus-train"].qrels}
     domains = validation_domains(pool)
@@ -220,7 +223,7 @@ def main() -> None:
     paired(report, domains)
     args.out.write_text(json.dumps(report, indent=1))
     if args.write_preset:
-        write_preset(report["chosen"], args.write_preset)
+        write_preset(report["chosen"], args.write_preset, args.shipped)
 
 
 def describe(config: Config, domains: dict[str, Domain], heads) -> dict:
@@ -244,16 +247,14 @@ def paired(report: dict, domains: dict[str, Domain]) -> None:
                           "vs_shipped": sign_flip_p_value([a - b for a, b in zip(chosen, ship)], 20000, 0)}
 
 
-def write_preset(chosen: dict, out: Path) -> None:
-    """The shipped preset (same adapter) with the chosen head set, weights, fusion and valve."""
+def write_preset(chosen: dict, out: Path, base: Path = PRESET) -> None:
+    """The ``base`` preset (same adapter) with the chosen head set, weights, fusion and valve."""
     import dataclasses
     import shutil
 
     from headrank.checkpoint import CONFIG_NAME, HEADSET_NAME
-    from headrank.heads import HeadSet
-
-    shutil.copytree(PRESET, out, dirs_exist_ok=True)
-    shipped = HeadSet.load(PRESET / HEADSET_NAME)
+    shutil.copytree(base, out, dirs_exist_ok=True)
+    shipped = HeadSet.load(base / HEADSET_NAME)
     plain = all(abs(w - 1.0) < 1e-12 for w in chosen["weights"])
     dataclasses.replace(shipped, heads=tuple(tuple(h) for h in chosen["heads"]),
                         weights=None if plain else tuple(chosen["weights"]), name="robust-5-domains",

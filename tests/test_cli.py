@@ -112,8 +112,13 @@ def test_demo_prints_a_ranking(default_model_dir):
     vaccine = {i for i, text in enumerate(DEMO_PASSAGES) if "vaccin" in text.lower()}
     assert len(top3 & vaccine) >= 2, result.stdout  # the passages about vaccines lead
     trap = next(i for i, text in enumerate(DEMO_PASSAGES) if text.startswith("How do trains"))
-    assert int(rows[0][1]) == 1 and int(rows[0][4]) - 1 != trap, result.stdout  # BM25's keyword trap is not first
+    assert int(rows[0][1]) == 1
+    heads_line = next(line for line in result.stdout.splitlines() if line.startswith("The heads alone"))
+    heads_first = int(heads_line.split(":")[1].split(",")[0]) - 1
+    assert heads_first != trap and heads_first in vaccine, result.stdout  # the heads see through the keyword trap
     assert "Moved against BM25" in result.stdout and "Try next" in result.stdout
+    # the default fuses with BM25: the output says so and how to rank by the heads alone
+    assert "--fuse-first-stage 0" in flat
 
 
 def test_evaluate_bm25_on_dl19(tmp_path):

@@ -13,6 +13,8 @@ def test_signals_read_the_list():
     assert SIGNALS["agreement"]([5, 4, 3, 2, 1]) == pytest.approx(1.0)
     assert SIGNALS["agreement"]([1, 2, 3, 4, 5]) == pytest.approx(-1.0)
     assert SIGNALS["top_z"]([1, 1, 1, 1]) == 0.0  # a flat list says nothing
+    assert SIGNALS["top_z"]([10, 0, 0, 0]) == pytest.approx(1.0)  # one passage takes all, at any length
+    assert SIGNALS["top_z"]([10] + [0] * 19) == pytest.approx(1.0)
     assert SIGNALS["top_z"]([10, 0, 0, 0]) > SIGNALS["top_z"]([10, 9, 8, 0])
     assert SIGNALS["top_gap"]([3, 3, 1]) == 0.0 and SIGNALS["top_gap"]([5, 1, 1]) > 1.0
     # an empty passage (-inf) is ignored, not an overflow
@@ -22,7 +24,7 @@ def test_signals_read_the_list():
 def test_valve_fires_below_its_threshold_and_moves_to_the_first_stage():
     flat = [0.10, 0.11, 0.09, 0.12]  # almost no separation: top_z is small
     sharp = [0.0, 0.0, 0.0, 5.0]
-    valve = SafetyValve("top_z", threshold=1.6, weight=1.0)
+    valve = SafetyValve("top_z", threshold=0.9, weight=1.0)
     low = final_scores(flat, 0.3, valve)
     assert low.valve_fired and low.weight == 1.0
     assert sorted(range(4), key=lambda i: -low.scores[i]) == [0, 1, 2, 3]  # the first-stage order
@@ -30,7 +32,7 @@ def test_valve_fires_below_its_threshold_and_moves_to_the_first_stage():
     assert not high.valve_fired and high.scores == pytest.approx(fuse_with_first_stage(sharp, 0.3))
     assert final_scores(flat, None, None).scores == flat  # no fusion, no valve: the scores themselves
     # a valve weaker than the call's own fusion never lowers it
-    assert not final_scores(flat, 0.9, SafetyValve("top_z", 1.6, 0.8)).valve_fired
+    assert not final_scores(flat, 0.9, SafetyValve("top_z", 0.9, 0.8)).valve_fired
 
 
 def test_valve_settings_validate_and_round_trip():
@@ -68,7 +70,7 @@ def test_fused_records_apply_the_valve_per_query():
     ids = ["a", "b", "c", "d", "e", "f"]
     records = [QueryRecord("flat", ids, [0.1, 0.1, 0.11, 0.12, 0.11, 0.12], 0.0),
                QueryRecord("sharp", ids, [0.0, 0.0, 9.0, 0.0, 0.0, 0.0], 0.0)]
-    valve = SafetyValve("top_z", 2.0, 1.0)  # sharp: sqrt(5) = 2.24; flat: about 1.1
+    valve = SafetyValve("top_z", 0.8, 1.0)  # sharp: 1; flat: about 0.5
     out = fused_records(records, None, valve)
     assert [r.info["valve_fired"] for r in out] == [True, False]
     assert max(range(6), key=lambda i: out[0].scores[i]) == 0  # first-stage top restored

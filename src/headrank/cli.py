@@ -384,16 +384,23 @@ def demo(
 
     corpus = {str(i + 1): p for i, p in enumerate(DEMO_PASSAGES)}
     first_stage = [docid for docid, _ in bm25_search(corpus, {"demo": DEMO_QUERY}, len(corpus))["demo"]]
-    started = time.perf_counter()
-    results = ranker.rank(DEMO_QUERY, [corpus[d] for d in first_stage])
-    elapsed = time.perf_counter() - started
+    results, heads_alone, elapsed = _demo_rankings(ranker, [corpus[d] for d in first_stage])
     console = Console()
     title = (f"{DEMO_QUERY}  (BM25 over {len(corpus)} passages, then {_ranker_label(ranker)}, {elapsed:.2f} s; "
              "'input #' is the BM25 rank, 'docid' the example's passage number)")
     _print_results(results, first_stage, None, Output.table, "demo", console, title)
     moved = [f"{first_stage[r.corpus_id]} ({r.corpus_id + 1} -> {r.rank})" for r in results if r.rank != r.corpus_id + 1]
-    console.print(f"Moved against BM25 (passage: BM25 rank -> HeadRank rank): {', '.join(moved) or 'none'}",
-                  markup=False, highlight=False, soft_wrap=True)
+    lines = [f"Moved against BM25 (passage: BM25 rank -> HeadRank rank): {', '.join(moved) or 'none'}",
+             "The heads alone, before fusion with BM25 (docids, best first): "
+             + ", ".join(first_stage[i] for i in heads_alone)]
+    settings = results.settings
+    if settings.fuse_first_stage or results.valve_fired:
+        lines.append(f"This preset fuses the heads' ranking with BM25's ({settings.describe()}): chosen so that it "
+                     "does not make a first stage worse on a new domain, it keeps BM25's order where the two "
+                     "disagree by little" + ("; here the safety valve kept BM25's order" if results.valve_fired
+                                              else "") + ". `headrank rerank --fuse-first-stage 0 "
+                     "--no-safety-valve` ranks by the heads alone.")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
     console.print("\n".join([
         "Try next:",
         "  .venv/bin/headrank rerank ../shared/data/msmarco-passage/dl19/bm25-top100.json --depth 20"
@@ -403,6 +410,21 @@ def demo(
         "  .venv/bin/headrank serve   # Cohere / Jina / TEI rerank API on http://127.0.0.1:8000 (playground at /)",
         "  (or 'source .venv/bin/activate' once, then plain 'headrank ...')",
     ]), markup=False, highlight=False, soft_wrap=True)
+
+
+def _demo_rankings(ranker, docs: list[str]):
+    """The demo's ranking in the ranker's own settings and the heads' order alone, from one forward."""
+    from headrank.results import ListJob
+    from headrank.rule import final_scores
+
+    started = time.perf_counter()
+    raw = ranker.score(DEMO_QUERY, docs, fuse_first_stage=0, safety_valve=False)
+    elapsed = time.perf_counter() - started
+    job = ListJob.make(DEMO_QUERY, docs, 0)
+    job.scores = [raw[i] for i in job.kept]
+    ranking = job.ranking(None, True, ranker.settings_for())
+    heads_alone = sorted(range(len(docs)), key=lambda i: (-final_scores(raw, None).scores[i], i))
+    return ranking, heads_alone, elapsed
 
 
 @app.command()

@@ -51,12 +51,14 @@ def agreement(scores: Sequence[float]) -> float:
 
 @signal("top_z")
 def top_z(scores: Sequence[float]) -> float:
-    """How far the best passage stands above the list: (max - mean) / std (0 for a flat list)."""
+    """How far the best passage stands above the list: (max - mean) / std, divided by its largest possible value
+    sqrt(n - 1) so that lists of any length compare (1: one passage takes all; 0: a flat list). Undivided, a
+    threshold chosen on 20-passage lists would fire on nearly every short list (the bound is 2.6 at n = 8)."""
     values = _finite(scores)
     if len(values) < 2:
         return math.inf
     std = _std(values)
-    return 0.0 if std == 0 else (max(values) - sum(values) / len(values)) / std
+    return 0.0 if std == 0 else (max(values) - sum(values) / len(values)) / (std * math.sqrt(len(values) - 1))
 
 
 @signal("top_gap")

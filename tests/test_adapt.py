@@ -150,6 +150,8 @@ def test_search_stays_within_the_presets_depth_and_runs_its_valve():
     plain = search(obs, obs, qrels, preset, 0.3, config)
     assert all(layer <= 1 for c in plain for layer, _ in c.heads)
     assert {c.fuse for c in plain} == {None, 0.3}
+    kept = search(obs, obs, qrels, preset, 0.3, AdaptConfig(ks=(1, 2), pools=(2,), l2s=(0.1,), keep_fusion=True))
+    assert {c.fuse for c in kept} == {0.3}  # adapt --corpus: written queries do not choose the fusion weight
     always = SafetyValve("agreement", 2.0, 1.0)  # fires on every list: every candidate ranks like the first stage
     valved = search(obs, obs, qrels, preset, 0.3, config, valve=always)
     assert all(c.val_ndcg == 1.0 for c in valved)  # the relevant passage is first in every input list

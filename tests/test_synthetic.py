@@ -102,3 +102,28 @@ def test_adapt_takes_judged_queries_or_a_corpus(tmp_path):
     assert missing.exit_code == 2 and "not found" in missing.output
     mixed = runner.invoke(app, ["adapt", "--out", str(tmp_path / "o"), "--corpus", str(tmp_path), "--max-queries", "9"])
     assert mixed.exit_code == 2 and "--synthetic-queries" in mixed.output
+
+
+def test_adapt_corpus_end_to_end_on_a_tiny_preset(tiny_base, tmp_path):
+    """adapt --corpus from one command on a tiny random preset: the written queries are noise, so the command
+    must end with a clear message, never a traceback; the query cache is kept for a rerun. (The real model on a
+    real corpus: RESULTS.md, "Safe on a new domain".)"""
+    from conftest import make_tiny_preset
+    from headrank.checkpoint import InferenceSettings
+
+    preset = make_tiny_preset(tiny_base, tmp_path / "tiny-preset", InferenceSettings(fuse_first_stage=0.5))
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    with (corpus / "corpus.jsonl").open("w") as f:
+        for i in range(30):
+            f.write(json.dumps({"_id": f"d{i}", "text": (TOPICS[i % len(TOPICS)] + f" item {i} ") * 3}) + "\n")
+    cache = tmp_path / "cache"
+    args = ["adapt", "--from", str(preset), "--corpus", str(corpus), "--synthetic-queries", "8", "--out",
+            str(tmp_path / "adapted"), "--cache", str(cache), "--device", "cpu", "--dtype", "float32"]
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, SystemExit), result.exception
+    written = cache / "synthetic" / "corpus" / "synthetic-queries.jsonl"
+    assert len(written.read_text().splitlines()) == 8
+    # random weights write noise: no query finds its passage, and the command says so (exit 2, no traceback)
+    assert result.exit_code == 2 and "finds its own passage" in " ".join(result.output.split()), result.output
+    assert not (tmp_path / "adapted").exists()

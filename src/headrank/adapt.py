@@ -42,7 +42,9 @@ FEW_VALIDATION_QUERIES = 50  # below this, adapt warns that its choice is noisy 
 @dataclass(frozen=True)
 class AdaptConfig:
     """The search space. ``ks``: plain top-K sets; ``pools``/``l2s``: weighted sets over the top-M heads;
-    ``fusion``: first-stage fusion weights tried (None = no fusion); ``val_fraction``/``seed``: the split."""
+    ``fusion``: first-stage fusion weights tried (None = no fusion); ``keep_fusion``: try only the preset's own
+    weight (written queries cannot judge fusion: their first stage is their own source's words);
+    ``val_fraction``/``seed``: the split."""
 
     depth: int = 20
     val_fraction: float = 0.3
@@ -51,6 +53,7 @@ class AdaptConfig:
     pools: tuple[int, ...] = (8, 16, 32, 64)
     l2s: tuple[float, ...] = (0.001, 0.01, 0.1)
     fusion: tuple[float | None, ...] = (None, 0.5)
+    keep_fusion: bool = False
 
     def __post_init__(self) -> None:
         if self.depth < 2:
@@ -182,7 +185,8 @@ def search(train: HeadObservations, val: HeadObservations, qrels, preset_heads: 
                 continue
             keep = [(train.heads[i], float(x)) for i, x in zip(pool, w.tolist()) if x > 0]
             sets.append((f"weighted top-{m} (l2 {l2})", [h for h, _ in keep], [x for _, x in keep]))
-    fusions = list(config.fusion) + ([preset_fuse] if preset_fuse not in config.fusion else [])
+    fusions = [preset_fuse] if config.keep_fusion else \
+        list(config.fusion) + ([preset_fuse] if preset_fuse not in config.fusion else [])
     for label, heads, weights in sets:
         for fuse in fusions:
             out.append(_candidate(label, heads, weights, fuse, val, qrels, val_reversed, valve))

@@ -991,6 +991,10 @@ def adapt(
                                            "corpus.jsonl or docid<TAB>text TSV). The preset's base LLM writes a "
                                            "query for sampled passages; each source passage is the positive."),
     synthetic_queries: int = typer.Option(200, min=8, help="With --corpus: passages to write queries for."),
+    keep_fusion: bool = typer.Option(None, "--keep-fusion/--choose-fusion",
+                                     help="Keep the preset's fusion weight (re-choose heads and weights only) or "
+                                          "also choose it. Default: keep with --corpus (written queries favour "
+                                          "whatever matches their own words), choose with --data."),
     preset: str = typer.Option(None, "--from", help="Preset or checkpoint to adapt (default: the default preset)."),
     split: str = typer.Option("train", help="BEIR split to read."),
     depth: int = typer.Option(20, "--depth", "-K", min=2, help="First-stage candidates per list."),
@@ -1014,9 +1018,7 @@ def adapt(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    from headrank.adapt import AdaptConfig, adapt_preset, restrict_queries, sample_queries
-    from headrank.data import read_text_file, text_lines
-    from headrank.datasets import check_training_set, load_benchmark
+    from headrank.adapt import AdaptConfig, adapt_preset
     from headrank.presets import DEFAULT_PRESET
 
     _setup_logging()
@@ -1028,14 +1030,10 @@ def adapt(
     try:
         config = AdaptConfig(depth=depth, val_fraction=val_fraction, seed=seed,
                              ks=tuple(_ints(ks, "--ks")),
-                             pools=tuple(_ints(pools, "--pools")))
+                             pools=tuple(_ints(pools, "--pools")),
+                             keep_fusion=corpus is not None if keep_fusion is None else keep_fusion)
         if benchmark is not None:
-            check_training_set(benchmark, split)
-            bench = load_benchmark(benchmark, data_root=data_root, cache_dir=Path("runs") / "cache", split=split)
-            if queries is not None:
-                bench = restrict_queries(bench, text_lines(read_text_file(queries)))
-            if max_queries is not None:
-                bench = sample_queries(bench, max_queries, depth, seed)
+            bench = _adapt_judged(benchmark, split, data_root, queries, max_queries, depth, seed)
         elif not corpus.exists():
             raise FileNotFoundError(f"--corpus {corpus} not found")
     except (ValueError, FileNotFoundError, DataFormatError) as err:
@@ -1061,6 +1059,21 @@ def adapt(
         except (ValueError, FileNotFoundError, FileExistsError) as err:
             _fail(str(err))
     _print_adapt_report(result, bench.name, out, report)
+
+
+def _adapt_judged(benchmark: str, split: str, data_root, queries, max_queries, depth: int, seed: int):
+    """adapt --data: the judged queries, restricted to a list or a sample when asked (never a reporting set)."""
+    from headrank.adapt import restrict_queries, sample_queries
+    from headrank.data import read_text_file, text_lines
+    from headrank.datasets import check_training_set, load_benchmark
+
+    check_training_set(benchmark, split)
+    bench = load_benchmark(benchmark, data_root=data_root, cache_dir=Path("runs") / "cache", split=split)
+    if queries is not None:
+        bench = restrict_queries(bench, text_lines(read_text_file(queries)))
+    if max_queries is not None:
+        bench = sample_queries(bench, max_queries, depth, seed)
+    return bench
 
 
 def _print_adapt_report(result, bench_name: str, out: Path, report: Path | None) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pool import load_pool, merged, qrels_of  # noqa: E402
+from pool import add_pool_arguments, load_pool, merged, qrels_of, training_lists  # noqa: E402
 from recipe_search import evaluate, mean  # noqa: E402
 
 from headrank.compare import sign_flip_p_value  # noqa: E402
@@ -72,26 +72,17 @@ def write_preset(row: dict, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--layers", type=int, default=24)
-    parser.add_argument("--heads", type=int, default=14)
+    add_pool_arguments(parser)
     parser.add_argument("--write-preset", nargs=2, metavar=("CAP", "DIR"),
                         help="also write the shipped preset with the head set chosen under CAP layers into DIR")
     args = parser.parse_args()
     pool = load_pool(args.pool, args.layers, args.heads)
     qrels = {name: qrels_of(name) for name in ("dl21", "nfcorpus-train", "nfcorpus-dev")}
     shipped = json.loads((PRESET / "headset.json").read_text())
-    from headrank.heads import HeadSet
-
-    train_queries = set(HeadSet.load(PRESET / "headset.json").split_queries("train"))  # the adapter's DL21 split
-    dl21_train = pool[("dl21", "shuffled")]
-    train = {"dl21": dl21_train.subset([q for q in dl21_train.qids if q in train_queries]),
-             "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
-    train_qrels = {"dl21": qrels["dl21"], "nfcorpus": qrels["nfcorpus-train"]}
+    train, train_qrels = training_lists(pool, PRESET)
     val = {"dl21": (pool[("dl21", "first-stage")], qrels["dl21"]),
            "nfcorpus": (pool[("nfcorpus-dev", "first-stage")], qrels["nfcorpus-dev"])}
-    heads = dl21_train.heads
+    heads = train["dl21"].heads
     train_all, all_qrels = merged(train, train_qrels)
     d = (discriminability(train["dl21"], train_qrels["dl21"]) + discriminability(train["nfcorpus"],
                                                                                  train_qrels["nfcorpus"])) / 2

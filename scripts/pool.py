@@ -45,6 +45,25 @@ def qrels_of(set_name: str):
     return load_set(set_name).qrels
 
 
+def add_pool_arguments(parser) -> None:
+    """--pool, --out, --layers, --heads: what every script reading a pool takes."""
+    parser.add_argument("--pool", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--layers", type=int, default=24)
+    parser.add_argument("--heads", type=int, default=14)
+
+
+def training_lists(pool: dict, preset: Path) -> tuple[dict[str, HeadObservations], dict[str, dict]]:
+    """The shuffled training lists per domain (the adapter's DL21 training split of ``preset``, NFCorpus train)
+    and their qrels."""
+    from headrank.heads import HeadSet
+
+    split = set(HeadSet.load(preset / "headset.json").split_queries("train"))
+    dl21 = pool[("dl21", "shuffled")]
+    train = {"dl21": dl21.subset([q for q in dl21.qids if q in split]), "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
+    return train, {"dl21": qrels_of("dl21"), "nfcorpus": qrels_of("nfcorpus-train")}
+
+
 def merged(train: dict[str, HeadObservations], qrels: dict[str, dict]) -> tuple[HeadObservations, dict]:
     """The training lists of every domain as one set (qids prefixed by domain)."""
     heads = next(iter(train.values())).heads

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from pool import load_pool, load_set, merged  # noqa: E402
+from pool import add_pool_arguments, load_pool, load_set, merged, training_lists  # noqa: E402
 
 from headrank.compare import sign_flip_p_value  # noqa: E402
 from headrank.heads import HeadSet  # noqa: E402
@@ -179,10 +179,7 @@ def validation_domains(pool: dict) -> dict[str, Domain]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pool", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--layers", type=int, default=24)
-    parser.add_argument("--heads", type=int, default=14)
+    add_pool_arguments(parser)
     parser.add_argument("--cap", type=int, default=18, help="deepest allowed layer count (heads in layers < cap)")
     parser.add_argument("--floor", type=float, default=0.0, help="every fold domain must gain at least this")
     parser.add_argument("--write-preset", type=Path, help="write the shipped preset with the choice into this folder")
@@ -191,14 +188,9 @@ def main() -> None:
     args = parser.parse_args()
     pool = load_pool(args.pool, args.layers, args.heads)
     shipped = json.loads((args.shipped / "headset.json").read_text())
-    train_queries = set(HeadSet.load(args.shipped / "headset.json").split_queries("train"))
-    benches = {name: load_set(name) for name in ("dl21", "nfcorpus-train")}
-    dl21_train = pool[("dl21", "shuffled")]
-    train = {"dl21": dl21_train.subset([q for q in dl21_train.qids if q in train_queries]),
-             "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
-    train_qrels = {"dl21": benches["dl21"].qrels, "nfcorpus": benches["nfcorpus-train"].qrels}
+    train, train_qrels = training_lists(pool, args.shipped)
     domains = validation_domains(pool)
-    heads = dl21_train.heads
+    heads = train["dl21"].heads
     allowed = [i for i, h in enumerate(heads) if h[0] < args.cap]
     d_train = {dom: discriminability(obs, train_qrels[dom]) for dom, obs in train.items()}
     d_val = {name: discriminability(dom.obs, dom.qrels) for name, dom in domains.items()}

@@ -75,3 +75,17 @@ def test_fused_records_apply_the_valve_per_query():
     assert [r.info["valve_fired"] for r in out] == [True, False]
     assert max(range(6), key=lambda i: out[0].scores[i]) == 0  # first-stage top restored
     assert max(range(6), key=lambda i: out[1].scores[i]) == 2  # the reranker's choice kept
+
+
+def test_evaluate_safety_valve_needs_a_preset_with_one():
+    """evaluate --safety-valve reads the valve of the --model preset; without one it says so before any model loads."""
+    from typer.testing import CliRunner
+
+    from headrank.cli import app
+    from headrank.presets import FAST_PRESET
+
+    runner = CliRunner()
+    no_valve = runner.invoke(app, ["evaluate", "--model", FAST_PRESET, "--safety-valve", "-b", "dl19"])
+    assert no_valve.exit_code == 2 and "has no safety valve" in no_valve.output
+    not_preset = runner.invoke(app, ["evaluate", "--model", "smollm2-135m-instruct", "--safety-valve", "-b", "dl19"])
+    assert not_preset.exit_code == 2 and "needs a preset or checkpoint" in not_preset.output

@@ -415,7 +415,6 @@ def demo(
 def _demo_rankings(ranker, docs: list[str]):
     """The demo's ranking in the ranker's own settings and the heads' order alone, from one forward."""
     from headrank.results import ListJob
-    from headrank.rule import final_scores
 
     started = time.perf_counter()
     raw = ranker.score(DEMO_QUERY, docs, fuse_first_stage=0, safety_valve=False)
@@ -423,7 +422,7 @@ def _demo_rankings(ranker, docs: list[str]):
     job = ListJob.make(DEMO_QUERY, docs, 0)
     job.scores = [raw[i] for i in job.kept]
     ranking = job.ranking(None, True, ranker.settings_for())
-    heads_alone = sorted(range(len(docs)), key=lambda i: (-final_scores(raw, None).scores[i], i))
+    heads_alone = sorted(range(len(docs)), key=lambda i: (-raw[i], i))  # empty passages (-inf) last
     return ranking, heads_alone, elapsed
 
 
@@ -475,6 +474,7 @@ def evaluate(
 
     _setup_logging()
     _check_evaluate_options(method, order, fuse_first_stage, shared_capture, window)
+    valve = _preset_valve(model) if safety_valve else None  # before anything loads
     try:
         settings = EvalSettings(
             method=method, depth=depth, order=order,
@@ -500,7 +500,6 @@ def evaluate(
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err))
-    valve = _preset_valve(model) if safety_valve else None
     evaluation = _evaluate_with_progress(loaded, scorer, settings, out, fuse_first_stage, plot, valve)
     print(evaluation.table)
     err_console.print(f"wall time {evaluation.summary['wall_time_s']:.1f} s; summary: {evaluation.summary_file}")

@@ -91,7 +91,7 @@ class HeadRanker:
         heads.check_model(model.num_layers, model.num_heads)
         if fuse_first_stage is not None:
             InferenceSettings(fuse_first_stage=fuse_first_stage)  # validates the weight
-        safety_valve = valve_setting(None, safety_valve or None)
+        safety_valve = valve_setting(None, safety_valve)  # validates; True / False / None: no valve here
         if window is not None and window < 2:
             raise ValueError(f"window must be >= 2 passages (or None: one prompt when it fits), got {window}")
         if heads.fingerprint and verify_fingerprint:

@@ -82,7 +82,7 @@ class SafetyValve:
     def __post_init__(self) -> None:
         if self.signal not in SIGNALS:
             raise ValueError(f"unknown safety-valve signal {self.signal!r}; known: {', '.join(sorted(SIGNALS))}")
-        for name, value, low in (("threshold", self.threshold, -math.inf), ("weight", self.weight, 0.0)):
+        for name, value in (("threshold", self.threshold), ("weight", self.weight)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"safety valve {name} must be a finite number, got {value!r}")
         if not 0.0 < self.weight <= 1.0:

@@ -1,10 +1,10 @@
 """Zero-label training lists: the base LLM writes a query for passages sampled from the user's corpus.
 
 InPars / Promptagator style: for each sampled passage, the model reads a versioned prompt
-(``prompts/synthetic-query-v1.json``: instruction and three
-worked examples as chat turns) and writes one search query greedily; BM25 over the same corpus gives that
-query's candidates, and the source passage is the one judged relevant. A query whose source passage BM25 does
-not find (a positive score in the top ``depth``) is dropped (a consistency filter: the list would hold no positive). The result is
+(``prompts/synthetic-query-v1.json``: instruction and three worked examples as chat turns) and writes one
+search query greedily; BM25 over the same corpus gives that query's candidates, and the source passage is the
+one judged relevant. A query whose source passage BM25 does not find (with a positive score in the top
+``depth``) is dropped: a consistency filter, as its list would hold no positive. The result is
 an ordinary ``Benchmark`` that ``adapt.adapt_preset`` adapts on, with its own held-out synthetic split; real
 judgments, where a user has them, are only for reporting.
 

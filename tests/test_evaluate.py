@@ -300,3 +300,37 @@ def test_interrupted_evaluation_says_how_to_resume(tmp_path, monkeypatch):
     monkeypatch.setattr(headrank.evaluate, "run_evaluation", interrupted)
     result = CliRunner().invoke(app, ["evaluate", "--method", "bm25", "-b", str(folder), "--out", str(tmp_path / "r")])
     assert result.exit_code == 130 and "rerun the same command to resume" in result.output
+
+
+def test_a_presets_valve_stays_out_of_raw_runs_and_acts_per_window(tmp_path, tiny_base, toy_folder):
+    """evaluate once scored a preset through a ranker that kept the preset's safety valve, so the 'unfused' run
+    was valved; and a windowed run's rank-derived scores looked flat to the valve, which then fired on every
+    list. Raw runs are now raw, and a windowed run takes fusion and valve inside each window."""
+    from typer.testing import CliRunner
+
+    from conftest import make_tiny_preset
+    from headrank.checkpoint import InferenceSettings
+    from headrank.cli import app
+    from headrank.rule import SafetyValve
+    from headrank.scorers import build_scorer
+
+    always = SafetyValve("agreement", threshold=2.0, weight=1.0)  # fires on every list
+    preset = make_tiny_preset(tiny_base, tmp_path / "valved", InferenceSettings(safety_valve=always))
+    bench = load_benchmark(str(toy_folder))
+    lists = [[c.text for c in bench.candidates[q]] for q in bench.queries]
+    scorer = build_scorer("heads", str(preset), device="cpu", dtype="float32")
+    orders = [sorted(range(6), key=lambda i, s=scorer.score(q, d): (-s[i], i)) for q, d in zip(bench.queries.values(), lists)]
+    assert any(order != list(range(6)) for order in orders)  # raw attention, not the valve's first-stage order
+
+    out = tmp_path / "runs"
+    args = ["evaluate", "-b", str(toy_folder), "--model", str(preset), "--device", "cpu", "--dtype", "float32",
+            "--out", str(out), "--no-plot", "--safety-valve"]
+    result = CliRunner().invoke(app, [*args, "--window", "4", "-K", "6"])
+    assert result.exit_code == 0, result.output
+    runs = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name != "cache")
+    assert len(runs) == 1 and runs[0].startswith("toy-heads+valve-k6-w4")  # only the valved run, named so
+    metrics = json.loads((out / runs[0] / "metrics.json").read_text())
+    first_stage = [QueryRecord(q, [c.docid for c in bench.candidates[q]], [6.0 - i for i in range(6)], 0.0)
+                   for q in bench.queries]
+    expected, _ = compute_metrics(first_stage, bench.qrels, bench.relevant_grade, 6)
+    assert metrics["metrics"]["nDCG@10"] == pytest.approx(expected["nDCG@10"])

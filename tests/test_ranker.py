@@ -300,3 +300,22 @@ def test_safety_valve_is_a_setting_and_a_per_call_switch(tiny_ranker):
     explained = ranker.explain("a query", DOCS)
     assert [e.corpus_id for e in explained] == [0, 1, 2, 3, 4] and all(e.valve_fired for e in explained)
     assert not tiny_ranker.rank("a query", DOCS).valve_fired  # no valve, nothing fires
+
+
+def test_windows_apply_the_fusion_and_the_valve_window_by_window(tiny_ranker):
+    """A windowed list was once ranked by rank-derived scores with the valve ignored (and evaluate then read
+    those uniform ranks as 'unreliable' on every list); now each window runs the rule: an always-firing valve
+    keeps every window, hence the list, in the input order, and says it fired."""
+    from headrank.rule import SafetyValve
+
+    always = SafetyValve("agreement", threshold=2.0, weight=1.0)
+    docs = [f"passage {i} about {w}" for i, w in enumerate("solar wind rivers chess pasta music roofs farms".split())]
+    ranker = HeadRanker(tiny_ranker.model, tiny_ranker.heads, scoring=tiny_ranker.scoring, window=4,
+                        safety_valve=always)
+    valved = ranker.rank("a query about solar", docs)
+    assert valved[0].windowed and valved.valve_fired
+    assert [r.corpus_id for r in valved] == list(range(len(docs)))
+    off = ranker.rank("a query about solar", docs, safety_valve=False)
+    assert not off.valve_fired and [r.corpus_id for r in off] != list(range(len(docs)))
+    fused = ranker.rank("a query about solar", docs, safety_valve=False, fuse_first_stage=1.0)
+    assert [r.corpus_id for r in fused] == list(range(len(docs)))

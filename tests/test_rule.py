@@ -89,3 +89,15 @@ def test_evaluate_safety_valve_needs_a_preset_with_one():
     assert no_valve.exit_code == 2 and "has no safety valve" in no_valve.output
     not_preset = runner.invoke(app, ["evaluate", "--model", "smollm2-135m-instruct", "--safety-valve", "-b", "dl19"])
     assert not_preset.exit_code == 2 and "needs a preset or checkpoint" in not_preset.output
+
+
+def test_a_window_is_ordered_by_the_rule_on_its_members_first_stage_ranks():
+    from headrank.rule import window_order
+
+    scores, first_stage = [1.0, 3.0, 2.0], [5, 2, 9]  # member 1 is the best in the first stage, then 0, then 2
+    assert window_order(scores, first_stage, None) == ([1, 2, 0], False)
+    assert window_order(scores, first_stage, 1.0) == ([1, 0, 2], False)
+    assert window_order(scores, first_stage, None, SafetyValve("agreement", 2.0, 1.0)) == ([1, 0, 2], True)
+    # RRF 0.5: member 0 (attention 3rd, first stage 2nd) vs member 2 (attention 2nd, first stage 3rd) tie;
+    # the window's own order breaks it
+    assert window_order(scores, first_stage, 0.5)[0] == [1, 0, 2]

@@ -454,9 +454,11 @@ def evaluate(
     fuse_first_stage: float = typer.Option(None, min=0.0, max=1.0,
                                            help="Also report the method fused with the first-stage ranking "
                                                 "(weighted RRF, this weight on the first stage; 0.5 = plain "
-                                                "RRF). Reuses the method's run: no extra model work."),
+                                                "RRF). Reuses the method's run: no extra model work (with "
+                                                "--window: fused in each window, only the fused run)."),
     safety_valve: bool = typer.Option(False, help="Also apply the safety valve of the preset or checkpoint "
-                                                  "given as --model to the fused report (no extra model work)."),
+                                                  "given as --model to the fused report (no extra model work; "
+                                                  "with --window: in each window)."),
     shared_capture: bool = typer.Option(False, help="icr / heads: read scores from one cached all-head capture "
                                                     "per list, shared by every method on the same weights (a "
                                                     "checkpoint's merged weights have their own; latency: that "
@@ -469,7 +471,7 @@ def evaluate(
     Resumable: rerun the same command after an interruption and finished queries are kept.
     """
     from headrank.datasets import load_benchmark
-    from headrank.evaluate import EvalSettings
+    from headrank.evaluate import EvalSettings, place_rule
     from headrank.scorers import build_scorer
 
     _setup_logging()
@@ -490,17 +492,19 @@ def evaluate(
         loaded = [load_benchmark(n, data_root=data_root, cache_dir=out / "cache", split=split) for n in names]
     except (ValueError, FileNotFoundError, DataFormatError, ImportError) as err:  # ImportError: ir_datasets
         _fail(str(err))
+    placed = place_rule(settings, fuse_first_stage, valve)
     try:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars
         scorer = build_scorer(method, model, heads, max_passage_tokens, device, dtype, calibrate, window,
-                              shared_capture, out / "cache" / "shared")
+                              shared_capture, out / "cache" / "shared", *placed.in_ranker)
     except ModelUnavailableError as err:
         _fail(str(err), code=3)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(str(err))
-    evaluation = _evaluate_with_progress(loaded, scorer, settings, out, fuse_first_stage, plot, valve)
+    fuse_after, valve_after = placed.afterwards
+    evaluation = _evaluate_with_progress(loaded, scorer, placed.settings, out, fuse_after, plot, valve_after)
     print(evaluation.table)
     err_console.print(f"wall time {evaluation.summary['wall_time_s']:.1f} s; summary: {evaluation.summary_file}")
 

@@ -80,6 +80,9 @@ class EvalSettings:
 
 # Bump when capture, scoring or the records change what a run holds: every run folder and cache key changes.
 SCORING_VERSION = 2
+# Bump when what a run's records hold changes but captures do not: run folders change, capture caches stay.
+# 2: a preset's safety valve no longer leaks into the raw (unfused) records.
+RECORDS_VERSION = 2
 
 
 def data_hash(bench: Benchmark, depth: int) -> str:
@@ -99,8 +102,8 @@ def content_key(bench: Benchmark, depth: int, model_fingerprint: str | None, pro
     A run folder named by it can only be resumed by the same computation; anything else gets a new folder.
     """
     heads = None if head_set is None else {k: head_set.get(k) for k in ("heads", "prompt", "fingerprint")}
-    blob = json.dumps([SCORING_VERSION, data_hash(bench, depth), model_fingerprint, prompt_hash, heads],
-                      sort_keys=True).encode()
+    blob = json.dumps([SCORING_VERSION, RECORDS_VERSION, data_hash(bench, depth), model_fingerprint, prompt_hash,
+                       heads], sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
 
 
@@ -382,6 +385,24 @@ def fused_records(records: Sequence[QueryRecord], weight: float | None,
         info = {**r.info, "valve_fired": final.valve_fired} if valve else r.info
         out.append(QueryRecord(r.qid, r.docids, final.scores, r.latency_s, info))
     return out
+
+
+@dataclass(frozen=True)
+class RulePlacement:
+    """Where a run's fusion and valve act: on the records afterwards (one scoring pass serves the raw and the
+    fused report), or inside the ranker for windowed runs, whose rank-derived scores cannot be fused
+    afterwards (then only the fused run is reported, under the fused method's name)."""
+
+    settings: EvalSettings
+    in_ranker: tuple[float | None, SafetyValve | None]
+    afterwards: tuple[float | None, SafetyValve | None]
+
+
+def place_rule(settings: EvalSettings, fuse: float | None, valve: SafetyValve | None) -> RulePlacement:
+    if settings.window is None or (fuse is None and valve is None):
+        return RulePlacement(settings, (None, None), (fuse, valve))
+    return RulePlacement(replace(settings, method=fused_method(settings.method, fuse, valve)), (fuse, valve),
+                         (None, None))
 
 
 def fused_method(method: str, weight: float | None, valve: SafetyValve | None) -> str:

@@ -9,7 +9,8 @@ set, are ranked with sliding windows (RankGPT-style): windows of as many passage
 passages of every window move up. No passage is dropped. Small models read long prompts poorly
 (RESULTS.md, K = 50); ``window=20`` keeps every prompt at the length the head sets were chosen on.
 With windowing, the returned ``score`` is rank-derived (``n - position``) because attention scores of
-different windows are not comparable; ``RankResult.windowed`` says so.
+different windows are not comparable; ``RankResult.windowed`` says so. Fusion and the safety valve then act
+in each window (``rule.window_order``), which is a list of the length they were chosen on.
 
 ``both_orders=True`` reads every list (or window) twice, as given and reversed, and scores each passage
 by the mean of its two scores: attention favours passages by position, reversal swaps which passages
@@ -61,7 +62,7 @@ from headrank.models import LoadedModel, load_model, pad_token_id
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings
 from headrank.results import ListJob, RankResult, Ranking, documents_of
-from headrank.rule import SafetyValve, final_scores, fusion_weight, valve_setting
+from headrank.rule import SafetyValve, final_scores, fusion_weight, valve_setting, window_order
 from headrank.scoring import ScoringConfig, score_passages
 
 __all__ = ["HeadRanker", "RankResult", "Ranking", "METHODS"]
@@ -360,7 +361,8 @@ class HeadRanker:
                 job.prompt_tokens = sum(len(p) for p in twins)
                 fitting.append((job, twins))
             else:
-                job.order, job.prompt_tokens = self._rank_windowed(job.query, docs_kept)
+                job.order, job.prompt_tokens, job.valve_windows = self._rank_windowed(job.query, docs_kept,
+                                                                                      settings)
                 job.windowed = True
         for start in range(0, len(fitting), batch_size):
             chunk = fitting[start : start + batch_size]
@@ -429,13 +431,17 @@ class HeadRanker:
             )
         return min(size, self.window) if self.window is not None else size
 
-    def _rank_windowed(self, query: str, docs: list[str]) -> tuple[list[int], int]:
-        """Sliding windows from the bottom of the list up, stride half a window; the final order and the
-        prompt tokens it took."""
+    def _rank_windowed(self, query: str, docs: list[str],
+                       settings: InferenceSettings | None = None) -> tuple[list[int], int, int]:
+        """Sliding windows from the bottom of the list up, stride half a window, each ordered by the rule
+        (fusion and valve of ``settings``, per window); the final order, the prompt tokens it took and in how
+        many windows the valve fired."""
+        fuse = settings.fuse_first_stage if settings else None
+        valve = settings.safety_valve if settings else None
         size = self.window_size(query, docs)
         stride = max(1, size // 2)
         order = list(range(len(docs)))
-        end, tokens = len(docs), 0
+        end, tokens, fired = len(docs), 0, 0
         progress = _WindowProgress(1 + max(0, math.ceil((len(docs) - size) / stride)), len(docs))
         while True:
             progress.step()
@@ -444,11 +450,12 @@ class HeadRanker:
             window_docs = [docs[i] for i in window]
             twins = self._twins(query, window_docs, self.builder.build(query, window_docs))
             tokens += sum(len(p) for p in twins)
-            scores = self._score_twins([twins])[0]
-            ranked = sorted(range(len(window)), key=lambda j: (-scores[j].item(), j))
+            scores = self._score_twins([twins])[0].tolist()
+            ranked, valve_fired = window_order(scores, window, fuse, valve)  # window: first-stage positions
+            fired += valve_fired
             order[start:end] = [window[j] for j in ranked]
             if start == 0:
-                return order, tokens
+                return order, tokens, fired
             end -= stride
 
 

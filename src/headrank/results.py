@@ -17,7 +17,7 @@ class Ranking(list):
     """One query's results, best first (a plain list of ``RankResult``), with what produced them:
     ``settings`` (the inference settings this call used, fusion included) and ``prompt_tokens`` (tokens of
     every prompt the call ran: both orders and windows count each prompt), ``valve_fired`` (the safety valve
-    moved this list toward the first-stage order)."""
+    moved this list, or one of its windows, toward the first-stage order)."""
 
     def __init__(self, results: Iterable = (), settings: InferenceSettings | None = None,
                  prompt_tokens: int = 0, valve_fired: bool = False) -> None:
@@ -99,6 +99,7 @@ class ListJob:
     doc_ids: list | None = None  # the caller's ids and metadata, per input passage
     metas: list | None = None
     prompt_tokens: int = 0  # tokens of every prompt this list ran
+    valve_windows: int = 0  # windowed: in how many windows the safety valve fired
 
     @classmethod
     def make(cls, query: str, docs: Sequence[str], index: int) -> ListJob:
@@ -122,18 +123,19 @@ class ListJob:
         """This list's ``Ranking`` under one call's settings (fusion and safety valve)."""
         fired: list[bool] = []
         results = self.results(top_k, return_documents, settings.fuse_first_stage, settings.safety_valve, fired)
-        return Ranking(results, settings, self.prompt_tokens, valve_fired=bool(fired and fired[0]))
+        return Ranking(results, settings, self.prompt_tokens,
+                       valve_fired=bool(fired and fired[0]) or self.valve_windows > 0)
 
     def results(self, top_k: int | None, return_documents: bool, fuse: float | None = None,
                 valve: SafetyValve | None = None, fired: list | None = None) -> list[RankResult]:
-        """Ranked results; ``fired`` (a list) receives whether the valve fired. Windowed lists have rank-derived
-        scores, which say nothing about reliability: the valve does not read them."""
+        """Ranked results; ``fired`` (a list) receives whether the valve fired. A windowed list was fused and
+        valved window by window (``rule.window_order``); its rank-derived scores are not fused again."""
         n = len(self.kept)
         if self.windowed:
             scores = [0.0] * n
             for pos, j in enumerate(self.order or []):
                 scores[j] = float(n - pos)
-            valve = None
+            fuse, valve = None, None
         else:
             scores = list(self.scores or [])
         final = final_scores(scores, fuse, valve)  # kept is in input order: position = first-stage rank

@@ -128,6 +128,21 @@ def final_scores(scores: Sequence[float], fuse: float | None, valve: SafetyValve
     return FinalScores(scores, weight, fired)
 
 
+def window_order(scores: Sequence[float], first_stage: Sequence[int], fuse: float | None,
+                 valve: SafetyValve | None = None) -> tuple[list[int], bool]:
+    """One sliding window's order (positions into the window, best first) and whether the valve fired.
+
+    A window is a short list like those the settings were chosen on, so the rule runs per window; fusion and
+    the valve read the members' first-stage ranks (``first_stage``: each member's position in the input list),
+    not the order earlier windows left them in. Ties keep the window's order."""
+    by_first_stage = sorted(range(len(scores)), key=lambda j: first_stage[j])
+    final = final_scores([scores[j] for j in by_first_stage], fuse, valve)
+    fused = [0.0] * len(scores)
+    for k, j in enumerate(by_first_stage):
+        fused[j] = final.scores[k]
+    return sorted(range(len(scores)), key=lambda j: (-fused[j], j)), final.valve_fired
+
+
 def fusion_weight(default: float | None, value) -> float | None:
     """A call's fusion weight: ``None`` keeps ``default``; ``0`` / ``False`` switch fusion off; else (0, 1]."""
     if value is None:

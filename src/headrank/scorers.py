@@ -49,8 +49,13 @@ def ranker_scores(ranker) -> ScoreFn:
 
 def build_scorer(method: str, model: str, heads: str | None = None, max_passage_tokens: int | None = 100,
                  device: str = "auto", dtype: str = "auto", calibrate: bool = True, window: int | None = None,
-                 shared_capture: bool = False, cache_dir=None) -> Scorer:
-    """The score function of ``method`` on ``model``; raises ValueError / ModelUnavailableError on bad input."""
+                 shared_capture: bool = False, cache_dir=None, fuse_first_stage: float | None = None,
+                 safety_valve=None) -> Scorer:
+    """The score function of ``method`` on ``model``; raises ValueError / ModelUnavailableError on bad input.
+
+    Scores are raw: a preset's fusion and safety valve are off, because evaluate applies them to the records
+    (``evaluate.fused_records``). Only windowed runs, whose rank-derived scores cannot be fused afterwards,
+    take ``fuse_first_stage`` / ``safety_valve`` here, applied window by window."""
     from headrank.presets import base_model_of
 
     if method not in METHODS:
@@ -68,9 +73,12 @@ def build_scorer(method: str, model: str, heads: str | None = None, max_passage_
         raise ValueError("--method icr reads every head; drop --heads or use --method heads")
     head_set = HeadSet.coerce(heads) if heads else None
     # evaluate applies its order and fusion itself: a preset's own inference settings are switched off
+    if (fuse_first_stage is not None or safety_valve is not None) and not window:
+        raise ValueError("fusion and the safety valve go into the scorer only for windowed runs")
     ranker = HeadRanker.from_pretrained(model, heads=head_set, method=method, device=device, dtype=dtype,
                                         max_passage_tokens=max_passage_tokens, calibrate=calibrate,
-                                        window=window or 0, both_orders=False, fuse_first_stage=0)
+                                        window=window or 0, both_orders=False,
+                                        fuse_first_stage=fuse_first_stage or 0, safety_valve=safety_valve or False)
     return _ranker_scorer(ranker, ranker_scores(ranker), method, ranker.heads.to_dict() if method == "heads" else None)
 
 
@@ -121,7 +129,7 @@ def _shared_checkpoint_scorer(model, method, heads, max_passage_tokens, device, 
     if method != "heads" or heads:
         raise ValueError("a checkpoint or preset brings its own head set: use --method heads without --heads")
     trained = HeadRanker.from_pretrained(model, device=device, dtype=dtype, max_passage_tokens=max_passage_tokens,
-                                         window=0, both_orders=False, fuse_first_stage=0)
+                                         window=0, both_orders=False, fuse_first_stage=0, safety_valve=False)
     score = SharedCapture(all_head_observer(trained), cache_dir).scorer(trained.heads, trained.scoring.calibrate)
     return _ranker_scorer(trained, score, method, trained.heads.to_dict(), capture="shared")
 

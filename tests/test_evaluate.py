@@ -334,3 +334,6 @@ def test_a_presets_valve_stays_out_of_raw_runs_and_acts_per_window(tmp_path, tin
                    for q in bench.queries]
     expected, _ = compute_metrics(first_stage, bench.qrels, bench.relevant_grade, 6)
     assert metrics["metrics"]["nDCG@10"] == pytest.approx(expected["nDCG@10"])
+    fused = CliRunner().invoke(app, [*args, "--window", "4", "-K", "6", "--fuse-first-stage", "0.5"])
+    assert fused.exit_code == 0, fused.output  # the summary keeps the whole slug, '.' of 'rrf0.5' included
+    assert [p.name for p in out.glob("summary-heads+rrf0.5+valve-k6-w4-*.json")]

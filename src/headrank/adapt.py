@@ -109,6 +109,23 @@ def usable_queries(bench, depth: int) -> list[str]:
     return out
 
 
+def judged_benchmark(benchmark: str, split: str = "train", data_root: Path | None = None,
+                     queries: Path | None = None, max_queries: int | None = None, depth: int = 20, seed: int = 0,
+                     cache_dir: Path | None = Path("runs") / "cache"):
+    """``adapt --data``: the judged queries (never a reporting set), restricted to the ids listed in
+    ``queries`` and/or a seeded sample of ``max_queries`` when asked."""
+    from headrank.data import read_text_file, text_lines
+    from headrank.datasets import check_training_set, load_benchmark
+
+    check_training_set(benchmark, split)
+    bench = load_benchmark(benchmark, data_root=data_root, cache_dir=cache_dir, split=split)
+    if queries is not None:
+        bench = restrict_queries(bench, text_lines(read_text_file(queries)))
+    if max_queries is not None:
+        bench = sample_queries(bench, max_queries, depth, seed)
+    return bench
+
+
 def sample_queries(bench, n: int, depth: int, seed: int = 0):
     """The benchmark restricted to a seeded sample of at most ``n`` usable queries."""
     qids = sorted(usable_queries(bench, depth))

@@ -148,6 +148,23 @@ def benchmark_lists(name: str, depth: int = 20, data_root: Path | None = None) -
                                  [c.text for c in bench.candidates[q][:depth]]) for q in bench.queries])
 
 
+def read_batch_input(run=None, topics=None, corpus=None, candidates=None, benchmark: str | None = None,
+                     depth: int = 20, on_error: str = "skip", data_root: Path | None = None) -> BatchInput:
+    """The lists to rerank from exactly one source: a TREC run with its topics and corpus, a RankGPT
+    candidate file, or a named benchmark; ValueError names what is missing or extra."""
+    if sum(x is not None for x in (run, candidates, benchmark)) != 1:
+        raise ValueError("give exactly one input: --run (with --topics and --corpus), --candidates or --benchmark")
+    if run is not None and (topics is None or corpus is None):
+        raise ValueError("--run needs --topics and --corpus")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"--on-error must be one of {', '.join(ON_ERROR)}")
+    if run is not None:
+        return read_run_lists(run, topics, corpus, depth, on_error)
+    if candidates is not None:
+        return read_rankgpt_lists(candidates, depth, on_error)
+    return benchmark_lists(benchmark, depth, data_root)
+
+
 def _read_id_text(path, on_error: str, problems: list[str], what: str) -> dict[str, str]:
     return read_topics(path, on_problem=lambda message: _problem(problems, on_error, message), what=what)
 

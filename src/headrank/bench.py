@@ -172,3 +172,19 @@ def markdown(rows: list[BenchRow], command: str, note: str) -> str:
             lines.append(f"| {n} | {method} | {row.budget} | {row.tokens} | {row.latency_s:.2f} | {ratio} | "
                          f"{max(row.extra_peak_mib, 0.0):.0f} | {gflop} | {rate} |")
     return "\n".join(lines) + "\n"
+
+
+def bench_section(rows: list[BenchRow], command: str, deepest_layer: int, model: str, queries: int) -> str:
+    """The BENCHMARKS.md section of one ``headrank bench`` run: what was measured where, then the table."""
+    import platform
+
+    import torch
+
+    from headrank.evaluate import git_commit
+
+    note = (f"## Speed by list size: HeadRank (L* = {deepest_layer}) vs ICR, generative, pointwise\n\n"
+            f"Measured in one run on {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+            f"commit {git_commit()}, model {model}; DL19 lists, median over {queries} queries after a warm-up list; "
+            "memory = peak above the loaded model, each cell in a fresh process. FLOPs: matmuls of the listwise "
+            "prefill through the layers that run (none for the baselines, which are not one prefill).")
+    return markdown(rows, command, note)

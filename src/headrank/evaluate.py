@@ -536,6 +536,7 @@ def run_evaluation(benches: Sequence[Benchmark], scorer, settings: EvalSettings,
         summary["fused_average_ndcg@10"] = sum(r.metrics["nDCG@10"] for r in fused) / len(fused)
         summary["fused_results"] = [asdict(r) | {"per_query": None} for r in fused]
     stem = out / f"summary-{settings.slug}-{'_'.join(b.name for b in benches)}"
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=2, default=str))
-    stem.with_suffix(".md").write_text(table)
-    return Evaluation(results, fused, summary, table, stem.with_suffix(".json"))
+    json_file, md_file = (stem.parent / f"{stem.name}{suffix}" for suffix in (".json", ".md"))  # the slug may hold a '.'
+    json_file.write_text(json.dumps(summary, indent=2, default=str))
+    md_file.write_text(table)
+    return Evaluation(results, fused, summary, table, json_file)

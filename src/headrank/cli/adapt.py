@@ -1,0 +1,104 @@
+"""``headrank adapt``: re-choose a preset's heads, weights and fusion for a domain, with or without judgments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from headrank.cli import options
+from headrank.cli.common import LineProgress, err_console, fail, ints, setup_logging, user_errors
+
+
+def adapt(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory to write (load it with --model "
+                                                          "OUT).")],
+    benchmark: Annotated[str, typer.Option("--data", "-d", help="Your judged queries: a BEIR folder (corpus, "
+                                           "queries, qrels/<split>.tsv), a folder with a RankGPT candidate .json and "
+                                           "qrels.txt, nfcorpus (with --split train or dev) or dl21. Never a "
+                                           "reporting set.")] = None,
+    corpus: Annotated[Path, typer.Option(help="Instead of --data, no judged queries: your corpus (BEIR folder, "
+                                              "corpus.jsonl or docid<TAB>text TSV). The preset's base LLM writes a "
+                                              "query for sampled passages; each source passage is the "
+                                              "positive.")] = None,
+    synthetic_queries: Annotated[int, typer.Option(min=8, help="With --corpus: passages to write queries for.")] = 200,
+    keep_fusion: Annotated[bool, typer.Option("--keep-fusion/--choose-fusion",
+                                              help="Keep the preset's fusion weight (re-choose heads and weights "
+                                                   "only) or also choose it. Default: keep with --corpus (written "
+                                                   "queries favour whatever matches their own words), choose with "
+                                                   "--data.")] = None,
+    preset: Annotated[str, typer.Option("--from", help="Preset or checkpoint to adapt (default: the default "
+                                                       "preset).")] = None,
+    split: Annotated[str, typer.Option(help="BEIR split to read.")] = "train",
+    depth: Annotated[int, typer.Option("--depth", "-K", min=2, help="First-stage candidates per list.")] = 20,
+    val_fraction: Annotated[float, typer.Option(help="Share of your queries held out to choose among "
+                                                     "candidates.")] = 0.3,
+    seed: options.Seed = 0,
+    ks: Annotated[str, typer.Option(help="Plain head-set sizes to try.")] = "4,8,16,32",
+    pools: Annotated[str, typer.Option(help="Head pools to fit per-head weights over.")] = "8,16,32,64",
+    max_queries: Annotated[int, typer.Option(min=4, help="Use at most this many judged queries (a seeded "
+                                                         "sample).")] = None,
+    queries: Annotated[Path, typer.Option(help="Use only the query ids listed in this file (one per line).")] = None,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    data_root: options.DataRoot = None,
+    cache: Annotated[Path, typer.Option(help="Where all-head captures are cached.")] = Path("runs") / "cache" / "adapt",
+    report: Annotated[Path, typer.Option(help="Also write the report (every candidate) as JSON here.")] = None,
+) -> None:
+    """Adapt a preset to your domain: re-select and re-weight its heads on your judged queries.
+
+    Captures every head of the preset's model once per list (cached: a rerun resumes), tries the preset
+    unchanged, top-K head sets and per-head weights, with and without first-stage fusion, and keeps the best on
+    a validation split of your queries. Prints before/after on that split; measure on queries it never saw.
+    """
+    from headrank.adapt import AdaptConfig, adapt_preset, judged_benchmark
+    from headrank.presets import DEFAULT_PRESET, load_preset
+    from headrank.synthetic import corpus_benchmark
+
+    setup_logging()
+    preset = preset or DEFAULT_PRESET
+    if (benchmark is None) == (corpus is None):
+        fail("give your judged queries (--data) or, without judgments, your corpus (--corpus): one of the two")
+    if corpus is not None and (queries is not None or max_queries is not None):
+        fail("--queries and --max-queries pick judged queries; with --corpus use --synthetic-queries")
+    with user_errors():
+        config = AdaptConfig(depth=depth, val_fraction=val_fraction, seed=seed, ks=tuple(ints(ks, "--ks")),
+                             pools=tuple(ints(pools, "--pools")),
+                             keep_fusion=corpus is not None if keep_fusion is None else keep_fusion)
+        if benchmark is not None:
+            bench = judged_benchmark(benchmark, split, data_root, queries, max_queries, depth, seed)
+        elif not corpus.exists():
+            raise FileNotFoundError(f"--corpus {corpus} not found")
+    with LineProgress() as progress, user_errors(FileExistsError):
+        on_list = progress.stage_callback()
+        if corpus is not None:
+            bench = corpus_benchmark(corpus, load_preset(preset).base_model, synthetic_queries,
+                                     cache / "synthetic" / corpus.name, depth, seed, device, dtype,
+                                     lambda done, total: on_list("writing queries", done, total))
+        result = adapt_preset(preset, bench, out, config, cache_dir=cache, device=device, dtype=dtype,
+                              on_list=on_list)
+    print_adapt_report(result, bench.name, out, report)
+
+
+def print_adapt_report(result, bench_name: str, out: Path, report: Path | None) -> None:
+    """adapt's before/after table, its warning, the JSON report and what to run next."""
+    table = Table(title=f"{bench_name}: {len(result.train_queries)} training / {len(result.val_queries)} "
+                        "validation queries (nDCG@10 on the validation queries, one pass)")
+    for col in ("", "heads", "weights", "fusion", "val nDCG@10"):
+        table.add_column(col)
+    for label, c in (("before: " + result.before.label, result.before), ("after: " + result.after.label, result.after)):
+        table.add_row(label, str(len(c.heads)), "yes" if c.weights else "no", "-" if c.fuse is None else f"RRF {c.fuse:g}",
+                      f"{c.val_ndcg:.4f}")
+    Console().print(table)
+    if result.warning:
+        err_console.print(f"warning: {result.warning}")
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result.to_dict(), indent=2))
+    err_console.print(f"wrote {out}; rank with: headrank rerank --model {out} ...  (the validation split chose it: "
+                      "check it on queries it never saw, e.g. headrank evaluate --model "
+                      f"{out} -b <your test set>)")

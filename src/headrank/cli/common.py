@@ -1,0 +1,146 @@
+"""What every command shares: the error console, logging set-up, clean failures, progress bars that also
+print plain lines into log files, and loading a ranker lazily (so ``headrank --help`` loads no torch)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
+
+from headrank.data import DataFormatError
+from headrank.defaults import ModelUnavailableError
+
+err_console = Console(stderr=True, soft_wrap=True)  # no hard wraps inside error messages
+
+
+def setup_logging() -> None:
+    """Library progress (model fetch, conversions, fallbacks) on stderr; other libraries' warnings only."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", force=True,
+                        handlers=[RichHandler(console=err_console, show_time=False, show_path=False,
+                                              show_level=False, markup=False)])
+    logging.getLogger("headrank").setLevel(logging.INFO)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Exit with ``error: message`` (plain text: brackets in head lists or file names are not markup)."""
+    err_console.print(Text("error: ", style="bold red") + Text(message))
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors(*more: type[BaseException]) -> Iterator[None]:
+    """Bad input and a missing model end the command with a clear message (exit 2, or 3 for the model),
+    never a traceback."""
+    try:
+        yield
+    except ModelUnavailableError as err:
+        fail(str(err), code=3)
+    except (ValueError, TypeError, FileNotFoundError, DataFormatError, *more) as err:
+        fail(str(err))
+
+
+class LineProgress(Progress):
+    """rich's progress display; when stderr is not a terminal (a log file, ``nohup``), where rich draws
+    nothing until the end, each task also prints a plain line at every tenth of its total."""
+
+    def __init__(self, *columns, **kwargs) -> None:
+        super().__init__(*(columns or progress_columns()), **{"console": err_console, **kwargs})
+        self._printed: dict = {}  # task id -> tenths already printed
+
+    def update(self, task_id, **changes) -> None:
+        super().update(task_id, **changes)
+        self._report(task_id)
+
+    def advance(self, task_id, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._report(task_id)
+
+    def reset(self, task_id, **kwargs) -> None:
+        super().reset(task_id, **kwargs)
+        self._printed.pop(task_id, None)
+
+    def stage_callback(self):
+        """``on_list(stage, done, total)`` that draws one bar per stage (adapt, build-preset)."""
+        tasks: dict[str, int] = {}
+
+        def on_list(stage: str, done: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = self.add_task(stage, total=total)
+            self.update(tasks[stage], completed=done, total=total)
+
+        return on_list
+
+    def _report(self, task_id) -> None:
+        if self.console.is_terminal:
+            return
+        task = next((t for t in self.tasks if t.id == task_id), None)
+        if task is None or not task.total:
+            return
+        tenth = int(10 * min(task.completed, task.total) / task.total)
+        if tenth > self._printed.get(task_id, 0):
+            self._printed[task_id] = tenth
+            self.console.print(f"{task.description}: {int(task.completed)}/{int(task.total)} "
+                               f"({time.strftime('%H:%M:%S')})", markup=False, highlight=False)
+
+
+def progress_columns(label: str = "{task.description}", elapsed: bool = False) -> tuple:
+    """A bar with done/total and an ETA (and the time so far with ``elapsed``)."""
+    return (TextColumn(label), BarColumn(), MofNCompleteColumn(), *((TimeElapsedColumn(),) if elapsed else ()),
+            TextColumn("eta"), TimeRemainingColumn())
+
+
+def load_ranker(model, method=None, heads=None, max_passage_tokens=None, device="auto", dtype="auto",
+                calibrate=True, max_length=None, window=None, both_orders=None, fuse_first_stage=None,
+                safety_valve=None):
+    """A HeadRanker; ``None`` settings keep a preset's inference settings (see HeadRanker.from_pretrained)."""
+    from transformers.utils import logging as hf_logging
+
+    from headrank.heads import HeadSet
+    from headrank.ranker import HeadRanker  # torch/transformers import only when needed
+
+    hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars
+    return HeadRanker.from_pretrained(
+        model, heads=HeadSet.coerce(heads) if heads else None, method=getattr(method, "value", method),
+        device=device, dtype=dtype, max_passage_tokens=max_passage_tokens, calibrate=calibrate,
+        max_length=max_length, window=window, both_orders=both_orders, fuse_first_stage=fuse_first_stage,
+        safety_valve=safety_valve)
+
+
+def ranker_label(ranker, fuse_first_stage: float | None = None) -> str:
+    """What ran: preset (or model) and method, and the inference settings (with this call's fusion weight)."""
+    if not hasattr(ranker, "settings_for"):  # a baseline behind the Reranker interface
+        fuse = ranker.fuse_first_stage if fuse_first_stage is None else fuse_first_stage
+        return ranker.name + (f", fused with the first stage (RRF, w={fuse:g})" if fuse else "")
+    who = f"preset {ranker.preset}" if ranker.preset else ranker.model.name
+    return f"{who}, {ranker.method}, {ranker.settings_for(fuse_first_stage).describe()}"
+
+
+def floats(value: str, name: str, low: float | None = None) -> list[float]:
+    """Comma-separated finite numbers (nan and inf are refused), each >= ``low`` when given."""
+    try:
+        values = [float(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{name}: expected comma-separated numbers, got {value!r}") from None
+    bad = [v for v in values if not math.isfinite(v) or (low is not None and v < low)]
+    if bad or not values:
+        need = "finite numbers" + (f" >= {low:g}" if low is not None else "")
+        raise ValueError(f"{name}: expected comma-separated {need}, got {value!r}")
+    return values
+
+
+def ints(value: str, name: str, low: int = 1) -> list[int]:
+    """Comma-separated whole numbers >= ``low``."""
+    values = floats(value, name, low)
+    if any(v != int(v) for v in values):
+        raise ValueError(f"{name}: expected comma-separated whole numbers >= {low}, got {value!r}")
+    return [int(v) for v in values]

@@ -1,0 +1,54 @@
+"""Option types that several commands share, declared once (``Annotated``); a command writes
+``model: options.Model = DEFAULT_PRESET`` and gets the same flag, help and checks as every other."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from headrank.defaults import ATTENTION_METHODS, BASELINE_METHODS
+
+MethodName = Enum("Method", {m: m for m in (*ATTENTION_METHODS[::-1], *BASELINE_METHODS)}, type=str)  # icr first
+AttentionMethodName = Enum("AttentionMethod", {m: m for m in ATTENTION_METHODS[::-1]}, type=str)
+
+
+class InputFormat(str, Enum):
+    auto = "auto"
+    rankgpt = "rankgpt"
+    jsonl = "jsonl"
+    tsv = "tsv"
+
+
+Model = Annotated[str, typer.Option(help="Preset (headrank presets), checkpoint directory, named model, hub id, "
+                                         "local model directory or .gguf file. Default: the default preset.")]
+BaseModel = Annotated[str, typer.Option("--model", help="Named model, hub id, local directory or .gguf file (a "
+                                                       "preset means its base model). Default: the default "
+                                                       "preset's base model.")]
+Method = Annotated[MethodName, typer.Option(help="icr (all heads, calibrated), heads (a head set), or the "
+                                                 "generative / pointwise baselines; default: the preset's or "
+                                                 "checkpoint's trained heads, heads if --heads is given, else icr. "
+                                                 "With a preset, icr / --heads / baselines run on its base model.")]
+AttentionMethod = Annotated[AttentionMethodName, typer.Option(help="icr or heads (default: the preset's trained "
+                                                                   "heads).")]
+Heads = Annotated[str, typer.Option(help="Head set: JSON file or 'layer:head,...'.")]
+Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+Dtype = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
+Fuse = Annotated[float, typer.Option(min=0.0, max=1.0, help="Fuse with the input (first-stage) order: weighted "
+                                                            "RRF with this weight on the first stage; 0.5 = plain "
+                                                            "RRF; 0 = no fusion. Default: the preset's setting.")]
+SafetyValve = Annotated[bool, typer.Option("--safety-valve/--no-safety-valve",
+                                           help="Move lists the heads read poorly toward the input order (the "
+                                                "preset's valve, headrank.rule). Default: the preset's setting.")]
+DataRoot = Annotated[Path, typer.Option(help="Folder with the named benchmarks (default: $HEADRANK_DATA or "
+                                             "../shared/data).")]
+Depth = Annotated[int, typer.Option("--depth", "-K", min=1, help="Candidates per list (the first-stage top K).")]
+Seed = Annotated[int, typer.Option(help="Seed of splits, samples and shuffled lists.")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="Where to write.")]
+Input = Annotated[str, typer.Argument(help="Candidates: RankGPT/rank_llm JSON, JSONL, TSV; '-' reads stdin.")]
+Query = Annotated[str, typer.Option("--query", "-q", help="The query (default: the one in the input file).")]
+Format = Annotated[InputFormat, typer.Option("--format", help="Input format.")]
+Entry = Annotated[int, typer.Option(min=0, help="Which query of a multi-query RankGPT file (0-based).")]
+Split = Annotated[str, typer.Option(help="BEIR split of a BEIR benchmark (e.g. nfcorpus train or dev).")]

@@ -1,0 +1,145 @@
+"""``headrank rerank`` and ``headrank explain``: one query's candidates from a file, ranked or explained."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from headrank.cli import options
+from headrank.cli.common import err_console, fail, load_ranker, ranker_label, setup_logging, user_errors
+from headrank.cli.output import ExplainOutput, Output, explanations_json, print_explanations, print_results
+from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
+
+
+def read_candidates(input: str, input_format: options.InputFormat, entry: int, query: str | None,
+                    depth: int | None):
+    """The input file's candidates (first ``depth``) and the query; exits with a clear error otherwise."""
+    from headrank.data import read_rerank_input
+
+    with user_errors():
+        data = read_rerank_input(input, input_format.value, entry)
+    q = query if query is not None else data.query
+    if q is None:
+        fail("no query: pass --query or use an input file that holds one")
+    candidates = data.candidates[:depth] if depth else data.candidates
+    if not candidates:
+        fail(f"{input}: no candidate passages")
+    return data, q, candidates
+
+
+def _check_rerank_options(method, window: int | None, both_orders: bool | None, output: Output, tag: str,
+                          qid: str, docids: list[str]) -> None:
+    """Combinations that cannot run, and ids that cannot go into a TREC run, refused before the model loads."""
+    from headrank.data import check_trec_token
+
+    baseline = method is not None and method.value in BASELINE_METHODS
+    if window is not None and window == 1:
+        fail("--window must be 0 (no window) or at least 2 passages")
+    if window and baseline:
+        fail("--window works for icr, heads and checkpoints (the generative baseline windows by itself)")
+    if both_orders and baseline:
+        fail("--both-orders works for icr, heads and checkpoints")
+    if output is Output.trec:
+        with user_errors():
+            for value, what in ((tag, "--tag"), (qid, "qid"), *((d, "docid") for d in docids)):
+                check_trec_token(value, what)
+
+
+def rerank(
+    input: options.Input,
+    query: options.Query = None,
+    input_format: options.Format = options.InputFormat.auto,
+    entry: options.Entry = 0,
+    depth: Annotated[int, typer.Option(min=1, help="Rerank only the first N candidates (first-stage order).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Print only the best K.")] = None,
+    output: Annotated[Output, typer.Option("--output", "-o", help="table, json or a TREC run.")] = Output.table,
+    model: options.Model = DEFAULT_PRESET,
+    method: options.Method = None,
+    heads: options.Heads = None,
+    max_passage_tokens: Annotated[int, typer.Option(min=1, help="Per-passage token budget (default 100).")] = None,
+    max_length: Annotated[int, typer.Option(min=1, help="Max prompt tokens before windowing (default: model "
+                                                        "context).")] = None,
+    window: Annotated[int, typer.Option(min=0, help="Rank longer lists in sliding windows of this many passages "
+                                                    "(small models read 50-passage prompts poorly; head sets are "
+                                                    "chosen on 20); fusion and valve act per window. 0: no window. "
+                                                    "Default: the preset's setting.")] = None,
+    both_orders: Annotated[bool, typer.Option("--both-orders/--one-order",
+                                              help="Read the list as given and reversed and average each passage's "
+                                                   "two scores: less position bias, twice the work (icr, heads). "
+                                                   "Default: the preset's setting.")] = None,
+    calibrate: Annotated[bool, typer.Option(help="Subtract the N/A-query scores (heads method).")] = True,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    tag: Annotated[str, typer.Option(help="Run tag for TREC output.")] = "headrank",
+    fuse_first_stage: options.Fuse = None,
+    safety_valve: options.SafetyValve = None,
+) -> None:
+    """Rerank one query's candidate passages with the default HeadRank preset (or --model) and print the ranking."""
+    setup_logging()
+    data, q, candidates = read_candidates(input, input_format, entry, query, depth)
+    docids = [c.docid for c in candidates]
+    _check_rerank_options(method, window, both_orders, output, tag, data.qid or "q", docids)
+    with user_errors():
+        if method is not None and method.value in BASELINE_METHODS:
+            from headrank.rerankers import load_reranker
+
+            ranker = load_reranker(method.value, model, device=device, dtype=dtype,
+                                   max_passage_tokens=max_passage_tokens or 100, fuse_first_stage=fuse_first_stage)
+        else:
+            ranker = load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length,
+                                 window, both_orders, fuse_first_stage, safety_valve)
+        started = time.perf_counter()
+        results = ranker.rank(q, [c.text for c in candidates], top_k=top_k)
+        elapsed = time.perf_counter() - started
+    title = f"{q}  ({len(candidates)} passages, {ranker_label(ranker)}, {elapsed:.2f} s)"
+    with user_errors():  # an id that cannot go into a TREC run
+        print_results(results, docids, data.qid, output, tag, Console(), title)
+    if results and results[0].windowed:
+        err_console.print("note: the list was ranked in sliding windows (it exceeded the context or --window); "
+                          "scores are rank-derived")
+
+
+def explain(
+    input: options.Input,
+    query: options.Query = None,
+    input_format: options.Format = options.InputFormat.auto,
+    entry: options.Entry = 0,
+    depth: Annotated[int, typer.Option(min=1, help="Explain the first N candidates (first-stage order).")] = 20,
+    model: options.Model = DEFAULT_PRESET,
+    method: options.AttentionMethod = None,
+    heads: options.Heads = None,
+    html: Annotated[Path, typer.Option(help="Write a self-contained HTML page (no network fetches) here.")] = None,
+    png: Annotated[Path, typer.Option(help="Write a figure of the passages' text, each token shaded by its "
+                                           "contribution, here ('.png' is added without an extension).")] = None,
+    output: Annotated[ExplainOutput, typer.Option("--output", "-o", help="table or json.")] = ExplainOutput.table,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    fuse_first_stage: options.Fuse = None,
+) -> None:
+    """Show which tokens earned each passage its score (the selected heads' mass, from the same single pass)."""
+    setup_logging()
+    for what, target in (("--html", html), ("--png", png)):  # checked before the model runs
+        if target is not None and not target.parent.is_dir():
+            fail(f"{what} {target}: the folder {target.parent} does not exist")
+    data, q, candidates = read_candidates(input, input_format, entry, query, depth)
+    with user_errors():
+        ranker = load_ranker(model, method, heads, device=device, dtype=dtype)
+        started = time.perf_counter()
+        explanations = ranker.explain(q, [c.text for c in candidates], fuse_first_stage=fuse_first_stage)
+        elapsed = time.perf_counter() - started
+    from headrank.explain import plot_explanations, render_html
+
+    label = f"{ranker_label(ranker, fuse_first_stage)}, {elapsed:.2f} s"
+    if html:
+        html.write_text(render_html(q, explanations, title="HeadRank explanation", meta=label), encoding="utf-8")
+        err_console.print(f"wrote {html}")
+    if png:
+        err_console.print(f"wrote {plot_explanations(q, explanations, png)}")
+    if output is ExplainOutput.json:
+        print(explanations_json(explanations, candidates, data.qid, q, label))
+    else:
+        print_explanations(q, explanations, candidates, label)

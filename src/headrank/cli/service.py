@@ -1,0 +1,164 @@
+"""``headrank serve``, ``rerank-batch`` and ``presets``: the HTTP service, whole runs, what ships."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from headrank.cli import options
+from headrank.cli.common import LineProgress, err_console, fail, progress_columns, setup_logging, user_errors
+from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
+
+
+def serve(
+    model: options.Model = DEFAULT_PRESET,
+    method: options.AttentionMethod = None,
+    heads: options.Heads = None,
+    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default; 0.0.0.0 exposes it).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    api_key: Annotated[str, typer.Option(envvar="HEADRANK_API_KEY", help="Require 'Authorization: Bearer KEY' (or "
+                                         "X-API-Key) on every route but /health.")] = None,
+    max_documents: Annotated[int, typer.Option(min=1, help="Documents per request.")] = 100,
+    max_document_chars: Annotated[int, typer.Option(min=1, help="Characters per document.")] = 20_000,
+    max_body_bytes: Annotated[int, typer.Option(min=1, help="Request body size.")] = 8 * 1024 * 1024,
+    max_queue: Annotated[int, typer.Option(min=1, help="Requests waiting for the model before 429.")] = 64,
+    max_batch: Annotated[int, typer.Option(min=1, help="Requests ranked together in one padded forward (1: no "
+                                                       "batching). Default: 1 on CPU, where padded batches were "
+                                                       "slower (BENCHMARKS.md), 8 on CUDA.")] = None,
+    batch_wait_ms: Annotated[float, typer.Option(min=0.0, help="How long the first request waits for others to "
+                                                               "batch.")] = 5.0,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request gets 504.")] = 120.0,
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    preload: Annotated[list[str], typer.Option("--preload", help="Another shipped preset the playground may "
+                                                                 "explain with, loaded at start (repeatable).")] = None,
+    fuse_first_stage: Annotated[float, typer.Option(min=0.0, max=1.0, help="Default fusion weight with the input "
+                                                    "order for every request (0: off; requests may set their own "
+                                                    "'fuse_first_stage'). Default: the model's setting.")] = None,
+    safety_valve: options.SafetyValve = None,
+    log_level: Annotated[str, typer.Option(help="critical, error, warning, info (access log) or debug.")] = "info",
+    json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines (time, level, logger, message, "
+                                            "method, route, status, latency_ms, request_id).")] = False,
+) -> None:
+    """Serve reranking over HTTP: Cohere/Jina /v1|v2/rerank, TEI /rerank, /health, /info, /metrics, /docs."""
+    from headrank.models import resolve_device
+    from headrank.presets import available_presets
+
+    setup_logging()
+    with user_errors(ImportError):  # the 'serve' extra, named by the import
+        from headrank.serve import ServeConfig
+        from headrank.serve import serve as run_service
+
+        max_batch = max_batch or (8 if resolve_device(device).type == "cuda" else 1)
+    unknown = [p for p in preload or [] if p not in available_presets()]
+    if unknown:
+        fail(f"--preload {unknown[0]!r} is not a shipped preset; choose from {', '.join(available_presets())}")
+    with user_errors():
+        config = ServeConfig(model=model, method=method.value if method else None, heads=heads, device=device,
+                             dtype=dtype, host=host, port=port, api_key=api_key, max_documents=max_documents,
+                             max_document_chars=max_document_chars, max_body_bytes=max_body_bytes,
+                             max_queue=max_queue, max_batch_lists=max_batch, batch_wait_ms=batch_wait_ms,
+                             request_timeout_s=timeout, preload=tuple(preload or ()),
+                             fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
+                             log_level=log_level.lower(), json_logs=json_logs)
+    err_console.print(f"headrank serve: {model} on http://{host}:{port} (docs: /docs; the model loads in the "
+                      "background, /health says when it is ready)")
+    run_service(config)
+
+
+def rerank_batch(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: shards/, run.trec, problems.txt.")],
+    run: Annotated[Path, typer.Option(help="First-stage TREC run to rerank.")] = None,
+    topics: Annotated[Path, typer.Option(help="Queries: 'qid<TAB>query' per line (with --run).")] = None,
+    corpus: Annotated[Path, typer.Option(help="Passages: BEIR folder or corpus.jsonl, or 'docid<TAB>text' TSV "
+                                              "(with --run).")] = None,
+    candidates: Annotated[Path, typer.Option(help="Instead of --run: RankGPT / rank_llm candidate JSON.")] = None,
+    benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="Instead of --run: a named benchmark or "
+                                                                     "folder.")] = None,
+    depth: Annotated[int, typer.Option("--depth", "-K", min=1, help="Rerank the first K documents of each "
+                                                                    "query.")] = 20,
+    model: options.Model = DEFAULT_PRESET,
+    method: options.Method = None,
+    heads: options.Heads = None,
+    workers: Annotated[int, typer.Option(min=0, help="Ray actors, each with its own model (0: in this process, "
+                                                     "no Ray).")] = 0,
+    gpus_per_worker: Annotated[float, typer.Option(min=0.0, help="GPUs per Ray actor (e.g. 1, or 0.5 to share "
+                                                                 "one).")] = 0.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Lists per forward / per Ray batch.")] = 4,
+    ray_address: Annotated[str, typer.Option(help="Join this Ray cluster (e.g. 'auto' or ray://host:10001); "
+                                                  "default: a local Ray sized to this machine.")] = None,
+    on_error: Annotated[str, typer.Option(help="Malformed or dangling input rows, duplicate qids, empty queries: "
+                                               "skip (listed in problems.txt) or fail.")] = "skip",
+    fuse_first_stage: options.Fuse = None,
+    safety_valve: options.SafetyValve = None,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard the results already in --out and start over "
+                                                            "(a rerun with other settings or inputs is refused "
+                                                            "without it).")] = False,
+    tag: Annotated[str, typer.Option(help="Run tag of the final TREC run.")] = "headrank",
+    device: options.Device = "auto",
+    dtype: options.Dtype = "auto",
+    data_root: options.DataRoot = None,
+) -> None:
+    """Rerank a whole run (every query's top K) in process or on Ray; resumable; writes one TREC run.
+
+    Rerunning the same command resumes; a rerun into the same --out with another model, method, head set,
+    depth or other passages for a finished query is refused with what changed (--restart starts over)."""
+    from headrank.batch import RankerSpec, read_batch_input, rerank_run, write_final_run, write_problems
+    from headrank.data import check_trec_token
+
+    setup_logging()
+    if method is not None and method.value in BASELINE_METHODS:
+        fail("rerank-batch runs HeadRank or ICR; use evaluate for the generative and pointwise baselines")
+    with user_errors():
+        check_trec_token(tag, "--tag")
+        batch = read_batch_input(run, topics, corpus, candidates, benchmark, depth, on_error, data_root)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype,
+                      fuse_first_stage=fuse_first_stage, safety_valve=safety_valve)
+
+    def report_problems() -> None:  # after the resume check: this run's problems.txt replaces an older one
+        path = write_problems(out, batch.problems)
+        if path is not None:
+            err_console.print(f"skipped {len(batch.problems)} input rows (listed in {path}); first: {batch.problems[0]}")
+
+    with LineProgress(*progress_columns("queries", elapsed=True)) as progress, user_errors(ImportError):
+        task = progress.add_task("rerank", total=len(batch.lists))
+        try:
+            ranked = rerank_run(batch.lists, spec, out, workers=workers, batch_size=batch_size,
+                                gpus_per_worker=gpus_per_worker, ray_address=ray_address,
+                                on_done=lambda done, total: progress.update(task, completed=done, total=total),
+                                depth=depth, restart=restart, on_resume_checked=report_problems)
+        except KeyboardInterrupt:
+            progress.stop()
+            fail(f"interrupted; finished queries are saved in {out / 'shards'}: rerun the same command to resume",
+                 code=130)
+    path = write_final_run(out, batch.lists, tag)
+    err_console.print(f"ranked {ranked} queries now ({len(batch.lists) - ranked} were already done); wrote {path}")
+
+
+def presets() -> None:
+    """List the shipped HeadRank presets with their model cards' headline numbers."""
+    from rich import box
+
+    from headrank.presets import DEFAULT_PRESET, available_presets, list_presets
+
+    table = Table(title="HeadRank presets: nDCG@10 averaged over DL19, DL20, NovelEval, NFCorpus (K = 20)",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False)
+    table.add_column("preset", no_wrap=True, min_width=max(len(name) + 2 for name in available_presets()))
+    for col in ("settings", "nDCG@10", "BM25", "ICR", "s/list"):
+        table.add_column(col, no_wrap=True)
+    for preset in list_presets():
+        head = preset.headline
+        latency = preset.card.get("latency", [{}])[0].get("seconds_per_list")
+        table.add_row(preset.name + (" *" if preset.name == DEFAULT_PRESET else ""), preset.inference.short(),
+                      *(f"{head[k]:.4f}" if isinstance(head.get(k), float) else "-" for k in ("preset", "bm25", "icr")),
+                      f"{latency:.1f}" if isinstance(latency, float) else "-")
+    Console().print(table)
+    err_console.print("* the default. settings: 1 pass / 2 orders, RRF = fused with the first stage; "
+                      "s/list: N = 20 on a 2-core CPU. Model cards: headrank/presets/<name>/README.md. Use one with "
+                      "--model <name> or HeadRanker.from_pretrained('<name>').")

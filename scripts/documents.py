@@ -29,6 +29,12 @@ def domain_table() -> str:
     return table()
 
 
+def long_lists() -> str:
+    from long_lists import table
+
+    return table()
+
+
 def presets_table() -> str:
     """README's preset table: four-set nDCG@10 and CPU latency per preset, from the model cards."""
     from headrank.presets import DEFAULT_PRESET, list_presets
@@ -72,7 +78,8 @@ def default_headline() -> str:
 
 
 GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table,
-                                            "default-headline": default_headline, "presets-quality": presets_quality}
+                                            "default-headline": default_headline, "presets-quality": presets_quality,
+                                            "long-lists": long_lists}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

@@ -32,7 +32,7 @@ from pool import add_pool_arguments, load_pool, load_set, merged, training_lists
 
 from headrank.compare import sign_flip_p_value  # noqa: E402
 from headrank.heads import HeadSet  # noqa: E402
-from headrank.rule import SIGNALS, SafetyValve, final_scores  # noqa: E402
+from headrank.rule import SIGNALS, SafetyValve, ScoringRule, final_scores  # noqa: E402
 from headrank.selection import HeadObservations, discriminability, ndcg_at_10  # noqa: E402
 from headrank.weighting import WeightConfig, fit_head_weights  # noqa: E402
 
@@ -67,7 +67,8 @@ def ndcg(scores: list[float], docids: list[str], judged: dict) -> float:
 
 
 def attention_scores(obs: HeadObservations, i: int, idx: list[int], w: torch.Tensor) -> list[float]:
-    return (obs.calibrated[i].index_select(0, torch.tensor(idx)) * w[:, None]).sum(dim=0).tolist()
+    rule = ScoringRule(tuple(obs.heads[j] for j in idx), tuple(w.tolist()))
+    return rule.from_head_masses(obs.raw[i], obs.calibrated[i], obs.heads).tolist()
 
 
 def per_query(dom: Domain, idx: list[int], w: torch.Tensor, fuse: float, valve: SafetyValve | None) -> list[float]:

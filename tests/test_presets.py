@@ -272,7 +272,7 @@ def test_choose_inference_breaks_ties_by_position_like_rank_and_evaluate():
     class Fixed:
         both_orders, fuse_first_stage, window = False, None, None
 
-        def score(self, query, texts):
+        def score(self, query, texts, safety_valve=None):
             return [1.0, 2.0, 3.0] if texts[0] == "a" else [3.0, 2.0, 1.0]  # same scores in both orders
 
     lists = [("q", "query", [("x", "a"), ("y", "b"), ("z", "c")])]
@@ -325,3 +325,23 @@ def test_a_preset_carries_its_safety_valve_and_a_call_can_switch_it_off(tiny_bas
     unvalved = HeadRanker.from_pretrained(str(preset), device="cpu", safety_valve=False)
     assert unvalved.safety_valve is None
     assert [r.corpus_id for r in unvalved.rank("query about solar", docs)] == sorted(range(5), key=lambda i: (-raw[i], i))
+
+
+def test_build_preset_chooses_on_raw_scores_even_from_a_valved_preset(tiny_base, tmp_path):
+    """build-preset --checkpoint on a preset with a safety valve once scored the validation lists through the
+    valve, so 'one pass' was the first-stage order wherever it fired; the candidates now see raw attention."""
+    from conftest import make_tiny_preset
+    from headrank.presets.build import choose_inference
+    from headrank.rule import SafetyValve
+
+    always = SafetyValve("agreement", threshold=2.0, weight=1.0)
+    preset = make_tiny_preset(tiny_base, tmp_path / "valved", InferenceSettings(safety_valve=always))
+    lists = [(str(q), f"query about {w}", [(f"{q}-{i}", f"{w} passage {i} about {v}") for i, v in
+                                          enumerate(["solar", "pasta", "wind", "rivers", "chess"])])
+             for q, w in enumerate(["solar", "wind", "chess"])]
+    qrels = {str(q): {f"{q}-{i}": g for i, g in enumerate([0, 1, 0, 2, 1])} for q in range(3)}
+    valved = HeadRanker.from_pretrained(str(preset), device="cpu", fuse_first_stage=0, window=0, both_orders=False)
+    plain = HeadRanker.from_pretrained(str(preset), device="cpu", fuse_first_stage=0, window=0, both_orders=False,
+                                       safety_valve=False)
+    assert valved.safety_valve == always
+    assert choose_inference(valved, lists, qrels)[1] == choose_inference(plain, lists, qrels)[1]

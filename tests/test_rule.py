@@ -101,3 +101,68 @@ def test_a_window_is_ordered_by_the_rule_on_its_members_first_stage_ranks():
     # RRF 0.5: member 0 (attention 3rd, first stage 2nd) vs member 2 (attention 2nd, first stage 3rd) tie;
     # the window's own order breaks it
     assert window_order(scores, first_stage, 0.5)[0] == [1, 0, 2]
+
+
+@pytest.fixture(scope="module")
+def tiny_ranker(request):
+    from conftest import tiny_llama
+    from headrank.heads import HeadSet
+    from headrank.models import wrap_model
+    from headrank.ranker import HeadRanker
+
+    loaded = wrap_model(tiny_llama(), request.getfixturevalue("llama_tokenizer"), name="tiny-llama")
+    return HeadRanker(loaded, HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4))
+
+
+def test_a_scoring_rule_of_your_own_is_one_file(tmp_path, monkeypatch, tiny_ranker):
+    """A head-combination rule is one decorated function in one new file; the ranker, shared captures and
+    searches on per-head masses (ScoringRule.from_head_masses) then run it."""
+    import importlib
+
+    import torch
+
+    from headrank.ranker import HeadRanker
+    from headrank.rule import ScoringRule
+    from headrank.scoring import COMBINERS, ScoringConfig
+
+    (tmp_path / "toy_rule.py").write_text(
+        "from headrank.scoring import combiner\n\n\n"
+        "@combiner('toy_best_head')\n"
+        "def best_head(masses, weights):\n"
+        "    return masses.max(dim=0).values  # each passage scored by the head that gives it most\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("toy_rule")
+    try:
+        docs = ["solar panels", "pasta recipes", "wind farms at sea", "river music"]
+        toy = HeadRanker(tiny_ranker.model, tiny_ranker.heads, scoring=ScoringConfig(combine="toy_best_head"))
+        job = toy.builder.build("a query", docs)
+        att, cal = toy.capture([job])[0]
+        from headrank.scoring import head_passage_mass
+
+        per_head = head_passage_mass(att, job.passage_spans) - head_passage_mass(cal, job.passage_spans)
+        assert toy.score("a query", docs) == pytest.approx(per_head.max(dim=0).values.tolist(), abs=1e-6)
+        rule = ScoringRule(((0, 0), (1, 1)), combine="toy_best_head")
+        masses = torch.tensor([[1.0, 5.0], [3.0, 2.0], [0.0, 9.0]])  # captured heads (0,0), (1,1), (2,2)
+        assert rule.from_head_masses(masses, masses, [(0, 0), (1, 1), (2, 2)]).tolist() == [3.0, 5.0]
+        with pytest.raises(ValueError, match="not a sum"):
+            toy.explain("a query", docs)
+    finally:
+        del COMBINERS["toy_best_head"]
+    with pytest.raises(ValueError, match="unknown head-combination rule 'toy_best_head'"):
+        ScoringConfig(combine="toy_best_head")
+
+
+def test_the_rule_reads_per_head_masses_like_the_ranker_reads_its_capture(tiny_ranker):
+    """One rule, two inputs: scores from the token-level capture equal those from per-head passage masses."""
+    from headrank.heads import HeadSet
+    from headrank.rule import ScoringRule
+    from headrank.scoring import head_passage_mass
+
+    heads = HeadSet(heads=tiny_ranker.heads.heads, weights=[0.5 + i for i in range(len(tiny_ranker.heads.heads))])
+    rule = ScoringRule.of(heads)
+    job = tiny_ranker.builder.build("a query", ["solar panels", "pasta recipes", "wind farms"])
+    att, cal = tiny_ranker.capture([job])[0]
+    raw = head_passage_mass(att, job.passage_spans)
+    calibrated = raw - head_passage_mass(cal, job.passage_spans)
+    assert rule.from_attention(att, job.passage_spans, cal).tolist() == pytest.approx(
+        rule.from_head_masses(raw, calibrated, att.heads).tolist(), abs=1e-6)

@@ -29,7 +29,7 @@ import torch
 from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config
 from headrank.heads import HeadSet
 from headrank.observe import SharedCapture, all_head_observer, observe_cached
-from headrank.rule import SafetyValve, final_scores
+from headrank.rule import SafetyValve, ScoringRule
 from headrank.selection import HeadObservations, discriminability, ndcg_at_10, order_lists, split_queries
 from headrank.weighting import WeightConfig, fit_head_weights
 
@@ -154,20 +154,18 @@ def score_lists(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights
                 valve: SafetyValve | None = None) -> dict[str, float]:
     """Per-query nDCG@10 of a (weighted) head set on observed first-stage-order lists, optionally fused; with
     ``reversed_obs`` (the same lists read backwards) each passage gets the mean of its two scores."""
-    index = {h: i for i, h in enumerate(obs.heads)}
-    idx = torch.tensor([index[h] for h in heads])
-    w = torch.ones(len(heads)) if weights is None else torch.tensor(list(weights), dtype=torch.float32)
+    rule = ScoringRule(tuple(heads), None if weights is None else tuple(weights), True, False, fuse, valve)
     backwards = {} if reversed_obs is None else {q: i for i, q in enumerate(reversed_obs.qids)}
     out = {}
-    for mass, docids, qid in zip(obs.calibrated, obs.docids, obs.qids):
-        scores = (mass.index_select(0, idx) * w[:, None]).sum(dim=0)
+    for i, (docids, qid) in enumerate(zip(obs.docids, obs.qids)):
+        scores = rule.from_head_masses(obs.raw[i], obs.calibrated[i], obs.heads)
         if reversed_obs is not None:
             j = backwards[qid]
-            back = (reversed_obs.calibrated[j].index_select(0, idx) * w[:, None]).sum(dim=0)
+            back = rule.from_head_masses(reversed_obs.raw[j], reversed_obs.calibrated[j], reversed_obs.heads)
             where = {d: k for k, d in enumerate(reversed_obs.docids[j])}
             scores = (scores + back[[where[d] for d in docids]]) / 2
         if fuse is not None or valve is not None:
-            scores = torch.tensor(final_scores(scores.tolist(), fuse, valve).scores)
+            scores = torch.tensor(rule.final(scores.tolist()).scores)
         out[qid] = float(ndcg_at_10(scores[None], docids, qrels.get(qid, {}))[0])
     return out
 

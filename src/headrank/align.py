@@ -27,6 +27,7 @@ from headrank.capture import can_skip_layers, capture_from_layer, capture_lists,
 from headrank.checkpoint import quiet_peft, save_adapter, write_config
 from headrank.heads import HeadSet
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder
+from headrank.rule import ScoringRule
 from headrank.scoring import combine_heads, passage_mass
 from headrank.selection import ndcg_at_10
 
@@ -227,13 +228,12 @@ def validation_by_domain(model: torch.nn.Module, lists: Sequence[TrainingList], 
     """Mean nDCG@10 of the head-set scores (N/A-calibrated by default) per domain of the validation lists."""
     values: dict[str, list[float]] = {}
     na_tail = builder.tail_ids(CALIBRATION_QUERY)
+    rule = ScoringRule.of(heads, calibrate=calibrate)
     with torch.no_grad():
         for done, t in enumerate(lists, start=1):
             tails = [[t.prompt.tail_ids]] + ([[na_tail]] if calibrate else [])
             out = capture_lists(decoder_model(model), [t.prompt.prefix_ids], tails, list(heads.heads), pad_id=pad_id)
-            scores = passage_mass(combine_heads(out[0][0], heads.weight_of()), t.prompt.passage_spans)
-            if calibrate:
-                scores = scores - passage_mass(combine_heads(out[1][0], heads.weight_of()), t.prompt.passage_spans)
+            scores = rule.from_attention(out[0][0], t.prompt.passage_spans, out[1][0] if calibrate else None)
             value = float(ndcg_at_10(scores[None], t.docids, qrels.get(t.qid, {}))[0])
             values.setdefault(t.domain, []).append(value)
             if on_list:

@@ -23,7 +23,6 @@ import torch
 from headrank.fusion import rank_positions
 from headrank.prompt import normalize_text
 from headrank.rule import final_scores
-from headrank.scoring import head_weight_vector, icr_token_keep
 
 
 @dataclass
@@ -79,17 +78,7 @@ def normalized_to_original(text: str) -> list[int]:
 def _token_terms(ranker, prompt, att, cal, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token contributions of passage ``k`` summed over heads (T,), and per head (H, T)."""
     start, end = prompt.passage_spans[k]
-    per_head = att.token_mass[:, start:end]
-    if ranker.scoring.calibrate:
-        per_head = per_head - cal.token_mass[:, start:end]
-    weights = head_weight_vector(att, ranker.heads.weight_of())
-    if weights is not None:  # a weighted head set: each head's term is its weighted mass
-        per_head = per_head * weights[:, None]
-    total = per_head.sum(dim=0)
-    if ranker.scoring.token_mask:  # ICR: masked tokens contribute nothing, as in scoring
-        keep = icr_token_keep(total)
-        total, per_head = total * keep, per_head * keep
-    return total, per_head
+    return ranker.scoring_rule.token_terms(att, cal, start, end)
 
 
 def _char_shares(ranker, labelled: str, label_len: int, terms: torch.Tensor, cut: str, original: str):

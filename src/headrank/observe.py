@@ -27,6 +27,7 @@ import torch
 
 from headrank.heads import HeadSet
 from headrank.prompt import normalize_text
+from headrank.rule import ScoringRule
 from headrank.scoring import head_passage_mass, masked_calibrated_scores
 
 
@@ -130,14 +131,12 @@ class SharedCapture:
 
     def scorer(self, head_set: HeadSet | None = None, calibrate: bool = True):
         """Score function for ``rerank_benchmark``: ICR when ``head_set`` is None, else that head set."""
-        index = None
+        rule = None
         if head_set is not None:
-            position = {h: i for i, h in enumerate(self.heads)}
-            missing = [h for h in head_set.heads if h not in position]
+            rule = ScoringRule.of(head_set, calibrate=calibrate)
+            missing = [h for h in rule.heads if h not in set(self.heads)]
             if missing:
                 raise ValueError(f"heads {missing[:3]} are not in the captured model")
-            index = torch.tensor([position[h] for h in head_set.heads])
-            weights = None if head_set.weights is None else torch.tensor(head_set.weights)[:, None]
         elif not calibrate:
             raise ValueError("ICR is defined with calibration")
         elif self.through_layer < self.ranker.model.num_layers - 1:
@@ -146,11 +145,10 @@ class SharedCapture:
 
         def score(query: str, passages: Sequence[str]) -> tuple[list[float], dict]:
             obs = self.observe(query, passages)
-            if index is None:
+            if rule is None:
                 values = masked_calibrated_scores(obs.token_sums[0], obs.token_sums[1], obs.spans)
             else:
-                per_head = (obs.calibrated if calibrate else obs.raw).index_select(0, index)
-                values = (per_head if weights is None else per_head * weights).sum(dim=0)
+                values = rule.from_head_masses(obs.raw, obs.calibrated, self.heads)
             out = [-math.inf] * len(passages)
             for i, v in zip(obs.kept, values.tolist()):
                 out[i] = v

@@ -62,8 +62,8 @@ from headrank.models import LoadedModel, load_model, pad_token_id
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings
 from headrank.results import ListJob, RankResult, Ranking, documents_of
-from headrank.rule import SafetyValve, final_scores, fusion_weight, valve_setting, window_order
-from headrank.scoring import ScoringConfig, score_passages
+from headrank.rule import SafetyValve, ScoringRule, final_scores, fusion_weight, valve_setting, window_order
+from headrank.scoring import ScoringConfig
 
 __all__ = ["HeadRanker", "RankResult", "Ranking", "METHODS"]
 METHODS = ATTENTION_METHODS
@@ -124,6 +124,12 @@ class HeadRanker:
         what = f"preset={self.preset!r}, " if self.preset else ""
         return (f"HeadRanker({what}method={self.method!r}, model={self.model.name!r}, heads={len(self.heads.heads)}, "
                 f"L*={self.heads.deepest_layer}, {self.inference_settings.describe()})")
+
+    @property
+    def scoring_rule(self) -> ScoringRule:
+        """The head set's rule (heads, weights, calibration, ICR masking) with the ranker's fusion and valve."""
+        return ScoringRule.of(self.heads, self.scoring.calibrate, self.scoring.token_mask, self.fuse_first_stage,
+                              self.safety_valve, self.scoring.combine)
 
     @property
     def inference_settings(self) -> InferenceSettings:
@@ -236,7 +242,7 @@ class HeadRanker:
     def score_prompts(self, prompts: Sequence[ListwisePrompt]) -> list[torch.Tensor]:
         """Scores (input order) for prompts that fit the context, in one batched forward."""
         return [
-            score_passages(att, p.passage_spans, self.scoring, cal, self.heads.weight_of())
+            self.scoring_rule.from_attention(att, p.passage_spans, cal)
             for p, (att, cal) in zip(prompts, self.capture(prompts))
         ]
 

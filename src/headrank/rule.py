@@ -169,3 +169,97 @@ def valve_setting(default: SafetyValve | None, value) -> SafetyValve | None:
         return SafetyValve.from_dict(value)
     raise ValueError(f"safety_valve must be True / None (the ranker's setting), False (off) or a SafetyValve, "
                      f"got {value!r}")
+
+
+@dataclass(frozen=True)
+class ScoringRule:
+    """The whole scoring rule of one head set, from captured attention to the scores that rank a list.
+
+    ``heads`` and ``weights`` (None: a plain sum) combine per-head passage mass; ``calibrate`` subtracts the
+    N/A query's; ``token_mask`` is ICR's masking (token level: only ``from_attention`` has the tokens);
+    ``fuse_first_stage`` and ``safety_valve`` make the final scores (``final``). Every consumer calls it: the
+    ranker on its own capture, shared captures, adaptation and the scripts' searches on per-head masses, so a
+    change of rule is one change here.
+    """
+
+    heads: tuple[tuple[int, int], ...]
+    weights: tuple[float, ...] | None = None
+    calibrate: bool = True
+    token_mask: bool = False
+    fuse_first_stage: float | None = None
+    safety_valve: SafetyValve | None = None
+    combine: str = "sum"  # headrank.scoring.COMBINERS
+
+    def __post_init__(self) -> None:
+        from headrank.scoring import ScoringConfig
+
+        ScoringConfig(self.calibrate, self.token_mask, self.combine)  # validates the three
+        object.__setattr__(self, "heads", tuple((int(layer), int(head)) for layer, head in self.heads))
+        if self.weights is not None:
+            object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+            if len(self.weights) != len(self.heads):
+                raise ValueError(f"{len(self.weights)} weights for {len(self.heads)} heads")
+
+    @classmethod
+    def of(cls, head_set, calibrate: bool = True, token_mask: bool = False, fuse_first_stage: float | None = None,
+           safety_valve: SafetyValve | None = None, combine: str = "sum") -> ScoringRule:
+        """The rule of a ``HeadSet`` (its heads and weights) with these settings."""
+        return cls(tuple(head_set.heads), None if head_set.weights is None else tuple(head_set.weights), calibrate,
+                   token_mask, fuse_first_stage, safety_valve, combine)
+
+    def weight_map(self) -> dict[tuple[int, int], float] | None:
+        return None if self.weights is None else dict(zip(self.heads, self.weights))
+
+    def from_attention(self, attention, spans, calibration=None):
+        """Attention scores (N,) of one list from the head set's captured token mass (and the N/A tail's)."""
+        from headrank.scoring import COMBINERS, ScoringConfig, head_passage_mass, head_weight_vector, score_passages
+
+        if self.combine == "sum":  # token mass combined first: ICR's masking needs the tokens
+            return score_passages(attention, spans, ScoringConfig(self.calibrate, self.token_mask), calibration,
+                                  self.weight_map())
+        masses = head_passage_mass(attention, spans)
+        if self.calibrate:
+            if calibration is None:
+                raise ValueError("calibrated scoring needs the attention of the N/A query")
+            masses = masses - head_passage_mass(calibration, spans)
+        return COMBINERS[self.combine](masses, head_weight_vector(attention, self.weight_map()))
+
+    def from_head_masses(self, raw, calibrated, captured_heads):
+        """Attention scores (N,) from per-head passage masses (captured heads x N) of an all-head capture."""
+        import torch
+
+        if self.token_mask:
+            raise ValueError("ICR's token masking needs token-level attention, not per-head passage masses")
+        position = {tuple(h): i for i, h in enumerate(captured_heads)}
+        missing = [h for h in self.heads if h not in position]
+        if missing:
+            raise ValueError(f"heads {missing[:3]} are not in the captured model")
+        from headrank.scoring import COMBINERS
+
+        masses = calibrated if self.calibrate else raw
+        picked = masses.index_select(0, torch.tensor([position[h] for h in self.heads], device=masses.device))
+        weights = None if self.weights is None else torch.tensor(self.weights, dtype=picked.dtype, device=picked.device)
+        return COMBINERS[self.combine](picked, weights)
+
+    def token_terms(self, attention, calibration, start: int, end: int):
+        """Per-token contributions to the passage at ``[start, end)``, summed over heads (T,) and per head (H, T);
+        they add up to that passage's score from ``from_attention`` (what explanations show)."""
+        from headrank.scoring import head_weight_vector, icr_token_keep
+
+        if self.combine != "sum":
+            raise ValueError(f"explanations split a summed score into tokens; the rule {self.combine!r} is not a sum")
+        per_head = attention.token_mass[:, start:end]
+        if self.calibrate:
+            per_head = per_head - calibration.token_mass[:, start:end]
+        weights = head_weight_vector(attention, self.weight_map())
+        if weights is not None:  # a weighted head set: each head's term is its weighted mass
+            per_head = per_head * weights[:, None]
+        total = per_head.sum(dim=0)
+        if self.token_mask:  # ICR: masked tokens contribute nothing, as in scoring
+            keep = icr_token_keep(total)
+            total, per_head = total * keep, per_head * keep
+        return total, per_head
+
+    def final(self, scores: Sequence[float]) -> FinalScores:
+        """The scores that rank (input order = first-stage order): fusion and the safety valve."""
+        return final_scores(scores, self.fuse_first_stage, self.safety_valve)

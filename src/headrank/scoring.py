@@ -2,26 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
 from headrank.capture import ListAttention
 
+# How per-head passage masses (heads x N) and the head set's weights (heads,) or None become one score per
+# passage. "sum" is the method's rule; a new rule is one function decorated with @combiner("name"), in any
+# module the caller imports, then ScoringConfig(combine="name").
+COMBINERS: dict[str, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {}
+
+
+def combiner(name: str):
+    """Register a head-combination rule: ``fn(masses (H, N), weights (H,) or None) -> scores (N,)``."""
+
+    def register(fn):
+        COMBINERS[name] = fn
+        return fn
+
+    return register
+
+
+@combiner("sum")
+def weighted_sum(masses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """s(i) = sum over the head set of w_h a_h(i) (w_h = 1 without weights)."""
+    return masses.sum(dim=0) if weights is None else (masses * weights[:, None]).sum(dim=0)
+
 
 @dataclass(frozen=True)
 class ScoringConfig:
     """``calibrate``: subtract the scores of the content-free query ``N/A``.
     ``token_mask``: ICR's per-passage masking of tokens whose calibrated score is below mean - 2 std.
+    ``combine``: the head-combination rule (``COMBINERS``; "sum" is the method's).
     """
 
     calibrate: bool = True
     token_mask: bool = False
+    combine: str = "sum"
 
     def __post_init__(self) -> None:
         if self.token_mask and not self.calibrate:
             raise ValueError("ICR token masking is defined on calibrated scores; it needs calibrate=True")
+        if self.combine not in COMBINERS:
+            raise ValueError(f"unknown head-combination rule {self.combine!r}; registered: {', '.join(COMBINERS)}")
+        if self.token_mask and self.combine != "sum":
+            raise ValueError("ICR token masking is defined for the summed rule")
 
 
 def passage_mass(token_mass: torch.Tensor, spans: list[tuple[int, int]]) -> torch.Tensor:

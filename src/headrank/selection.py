@@ -25,6 +25,7 @@ import torch
 
 from headrank.data import Qrels
 from headrank.observe import HeadObservations, observe_list  # noqa: F401 (HeadObservations re-exported)
+from headrank.rule import ScoringRule
 
 
 SELECTION_ORDERS = ("first-stage", "reversed", "shuffled")
@@ -111,10 +112,9 @@ def select_top(d: torch.Tensor, e: torch.Tensor, lam: float, k: int,
 
 def set_ndcg(obs: HeadObservations, qrels: Qrels, indices: Sequence[int], calibrated: bool = True) -> float:
     """Mean nDCG@10 of the head-set sum over the observed queries."""
-    masses = obs.calibrated if calibrated else obs.raw
-    idx = torch.tensor(list(indices))
-    values = [ndcg_at_10(m.index_select(0, idx).sum(0, keepdim=True), d, qrels.get(q, {}))[0]
-              for m, d, q in zip(masses, obs.docids, obs.qids)]
+    rule = ScoringRule(tuple(obs.heads[i] for i in indices), calibrate=calibrated)
+    values = [ndcg_at_10(rule.from_head_masses(r, c, obs.heads)[None], d, qrels.get(q, {}))[0]
+              for r, c, d, q in zip(obs.raw, obs.calibrated, obs.docids, obs.qids)]
     return float(torch.stack(values).mean())
 
 

@@ -72,8 +72,9 @@ def choose_inference(ranker, lists, qrels, candidates=INFERENCE_CANDIDATES,
     forward, backward = {}, {}
     for done, (qid, query, docs) in enumerate(lists, start=1):
         texts = [text for _, text in docs]
-        forward[qid] = ranker.score(query, texts)
-        backward[qid] = ranker.score(query, texts[::-1])[::-1]
+        # raw attention scores: a preset's own valve must not leak into the candidates it is compared with
+        forward[qid] = ranker.score(query, texts, safety_valve=False)
+        backward[qid] = ranker.score(query, texts[::-1], safety_valve=False)[::-1]
         if on_list:
             on_list(done, len(lists))
     metric = ir_measures.parse_measure("nDCG@10")
@@ -121,7 +122,7 @@ def package_checkpoint(checkpoint: str | Path, out: str | Path, name: str, bench
         head_set = dataclasses.replace(head_set, fingerprint=base.fingerprint)
     del base
     ranker = HeadRanker.from_pretrained(str(checkpoint), device=device, dtype=dtype, both_orders=False,
-                                        fuse_first_stage=0, window=0)
+                                        fuse_first_stage=0, window=0, safety_valve=False)
     inference, rows = choose_inference(ranker, lists, bench.qrels, on_list=on_list)
     card = {**(card or {}), "validation": [{"setting": r["setting"], "ndcg@10": {
         f"{bench.name} validation ({len(lists)} queries)": r["ndcg@10"]}} for r in rows]}

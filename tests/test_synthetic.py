@@ -127,3 +127,20 @@ def test_adapt_corpus_end_to_end_on_a_tiny_preset(tiny_base, tmp_path):
     # random weights write noise: no query finds its passage, and the command says so (exit 2, no traceback)
     assert result.exit_code == 2 and "finds its own passage" in " ".join(result.output.split()), result.output
     assert not (tmp_path / "adapted").exists()
+
+
+def test_adapt_corpus_tells_users_what_zero_label_adaptation_did_on_real_judgments(tmp_path, monkeypatch):
+    """On NPL, CISI and Cranfield the adapted preset never beat the default; the command says so after its report."""
+    from types import SimpleNamespace
+
+    import headrank.adapt
+    import headrank.synthetic
+
+    candidate = SimpleNamespace(label="x", heads=[(0, 0)], weights=None, fuse=0.6, val_ndcg=0.9)
+    fake = SimpleNamespace(train_queries=["a"], val_queries=["b"], before=candidate, after=candidate, warning=None,
+                           to_dict=dict)
+    monkeypatch.setattr(headrank.synthetic, "corpus_benchmark", lambda *a, **k: SimpleNamespace(name="mine"))
+    monkeypatch.setattr(headrank.adapt, "adapt_preset", lambda *a, **k: fake)
+    result = CliRunner().invoke(app, ["adapt", "--corpus", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert "did not beat the unadapted default" in " ".join(result.output.split())

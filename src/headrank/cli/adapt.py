@@ -14,6 +14,12 @@ from headrank.cli import options
 from headrank.cli.common import LineProgress, err_console, fail, ints, setup_logging, user_errors
 
 
+ZERO_LABEL_NOTE = ("note: written queries copy their passage's words, so they rate heads that read words well; on "
+                   "NPL, CISI and Cranfield the adapted preset did not beat the unadapted default on real "
+                   "judgments (RESULTS.md, 'Safe on a new domain'). Keep the default unless the adapted preset "
+                   "wins on judged queries of your own.")
+
+
 def adapt(
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory to write (load it with --model "
                                                           "OUT).")],
@@ -82,6 +88,8 @@ def adapt(
         result = adapt_preset(preset, bench, out, config, cache_dir=cache, device=device, dtype=dtype,
                               on_list=on_list)
     print_adapt_report(result, bench.name, out, report)
+    if corpus is not None:
+        err_console.print(ZERO_LABEL_NOTE)
 
 
 def print_adapt_report(result, bench_name: str, out: Path, report: Path | None) -> None:

@@ -35,6 +35,26 @@ def long_lists() -> str:
     return table()
 
 
+def build_choice() -> str:
+    """RESULTS.md's table of build-preset's inference choice: the validation rows of cards chosen that way."""
+    from headrank.presets import list_presets
+
+    lines, header = [], None
+    for preset in list_presets():
+        rows = preset.card.get("validation", [])
+        if not rows or any(len(r["ndcg@10"]) != 1 for r in rows):  # the default's rows are the five-domain choice
+            continue
+        values = [next(iter(r["ndcg@10"].values())) for r in rows]
+        best = max(range(len(values)), key=lambda i: (values[i], -i))
+        if header is None:
+            header = [r["setting"] for r in rows]
+            lines += [f"| {next(iter(rows[0]['ndcg@10']))}, nDCG@10 | " + " | ".join(header) + " |",
+                      "|---" * (len(header) + 1) + "|"]
+        cells = [f"**{v:.4f}**" if i == best else f"{v:.4f}" for i, v in enumerate(values)]
+        lines.append(f"| `{preset.name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def presets_table() -> str:
     """README's preset table: four-set nDCG@10 and CPU latency per preset, from the model cards."""
     from headrank.presets import DEFAULT_PRESET, list_presets
@@ -79,7 +99,7 @@ def default_headline() -> str:
 
 GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table,
                                             "default-headline": default_headline, "presets-quality": presets_quality,
-                                            "long-lists": long_lists}
+                                            "long-lists": long_lists, "build-choice": build_choice}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

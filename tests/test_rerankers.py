@@ -58,3 +58,26 @@ def test_bad_backends_are_named():
         load_reranker("math")  # importable, but not a backend
     with pytest.raises(ValueError, match="takes no model"):
         load_reranker("firststage", model="x")
+
+
+def test_the_service_batch_jobs_and_cli_load_through_the_factory(tiny_base, monkeypatch):
+    """serve, rerank-batch and the CLI name a ranker by (model, method, heads); all go through load_reranker, so a
+    backend module is the one place that decides what loads."""
+    import headrank.rerankers as rerankers
+    from headrank.batch import RankerSpec
+    from headrank.cli.common import load_ranker
+
+    seen = []
+    real = rerankers.load_reranker
+
+    def spy(backend="headrank", model=None, **options):
+        seen.append(backend)
+        return real(backend, model, **options)
+
+    monkeypatch.setattr(rerankers, "load_reranker", spy)
+    assert RankerSpec(model=str(tiny_base), method="icr", device="cpu").load().method == "icr"
+    assert load_ranker(str(tiny_base), "icr", device="cpu").method == "icr"
+    heads = load_ranker(str(tiny_base), None, "1:0,2:3", device="cpu")
+    assert heads.method == "heads" and seen == ["icr", "icr", "headrank"]
+    with pytest.raises(ValueError, match="needs a head set"):
+        rerankers.load_attention_reranker(str(tiny_base), "heads", device="cpu")

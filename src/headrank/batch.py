@@ -324,11 +324,10 @@ class RankerSpec:
                 **({"safety_valve": self.safety_valve} if self.safety_valve is not None else {})}
 
     def load(self):
-        from headrank.ranker import HeadRanker
+        from headrank.rerankers import load_attention_reranker
 
-        return HeadRanker.from_pretrained(self.model, heads=self.heads, method=self.method, device=self.device,
-                                          dtype=self.dtype, fuse_first_stage=self.fuse_first_stage,
-                                          safety_valve=self.safety_valve)
+        return load_attention_reranker(self.model, self.method, self.heads, device=self.device, dtype=self.dtype,
+                                       fuse_first_stage=self.fuse_first_stage, safety_valve=self.safety_valve)
 
 
 def _files_digest(name: str | None) -> str | None:

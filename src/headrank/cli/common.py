@@ -106,11 +106,11 @@ def load_ranker(model, method=None, heads=None, max_passage_tokens=None, device=
     from transformers.utils import logging as hf_logging
 
     from headrank.heads import HeadSet
-    from headrank.ranker import HeadRanker  # torch/transformers import only when needed
+    from headrank.rerankers import load_attention_reranker  # torch/transformers import only when needed
 
     hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars
-    return HeadRanker.from_pretrained(
-        model, heads=HeadSet.coerce(heads) if heads else None, method=getattr(method, "value", method),
+    return load_attention_reranker(
+        model, getattr(method, "value", method), HeadSet.coerce(heads) if heads else None,
         device=device, dtype=dtype, max_passage_tokens=max_passage_tokens, calibrate=calibrate,
         max_length=max_length, window=window, both_orders=both_orders, fuse_first_stage=fuse_first_stage,
         safety_valve=safety_valve)

@@ -20,7 +20,7 @@ from headrank.rerankers.base import Reranker, ScoreReranker
 from headrank.defaults import METHOD_ALIASES as _ALIASES
 from headrank.defaults import RERANKER_BACKENDS as BACKENDS
 
-__all__ = ["BACKENDS", "Reranker", "ScoreReranker", "load_reranker"]
+__all__ = ["BACKENDS", "Reranker", "ScoreReranker", "load_attention_reranker", "load_reranker"]
 
 
 def load_reranker(backend: str = "headrank", model: str | None = None, **options) -> Reranker:
@@ -48,3 +48,11 @@ def load_reranker(backend: str = "headrank", model: str | None = None, **options
         raise TypeError(f"{module_name}.load returned {type(reranker).__name__}, which lacks {', '.join(missing)}")
     return reranker
 
+
+
+def load_attention_reranker(model: str | None = None, method: str | None = None, heads=None, **options) -> Reranker:
+    """HeadRank or ICR through the factory, named as the CLI, the service and batch jobs name them: ``method``
+    None (a preset's or checkpoint's trained heads; ``heads`` given: that head set), "heads" or "icr"."""
+    if method == "icr":
+        return load_reranker("icr", model, heads=heads, **options)
+    return load_reranker("headrank", model, heads=heads, method=method, **options)

@@ -50,12 +50,11 @@ class Service:
             await self.queue.stop()
 
     def _load(self) -> None:
-        from headrank.ranker import HeadRanker
+        from headrank.rerankers import load_attention_reranker
 
         c = self.config
         try:
-            ranker = HeadRanker.from_pretrained(c.model, heads=c.heads, method=c.method, device=c.device,
-                                                dtype=c.dtype)
+            ranker = load_attention_reranker(c.model, c.method, c.heads, device=c.device, dtype=c.dtype)
             # On a GPU, every length bucket a request can reach runs once before /health says ready.
             longest = c.max_documents * (ranker.prompt_settings.max_passage_tokens + 8) + 400
             started = time.perf_counter()
@@ -71,13 +70,13 @@ class Service:
         self._load_extra()
 
     def _load_extra(self) -> None:
-        from headrank.ranker import HeadRanker
+        from headrank.rerankers import load_reranker
 
         for name in self.config.preload:
             if name == self.served_name():
                 continue
             try:
-                self.extra[name] = HeadRanker.from_pretrained(name, device=self.config.device, dtype=self.config.dtype)
+                self.extra[name] = load_reranker("headrank", name, device=self.config.device, dtype=self.config.dtype)
                 logger.info("preloaded %s for the playground", name)
             except Exception as err:  # noqa: BLE001 - that preset is then unavailable, the service runs on
                 logger.error("could not preload %s: %s: %s", name, type(err).__name__, err)

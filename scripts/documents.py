@@ -55,6 +55,12 @@ def build_choice() -> str:
     return "\n".join(lines) + "\n"
 
 
+def deep_rule() -> str:
+    from long_lists import deep_rule_table
+
+    return deep_rule_table()
+
+
 def presets_table() -> str:
     """README's preset table: four-set nDCG@10 and CPU latency per preset, from the model cards."""
     from headrank.presets import DEFAULT_PRESET, list_presets
@@ -99,7 +105,8 @@ def default_headline() -> str:
 
 GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table,
                                             "default-headline": default_headline, "presets-quality": presets_quality,
-                                            "long-lists": long_lists, "build-choice": build_choice}
+                                            "long-lists": long_lists, "build-choice": build_choice,
+                                            "deep-rule": deep_rule}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

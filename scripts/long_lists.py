@@ -62,6 +62,18 @@ def table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def deep_rule_table() -> str:
+    """The validation check of the deep-rerank rule (scripts/deep_rule.py, results/deep-rule-dl21-qwen.json)."""
+    data = json.loads((RESULTS / "deep-rule-dl21-qwen.json").read_text())
+    label = {"bm25": "BM25 (first stage)", "A-per-window": "fusion + valve in each window (shipped rule)",
+             "B-fuse-once": "windows by attention alone, fused once with BM25 (RRF 0.6)",
+             "raw-windows": "windows by attention alone, no fusion"}
+    lines = [f"| DL21 validation ({data['queries']} queries), K = 100, windows of 20 | nDCG@10 |", "|---|---|"]
+    lines += [f"| {label[name]} | {data['ndcg@10'][name]:.4f} |" for name in ("bm25", "A-per-window", "B-fuse-once",
+                                                                            "raw-windows")]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

@@ -337,3 +337,16 @@ def test_a_presets_valve_stays_out_of_raw_runs_and_acts_per_window(tmp_path, tin
     fused = CliRunner().invoke(app, [*args, "--window", "4", "-K", "6", "--fuse-first-stage", "0.5"])
     assert fused.exit_code == 0, fused.output  # the summary keeps the whole slug, '.' of 'rrf0.5' included
     assert [p.name for p in out.glob("summary-heads+rrf0.5+valve-k6-w4-*.json")]
+
+
+def test_windowed_fusion_refuses_a_reversed_feed():
+    """Inside the ranker the input order is the first stage; a reversed feed would fuse with BM25 upside down."""
+    from headrank.evaluate import place_rule
+    from headrank.rule import SafetyValve
+
+    for order in ("reversed", "both"):
+        with pytest.raises(ValueError, match="use --order first-stage"):
+            place_rule(EvalSettings("heads", depth=100, order=order, window=20), 0.6, None)
+    assert place_rule(EvalSettings("heads", order="both"), 0.6, None).afterwards == (0.6, None)  # no window: afterwards
+    placed = place_rule(EvalSettings("heads", window=20), None, SafetyValve("top_z", 0.5))
+    assert placed.in_ranker[1] is not None and placed.settings.method == "heads+valve"

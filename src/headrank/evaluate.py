@@ -401,6 +401,9 @@ class RulePlacement:
 def place_rule(settings: EvalSettings, fuse: float | None, valve: SafetyValve | None) -> RulePlacement:
     if settings.window is None or (fuse is None and valve is None):
         return RulePlacement(settings, (None, None), (fuse, valve))
+    if settings.order != "first-stage":  # the ranker takes its input order as the first stage
+        raise ValueError(f"with --window, fusion and the safety valve act inside the ranker, which reads the input "
+                         f"order as the first stage: use --order first-stage, not {settings.order}")
     return RulePlacement(replace(settings, method=fused_method(settings.method, fuse, valve)), (fuse, valve),
                          (None, None))
 

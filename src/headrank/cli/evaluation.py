@@ -73,8 +73,8 @@ def evaluate(
         if not names:
             raise ValueError(f"--benchmarks {benchmarks!r} names no benchmark")
         loaded = [load_benchmark(n, data_root=data_root, cache_dir=out / "cache", split=split) for n in names]
-    placed = place_rule(settings, fuse_first_stage, valve)
     with user_errors():
+        placed = place_rule(settings, fuse_first_stage, valve)
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars

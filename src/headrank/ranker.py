@@ -241,10 +241,8 @@ class HeadRanker:
 
     def score_prompts(self, prompts: Sequence[ListwisePrompt]) -> list[torch.Tensor]:
         """Scores (input order) for prompts that fit the context, in one batched forward."""
-        return [
-            self.scoring_rule.from_attention(att, p.passage_spans, cal)
-            for p, (att, cal) in zip(prompts, self.capture(prompts))
-        ]
+        rule = self.scoring_rule  # built once per batch, not per prompt
+        return [rule.from_attention(att, p.passage_spans, cal) for p, (att, cal) in zip(prompts, self.capture(prompts))]
 
     def _twins(self, query: str, docs: Sequence[str], prompt: ListwisePrompt) -> list[ListwisePrompt]:
         """The prompt of a list, and with ``both_orders`` the prompt of the same list reversed."""

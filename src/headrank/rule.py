@@ -228,14 +228,14 @@ class ScoringRule:
         """Attention scores (N,) from per-head passage masses (captured heads x N) of an all-head capture."""
         import torch
 
+        from headrank.scoring import COMBINERS
+
         if self.token_mask:
             raise ValueError("ICR's token masking needs token-level attention, not per-head passage masses")
         position = {tuple(h): i for i, h in enumerate(captured_heads)}
         missing = [h for h in self.heads if h not in position]
         if missing:
             raise ValueError(f"heads {missing[:3]} are not in the captured model")
-        from headrank.scoring import COMBINERS
-
         masses = calibrated if self.calibrate else raw
         picked = masses.index_select(0, torch.tensor([position[h] for h in self.heads], device=masses.device))
         weights = None if self.weights is None else torch.tensor(self.weights, dtype=picked.dtype, device=picked.device)

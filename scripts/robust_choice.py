@@ -240,7 +240,7 @@ def paired(report: dict, domains: dict[str, Domain]) -> None:
                           "vs_shipped": sign_flip_p_value([a - b for a, b in zip(chosen, ship)], 20000, 0)}
 
 
-def write_preset(chosen: dict, out: Path, base: Path = PRESET) -> None:
+def write_preset(chosen: dict, out: Path, base: Path = PRESET, name: str = "robust-5-domains") -> None:
     """The ``base`` preset (same adapter) with the chosen head set, weights, fusion and valve."""
     import dataclasses
     import shutil
@@ -250,7 +250,7 @@ def write_preset(chosen: dict, out: Path, base: Path = PRESET) -> None:
     shipped = HeadSet.load(base / HEADSET_NAME)
     plain = all(abs(w - 1.0) < 1e-12 for w in chosen["weights"])
     dataclasses.replace(shipped, heads=tuple(tuple(h) for h in chosen["heads"]),
-                        weights=None if plain else tuple(chosen["weights"]), name="robust-5-domains",
+                        weights=None if plain else tuple(chosen["weights"]), name=name,
                         selection={"recipe": chosen["label"], "chosen_by": "scripts/robust_choice.py",
                                    "adapter_selection": shipped.selection}).save(out / HEADSET_NAME)
     config = json.loads((out / CONFIG_NAME).read_text())

@@ -155,3 +155,27 @@ def test_search_stays_within_the_presets_depth_and_runs_its_valve():
     always = SafetyValve("agreement", 2.0, 1.0)  # fires on every list: every candidate ranks like the first stage
     valved = search(obs, obs, qrels, preset, 0.3, config, valve=always)
     assert all(c.val_ndcg == 1.0 for c in valved)  # the relevant passage is first in every input list
+
+
+def test_the_adoption_guard_keeps_the_preset_unless_the_best_candidate_is_clearly_better():
+    """require_p: a candidate that wins on a few validation queries by chance is not adopted (written queries are
+    a stand-in; on Cranfield such a choice lost to the preset on real judgments, RESULTS.md)."""
+    from headrank.adapt import AdaptConfig, Candidate, guarded_choice
+
+    qids = [f"q{i}" for i in range(30)]
+    preset = Candidate("preset unchanged", [(0, 0)], None, 0.6, 0.5, {q: 0.5 for q in qids})
+    lucky = Candidate("lucky", [(1, 1)], None, 0.6, 0.0, {q: 0.5 + (0.3 if i < 2 else 0.0) for i, q in enumerate(qids)})
+    lucky.val_ndcg = sum(lucky.per_query.values()) / len(qids)
+    steady = Candidate("steady", [(2, 2)], None, 0.6, 0.0, {q: 0.5 + (0.05 if i % 10 else -0.01) for i, q in enumerate(qids)})
+    steady.val_ndcg = sum(steady.per_query.values()) / len(qids)
+
+    chosen, p, why = guarded_choice([preset, lucky], 0.05)
+    assert chosen is preset and p > 0.05 and "not clearly better" in why
+    chosen, p, why = guarded_choice([preset, lucky], None)  # no bar: the best on validation, as before
+    assert chosen is lucky and why is None
+    chosen, p, why = guarded_choice([preset, steady, lucky], 0.05)
+    assert chosen is steady and p < 0.05 and why is None
+    chosen, p, why = guarded_choice([preset], 0.05)
+    assert chosen is preset and p is None and why is None
+    with pytest.raises(ValueError, match="require_p"):
+        AdaptConfig(require_p=0.0)

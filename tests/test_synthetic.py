@@ -35,7 +35,10 @@ class FirstWords(QueryWriter):
 
 def test_the_prompt_is_versioned_package_data():
     template = prompt_template()
-    assert template["version"] == "synthetic-query-v1" and "{passage}" in template["user"]
+    assert template["version"] == "synthetic-query-v2" and "{passage}" in template["user"]
+    assert prompt_template("synthetic-query-v1")["version"] == "synthetic-query-v1"  # kept: recorded runs used it
+    with pytest.raises(ValueError, match="unknown prompt version"):
+        prompt_template("synthetic-query-v9")
     messages = query_messages(template, "some passage")
     assert messages[0]["role"] == "system" and messages[-1] == {"role": "user", "content": "Passage: some passage"}
     assert [m["role"] for m in messages[1:-1]] == ["user", "assistant"] * len(template["examples"])
@@ -72,6 +75,34 @@ def test_synthetic_lists_judge_the_source_passage_and_drop_lists_without_it():
         synthetic_benchmark(CORPUS, Vague(), n=4, depth=3)
 
 
+def test_hard_only_keeps_lists_whose_source_bm25_does_not_rank_first_and_writes_more_to_get_them():
+    """A list BM25 already solves cannot tell heads apart under fusion: with hard_only it is dropped and more
+    passages are written for, in the seeded sample's order, up to OVERSAMPLE * n."""
+    from headrank.synthetic import OVERSAMPLE
+
+    corpus = {f"d{i}": (t + " ") * 3 for i, t in enumerate(TOPICS)}
+    corpus["x0"] = "solar panels " * 3 + "and many other words about something else entirely " * 3
+
+    class Shared(FirstWords):
+        def write(self, passage):
+            self.calls += 1
+            return "solar panels" if passage.startswith("solar panels and") else " ".join(passage.split()[:5])
+
+    writer = Shared()
+    easy = synthetic_benchmark(corpus, writer, n=9, depth=3)
+    assert len(easy.queries) == 9  # every source found (first for most)
+    writer = Shared()
+    hard = synthetic_benchmark(corpus, writer, n=2, depth=3, hard_only=True)
+    # only the passage that shares its words with a denser one is not first: one list, after writing them all
+    assert list(hard.qrels) == ["syn-x0"]  # its query is d0's first words too; d0 says them denser
+    for qid, judged in hard.qrels.items():
+        assert hard.candidates[qid][0].docid not in judged and next(iter(judged)) in [c.docid for c in hard.candidates[qid]]
+    assert writer.calls == min(len(corpus), OVERSAMPLE * 2)
+
+    with pytest.raises(ValueError, match="below rank 1"):
+        synthetic_benchmark(CORPUS, FirstWords(), n=2, depth=3, hard_only=True)
+
+
 def test_writer_generates_once_per_passage_and_resumes_from_its_cache(tmp_path, llama_tokenizer):
     from headrank.models import wrap_model
 
@@ -89,7 +120,7 @@ def test_writer_generates_once_per_passage_and_resumes_from_its_cache(tmp_path, 
     with pytest.raises(AssertionError, match="generated again"):
         QueryWriter(model, cache).write(CORPUS["d1"])  # another passage is new work
     other = QueryWriter(model, cache, version="synthetic-query-v1")
-    assert other.key(CORPUS["d0"]) == rows[0]["key"]
+    assert other.key(CORPUS["d0"]) != rows[0]["key"]  # another prompt version starts over
 
 
 def test_adapt_takes_judged_queries_or_a_corpus(tmp_path):
@@ -123,7 +154,8 @@ def test_adapt_corpus_end_to_end_on_a_tiny_preset(tiny_base, tmp_path):
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, SystemExit), result.exception
     written = cache / "synthetic" / "corpus" / "synthetic-queries.jsonl"
-    assert len(written.read_text().splitlines()) == 8
+    # hard lists only (the default): it writes for more passages, up to 4 x 8, to find 8 usable lists
+    assert len(written.read_text().splitlines()) == 30
     # random weights write noise: no query finds its passage, and the command says so (exit 2, no traceback)
     assert result.exit_code == 2 and "finds its own passage" in " ".join(result.output.split()), result.output
     assert not (tmp_path / "adapted").exists()
@@ -138,9 +170,19 @@ def test_adapt_corpus_tells_users_what_zero_label_adaptation_did_on_real_judgmen
 
     candidate = SimpleNamespace(label="x", heads=[(0, 0)], weights=None, fuse=0.6, val_ndcg=0.9)
     fake = SimpleNamespace(train_queries=["a"], val_queries=["b"], before=candidate, after=candidate, warning=None,
+                           kept_preset=None, p_value=None,
                            to_dict=dict)
     monkeypatch.setattr(headrank.synthetic, "corpus_benchmark", lambda *a, **k: SimpleNamespace(name="mine"))
     monkeypatch.setattr(headrank.adapt, "adapt_preset", lambda *a, **k: fake)
     result = CliRunner().invoke(app, ["adapt", "--corpus", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert "did not beat the unadapted default" in " ".join(result.output.split())
+
+
+def test_adapt_requires_a_clear_win_with_written_queries_and_not_with_judged_ones():
+    from headrank.cli.adapt import adoption_bar
+
+    assert adoption_bar(None, zero_label=True) == 0.05
+    assert adoption_bar(None, zero_label=False) is None
+    assert adoption_bar(1.0, zero_label=True) is None  # 1 = adopt the best, as before
+    assert adoption_bar(0.1, zero_label=False) == 0.1

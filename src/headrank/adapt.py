@@ -44,7 +44,9 @@ class AdaptConfig:
     """The search space. ``ks``: plain top-K sets; ``pools``/``l2s``: weighted sets over the top-M heads;
     ``fusion``: first-stage fusion weights tried (None = no fusion); ``keep_fusion``: try only the preset's own
     weight (written queries cannot judge fusion: their first stage is their own source's words);
-    ``val_fraction``/``seed``: the split."""
+    ``val_fraction``/``seed``: the split; ``require_p``: adopt the best candidate only when it beats the preset
+    on the validation split with a paired sign-flip p below this, else keep the preset (written queries are an
+    imperfect stand-in for real ones: a change they cannot back clearly is not worth the risk)."""
 
     depth: int = 20
     val_fraction: float = 0.3
@@ -54,6 +56,7 @@ class AdaptConfig:
     l2s: tuple[float, ...] = (0.001, 0.01, 0.1)
     fusion: tuple[float | None, ...] = (None, 0.5)
     keep_fusion: bool = False
+    require_p: float | None = None
 
     def __post_init__(self) -> None:
         if self.depth < 2:
@@ -64,6 +67,8 @@ class AdaptConfig:
             raise ValueError("K and pool sizes must be >= 1")
         if not self.fusion:
             raise ValueError("need at least one fusion setting (None = no fusion)")
+        if self.require_p is not None and not 0 < self.require_p <= 1:
+            raise ValueError("require_p must be in (0, 1]")
 
 
 @dataclass
@@ -89,6 +94,8 @@ class AdaptReport:
     candidates: list[Candidate]
     out: str
     warning: str | None = None  # set when few validation queries chose something other than the preset
+    p_value: float | None = None  # best candidate vs the preset on the validation split (paired sign-flip)
+    kept_preset: str | None = None  # why the preset was kept although a candidate scored higher
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -213,6 +220,22 @@ def best_candidate(candidates: Sequence[Candidate]) -> Candidate:
     return max(enumerate(candidates), key=lambda c: (round(c[1].val_ndcg, 6), -c[0]))[1]
 
 
+def guarded_choice(candidates: Sequence[Candidate], require_p: float | None) -> tuple[Candidate, float | None,
+                                                                                       str | None]:
+    """The best candidate, its paired p-value against the preset (``candidates[0]``) on the validation split,
+    and, when ``require_p`` is set and the best does not clear it, the preset with the reason it was kept."""
+    from headrank.compare import sign_flip_p_value
+
+    preset, best = candidates[0], best_candidate(candidates)
+    if best is preset:
+        return preset, None, None
+    p = sign_flip_p_value([best.per_query[q] - preset.per_query[q] for q in preset.per_query])
+    if require_p is not None and p >= require_p:
+        return preset, p, (f"{best.label} scored {best.val_ndcg:.4f} against the preset's {preset.val_ndcg:.4f} on "
+                           f"the validation split, p {p:.3f} >= {require_p:g}: not clearly better, the preset is kept")
+    return best, p, None
+
+
 def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig = AdaptConfig(), *,
                  cache_dir: Path | None = None, device: str = "auto", dtype: str = "auto",
                  on_list: Callable[[str, int, int], None] | None = None) -> AdaptReport:
@@ -250,7 +273,8 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
                                       progress("observing reversed validation lists"))
     candidates = search(train, val, bench.qrels, ranker.heads, ranker.fuse_first_stage, config, val_reversed,
                         ranker.safety_valve)
-    before, after = candidates[0], best_candidate(candidates)
+    before = candidates[0]
+    after, p_value, kept_preset = guarded_choice(candidates, config.require_p)
     write_adapted(Path(ranker.model.path), out, ranker.heads, after, bench.name, train_q, val_q, str(preset), config)
     logger.info("adapted %s on %s: validation nDCG@10 %.4f -> %.4f (%s)", preset, bench.name, before.val_ndcg,
                 after.val_ndcg, after.label)
@@ -259,7 +283,8 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
         warning = (f"{len(val_q)} validation queries chose among {len(candidates)} candidates; with so few the choice "
                    "is noisy (RESULTS.md, 'Adapting to a domain': 18 NFCorpus queries picked a set that lost on the "
                    "test queries): measure it on held-out queries")
-    return AdaptReport(str(preset), bench.name, train_q, val_q, before, after, candidates, str(out), warning)
+    return AdaptReport(str(preset), bench.name, train_q, val_q, before, after, candidates, str(out), warning,
+                       p_value, kept_preset)
 
 
 def write_adapted(source: Path, out: Path, preset_heads: HeadSet, chosen: Candidate, benchmark: str,

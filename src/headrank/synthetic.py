@@ -1,12 +1,16 @@
 """Zero-label training lists: the base LLM writes a query for passages sampled from the user's corpus.
 
 InPars / Promptagator style: for each sampled passage, the model reads a versioned prompt
-(``prompts/synthetic-query-v1.json``: instruction and three worked examples as chat turns) and writes one
+(``prompts/synthetic-query-v2.json``: instruction and three worked examples as chat turns) and writes one
 search query greedily; BM25 over the same corpus gives that query's candidates, and the source passage is the
 one judged relevant. A query whose source passage BM25 does not find (with a positive score in the top
-``depth``) is dropped: a consistency filter, as its list would hold no positive. The result is
-an ordinary ``Benchmark`` that ``adapt.adapt_preset`` adapts on, with its own held-out synthetic split; real
-judgments, where a user has them, are only for reporting.
+``depth``) is dropped: a consistency filter, as its list would hold no positive. With ``hard_only`` a query
+whose source BM25 already ranks first is dropped too, and more passages are written for until ``n`` lists are
+kept: with v1 queries about 80% of the lists were such easy ones (the source's own words), which every head set
+fused with BM25 gets right and which therefore cannot tell heads apart (RESULTS.md, "Safe on a new domain").
+v2 asks for the need in other words than the passage's. The result is an ordinary ``Benchmark`` that
+``adapt.adapt_preset`` adapts on, with its own held-out synthetic split; real judgments, where a user has them,
+are only for reporting.
 
 Generation is resumable: each written query is appended to a JSONL file keyed by the prompt version, the
 model's fingerprint and the passage's text, so a rerun skips what is done and a changed prompt or model starts
@@ -29,7 +33,9 @@ from headrank.prompt import normalize_text
 
 logger = logging.getLogger(__name__)
 
-PROMPT_VERSION = "synthetic-query-v1"
+PROMPT_VERSION = "synthetic-query-v2"
+PROMPT_VERSIONS = ("synthetic-query-v1", "synthetic-query-v2")
+OVERSAMPLE = 4  # with hard_only: write for at most this many times n passages
 MIN_WORDS = 20  # shorter passages make vague queries
 MAX_PASSAGE_WORDS = 150  # the prompt reads at most this much of a passage
 MAX_QUERY_TOKENS = 24
@@ -38,6 +44,8 @@ MAX_QUERY_WORDS = 16  # a longer answer is a copied sentence, not a query: cut
 
 def prompt_template(version: str = PROMPT_VERSION) -> dict:
     """The versioned prompt: ``system``, ``user`` (with ``{passage}``) and worked ``examples``."""
+    if version not in PROMPT_VERSIONS:
+        raise ValueError(f"unknown prompt version {version!r}; shipped: {', '.join(PROMPT_VERSIONS)}")
     return json.loads(files("headrank").joinpath(f"prompts/{version}.json").read_text(encoding="utf-8"))
 
 
@@ -114,39 +122,60 @@ class QueryWriter:
 
 def synthetic_benchmark(corpus: dict[str, str], writer: QueryWriter, n: int, depth: int = 20, seed: int = 0,
                         name: str = "synthetic", cache_dir: Path | None = None,
-                        on_query: Callable[[int, int], None] | None = None) -> Benchmark:
-    """``n`` written queries over ``corpus`` with BM25 candidates and their source passage judged relevant."""
+                        on_query: Callable[[int, int], None] | None = None, hard_only: bool = False) -> Benchmark:
+    """Written queries over ``corpus`` with BM25 candidates and their source passage judged relevant: one per
+    sampled passage, or with ``hard_only`` up to ``n`` lists whose source BM25 finds but not first, writing for at
+    most ``OVERSAMPLE * n`` passages (in the seeded sample's order, so a rerun resumes from the writer's cache)."""
     from headrank.firststage import bm25_search, cached_bm25
 
-    docids = sample_passages(corpus, n, seed)
-    queries = {}
-    for done, docid in enumerate(docids, start=1):
-        query = writer.write(corpus[docid])
-        if query:
-            queries[f"syn-{docid}"] = query
-        if on_query:
-            on_query(done, len(docids))
+    budget = OVERSAMPLE * n if hard_only else n
+    docids = sample_passages(corpus, budget, seed)
+    queries: dict[str, str] = {}
+    kept: dict[str, list[str]] = {}
+    written = 0
+    for start in range(0, len(docids), n):
+        round_ids = docids[start:start + n]
+        for docid in round_ids:
+            query = writer.write(corpus[docid])
+            written += 1
+            if query:
+                queries[f"syn-{docid}"] = query
+            if on_query:
+                on_query(written, len(docids))  # with hard_only an upper bound: it stops once n lists are kept
+        batch = {f"syn-{d}": queries[f"syn-{d}"] for d in round_ids if f"syn-{d}" in queries}
+        if batch:
+            run = cached_bm25(corpus, batch, cache_dir, depth) if cache_dir else bm25_search(corpus, batch, depth)
+            for qid, hits in run.items():
+                found = [d for d, score in hits[:depth] if score > 0]  # found by the query's words, not by a tie
+                source = qid[len("syn-"):]
+                if source in found and not (hard_only and found[0] == source):
+                    kept[qid] = [d for d, _ in hits[:depth]]
+        if not hard_only or len(kept) >= n:
+            break
     if not queries:
         raise ValueError("the model wrote no usable query")
-    run = cached_bm25(corpus, queries, cache_dir, depth) if cache_dir else bm25_search(corpus, queries, depth)
-    candidates, qrels = {}, {}
-    for qid, hits in run.items():
-        source = qid[len("syn-"):]
-        if source in {d for d, score in hits[:depth] if score > 0}:  # found by the query's words, not by a tie
-            candidates[qid] = [Candidate(d, corpus[d]) for d, _ in hits[:depth]]
-            qrels[qid] = {source: 1}
-    logger.info("%d of %d written queries find their passage in the BM25 top %d", len(qrels), len(queries), depth)
-    if not qrels:
-        raise ValueError(f"no written query finds its own passage in the BM25 top {depth}")
-    return Benchmark(name=name, queries={q: queries[q] for q in qrels}, candidates=candidates, qrels=qrels,
+    kept = dict(list(kept.items())[:n])
+    what = "find their passage, not first," if hard_only else "find their passage"
+    logger.info("%d of %d written queries %s in the BM25 top %d", len(kept), len(queries), what, depth)
+    if not kept:
+        raise ValueError(f"no written query finds its own passage in the BM25 top {depth}"
+                         + (" below rank 1 (every list was one BM25 already solves)" if hard_only else ""))
+    if hard_only and len(kept) < n:
+        logger.warning("only %d of the %d lists asked for: %d passages written, %d of them were found first by BM25 "
+                       "or not at all", len(kept), n, written, written - len(kept))
+    candidates = {q: [Candidate(d, corpus[d]) for d in docs] for q, docs in kept.items()}
+    qrels = {q: {q[len("syn-"):]: 1} for q in kept}
+    return Benchmark(name=name, queries={q: queries[q] for q in kept}, candidates=candidates, qrels=qrels,
                      relevant_grade=1)
 
 
 def corpus_benchmark(corpus_path: str | Path, base_model: str, n: int, cache_dir: Path, depth: int = 20,
                      seed: int = 0, device: str = "auto", dtype: str = "auto",
-                     on_query: Callable[[int, int], None] | None = None) -> Benchmark:
+                     on_query: Callable[[int, int], None] | None = None, hard_only: bool = True,
+                     version: str = PROMPT_VERSION) -> Benchmark:
     """Read a corpus (BEIR folder, corpus.jsonl or docid<TAB>text TSV), write ``n`` queries with ``base_model``
-    (the preset's base LLM), and return the synthetic benchmark (generation cached under ``cache_dir``)."""
+    (the preset's base LLM), and return the synthetic benchmark (generation cached under ``cache_dir``);
+    ``n`` is the number of lists with ``hard_only``, else of passages written for."""
     import gc
 
     from headrank.batch import read_corpus
@@ -158,10 +187,12 @@ def corpus_benchmark(corpus_path: str | Path, base_model: str, n: int, cache_dir
         logger.warning("%d corpus rows skipped, e.g. %s", len(problems), problems[0])
     if len(corpus) < depth:
         raise ValueError(f"{corpus_path}: {len(corpus)} documents; a corpus for adaptation needs at least {depth}")
-    writer = QueryWriter(load_model(base_model, device=device, dtype=dtype), Path(cache_dir) / "synthetic-queries.jsonl")
+    prompt_template(version)  # an unknown version fails before the model loads
+    writer = QueryWriter(load_model(base_model, device=device, dtype=dtype), Path(cache_dir) / "synthetic-queries.jsonl",
+                         version)
     try:
         return synthetic_benchmark(corpus, writer, n, depth, seed, name=f"synthetic-{Path(corpus_path).name}",
-                                   cache_dir=Path(cache_dir) / "bm25", on_query=on_query)
+                                   cache_dir=Path(cache_dir) / "bm25", on_query=on_query, hard_only=hard_only)
     finally:
         del writer
         gc.collect()  # the writer's copy of the base model goes before adapt loads the preset

@@ -31,7 +31,20 @@ def adapt(
                                               "corpus.jsonl or docid<TAB>text TSV). The preset's base LLM writes a "
                                               "query for sampled passages; each source passage is the "
                                               "positive.")] = None,
-    synthetic_queries: Annotated[int, typer.Option(min=8, help="With --corpus: passages to write queries for.")] = 200,
+    synthetic_queries: Annotated[int, typer.Option(min=8, help="With --corpus: written-query lists to build. With "
+                                                   "--hard-only (default) up to 4x as many passages are written "
+                                                   "for, about 3 s each on 2 CPU threads.")] = 100,
+    hard_only: Annotated[bool, typer.Option("--hard-only/--all-written",
+                                            help="With --corpus: keep only written queries whose passage BM25 finds "
+                                                 "but not first (the rest cannot tell heads apart).")] = True,
+    prompt_version: Annotated[str, typer.Option(help="With --corpus: the shipped query-writing prompt "
+                                                     "(synthetic-query-v1 copies more of the passage's words).")
+                              ] = "synthetic-query-v2",
+    require_p: Annotated[float, typer.Option(min=0.0, max=1.0,
+                                             help="Adopt the best candidate only when it beats the preset on the "
+                                                  "validation split with paired p below this (1 = always adopt "
+                                                  "the best). Default: 0.05 with --corpus, 1 with --data.")
+                         ] = None,
     keep_fusion: Annotated[bool, typer.Option("--keep-fusion/--choose-fusion",
                                               help="Keep the preset's fusion weight (re-choose heads and weights "
                                                    "only) or also choose it. Default: keep with --corpus (written "
@@ -74,7 +87,8 @@ def adapt(
     with user_errors():
         config = AdaptConfig(depth=depth, val_fraction=val_fraction, seed=seed, ks=tuple(ints(ks, "--ks")),
                              pools=tuple(ints(pools, "--pools")),
-                             keep_fusion=corpus is not None if keep_fusion is None else keep_fusion)
+                             keep_fusion=corpus is not None if keep_fusion is None else keep_fusion,
+                             require_p=adoption_bar(require_p, corpus is not None))
         if benchmark is not None:
             bench = judged_benchmark(benchmark, split, data_root, queries, max_queries, depth, seed)
         elif not corpus.exists():
@@ -84,12 +98,20 @@ def adapt(
         if corpus is not None:
             bench = corpus_benchmark(corpus, load_preset(preset).base_model, synthetic_queries,
                                      cache / "synthetic" / corpus.name, depth, seed, device, dtype,
-                                     lambda done, total: on_list("writing queries", done, total))
+                                     lambda done, total: on_list("writing queries", done, total), hard_only,
+                                     prompt_version)
         result = adapt_preset(preset, bench, out, config, cache_dir=cache, device=device, dtype=dtype,
                               on_list=on_list)
     print_adapt_report(result, bench.name, out, report)
     if corpus is not None:
         err_console.print(ZERO_LABEL_NOTE)
+
+
+def adoption_bar(require_p: float | None, zero_label: bool) -> float | None:
+    """--require-p as AdaptConfig.require_p: 1 (or more) adopts the best; unset, 0.05 for written queries."""
+    if require_p is None:
+        return 0.05 if zero_label else None
+    return None if require_p >= 1 else require_p
 
 
 def print_adapt_report(result, bench_name: str, out: Path, report: Path | None) -> None:
@@ -102,6 +124,10 @@ def print_adapt_report(result, bench_name: str, out: Path, report: Path | None) 
         table.add_row(label, str(len(c.heads)), "yes" if c.weights else "no", "-" if c.fuse is None else f"RRF {c.fuse:g}",
                       f"{c.val_ndcg:.4f}")
     Console().print(table)
+    if result.kept_preset:
+        err_console.print(f"kept the preset: {result.kept_preset}")
+    elif result.p_value is not None:
+        err_console.print(f"paired p against the preset on the validation split: {result.p_value:.3f}")
     if result.warning:
         err_console.print(f"warning: {result.warning}")
     if report is not None:

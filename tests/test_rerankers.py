@@ -81,3 +81,30 @@ def test_the_service_batch_jobs_and_cli_load_through_the_factory(tiny_base, monk
     assert heads.method == "heads" and seen == ["icr", "icr", "headrank"]
     with pytest.raises(ValueError, match="needs a head set"):
         rerankers.load_attention_reranker(str(tiny_base), "heads", device="cpu")
+
+
+def test_evaluate_scores_its_baselines_through_the_factory(tiny_base, monkeypatch):
+    """evaluate's bm25, generative and pointwise scorers are the factory's backends (one place decides what a
+    baseline is); the generative backend still reports its window counters per list."""
+    import headrank.rerankers as rerankers
+    from headrank.scorers import build_scorer
+
+    seen = []
+    real = rerankers.load_reranker
+
+    def spy(backend="headrank", model=None, **options):
+        seen.append(backend)
+        return real(backend, model, **options)
+
+    monkeypatch.setattr(rerankers, "load_reranker", spy)
+    passages = ["cats purr", "dogs bark loudly", "fish swim"]
+    generative = build_scorer("generative", str(tiny_base), device="cpu", dtype="float32")
+    scores, info = generative.score("which animal barks?", passages)
+    assert sorted(scores) == [1.0, 2.0, 3.0] and info["windows_total"] == 1 and "windows_identity" in info
+    assert generative.model_fingerprint and generative.record["model_fingerprint"] == generative.model_fingerprint
+    pointwise = build_scorer("pointwise", str(tiny_base), device="cpu", dtype="float32")
+    scores, info = pointwise.score("which animal barks?", passages)
+    assert len(scores) == 3 and info == {}
+    first = build_scorer("bm25", str(tiny_base))
+    assert first.score("q", passages) == [3.0, 2.0, 1.0] and first.model_fingerprint is None
+    assert seen == ["generative", "pointwise", "bm25"]

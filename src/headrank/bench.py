@@ -98,14 +98,10 @@ def _child(method: str, model_name: str, heads: list | None, lists: list, budget
         ranker = HeadRanker.from_pretrained(loaded, method="icr", max_passage_tokens=budget)
         run = lambda q, docs: ranker.rank(q, docs)  # noqa: E731
         depth = loaded.num_layers
-    elif method == "generative":
-        from headrank.baselines.generative import GenerativeRanker
+    else:  # the baselines through the reranker factory, on the model loaded above
+        from headrank.rerankers import load_reranker
 
-        run = GenerativeRanker(loaded, max_passage_tokens=budget).score
-    else:
-        from headrank.baselines.pointwise import PointwiseRanker
-
-        run = PointwiseRanker(loaded, max_passage_tokens=budget).score
+        run = load_reranker(method, loaded, max_passage_tokens=budget).score
     tokens = len(PromptBuilder(loaded.tokenizer, prompt).build(*lists[0]))
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     page_in_weights(loaded.model)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 ScoreFn = Callable[[str, Sequence[str]], "list[float] | tuple[list[float], dict]"]
-from headrank.defaults import BASELINE_METHODS
+from headrank.defaults import BASELINE_METHODS, FIRST_STAGE_METHOD
 from headrank.defaults import EVALUATE_METHODS as METHODS
 
 
@@ -29,11 +29,6 @@ class Scorer:
     prompt_hash: str | None = None
     head_set: dict | None = None  # the head set's content (None: ICR's every head, a baseline, or BM25)
     record: dict = field(default_factory=dict)  # what metrics.json records about the scorer
-
-
-def first_stage_scores(query: str, passages: Sequence[str]) -> list[float]:
-    """BM25 passthrough: the input order is the ranking."""
-    return [float(len(passages) - i) for i in range(len(passages))]
 
 
 def ranker_scores(ranker) -> ScoreFn:
@@ -60,8 +55,10 @@ def build_scorer(method: str, model: str, heads: str | None = None, max_passage_
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "bm25":
-        return Scorer(first_stage_scores, method)
+    if method == FIRST_STAGE_METHOD:
+        from headrank.rerankers import load_reranker
+
+        return Scorer(load_reranker(FIRST_STAGE_METHOD).score, method)
     if method in BASELINE_METHODS:
         return _baseline_scorer(method, base_model_of(model), device, dtype, max_passage_tokens or 100)
     if shared_capture:
@@ -135,23 +132,13 @@ def _shared_checkpoint_scorer(model, method, heads, max_passage_tokens, device, 
 
 
 def _baseline_scorer(method: str, model: str, device: str, dtype: str, budget: int) -> Scorer:
-    """Generative listwise or pointwise on a base model; generative lists report their window counters."""
-    from headrank.models import load_model
+    """Generative listwise or pointwise through the reranker factory; generative lists report their window
+    counters."""
+    from headrank.rerankers import load_reranker
 
-    loaded = load_model(model, device=device, dtype=dtype)
-    if method == "pointwise":
-        from headrank.baselines.pointwise import PointwiseRanker
-
-        score = PointwiseRanker(loaded, max_passage_tokens=budget).score
-    else:
-        from headrank.baselines.generative import GenerativeRanker
-
-        def score(query: str, passages):
-            ranker = GenerativeRanker(loaded, max_passage_tokens=budget)
-            scores = ranker.score(query, passages)
-            return scores, {"windows_total": ranker.windows_total, "windows_valid": ranker.windows_valid,
-                            "windows_identity": ranker.windows_identity, "tokens_generated": ranker.tokens_generated}
+    reranker = load_reranker(method, model, device=device, dtype=dtype, max_passage_tokens=budget)
+    loaded = reranker.model
     blob = json.dumps([method, budget]).encode()
-    return Scorer(score, method, model_fingerprint=loaded.fingerprint,
+    return Scorer(reranker.score_with_info, method, model_fingerprint=loaded.fingerprint,
                   prompt_hash=hashlib.sha256(blob).hexdigest()[:16],
                   record={"model_path": loaded.path, "model_fingerprint": loaded.fingerprint})

@@ -24,11 +24,14 @@ class Reranker(Protocol):
 
 
 class ScoreReranker:
-    """A reranker from a score function over the non-empty passages of one list (input order)."""
+    """A reranker from a score function over the non-empty passages of one list (input order). The function may
+    return ``(scores, info)`` with per-list counters (the generative baseline's windows), which
+    ``score_with_info`` passes on; ``model`` is the ``LoadedModel`` it runs (None: no model), which evaluate's
+    run keys record."""
 
-    def __init__(self, name: str, score_fn: Callable[[str, list[str]], list[float]],
-                 fuse_first_stage: float | None = None) -> None:
-        self.name, self._score_fn, self.fuse_first_stage = name, score_fn, fuse_first_stage
+    def __init__(self, name: str, score_fn: Callable[[str, list[str]], list[float] | tuple[list[float], dict]],
+                 fuse_first_stage: float | None = None, model=None) -> None:
+        self.name, self._score_fn, self.fuse_first_stage, self.model = name, score_fn, fuse_first_stage, model
 
     def __repr__(self) -> str:
         return f"ScoreReranker({self.name!r}, fuse_first_stage={self.fuse_first_stage})"
@@ -38,12 +41,17 @@ class ScoreReranker:
 
     def score(self, query: str, docs: Sequence[str]) -> list[float]:
         """Scores in input order (an empty passage gets -inf), without fusion."""
+        return self.score_with_info(query, docs)[0]
+
+    def score_with_info(self, query: str, docs: Sequence[str]) -> tuple[list[float], dict]:
+        """``score`` and the backend's per-list counters (empty when it keeps none)."""
         job = ListJob.make(query, docs, 0)
-        kept = self._score_fn(job.query, [job.docs[i] for i in job.kept]) if job.kept else []
+        result = self._score_fn(job.query, [job.docs[i] for i in job.kept]) if job.kept else []
+        kept, info = result if isinstance(result, tuple) else (result, {})
         out = [float("-inf")] * len(docs)
         for i, s in zip(job.kept, kept):
             out[i] = float(s)
-        return out
+        return out, info
 
     def rank(self, query: str, docs: Sequence[str | Mapping], top_k: int | None = None, return_documents: bool = True,
              fuse_first_stage: float | None = None) -> Ranking:

@@ -1,4 +1,5 @@
-"""The generative listwise baseline (RankGPT-style sliding windows, permutation parsing) on a base model."""
+"""The generative listwise baseline (RankGPT-style sliding windows, permutation parsing) on a base model; each
+list reports its window counters (formatting success, identity answers, generated tokens) to evaluate."""
 
 from __future__ import annotations
 
@@ -12,9 +13,13 @@ def load(model: str | None = None, device: str = "auto", dtype: str = "auto", ma
     from headrank.models import load_model
     from headrank.presets import base_model_of
 
-    loaded = load_model(base_model_of(model or DEFAULT_MODEL), device=device, dtype=dtype)
+    loaded = model if hasattr(model, "tokenizer") else load_model(base_model_of(model or DEFAULT_MODEL), device=device,
+                                                                  dtype=dtype)
 
-    def score(query: str, passages: list[str]) -> list[float]:
-        return GenerativeRanker(loaded, max_passage_tokens=max_passage_tokens).score(query, passages)
+    def score(query: str, passages: list[str]) -> tuple[list[float], dict]:
+        ranker = GenerativeRanker(loaded, max_passage_tokens=max_passage_tokens)
+        scores = ranker.score(query, passages)
+        return scores, {"windows_total": ranker.windows_total, "windows_valid": ranker.windows_valid,
+                        "windows_identity": ranker.windows_identity, "tokens_generated": ranker.tokens_generated}
 
-    return ScoreReranker(f"{loaded.name}, generative", score, fuse_first_stage)
+    return ScoreReranker(f"{loaded.name}, generative", score, fuse_first_stage, loaded)

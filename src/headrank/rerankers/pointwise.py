@@ -12,6 +12,7 @@ def load(model: str | None = None, device: str = "auto", dtype: str = "auto", ma
     from headrank.models import load_model
     from headrank.presets import base_model_of
 
-    loaded = load_model(base_model_of(model or DEFAULT_MODEL), device=device, dtype=dtype)
+    loaded = model if hasattr(model, "tokenizer") else load_model(base_model_of(model or DEFAULT_MODEL), device=device,
+                                                                  dtype=dtype)
     judge = PointwiseRanker(loaded, max_passage_tokens=max_passage_tokens)
-    return ScoreReranker(f"{loaded.name}, pointwise", judge.score, fuse_first_stage)
+    return ScoreReranker(f"{loaded.name}, pointwise", judge.score, fuse_first_stage, loaded)

@@ -60,12 +60,10 @@ def test_bad_backends_are_named():
         load_reranker("firststage", model="x")
 
 
-def test_the_service_batch_jobs_and_cli_load_through_the_factory(tiny_base, monkeypatch):
-    """serve, rerank-batch and the CLI name a ranker by (model, method, heads); all go through load_reranker, so a
-    backend module is the one place that decides what loads."""
+@pytest.fixture
+def factory_spy(monkeypatch):
+    """The backend names load_reranker is asked for, in order."""
     import headrank.rerankers as rerankers
-    from headrank.batch import RankerSpec
-    from headrank.cli.common import load_ranker
 
     seen = []
     real = rerankers.load_reranker
@@ -75,6 +73,17 @@ def test_the_service_batch_jobs_and_cli_load_through_the_factory(tiny_base, monk
         return real(backend, model, **options)
 
     monkeypatch.setattr(rerankers, "load_reranker", spy)
+    return seen
+
+
+def test_the_service_batch_jobs_and_cli_load_through_the_factory(tiny_base, factory_spy):
+    """serve, rerank-batch and the CLI name a ranker by (model, method, heads); all go through load_reranker, so a
+    backend module is the one place that decides what loads."""
+    import headrank.rerankers as rerankers
+    from headrank.batch import RankerSpec
+    from headrank.cli.common import load_ranker
+
+    seen = factory_spy
     assert RankerSpec(model=str(tiny_base), method="icr", device="cpu").load().method == "icr"
     assert load_ranker(str(tiny_base), "icr", device="cpu").method == "icr"
     heads = load_ranker(str(tiny_base), None, "1:0,2:3", device="cpu")
@@ -83,20 +92,12 @@ def test_the_service_batch_jobs_and_cli_load_through_the_factory(tiny_base, monk
         rerankers.load_attention_reranker(str(tiny_base), "heads", device="cpu")
 
 
-def test_evaluate_scores_its_baselines_through_the_factory(tiny_base, monkeypatch):
+def test_evaluate_scores_its_baselines_through_the_factory(tiny_base, factory_spy):
     """evaluate's bm25, generative and pointwise scorers are the factory's backends (one place decides what a
     baseline is); the generative backend still reports its window counters per list."""
-    import headrank.rerankers as rerankers
     from headrank.scorers import build_scorer
 
-    seen = []
-    real = rerankers.load_reranker
-
-    def spy(backend="headrank", model=None, **options):
-        seen.append(backend)
-        return real(backend, model, **options)
-
-    monkeypatch.setattr(rerankers, "load_reranker", spy)
+    seen = factory_spy
     passages = ["cats purr", "dogs bark loudly", "fish swim"]
     generative = build_scorer("generative", str(tiny_base), device="cpu", dtype="float32")
     scores, info = generative.score("which animal barks?", passages)

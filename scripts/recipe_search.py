@@ -19,7 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from pool import load_pool, merged, qrels_of  # noqa: E402
 
-from headrank.rule import final_scores  # noqa: E402
+from headrank.rule import ScoringRule, final_scores  # noqa: E402
 from headrank.selection import HeadObservations, discriminability, ndcg_at_10  # noqa: E402
 from headrank.weighting import WeightConfig, fit_head_weights  # noqa: E402
 
@@ -35,10 +35,13 @@ def position_prior(train: list[HeadObservations], length: int = 20) -> torch.Ten
 
 def list_scores(obs: HeadObservations, i: int, idx: torch.Tensor, w: torch.Tensor,
                 prior: torch.Tensor | None) -> torch.Tensor:
-    mass = obs.calibrated[i].index_select(0, idx)
-    if prior is not None and mass.shape[1] == prior.shape[1]:
-        mass = mass - prior.index_select(0, idx)
-    return (mass * w[:, None]).sum(dim=0)
+    """The shipped scoring rule on one list's head masses; a position prior (not part of the shipped rule, tried
+    here and not chosen) is taken off the calibrated masses first."""
+    rule = ScoringRule(tuple(obs.heads[j] for j in idx.tolist()), tuple(w.tolist()))
+    calibrated = obs.calibrated[i]
+    if prior is not None and calibrated.shape[1] == prior.shape[1]:
+        calibrated = calibrated - prior
+    return rule.from_head_masses(obs.raw[i], calibrated, obs.heads)
 
 
 def evaluate(fs: HeadObservations, rv: HeadObservations | None, qrels, idx, w, prior, mode: str,
@@ -127,8 +130,12 @@ def main() -> None:
         for fuse in fusions:
             rows.append(score_row(label, idx, w, extra, fuse=fuse))
     best = max(rows, key=lambda r: round(r["val_macro"], 6))  # ties: the first (simpler) row
+    args.out.with_suffix(".stage1.json").write_text(json.dumps(rows, indent=1))
     # stage 2: how to read the chosen set (one pass, reversed, both orders; a position prior), on the
     # validation lists that were also captured reversed
+    if any(rv is None for _, rv, _ in val.values()):
+        sys.exit("stage 2 needs validation lists captured reversed too (observe_pool.py --plan dl21:val:reversed "
+                 "nfcorpus-dev:30:reversed); stage 1 alone is not a recipe")
     only = {dom: set(rv.qids) for dom, (_, rv, _) in val.items()}
     chosen_idx = [heads.index(tuple(h)) for h in best["heads"]]
     chosen_w = torch.tensor(best["weights"])

@@ -79,6 +79,28 @@ def presets_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def presets_latency() -> str:
+    """BENCHMARKS.md's shipped-presets speed table: each card's recorded latency run (one process per preset)."""
+    from headrank.presets import DEFAULT_PRESET, list_presets
+
+    lines = ["| preset (base model) | HeadRank preset (s / list) | ICR (s / list; preset / ICR) | generative listwise (s / list; "
+             "generative / preset) | generative: formatting success | generative: answers = input order | generative: decoded "
+             "tokens per window | also in the run |", "|---|---|---|---|---|---|---|---|"]
+    for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
+        rows = preset.card["latency"]
+        mine = next(r for r in rows if r["method"].startswith(preset.name))
+        icr = next(r for r in rows if r["method"].startswith("ICR"))
+        gen = next(r for r in rows if r["method"].startswith("generative"))
+        others = "; ".join(f"{r['method']}: {r['seconds_per_list']:.2f} s ({r['seconds_per_list'] / icr['seconds_per_list']:.2f}x ICR)"
+                           for r in rows if r not in (mine, icr, gen)) or "-"
+        lines.append(f"| `{preset.name}` ({preset.card.get('base_model_name', preset.base_model)}) | "
+                     f"{mine['seconds_per_list']:.2f} | {icr['seconds_per_list']:.2f} "
+                     f"({mine['seconds_per_list'] / icr['seconds_per_list']:.2f}x) | {gen['seconds_per_list']:.2f} "
+                     f"({gen['seconds_per_list'] / mine['seconds_per_list']:.2f}x) | {gen['formatting_success']:.0%} | "
+                     f"{gen['identity_share']:.0%} | {gen['tokens_per_window']:.1f} | {others} |")
+    return "\n".join(lines) + "\n"
+
+
 def presets_quality() -> str:
     """RESULTS.md's preset table: every quality row of every shipped preset's card (recorded evaluate runs)."""
     from headrank.presets import DEFAULT_PRESET, list_presets
@@ -106,7 +128,7 @@ def default_headline() -> str:
 GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table,
                                             "default-headline": default_headline, "presets-quality": presets_quality,
                                             "long-lists": long_lists, "build-choice": build_choice,
-                                            "deep-rule": deep_rule}
+                                            "deep-rule": deep_rule, "presets-latency": presets_latency}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

@@ -64,7 +64,7 @@ def build_scorer(method: str, model: str, heads: str | None = None, max_passage_
     if shared_capture:
         return _shared_scorer(model, method, heads, max_passage_tokens, device, dtype, calibrate, cache_dir)
     from headrank.heads import HeadSet
-    from headrank.ranker import HeadRanker
+    from headrank.rerankers import load_attention_reranker
 
     if method == "icr" and heads:
         raise ValueError("--method icr reads every head; drop --heads or use --method heads")
@@ -72,10 +72,10 @@ def build_scorer(method: str, model: str, heads: str | None = None, max_passage_
     # evaluate applies its order and fusion itself: a preset's own inference settings are switched off
     if (fuse_first_stage is not None or safety_valve is not None) and not window:
         raise ValueError("fusion and the safety valve go into the scorer only for windowed runs")
-    ranker = HeadRanker.from_pretrained(model, heads=head_set, method=method, device=device, dtype=dtype,
-                                        max_passage_tokens=max_passage_tokens, calibrate=calibrate,
-                                        window=window or 0, both_orders=False,
-                                        fuse_first_stage=fuse_first_stage or 0, safety_valve=safety_valve or False)
+    ranker = load_attention_reranker(model, method, head_set, device=device, dtype=dtype,
+                                     max_passage_tokens=max_passage_tokens, calibrate=calibrate, window=window or 0,
+                                     both_orders=False, fuse_first_stage=fuse_first_stage or 0,
+                                     safety_valve=safety_valve or False)
     return _ranker_scorer(ranker, ranker_scores(ranker), method, ranker.heads.to_dict() if method == "heads" else None)
 
 

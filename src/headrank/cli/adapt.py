@@ -20,6 +20,17 @@ ZERO_LABEL_NOTE = ("note: written queries copy their passage's words, so they ra
                    "wins on judged queries of your own.")
 
 
+HardOnly = Annotated[bool, typer.Option("--hard-only/--all-written",
+                                        help="With --corpus: keep only written queries whose passage BM25 finds but "
+                                             "not first (the rest cannot tell heads apart).")]
+PromptVersion = Annotated[str, typer.Option(help="With --corpus: the shipped query-writing prompt "
+                                                 "(synthetic-query-v1 copies more of the passage's words).")]
+RequireP = Annotated[float, typer.Option(min=0.0, max=1.0,
+                                         help="Adopt the best candidate only when it beats the preset on the "
+                                              "validation split with paired p below this (1 = always adopt the "
+                                              "best). Default: 0.05 with --corpus, 1 with --data.")]
+
+
 def adapt(
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory to write (load it with --model "
                                                           "OUT).")],
@@ -34,17 +45,9 @@ def adapt(
     synthetic_queries: Annotated[int, typer.Option(min=8, help="With --corpus: written-query lists to build. With "
                                                    "--hard-only (default) up to 4x as many passages are written "
                                                    "for, about 3 s each on 2 CPU threads.")] = 100,
-    hard_only: Annotated[bool, typer.Option("--hard-only/--all-written",
-                                            help="With --corpus: keep only written queries whose passage BM25 finds "
-                                                 "but not first (the rest cannot tell heads apart).")] = True,
-    prompt_version: Annotated[str, typer.Option(help="With --corpus: the shipped query-writing prompt "
-                                                     "(synthetic-query-v1 copies more of the passage's words).")
-                              ] = "synthetic-query-v2",
-    require_p: Annotated[float, typer.Option(min=0.0, max=1.0,
-                                             help="Adopt the best candidate only when it beats the preset on the "
-                                                  "validation split with paired p below this (1 = always adopt "
-                                                  "the best). Default: 0.05 with --corpus, 1 with --data.")
-                         ] = None,
+    hard_only: HardOnly = True,
+    prompt_version: PromptVersion = "synthetic-query-v2",
+    require_p: RequireP = None,
     keep_fusion: Annotated[bool, typer.Option("--keep-fusion/--choose-fusion",
                                               help="Keep the preset's fusion weight (re-choose heads and weights "
                                                    "only) or also choose it. Default: keep with --corpus (written "

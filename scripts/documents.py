@@ -29,6 +29,12 @@ def domain_table() -> str:
     return table()
 
 
+def zero_label() -> str:
+    from domain_table import zero_label_table
+
+    return zero_label_table()
+
+
 def long_lists() -> str:
     from long_lists import table
 
@@ -128,7 +134,8 @@ def default_headline() -> str:
 GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table,
                                             "default-headline": default_headline, "presets-quality": presets_quality,
                                             "long-lists": long_lists, "build-choice": build_choice,
-                                            "deep-rule": deep_rule, "presets-latency": presets_latency}
+                                            "deep-rule": deep_rule, "presets-latency": presets_latency,
+                                            "zero-label": zero_label}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

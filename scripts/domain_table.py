@@ -82,6 +82,28 @@ def table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def zero_label_table() -> str:
+    """Zero-label adaptation v2 (RESULTS.md, "Safe on a new domain"): per classic collection, adapted from the
+    preset that never saw it (leave-one-domain-out) against that preset, from ``results/adapted2-<domain>-qwen.json``
+    (scripts/score_on_pool.py with --adapt-report and --also)."""
+    lines = ["| domain | written lists (train / held out) | held out: LODO preset -> best candidate | adapt's "
+             "decision | BM25 | LODO preset | adapted (p vs LODO) | shipped default (saw this domain) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for dom in ("cranfield", "cisi", "npl"):
+        path = RESULTS / f"adapted2-{dom}-qwen.json"
+        if not path.is_file():
+            lines.append(f"| {NAMES[dom]} | not run | | | | | | |")
+            continue
+        r = json.loads(path.read_text())
+        a = r["adapt"]
+        decision = (f"kept the preset (p {a['p_value']:.2f})" if a["kept_preset"] else
+                    "preset best" if a["p_value"] is None else f"adopted {a['after_label']} (p {a['p_value']:.3f})")
+        lines.append(f"| {NAMES[dom]} | {a['lists'][0]} / {a['lists'][1]} | {a['before']:.4f} -> {a['best']:.4f} | "
+                     f"{decision} | {r['bm25']:.4f} | {r['against_ndcg']:.4f} | {r['ndcg']:.4f} "
+                     f"({r['p_vs_against']:.2f}) | {r['also_ndcg']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

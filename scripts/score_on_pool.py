@@ -41,6 +41,8 @@ def main() -> None:
     parser.add_argument("--against", type=Path, required=True, help="the unadapted preset, for the paired test")
     parser.add_argument("--domain", choices=sorted(VALIDATION), required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--adapt-report", type=Path, help="adapt's --report JSON: what it chose on written queries")
+    parser.add_argument("--also", type=Path, help="another preset to compare with (e.g. the shipped default)")
     args = parser.parse_args()
     pool = load_pool(args.pool, 24, 14)
     dom = validation_domains(pool)[args.domain]
@@ -52,6 +54,16 @@ def main() -> None:
               "p_vs_bm25": sign_flip_p_value([a - b for a, b in zip(mine, dom.bm25)], 20000, 0),
               "p_vs_against": sign_flip_p_value([a - b for a, b in zip(mine, base)], 20000, 0),
               "per_query": dict(zip(dom.obs.qids, mine))}
+    if args.also is not None:
+        also = scores_of(args.also, dom, heads)
+        result.update({"also": str(args.also), "also_ndcg": sum(also) / dom.total,
+                       "p_vs_also": sign_flip_p_value([a - b for a, b in zip(mine, also)], 20000, 0)})
+    if args.adapt_report is not None:
+        report = json.loads(args.adapt_report.read_text())
+        result["adapt"] = {"lists": [len(report["train_queries"]), len(report["val_queries"])],
+                           "before": report["before"]["val_ndcg"], "best": max(c["val_ndcg"] for c in report["candidates"]),
+                           "after": report["after"]["val_ndcg"], "after_label": report["after"]["label"],
+                           "p_value": report.get("p_value"), "kept_preset": report.get("kept_preset")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
     print(f"{args.domain}: BM25 {result['bm25']:.4f}, unadapted {result['against_ndcg']:.4f} , adapted "

@@ -11,7 +11,9 @@ own fusion weight), within the preset's depth (an adapted preset is never slower
 too) and with the preset's safety valve. The winner is written
 as a new checkpoint directory (same adapter, new head set, chosen inference settings) that every headrank
 entry point loads by path. The preset itself is one of the candidates, so the result is never worse than
-the preset on the validation split; that split chose it, so report quality on queries it never saw.
+the preset on the validation split; that split chose it, so report quality on queries it never saw. With
+``require_p`` (the default for written queries) the best candidate must also beat the preset on that split by a
+paired test, else the preset is written unchanged: written queries are a stand-in for real ones.
 """
 
 from __future__ import annotations

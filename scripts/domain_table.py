@@ -82,17 +82,30 @@ def table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def diagnostic(dom: str, version: str = "adapted2") -> str:
+    """The best-on-written candidate's real score and the written/real rank correlation (adapt_candidates.py)."""
+    path = RESULTS / f"{version}-{dom}-candidates-qwen.json"
+    if not path.is_file():
+        return "not run | not run"
+    c = json.loads(path.read_text())
+    return f"{c['best_on_written']['real']:.4f} ({c['best_on_written']['label']}) | {c['spearman']:+.2f}"
+
+
 def zero_label_table() -> str:
     """Zero-label adaptation v2 (RESULTS.md, "Safe on a new domain"): per classic collection, adapted from the
     preset that never saw it (leave-one-domain-out) against that preset, from ``results/adapted2-<domain>-qwen.json``
     (scripts/score_on_pool.py with --adapt-report and --also)."""
     lines = ["| domain | written lists (train / held out) | held out: LODO preset -> best candidate | adapt's "
-             "decision | BM25 | LODO preset | adapted (p vs LODO) | shipped default (saw this domain) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for dom in ("cranfield", "cisi", "npl"):
+             "decision | BM25 | LODO preset | adapted (p vs LODO) | shipped default (saw this domain) | diagnostic: "
+             "best written candidate on real queries | diagnostic: written vs real, Spearman over candidates |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for dom in ("cranfield", "cisi", "npl", "nfcorpus-dev", "dl21-val"):
         path = RESULTS / f"adapted2-{dom}-qwen.json"
+        if dom == "dl21-val":  # DL21 comes as BM25 lists only: there is no corpus to write queries for
+            lines.append(f"| {NAMES[dom]} | no corpus in shared/data (BM25 lists only) | | | | | | | | |")
+            continue
         if not path.is_file():
-            lines.append(f"| {NAMES[dom]} | not run | | | | | | |")
+            lines.append(f"| {NAMES[dom]} | not run | | | | | | | | |")
             continue
         r = json.loads(path.read_text())
         a = r["adapt"]
@@ -100,7 +113,11 @@ def zero_label_table() -> str:
                     "preset best" if a["p_value"] is None else f"adopted {a['after_label']} (p {a['p_value']:.3f})")
         lines.append(f"| {NAMES[dom]} | {a['lists'][0]} / {a['lists'][1]} | {a['before']:.4f} -> {a['best']:.4f} | "
                      f"{decision} | {r['bm25']:.4f} | {r['against_ndcg']:.4f} | {r['ndcg']:.4f} "
-                     f"({r['p_vs_against']:.2f}) | {r['also_ndcg']:.4f} |")
+                     f"({r['p_vs_against']:.2f}) | {r['also_ndcg']:.4f} | {diagnostic(dom)} |")
+    lines += ["", "First design for comparison (prompt v1, every list whose source BM25 finds, no guard, from the shipped "
+              "default):", "", "| domain | best written candidate on real queries | written vs real, Spearman over "
+              "candidates |", "|---|---|---|"]
+    lines += [f"| {NAMES[dom]} | {diagnostic(dom, 'adapted')} |" for dom in ("cranfield", "cisi", "npl")]
     return "\n".join(lines) + "\n"
 
 

@@ -14,10 +14,10 @@ from headrank.cli import options
 from headrank.cli.common import LineProgress, err_console, fail, ints, setup_logging, user_errors
 
 
-ZERO_LABEL_NOTE = ("note: written queries copy their passage's words, so they rate heads that read words well; on "
-                   "NPL, CISI and Cranfield the adapted preset did not beat the unadapted default on real "
-                   "judgments (RESULTS.md, 'Safe on a new domain'). Keep the default unless the adapted preset "
-                   "wins on judged queries of your own.")
+ZERO_LABEL_NOTE = ("note: on NPL, CISI and Cranfield written queries ranked candidate head sets unlike the "
+                   "collections' real queries (RESULTS.md, 'Safe on a new domain'); where the guard let a change "
+                   "through it did not help on real judgments. Keep the default unless the adapted preset wins on "
+                   "judged queries of your own.")
 
 
 HardOnly = Annotated[bool, typer.Option("--hard-only/--all-written",

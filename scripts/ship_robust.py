@@ -22,7 +22,10 @@ NAMES = {"dl21-val": "DL21 val", "nfcorpus-dev": "NFCorpus dev", "cranfield": "C
          "npl": "NPL"}
 
 
-def validation_rows(choice: dict) -> list[dict]:
+PREVIOUS = "previous default: 13 weighted heads, 24 layers, fused (RRF 0.5)"
+
+
+def validation_rows(choice: dict, previous: str = PREVIOUS) -> list[dict]:
     """BM25, the previous default and the chosen setting per validation domain, and the leave-one-out estimate."""
     def row(label: str, values: dict) -> dict:
         out = {f"{NAMES[d]} ({choice['queries'][d][1]})": v for d, v in values.items()}
@@ -31,7 +34,7 @@ def validation_rows(choice: dict) -> list[dict]:
 
     bm25 = choice["bm25"]
     return [row("BM25 (first-stage order)", bm25),
-            row("previous default: 13 weighted heads, 24 layers, fused (RRF 0.5)", choice["shipped"]["ndcg"]),
+            row(previous, choice["shipped"]["ndcg"]),
             row(f"this preset: {len(choice['chosen']['heads'])} heads, {choice['chosen']['deepest']} layers, fused "
                 f"(RRF {choice['chosen']['fuse']:g}) + safety valve", choice["chosen"]["ndcg"]),
             row("leave-one-domain-out estimate (chosen without the domain)",
@@ -44,6 +47,7 @@ def main() -> None:
     parser.add_argument("--candidate", type=Path, required=True, help="the folder robust_choice --write-preset wrote")
     parser.add_argument("--preset", type=Path, required=True)
     parser.add_argument("--card", type=Path, help="card fields (JSON) to merge: summary, training data, weaknesses")
+    parser.add_argument("--previous", default=PREVIOUS, help="the validation table's label of the replaced setting")
     args = parser.parse_args()
     choice = json.loads(args.choice.read_text())
     shutil.copy(args.candidate / HEADSET_NAME, args.preset / HEADSET_NAME)
@@ -53,7 +57,7 @@ def main() -> None:
     head_set = HeadSet.load(args.preset / HEADSET_NAME)
     card = {"heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer,
             "weights": None if head_set.weights is None else list(head_set.weights),
-            "validation": validation_rows(choice)}
+            "validation": validation_rows(choice, args.previous)}
     if args.card:
         card.update(json.loads(args.card.read_text()))
     update_card(args.preset, card)

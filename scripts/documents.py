@@ -58,6 +58,8 @@ def build_choice() -> str:
                       "|---" * (len(header) + 1) + "|"]
         cells = [f"**{v:.4f}**" if i == best else f"{v:.4f}" for i, v in enumerate(values)]
         lines.append(f"| `{preset.name}` | " + " | ".join(cells) + " |")
+    if not lines:
+        return "No shipped preset takes its inference settings from build-preset's choice now.\n"
     return "\n".join(lines) + "\n"
 
 

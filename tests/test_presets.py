@@ -284,12 +284,13 @@ def test_choose_inference_breaks_ties_by_position_like_rank_and_evaluate():
 
 
 def test_split_queries_of_a_re_chosen_head_set():
-    """The shipped Qwen set was re-chosen on top of its adapter: its DL21 split lives under adapter_selection.
+    """Both shipped sets were re-chosen on top of their adapters: the DL21 split lives under adapter_selection.
     build-preset --checkpoint and observe_pool once read only selection["val_queries"] and failed on it."""
     qwen = HeadSet.load(PRESETS_DIR / DEFAULT_PRESET / "headset.json")
     assert len(qwen.split_queries("val")) == 13 and len(qwen.split_queries("train")) == 40
     smol = HeadSet.load(PRESETS_DIR / FAST_PRESET / "headset.json")
-    assert smol.split_queries("val") == smol.selection["val_queries"]
+    assert smol.split_queries("val") == smol.selection["adapter_selection"]["val_queries"]
+    assert len(smol.split_queries("val")) == 13 and len(smol.split_queries("train")) == 40
     assert HeadSet(heads=((0, 0),)).split_queries("train") == []
     twice = HeadSet(heads=((0, 0),), selection={"adapter_selection": {"adapter_selection": {"val_queries": ["a"]}}})
     assert twice.split_queries("val") == ["a"]  # re-chosen twice: the split two levels down

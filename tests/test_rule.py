@@ -77,15 +77,19 @@ def test_fused_records_apply_the_valve_per_query():
     assert max(range(6), key=lambda i: out[1].scores[i]) == 2  # the reranker's choice kept
 
 
-def test_evaluate_safety_valve_needs_a_preset_with_one():
-    """evaluate --safety-valve reads the valve of the --model preset; without one it says so before any model loads."""
+def test_evaluate_safety_valve_needs_a_preset_with_one(tiny_base, tmp_path):
+    """evaluate --safety-valve reads the valve of the --model preset; without one it says so before any model loads.
+    (Both shipped presets now carry a valve: a tiny preset without one stands in.)"""
     from typer.testing import CliRunner
 
+    from conftest import make_tiny_preset
+    from headrank.checkpoint import InferenceSettings
     from headrank.cli import app
-    from headrank.presets import FAST_PRESET
 
+    preset = make_tiny_preset(tiny_base, tmp_path / "no-valve", InferenceSettings(fuse_first_stage=0.5))
     runner = CliRunner()
-    no_valve = runner.invoke(app, ["evaluate", "--model", FAST_PRESET, "--safety-valve", "-b", "dl19"])
+    no_valve = runner.invoke(app, ["evaluate", "--model", str(preset), "--safety-valve", "-b", "dl19",
+                                   "--out", str(tmp_path / "runs")])
     assert no_valve.exit_code == 2 and "has no safety valve" in no_valve.output
     not_preset = runner.invoke(app, ["evaluate", "--model", "smollm2-135m-instruct", "--safety-valve", "-b", "dl19"])
     assert not_preset.exit_code == 2 and "needs a preset or checkpoint" in not_preset.output

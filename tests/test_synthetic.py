@@ -133,6 +133,9 @@ def test_adapt_takes_judged_queries_or_a_corpus(tmp_path):
     assert missing.exit_code == 2 and "not found" in missing.output
     mixed = runner.invoke(app, ["adapt", "--out", str(tmp_path / "o"), "--corpus", str(tmp_path), "--max-queries", "9"])
     assert mixed.exit_code == 2 and "--synthetic-queries" in mixed.output
+    prompt = runner.invoke(app, ["adapt", "--out", str(tmp_path / "o"), "--corpus", str(tmp_path), "--prompt-version",
+                                 "v9"])  # fails before the corpus is read or a model loads
+    assert prompt.exit_code == 2 and "unknown prompt version 'v9'" in prompt.output
 
 
 def test_adapt_corpus_end_to_end_on_a_tiny_preset(tiny_base, tmp_path):

@@ -181,13 +181,13 @@ def corpus_benchmark(corpus_path: str | Path, base_model: str, n: int, cache_dir
     from headrank.batch import read_corpus
     from headrank.models import load_model
 
+    prompt_template(version)  # an unknown version fails before the corpus is read or the model loads
     problems: list[str] = []
     corpus = read_corpus(corpus_path, "skip", problems)
     if problems:
         logger.warning("%d corpus rows skipped, e.g. %s", len(problems), problems[0])
     if len(corpus) < depth:
         raise ValueError(f"{corpus_path}: {len(corpus)} documents; a corpus for adaptation needs at least {depth}")
-    prompt_template(version)  # an unknown version fails before the model loads
     writer = QueryWriter(load_model(base_model, device=device, dtype=dtype), Path(cache_dir) / "synthetic-queries.jsonl",
                          version)
     try:

@@ -23,6 +23,18 @@ class Reranker(Protocol):
     def score(self, query: str, docs: Sequence[str]) -> list[float]: ...
 
 
+def loaded_base_model(model, device: str = "auto", dtype: str = "auto"):
+    """A backend's model: an already loaded ``LoadedModel`` as is (bench loads once for every method), else the
+    base model of a name, preset or checkpoint (default: the default preset's base model)."""
+    if hasattr(model, "tokenizer"):
+        return model
+    from headrank.defaults import DEFAULT_MODEL
+    from headrank.models import load_model
+    from headrank.presets import base_model_of
+
+    return load_model(base_model_of(model or DEFAULT_MODEL), device=device, dtype=dtype)
+
+
 class ScoreReranker:
     """A reranker from a score function over the non-empty passages of one list (input order). The function may
     return ``(scores, info)`` with per-list counters (the generative baseline's windows), which

@@ -3,18 +3,14 @@ list reports its window counters (formatting success, identity answers, generate
 
 from __future__ import annotations
 
-from headrank.defaults import DEFAULT_MODEL
-from headrank.rerankers.base import ScoreReranker
+from headrank.rerankers.base import ScoreReranker, loaded_base_model
 
 
 def load(model: str | None = None, device: str = "auto", dtype: str = "auto", max_passage_tokens: int = 100,
          fuse_first_stage: float | None = None) -> ScoreReranker:
     from headrank.baselines.generative import GenerativeRanker
-    from headrank.models import load_model
-    from headrank.presets import base_model_of
 
-    loaded = model if hasattr(model, "tokenizer") else load_model(base_model_of(model or DEFAULT_MODEL), device=device,
-                                                                  dtype=dtype)
+    loaded = loaded_base_model(model, device, dtype)
 
     def score(query: str, passages: list[str]) -> tuple[list[float], dict]:
         ranker = GenerativeRanker(loaded, max_passage_tokens=max_passage_tokens)

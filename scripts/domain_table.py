@@ -6,9 +6,14 @@
     # print the table from results/:
     PYTHONPATH=src python scripts/domain_table.py table
 
+    # the previous default's per-query runs on the reporting sets, for paired tests against it:
+    PYTHONPATH=src python scripts/domain_table.py record --eval runs/eval-previous --method heads+rrf0.5 \
+        --bm25 runs/eval-bm25 --out results/eval-previous-qwen.json
+
 Validation domains come from ``results/robust-choice-qwen.json`` (scripts/robust_choice.py) and
-``results/adapted-<domain>-qwen.json`` (scripts/score_on_pool.py); reporting sets from
-``results/eval-robust-qwen.json``. The previous default's reporting-set row is the one its successor's card records.
+``results/adapted2-<domain>-qwen.json`` (scripts/score_on_pool.py); reporting sets from
+``results/eval-robust-qwen.json`` and ``results/eval-previous-qwen.json`` (without the latter, the previous
+default's row is the one its successor's card records, and no paired test is shown).
 """
 
 from __future__ import annotations
@@ -28,6 +33,16 @@ def previous_default() -> dict[str, float]:
 
     row = next(r for r in load_preset(DEFAULT_PRESET).card["quality"] if r["method"].startswith("previous default"))
     return {name: row["ndcg@10"][name] for name in REPORTING}
+
+
+def paired_p(mine: dict[str, float], other: dict[str, float]) -> float:
+    """Paired sign-flip p-value over the queries both runs scored (same seed and draws as the other tables)."""
+    from headrank.compare import sign_flip_p_value
+
+    qids = sorted(set(mine) & set(other))
+    if len(qids) != len(mine):
+        raise ValueError(f"the two runs scored different queries ({len(mine)} vs {len(other)})")
+    return sign_flip_p_value([mine[q] - other[q] for q in qids], 20000, 0)
 NAMES = {"dl21-val": "DL21 validation", "nfcorpus-dev": "NFCorpus dev", "cranfield": "Cranfield", "cisi": "CISI",
          "npl": "NPL", "dl19": "DL19", "dl20": "DL20", "noveleval": "NovelEval", "nfcorpus": "NFCorpus test"}
 
@@ -57,28 +72,44 @@ def record(args) -> None:
     args.out.write_text(json.dumps({"method": args.method, "eval": str(args.eval), "sets": sets}, indent=1))
 
 
+def zero_label_cell(dom: str) -> str:
+    """The domain table's zero-label column: the second design, adapted from the domain's leave-one-domain-out
+    preset, with its paired p against that preset (the first design's rows are in the zero-label table)."""
+    if dom == "dl21-val":
+        return "no corpus here"
+    path = RESULTS / f"adapted2-{dom}-qwen.json"
+    if not path.is_file():
+        return "not run"
+    r = json.loads(path.read_text())
+    return f"{r['ndcg']:.4f} ({r['p_vs_against']:.2f}{', kept' if r['adapt']['kept_preset'] else ''})"
+
+
 def table() -> str:
     """The markdown table (RESULTS.md, "Safe on a new domain") from results/*.json."""
     robust = json.loads((RESULTS / "robust-choice-qwen.json").read_text())
     report = json.loads((RESULTS / "eval-robust-qwen.json").read_text())["sets"]
-    previous = previous_default()
-    lines = ["| domain | role | queries | BM25 | previous default | new default | new - BM25 (p) | leave-one-domain-out "
-             "estimate - BM25 | zero-label adapted (p vs new default) |", "|---|---|---|---|---|---|---|---|---|"]
+    recorded = RESULTS / "eval-previous-qwen.json"
+    prev_runs = json.loads(recorded.read_text())["sets"] if recorded.is_file() else None
+    previous = {n: prev_runs[n]["ndcg"] for n in REPORTING} if prev_runs else previous_default()
+    lines = ["| domain | role | queries | BM25 | previous default | new default | new - BM25 (p) | new - previous "
+             "(p) | leave-one-domain-out estimate - BM25 | zero-label adapted from it (p vs it) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for dom in robust["bm25"]:
-        adapted = RESULTS / f"adapted-{dom}-qwen.json"
-        ad = json.loads(adapted.read_text()) if adapted.is_file() else None
-        shown = f"{ad['ndcg']:.4f} ({ad['p_vs_against']:.2f})" if ad else "not run"
-        new = robust["chosen"]["ndcg"][dom]
+        new, old = robust["chosen"]["ndcg"][dom], robust["shipped"]["ndcg"][dom]
         lines.append(f"| {NAMES[dom]} | validation | {robust['queries'][dom][1]} | {robust['bm25'][dom]:.4f} | "
-                     f"{robust['shipped']['ndcg'][dom]:.4f} | {new:.4f} | {new - robust['bm25'][dom]:+.4f} "
-                     f"({robust['p'][dom]['vs_bm25']:.2f}) | {robust['lodo'][dom]['gain']:+.4f} | {shown} |")
+                     f"{old:.4f} | {new:.4f} | {new - robust['bm25'][dom]:+.4f} ({robust['p'][dom]['vs_bm25']:.2f}) | "
+                     f"{new - old:+.4f} ({robust['p'][dom]['vs_shipped']:.2f}) | {robust['lodo'][dom]['gain']:+.4f} | "
+                     f"{zero_label_cell(dom)} |")
     for name in REPORTING:
         s = report[name]
+        vs_prev = (f"{s['ndcg'] - previous[name]:+.4f} ({paired_p(s['per_query'], prev_runs[name]['per_query']):.2f})"
+                   if prev_runs else "not run")
         lines.append(f"| {NAMES[name]} | reporting | {s['queries']} | {s['bm25']:.4f} | {previous[name]:.4f} | "
-                     f"{s['ndcg']:.4f} | {s['ndcg'] - s['bm25']:+.4f} ({s['p_vs_bm25']:.2f}) | | |")
+                     f"{s['ndcg']:.4f} | {s['ndcg'] - s['bm25']:+.4f} ({s['p_vs_bm25']:.2f}) | {vs_prev} | | |")
     mean = sum(report[n]["ndcg"] for n in REPORTING) / len(REPORTING)
+    old_mean = sum(previous.values()) / len(REPORTING)
     lines.append(f"| four reporting sets | | | {sum(report[n]['bm25'] for n in REPORTING) / 4:.4f} | "
-                 f"{sum(previous.values()) / 4:.4f} | **{mean:.4f}** | | | |")
+                 f"{old_mean:.4f} | **{mean:.4f}** | | {mean - old_mean:+.4f} | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,18 @@
+"""scripts/pseudo_corpus.py: a corpus from candidate lists (zero-label adaptation where the collection is absent)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pseudo_corpus.py"
+
+
+def test_union_keeps_each_passage_once_with_its_first_text(tmp_path):
+    lists = [{"query": "a", "hits": [{"docid": "d1", "content": "first"}, {"docid": 2, "content": "two"}]},
+             {"query": "b", "hits": [{"docid": "d1", "content": "other"}, {"docid": "d3", "content": "three"}]}]
+    (tmp_path / "lists.json").write_text(json.dumps(lists))
+    out = tmp_path / "c" / "corpus.jsonl"
+    subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "lists.json"), "--out", str(out)], check=True)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows == [{"_id": "d1", "text": "first"}, {"_id": "2", "text": "two"}, {"_id": "d3", "text": "three"}]

@@ -72,6 +72,21 @@ def record(args) -> None:
     args.out.write_text(json.dumps({"method": args.method, "eval": str(args.eval), "sets": sets}, indent=1))
 
 
+def macro_p(mine: dict[str, dict[str, float]], other: dict[str, dict[str, float]]) -> float:
+    """Paired sign-flip p of the difference in the mean over sets of per-set means (the "four-set average"):
+    each query's difference is weighted by 1 / (sets x its set's queries), so small sets count as much as large."""
+    from headrank.compare import sign_flip_p_value
+
+    total = sum(len(q) for q in mine.values())
+    diffs = []
+    for name, queries in mine.items():
+        if set(queries) != set(other[name]):
+            raise ValueError(f"{name}: the two runs scored different queries")
+        weight = total / (len(mine) * len(queries))
+        diffs += [weight * (queries[q] - other[name][q]) for q in sorted(queries)]
+    return sign_flip_p_value(diffs, 20000, 0)
+
+
 def zero_label_cell(dom: str) -> str:
     """The domain table's zero-label column: the second design, adapted from the domain's leave-one-domain-out
     preset, with its paired p against that preset (the first design's rows are in the zero-label table)."""
@@ -108,8 +123,11 @@ def table() -> str:
                      f"{s['ndcg']:.4f} | {s['ndcg'] - s['bm25']:+.4f} ({s['p_vs_bm25']:.2f}) | {vs_prev} | | |")
     mean = sum(report[n]["ndcg"] for n in REPORTING) / len(REPORTING)
     old_mean = sum(previous.values()) / len(REPORTING)
+    vs_prev = f"{mean - old_mean:+.4f}"
+    if prev_runs:
+        vs_prev += f" ({macro_p(*({n: r[n]['per_query'] for n in REPORTING} for r in (report, prev_runs))):.2f})"
     lines.append(f"| four reporting sets | | | {sum(report[n]['bm25'] for n in REPORTING) / 4:.4f} | "
-                 f"{old_mean:.4f} | **{mean:.4f}** | | {mean - old_mean:+.4f} | | |")
+                 f"{old_mean:.4f} | **{mean:.4f}** | | {vs_prev} | | |")
     return "\n".join(lines) + "\n"
 
 

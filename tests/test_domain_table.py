@@ -36,3 +36,17 @@ def test_table_shows_new_minus_previous_on_validation_domains():
     row = next(line for line in domain_table.table().splitlines() if line.startswith("| CISI |"))
     gain = robust["chosen"]["ndcg"]["cisi"] - robust["shipped"]["ndcg"]["cisi"]
     assert f"{gain:+.4f} ({robust['p']['cisi']['vs_shipped']:.2f})" in row
+
+
+def test_macro_p_weights_each_set_equally():
+    # a large set that loses 0.06 per query and a small set that gains 0.6: pooled over queries the two cancel
+    # (p 1), but the mean of the two sets' means moves by +0.27
+    mine = {"big": {str(q): 0.44 for q in range(200)}, "small": {str(q): 0.9 for q in range(20)}}
+    other = {"big": {str(q): 0.50 for q in range(200)}, "small": {str(q): 0.3 for q in range(20)}}
+    from headrank.compare import sign_flip_p_value
+
+    pooled = [mine[s][q] - other[s][q] for s in mine for q in mine[s]]
+    assert sign_flip_p_value(pooled, 2000, 0) > 0.5
+    assert domain_table.macro_p(mine, other) < 0.01
+    with pytest.raises(ValueError, match="different queries"):
+        domain_table.macro_p(mine, {"big": other["big"], "small": {"0": 0.3}})

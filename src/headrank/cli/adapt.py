@@ -14,7 +14,7 @@ from headrank.cli import options
 from headrank.cli.common import LineProgress, err_console, fail, ints, setup_logging, user_errors
 
 
-ZERO_LABEL_NOTE = ("note: on NPL, CISI and Cranfield written queries ranked candidate head sets unlike the "
+ZERO_LABEL_NOTE = ("note: on Cranfield, CISI, NPL and NFCorpus written queries ranked candidate head sets unlike the "
                    "collections' real queries (RESULTS.md, 'Safe on a new domain'); where the guard let a change "
                    "through it did not help on real judgments. Keep the default unless the adapted preset wins on "
                    "judged queries of your own.")

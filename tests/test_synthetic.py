@@ -165,8 +165,8 @@ def test_adapt_corpus_end_to_end_on_a_tiny_preset(tiny_base, tmp_path):
 
 
 def test_adapt_corpus_tells_users_what_zero_label_adaptation_did_on_real_judgments(tmp_path, monkeypatch):
-    """On Cranfield, CISI, NPL and NFCorpus dev the adapted preset never beat the preset it started from; the command says so
-    after its report."""
+    """On Cranfield, CISI, NPL and NFCorpus dev the adapted preset never beat the preset it started from; the
+    command says so after its report."""
     from types import SimpleNamespace
 
     import headrank.adapt

@@ -188,7 +188,6 @@ def main() -> None:
                         help="the preset to compare with (and whose adapter split gives the DL21 training queries)")
     args = parser.parse_args()
     pool = load_pool(args.pool, args.layers, args.heads)
-    shipped = json.loads((args.shipped / "headset.json").read_text())
     train, train_qrels = training_lists(pool, args.shipped)
     domains = validation_domains(pool)
     heads = train["dl21"].heads
@@ -209,14 +208,23 @@ def main() -> None:
             report["chosen"] = result
         else:
             report["lodo"][held] = {"gain": result["gain"][held], "config": result}
-    ship_idx = [heads.index(tuple(h)) for h in shipped["heads"]]
-    ship_w = torch.tensor(shipped.get("weights") or [1.0] * len(ship_idx))
-    report["shipped"] = describe(Config("shipped", ship_idx, ship_w, 0.5, None), domains, heads)
+    report["shipped"] = describe(shipped_config(args.shipped, heads), domains, heads)
     report["bm25"] = {n: sum(d.bm25) / d.total for n, d in domains.items()}
     paired(report, domains)
     args.out.write_text(json.dumps(report, indent=1))
     if args.write_preset:
         write_preset(report["chosen"], args.write_preset, args.shipped)
+
+
+def shipped_config(preset: Path, heads: list[tuple[int, int]]) -> Config:
+    """The compared preset as it ranks: its heads and weights with its own fusion weight and safety valve (the
+    comparison once assumed fusion 0.5 and no valve, true only of the presets shipped before issue 30)."""
+    headset = json.loads((preset / "headset.json").read_text())
+    inference = json.loads((preset / "headrank_config.json").read_text()).get("inference") or {}
+    idx = [heads.index(tuple(h)) for h in headset["heads"]]
+    weights = torch.tensor(headset.get("weights") or [1.0] * len(idx))
+    return Config("shipped", idx, weights, inference.get("fuse_first_stage") or 0.0,
+                  SafetyValve.from_dict(inference.get("safety_valve")))
 
 
 def describe(config: Config, domains: dict[str, Domain], heads) -> dict:

@@ -1,0 +1,28 @@
+"""scripts/robust_choice.py compares the chosen setting with the shipped preset as that preset ranks."""
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import robust_choice  # noqa: E402
+
+from headrank.rule import SafetyValve  # noqa: E402
+
+
+def write(folder: Path, inference: dict, weights=None) -> Path:
+    folder.mkdir()
+    (folder / "headset.json").write_text(json.dumps({"heads": [[1, 2], [0, 1]], "weights": weights}))
+    (folder / "headrank_config.json").write_text(json.dumps({"inference": inference}))
+    return folder
+
+
+def test_shipped_config_keeps_the_presets_own_fusion_and_valve(tmp_path):
+    heads = [(0, 0), (0, 1), (1, 2)]
+    valve = {"signal": "top_z", "threshold": 0.5, "weight": 1.0}
+    config = robust_choice.shipped_config(write(tmp_path / "a", {"fuse_first_stage": 0.8, "safety_valve": valve},
+                                                [2.0, 0.5]), heads)
+    assert config.idx == [2, 1] and config.weights.tolist() == [2.0, 0.5]
+    assert config.fuse == 0.8 and config.valve == SafetyValve("top_z", 0.5, 1.0)
+    plain = robust_choice.shipped_config(write(tmp_path / "b", {"fuse_first_stage": None}), heads)
+    assert plain.fuse == 0.0 and plain.valve is None and plain.weights.tolist() == [1.0, 1.0]

@@ -26,3 +26,11 @@ def test_shipped_config_keeps_the_presets_own_fusion_and_valve(tmp_path):
     assert config.fuse == 0.8 and config.valve == SafetyValve("top_z", 0.5, 1.0)
     plain = robust_choice.shipped_config(write(tmp_path / "b", {"fuse_first_stage": None}), heads)
     assert plain.fuse == 0.0 and plain.valve is None and plain.weights.tolist() == [1.0, 1.0]
+
+
+def test_worst_rule_picks_the_largest_worst_domain_gain():
+    safe, bold = [0.004, 0.003, 0.005], [0.03, 0.02, -0.001]
+    floor = robust_choice.rule_floor("worst", 0.0)
+    assert robust_choice.objective(safe, floor) > robust_choice.objective(bold, floor)
+    mean_rule = robust_choice.rule_floor("floor-mean", -0.005)  # both meet this floor: the larger mean wins
+    assert robust_choice.objective(bold, mean_rule) > robust_choice.objective(safe, mean_rule)

@@ -272,10 +272,12 @@ def write_preset(chosen: dict, out: Path, base: Path = PRESET, name: str = "robu
     shutil.copytree(base, out, dirs_exist_ok=True)
     shipped = HeadSet.load(base / HEADSET_NAME)
     plain = all(abs(w - 1.0) < 1e-12 for w in chosen["weights"])
+    # the adapter's own split (a base that was itself re-chosen keeps it one level down): never nest deeper
+    adapter = shipped.selection.get("adapter_selection", shipped.selection)
     dataclasses.replace(shipped, heads=tuple(tuple(h) for h in chosen["heads"]),
                         weights=None if plain else tuple(chosen["weights"]), name=name,
                         selection={"recipe": chosen["label"], "chosen_by": "scripts/robust_choice.py",
-                                   "adapter_selection": shipped.selection}).save(out / HEADSET_NAME)
+                                   "adapter_selection": adapter}).save(out / HEADSET_NAME)
     config = json.loads((out / CONFIG_NAME).read_text())
     config["inference"] = {"both_orders": False, "window": None, "fuse_first_stage": chosen["fuse"] or None,
                            "safety_valve": chosen["valve"]}

@@ -34,3 +34,19 @@ def test_worst_rule_picks_the_largest_worst_domain_gain():
     assert robust_choice.objective(safe, floor) > robust_choice.objective(bold, floor)
     mean_rule = robust_choice.rule_floor("floor-mean", -0.005)  # both meet this floor: the larger mean wins
     assert robust_choice.objective(bold, mean_rule) > robust_choice.objective(safe, mean_rule)
+
+
+def test_write_preset_keeps_the_adapters_split_one_level_down(tmp_path):
+    """Re-choosing on top of a re-chosen preset once nested the split twice, and the DL21 split was not found."""
+    from headrank.heads import HeadSet
+
+    base = tmp_path / "base"
+    base.mkdir()
+    split = {"val_queries": ["q1"], "train_queries": ["q2"]}
+    HeadSet(heads=((0, 0),), selection={"recipe": "earlier", "adapter_selection": split}).save(base / "headset.json")
+    (base / "headrank_config.json").write_text(json.dumps({"inference": {}}))
+    chosen = {"heads": [[1, 2]], "weights": [2.0], "label": "x", "fuse": 0.8, "valve": None}
+    robust_choice.write_preset(chosen, tmp_path / "out", base)
+    written = HeadSet.load(tmp_path / "out" / "headset.json")
+    assert written.selection["adapter_selection"] == split and written.split_queries("val") == ["q1"]
+    assert json.loads((tmp_path / "out" / "headrank_config.json").read_text())["inference"]["fuse_first_stage"] == 0.8

@@ -43,6 +43,8 @@ def paired_p(mine: dict[str, float], other: dict[str, float]) -> float:
     if len(qids) != len(mine):
         raise ValueError(f"the two runs scored different queries ({len(mine)} vs {len(other)})")
     return sign_flip_p_value([mine[q] - other[q] for q in qids], 20000, 0)
+
+
 NAMES = {"dl21-val": "DL21 validation", "nfcorpus-dev": "NFCorpus dev", "cranfield": "Cranfield", "cisi": "CISI",
          "npl": "NPL", "dl19": "DL19", "dl20": "DL20", "noveleval": "NovelEval", "nfcorpus": "NFCorpus test"}
 

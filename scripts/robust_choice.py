@@ -200,6 +200,8 @@ def main() -> None:
     parser.add_argument("--shipped", type=Path, default=PRESET,
                         help="the preset to compare with (and whose adapter split gives the DL21 training queries)")
     args = parser.parse_args()
+    if args.rule == "worst" and args.floor != 0.0:
+        parser.error("--floor applies to --rule floor-mean only; --rule worst has no floor")
     floor = rule_floor(args.rule, args.floor)
     pool = load_pool(args.pool, args.layers, args.heads)
     train, train_qrels = training_lists(pool, args.shipped)

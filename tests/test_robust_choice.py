@@ -50,3 +50,13 @@ def test_write_preset_keeps_the_adapters_split_one_level_down(tmp_path):
     written = HeadSet.load(tmp_path / "out" / "headset.json")
     assert written.selection["adapter_selection"] == split and written.split_queries("val") == ["q1"]
     assert json.loads((tmp_path / "out" / "headrank_config.json").read_text())["inference"]["fuse_first_stage"] == 0.8
+
+
+def test_a_floor_with_the_worst_rule_is_refused_before_any_work(tmp_path):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "robust_choice.py"
+    done = subprocess.run([sys.executable, str(script), "--pool", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
+                           "--rule", "worst", "--floor", "0.01"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--floor applies to --rule floor-mean only" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -36,13 +36,8 @@ def previous_default() -> dict[str, float]:
 
 
 def paired_p(mine: dict[str, float], other: dict[str, float]) -> float:
-    """Paired sign-flip p-value over the queries both runs scored (same seed and draws as the other tables)."""
-    from headrank.compare import sign_flip_p_value
-
-    qids = sorted(set(mine) & set(other))
-    if len(qids) != len(mine):
-        raise ValueError(f"the two runs scored different queries ({len(mine)} vs {len(other)})")
-    return sign_flip_p_value([mine[q] - other[q] for q in qids], 20000, 0)
+    """Paired sign-flip p-value over one set's queries (same seed and draws as the other tables)."""
+    return macro_p({"set": mine}, {"set": other})
 
 
 NAMES = {"dl21-val": "DL21 validation", "nfcorpus-dev": "NFCorpus dev", "cranfield": "Cranfield", "cisi": "CISI",

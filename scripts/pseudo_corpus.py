@@ -13,24 +13,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from headrank.data import DataFormatError, RerankInput, read_rankgpt_file
 
-def union_of_candidates(lists: list[dict]) -> dict[str, str]:
-    """{docid: text} over every hit of every list, first text seen for a docid."""
+
+def union_of_candidates(lists: list[RerankInput]) -> dict[str, str]:
+    """{docid: text} over every candidate of every list; one docid with two different texts is refused (a file
+    whose hits carry no docid gets positional ids, which would collide across lists)."""
     corpus: dict[str, str] = {}
     for entry in lists:
-        for hit in entry["hits"]:
-            corpus.setdefault(str(hit["docid"]), hit["content"])
+        for cand in entry.candidates:
+            if corpus.setdefault(cand.docid, cand.text) != cand.text:
+                raise DataFormatError(f"docid {cand.docid!r} stands for two different passages (hits need a 'docid')")
     return corpus
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("candidates", type=Path, help="JSON list of {query, hits: [{docid, content}]}")
+    parser.add_argument("candidates", type=Path, help="RankGPT JSON: [{query, hits: [{docid, content}]}]")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    corpus = union_of_candidates(json.loads(args.candidates.read_text()))
+    try:
+        corpus = union_of_candidates(read_rankgpt_file(args.candidates))
+    except (DataFormatError, OSError) as err:
+        sys.exit(f"pseudo_corpus: {err}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as f:
         for docid, text in corpus.items():

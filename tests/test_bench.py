@@ -45,9 +45,15 @@ def test_peak_memory_counts_work_after_loading_only():
 
     if not reset_peak_rss():
         pytest.skip("no /proc/self/clear_refs on this system")
+    import mmap
+
     base = rss_mib()
-    block = b"\x01" * (64 * 2**20)  # written, so every page is resident
-    del block
+    # A fresh anonymous mapping, written, so every page becomes resident: a bytes object could reuse heap memory
+    # that is already resident (it did in the full suite), which raises no peak.
+    block = mmap.mmap(-1, 64 * 2**20)
+    for _ in range(64):
+        block.write(b"\x01" * 2**20)
+    block.close()
     peak = rss_mib("VmHWM") - base
     assert 60 <= peak < 200
     reset_peak_rss()

@@ -207,6 +207,39 @@ def test_length_buckets_change_no_result(single):
             assert (a.token_mass - b.token_mass).abs().max().item() <= TOL
 
 
+def test_length_buckets_make_every_attention_shape_recur(monkeypatch):
+    """With buckets, two lists of different lengths within one bucket (and queries of different lengths) give
+    the same shape to every attention call and to the captured rows: no exact length reaches a kernel, so a
+    GPU reuses what the first list (or a warm-up) chose. Exact lengths without buckets."""
+    import headrank.capture as capture
+
+    model = tiny_qwen3(vocab_size=1000)
+    enable_capture(model)
+    seen = []
+    sdpa, rows_mass = capture.sdpa_attention_forward, capture.rows_attention_mass
+
+    def spy_sdpa(module, query, key, value, mask, **kwargs):
+        seen.append(("sdpa", tuple(query.shape), tuple(key.shape), None if mask is None else tuple(mask.shape)))
+        return sdpa(module, query, key, value, mask, **kwargs)
+
+    def spy_rows(query, key, mask, rows, *args, **kwargs):
+        seen.append(("rows", tuple(query.shape), tuple(key.shape), tuple(rows.shape)))
+        return rows_mass(query, key, mask, rows, *args, **kwargs)
+
+    monkeypatch.setattr(capture, "sdpa_attention_forward", spy_sdpa)
+    monkeypatch.setattr(capture, "rows_attention_mass", spy_rows)
+    prefixes, tails = _random_lists(1000, seed=7)  # prefix + query: 46 and 56 tokens, one bucket (64)
+    shapes = {}
+    for bucket in (False, True):
+        for b in (0, 1):
+            seen.clear()
+            with torch.no_grad():
+                capture_lists(model, [prefixes[b]], [[tails[b]], [[11, 12, 13]]], HEADS, bucket=bucket)
+            shapes[bucket, b] = list(seen)
+    assert shapes[True, 0] == shapes[True, 1] and len(shapes[True, 0]) > 0
+    assert shapes[False, 0] != shapes[False, 1]
+
+
 def test_sliding_window_models_are_refused_past_their_window():
     """The one-pass layout computes full attention: a list longer than a sliding window is refused, not misread."""
     model = tiny_mistral(vocab_size=1000)

@@ -10,7 +10,7 @@ from conftest import data_path, tiny_llama, tiny_qwen3
 from headrank.heads import HeadSet, HeadSetMismatchError
 from headrank.models import wrap_model
 from headrank.prompt import PromptSettings
-from headrank.ranker import HeadRanker, RankResult
+from headrank.ranker import HeadRanker
 from headrank.scoring import ScoringConfig
 
 DOCS = ["alpha beta gamma", "delta epsilon", "zeta eta theta iota", "kappa lambda mu", "nu xi omicron pi rho"]
@@ -319,3 +319,38 @@ def test_windows_apply_the_fusion_and_the_valve_window_by_window(tiny_ranker):
     assert not off.valve_fired and [r.corpus_id for r in off] != list(range(len(docs)))
     fused = ranker.rank("a query about solar", docs, safety_valve=False, fuse_first_stage=1.0)
     assert [r.corpus_id for r in fused] == list(range(len(docs)))
+
+
+def test_warm_up_runs_every_shape_a_later_request_needs(llama_tokenizer, monkeypatch):
+    """With length buckets (on by default on CUDA, forced here on the CPU), ``warm_up`` runs every attention shape
+    that a later list within its budget reaches, so no request meets a new kernel shape; the scores are those
+    of the exact-length path. Without buckets it runs nothing."""
+    import headrank.capture as capture
+
+    loaded = wrap_model(tiny_llama(), llama_tokenizer, name="tiny-llama")
+    ranker = HeadRanker(loaded, HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4),
+                        scoring=ScoringConfig(calibrate=True))
+    assert ranker.warm_up(400) == 0
+    exact = [ranker.score(q, DOCS[:n]) for q, n in (("a query", 5), ("a somewhat longer query about mu", 3))]
+    seen = set()
+    sdpa = capture.sdpa_attention_forward
+
+    def spy(module, query, key, value, mask, **kwargs):
+        seen.add((tuple(query.shape), tuple(key.shape), None if mask is None else tuple(mask.shape)))
+        return sdpa(module, query, key, value, mask, **kwargs)
+
+    rows_mass = capture.rows_attention_mass
+
+    def spy_rows(query, key, mask, rows, *args, **kwargs):
+        seen.add(("rows", tuple(query.shape), tuple(key.shape), tuple(rows.shape)))
+        return rows_mass(query, key, mask, rows, *args, **kwargs)
+
+    monkeypatch.setattr(capture, "sdpa_attention_forward", spy)
+    monkeypatch.setattr(capture, "rows_attention_mass", spy_rows)
+    ranker.length_buckets = True
+    assert ranker.warm_up(400) == len(capture.bucket_lengths(400))
+    warmed = set(seen)
+    for (q, n), want in zip((("a query", 5), ("a somewhat longer query about mu", 3)), exact):
+        got = ranker.score(q, DOCS[:n])
+        assert all(abs(a - b) < 1e-5 for a, b in zip(got, want))
+    assert seen == warmed

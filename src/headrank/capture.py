@@ -36,9 +36,9 @@ class StopForward(Exception):
 class CaptureRequest:
     """What to read during one forward pass.
 
-    ``segments`` (a single, unpadded list in one forward: prefix, then tails) makes every layer compute its
-    attention in pieces instead of under a dense block mask: the prefix and the first tail as one plain causal
-    call (the fast kernels), then each further tail over the prefix's and its own keys only.
+    ``pieces`` (a single list in one forward: prefix, then tails) makes every layer compute its attention in
+    pieces instead of under a dense block mask: the prefix and the first tail as one plain causal call (the fast
+    kernels), then each further tail over the prefix's and its own keys only (``Pieces``).
 
     ``heads`` maps a layer index to the query-head indices read in that layer. ``rows`` (B, R) are the
     positions of the attending rows within this forward's query tokens and ``row_weights`` (B, R) their
@@ -55,7 +55,21 @@ class CaptureRequest:
     stop_after: int | None = None
     mass: dict[int, torch.Tensor] = field(default_factory=dict)
     row_mask: torch.Tensor | None = None  # (B, R, T_k) True = the row sees that key; else the layer's mask
-    segments: list[tuple[int, int]] | None = None  # one unpadded list: [start, end) of its tails (see below)
+    pieces: Pieces | None = None  # one list laid out as prefix, then tails (see above)
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """How one list's forward splits its attention: ``[0, first_end)`` (the prefix, the first tail and any padding
+    after it) as one causal call, then each later piece ``[start, end)`` (a tail, then padding) over keys
+    ``[0, keys_end)``, of which only the first ``prefix_len`` are visible, and its own keys causally.
+    ``keys_end`` is ``prefix_len`` when nothing is padded; with length buckets it is ``first_end``, so that
+    every call's shapes depend on the bucket only, not on the exact prefix length."""
+
+    prefix_len: int
+    first_end: int
+    keys_end: int
+    later: tuple[tuple[int, int], ...]
 
 
 def register_capture_attention() -> None:
@@ -104,30 +118,30 @@ def capture_attention_forward(
         )
     if request.stop_after is not None and layer >= request.stop_after:
         raise StopForward
-    if request.segments:
-        return _segmented_attention(module, query, key, value, request.segments, dropout, scaling, **kwargs)
+    if request.pieces:
+        return _segmented_attention(module, query, key, value, request.pieces, dropout, scaling, **kwargs)
     return sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
     )
 
 
-def _segmented_attention(module, query, key, value, segments: list[tuple[int, int]], dropout: float,
-                         scaling: float | None, **kwargs):
+def _segmented_attention(module, query, key, value, layout: Pieces, dropout: float, scaling: float | None,
+                         **kwargs):
     """Attention of one list laid out as prefix, tail 1, tail 2, ...: the prefix and tail 1 as a plain causal
     call, then each later tail over the prefix's keys and its own (causally). Equals the block-masked call."""
-    first_end = segments[0][1]
-    prefix_len = segments[0][0]
-    pieces = [sdpa_attention_forward(module, query[:, :, :first_end], key[:, :, :first_end],
-                                     value[:, :, :first_end], None, dropout=dropout, scaling=scaling, **kwargs)[0]]
-    for start, end in segments[1:]:
-        keys = torch.cat([key[:, :, :prefix_len], key[:, :, start:end]], dim=2)
-        values = torch.cat([value[:, :, :prefix_len], value[:, :, start:end]], dim=2)
+    first, shared = layout.first_end, layout.keys_end
+    out = [sdpa_attention_forward(module, query[:, :, :first], key[:, :, :first], value[:, :, :first], None,
+                                  dropout=dropout, scaling=scaling, **kwargs)[0]]
+    for start, end in layout.later:
+        keys = torch.cat([key[:, :, :shared], key[:, :, start:end]], dim=2)
+        values = torch.cat([value[:, :, :shared], value[:, :, start:end]], dim=2)
         n = end - start
-        mask = torch.ones(n, prefix_len + n, dtype=torch.bool, device=query.device)
-        mask[:, prefix_len:] = torch.ones(n, n, dtype=torch.bool, device=query.device).tril()
-        pieces.append(sdpa_attention_forward(module, query[:, :, start:end], keys, values, mask[None, None],
-                                             dropout=dropout, scaling=scaling, **kwargs)[0])
-    return torch.cat(pieces, dim=1), None
+        mask = torch.zeros(n, shared + n, dtype=torch.bool, device=query.device)
+        mask[:, :layout.prefix_len] = True
+        mask[:, shared:] = torch.ones(n, n, dtype=torch.bool, device=query.device).tril()
+        out.append(sdpa_attention_forward(module, query[:, :, start:end], keys, values, mask[None, None],
+                                          dropout=dropout, scaling=scaling, **kwargs)[0])
+    return torch.cat(out, dim=1), None
 
 
 def rows_attention_mass(
@@ -225,17 +239,28 @@ class ListAttention:
     token_mass: torch.Tensor  # (len(heads), prefix_len), float32
 
 
-def _pack(prefixes: list[list[int]], tails: list[list[list[int]]]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
-    """Each list as one sequence: its prefix, then every tail; and each tail's [start, end) in it."""
+def _pack(prefixes: list[list[int]], tails: list[list[list[int]]], pad_id: int = 0,
+          pad_pieces: bool = False) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """Each list as one sequence: its prefix, then every tail; and each tail's [start, end) in it. With
+    ``pad_pieces`` padding follows the first tail up to ``bucket_length`` and each later tail up to a multiple of
+    ``TAIL_STEP`` (the pieces of ``Pieces``; nothing real attends to a later position or to that padding)."""
     seqs, bounds = [], []
     for b, prefix in enumerate(prefixes):
         ids, spans = list(prefix), []
-        for tail_batch in tails:
+        for g, tail_batch in enumerate(tails):
             spans.append((len(ids), len(ids) + len(tail_batch[b])))
             ids += tail_batch[b]
+            if pad_pieces:
+                start = spans[-1][0]
+                end = bucket_length(len(ids)) if g == 0 else start + _round_up(len(ids) - start, TAIL_STEP)
+                ids += [pad_id] * (end - len(ids))
         seqs.append(ids)
         bounds.append(spans)
     return seqs, bounds
+
+
+def _round_up(n: int, step: int) -> int:
+    return -(-max(n, 1) // step) * step
 
 
 def bucket_length(n: int) -> int:
@@ -244,6 +269,10 @@ def bucket_length(n: int) -> int:
     on a GPU each new sequence length costs new kernel choices, so lengths are padded to reuse them."""
     step = max(64, 1 << max(0, n.bit_length() - 4))
     return -(-n // step) * step
+
+
+TAIL_STEP = 64  # with length buckets, tails after the first are padded to multiples of this
+ROWS_STEP = 128  # and the attending rows (a query tail and the N/A tail: about 50-70 tokens) to multiples of this
 
 
 def bucket_lengths(up_to: int) -> list[int]:
@@ -259,34 +288,50 @@ def one_pass_inputs(prefixes: list[list[int]], tails: list[list[list[int]]], pad
                     bucket: bool = False, trailing: bool = False):
     """What one forward over every list's prefix and tails needs: input ids (left padded), positions (each tail
     right after its prefix), each position's segment (-1 padding, 0 prefix, g + 1 tail g), the rows of the tails
-    (B, R) and their weights (G, B, R), each tail's rows weighted 1/len. Built on ``device``. ``bucket`` pads
-    the width to ``bucket_length``: on the left, or with ``trailing`` after the last tail (nothing real attends
-    to later positions, so trailing padding needs no mask)."""
-    seqs, bounds = _pack(prefixes, tails)
+    (B, R) and their weights (G, B, R), each tail's rows weighted 1/len; and each list's tail spans. Built on
+    ``device``. ``bucket`` pads to lengths that recur (GPU kernels are reused; no result changes): with
+    ``trailing`` (one list) every piece of ``Pieces`` is padded after its end, else the batch is left padded to
+    ``bucket_length``; the attending rows are padded to a multiple of ``ROWS_STEP``."""
+    seqs, bounds = _pack(prefixes, tails, pad_id, pad_pieces=bucket and trailing)
     longest = max(len(s) for s in seqs)
-    width = bucket_length(longest) if bucket else longest
+    width = bucket_length(longest) if bucket and not trailing else longest
     if trailing:
         seqs = [s + [pad_id] * (width - len(s)) for s in seqs]
     pads = [width - len(s) for s in seqs]
     batch, groups = len(seqs), len(tails)
     tail_width = max(sum(e - s for s, e in spans) for spans in bounds)
+    if bucket:
+        tail_width = _round_up(tail_width, ROWS_STEP)
     ids, positions, segment = [], [], []
-    rows = torch.zeros((batch, tail_width), dtype=torch.long)
+    rows = torch.zeros((batch, tail_width), dtype=torch.long)  # padding rows read position 0 with weight 0
     weights = torch.zeros((groups, batch, tail_width), dtype=torch.float32)
     for b, (seq, spans, pad) in enumerate(zip(seqs, bounds, pads)):
         prefix_len = len(prefixes[b])
-        ids.append([pad_id] * pad + seq)
-        pos, seg, at = [0] * pad + list(range(prefix_len)), [-1] * pad + [0] * prefix_len, 0
+        rest = len(seq) - prefix_len  # tails and padding: filled in below, padding keeps position 0, segment -1
+        pos, seg = list(range(prefix_len)) + [0] * rest, [0] * prefix_len + [-1] * rest
+        at = 0
         for g, (start, end) in enumerate(spans):
-            pos += range(prefix_len, prefix_len + end - start)
-            seg += [g + 1] * (end - start)
+            pos[start:end] = range(prefix_len, prefix_len + end - start)
+            seg[start:end] = [g + 1] * (end - start)
             rows[b, at: at + end - start] = torch.arange(pad + start, pad + end)
             weights[g, b, at: at + end - start] = 1.0 / max(end - start, 1)
             at += end - start
-        positions.append(pos + [0] * (len(seq) - len(pos) + pad))  # trailing padding
-        segment.append(seg + [-1] * (len(seq) - len(seg) + pad))
+        ids.append([pad_id] * pad + seq)
+        positions.append([0] * pad + pos)
+        segment.append([-1] * pad + seg)
     as_tensor = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
-    return (as_tensor(ids), as_tensor(positions), as_tensor(segment), rows.to(device), weights.to(device), pads)
+    return (as_tensor(ids), as_tensor(positions), as_tensor(segment), rows.to(device), weights.to(device), pads,
+            bounds)
+
+
+def _pieces(prefix_len: int, spans: list[tuple[int, int]], width: int, padded: bool) -> Pieces:
+    """The attention pieces of one list from its tail spans: each piece runs to the next tail's start (padding
+    included), the last to the end of the sequence."""
+    starts = [start for start, _ in spans[1:]] + [width]
+    first_end = starts[0]
+    later = tuple(zip(starts[:-1], starts[1:]))
+    return Pieces(prefix_len=prefix_len, first_end=first_end, keys_end=first_end if padded else prefix_len,
+                  later=later)
 
 
 def visible(segment: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
@@ -335,15 +380,13 @@ def capture_lists(
     decoder = model.base_model
     device = next(model.parameters()).device
     single = len(prefixes) == 1
-    ids, positions, segment, rows, weights, pads = one_pass_inputs(prefixes, tails, pad_id, device, bucket,
-                                                                   trailing=single)
-    _check_sliding_window(model.config, ids.shape[1])
-    segments = None
-    if single:  # the trailing padding joins the last piece: it attends like the last tail and no row sees it
-        segments = _pack(prefixes, tails)[1][0]
-        segments[-1] = (segments[-1][0], ids.shape[1])
+    ids, positions, segment, rows, weights, pads, bounds = one_pass_inputs(prefixes, tails, pad_id, device, bucket,
+                                                                           trailing=single)
+    _check_sliding_window(model.config, max(len(p) + sum(e - s for s, e in spans) for p, spans in zip(prefixes, bounds)))
+    # One list: attention in pieces (padding after a piece attends with it; no real row sees it).
+    pieces = _pieces(len(prefixes[0]), bounds[0], ids.shape[1], bucket) if single else None
     request = CaptureRequest(heads=by_layer, rows=rows, row_weights=weights, row_mask=visible(segment, rows),
-                             stop_after=max(by_layer) if truncate else None, segments=segments)
+                             stop_after=max(by_layer) if truncate else None, pieces=pieces)
     # One list: plain causal pieces (no dense mask to build or apply); several: the block mask (B, 1, T, T).
     all_positions = torch.arange(ids.shape[1], device=device).expand(ids.shape[0], -1)
     mask = torch.ones_like(ids) if single else visible(segment, all_positions)[:, None]

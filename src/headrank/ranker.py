@@ -285,11 +285,10 @@ class HeadRanker:
         if not self.length_buckets:
             return 0
         tail = self.builder.tail_ids(CALIBRATION_QUERY)
-        lengths = [n for n in bucket_lengths(min(max_tokens or self.max_length, self.max_length))
-                   if n > 2 * len(tail) + 1]
-        for n in lengths:
+        lengths = [n for n in bucket_lengths(min(max_tokens or self.max_length, self.max_length)) if n > len(tail) + 1]
+        for n in lengths:  # the prefix and first tail fill bucket n; the second tail takes the padded width it always has
             with torch.inference_mode():
-                capture_lists(self.model.model, [[self._pad_id] * (n - 2 * len(tail))], [[tail], [tail]],
+                capture_lists(self.model.model, [[self._pad_id] * (n - len(tail))], [[tail], [tail]],
                               list(self.heads.heads), truncate=self.truncate, pad_id=self._pad_id, bucket=True)
         return len(lengths)
 

@@ -14,6 +14,8 @@ Parts (``--parts``, default all):
   shape: the first call (cold), a warm median, a token length not seen before, prompt building vs capture.
 - ``build``: ``headrank build-preset`` on the device with a random model of the smallest shape and the real
   tokenizer, over a synthetic judged collection (exercises selection, training and packaging on CUDA).
+- ``commands``: the other commands with ``--device`` on ``build``'s preset and collection: ``evaluate``,
+  ``adapt`` (judged queries, and ``--corpus``: the base model writes the queries), ``rerank-batch``.
 - ``serve``: ``headrank serve`` on loopback under a bounded load (16 clients x 8 requests of 20 documents)
   with batching 1 and 8: p50 / p95 latency and requests/s.
 """
@@ -319,6 +321,46 @@ def build(args, device: str, dtype: torch.dtype, work: Path) -> dict:
     return result
 
 
+def _command(name: str, cmd: list[str]) -> dict:
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "headrank.cli", *cmd], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    result = {"returncode": proc.returncode, "wall_s": round(time.perf_counter() - started, 1)}
+    if proc.returncode != 0:
+        result["stderr_tail"] = proc.stderr[-1500:]
+    print(json.dumps({"command": name, **result}), flush=True)
+    return result
+
+
+def commands(args, device: str, work: Path) -> dict:
+    """The other commands of issue 29 item 4 with ``--device``, on the preset and synthetic collection that
+    ``build`` wrote: evaluate, adapt on judged queries, adapt on a bare corpus (the base model writes queries),
+    rerank-batch. Each: return code, wall time and, when it failed, the end of its stderr."""
+    preset, data = work / "preset", work / "data"
+    if not (preset / "headset.json").is_file():
+        raise RuntimeError("the commands part runs on the build part's preset: --parts build commands")
+    entries = json.loads((data / "candidates.json").read_text())
+    corpus = work / "corpus.tsv"
+    corpus.write_text("".join(f"{h['docid']}\t{h['content']}\n" for e in entries for h in e["hits"]))
+    dev = ["--device", device]
+    runs = {
+        "evaluate": ["evaluate", "-b", str(data), "--method", "heads", "--model", str(preset), "-K", "10",
+                     "--no-plot", "--fuse-first-stage", "0.5", "--out", str(work / "eval"), *dev],
+        "adapt": ["adapt", "--from", str(preset), "--data", str(data), "-K", "10", "--out", str(work / "adapted"),
+                  "--cache", str(work / "cache-adapt"), *dev],
+        "adapt --corpus": ["adapt", "--from", str(preset), "--corpus", str(corpus), "--synthetic-queries", "8",
+                           "--out", str(work / "adapted-corpus"), "--cache", str(work / "cache-adapt"), *dev],
+        "rerank-batch": ["rerank-batch", "--candidates", str(data / "candidates.json"), "--model", str(preset),
+                         "-K", "10", "--out", str(work / "batch"), *dev],
+    }
+    out = {name: _command(name, cmd) for name, cmd in runs.items()}
+    # Random weights write noise, which the query filter refuses with a clear error after the writing (the part
+    # that runs generation on the device); the capture and choice after it are those of adapt on judged queries.
+    written = out["adapt --corpus"]
+    written["wrote_on_device"] = written["returncode"] == 0 or "wrote no usable query" in written.get("stderr_tail", "")
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -405,7 +447,7 @@ def markdown(result: dict) -> str:
                          f"{r['headrank']['latency_ms']:.1f} | {r['icr']['latency_ms']:.1f} | "
                          f"{r['plain_forward']['latency_ms']:.1f} | {r['generate']['latency_ms'] / 1000:.2f} | "
                          f"{r['headrank_vs_plain']:.2f}x | {r['generate_vs_headrank']:.0f}x |")
-    for key in ("e2e", "build", "serve"):
+    for key in ("e2e", "build", "commands", "serve"):
         if result.get(key):
             lines += ["", f"{key}: `{json.dumps(result[key])}`"]
     return "\n".join(lines) + "\n"
@@ -415,7 +457,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["qwen3-0.6b", "qwen3-1.7b", "qwen3-4b"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20, 100])
-    parser.add_argument("--parts", nargs="+", default=["micro", "e2e", "build", "serve"])
+    parser.add_argument("--parts", nargs="+", default=["micro", "e2e", "build", "commands", "serve"])
     parser.add_argument("--passage-tokens", type=int, default=100)
     parser.add_argument("--passage-words", type=int, default=70)
     parser.add_argument("--gen-tokens", type=int, default=90)
@@ -434,7 +476,7 @@ def main() -> None:
     if args.tiny:
         args.models, args.reps, args.passage_tokens, args.passage_words = ["tiny"], 2, 10, 12
         args.gen_tokens, args.build_queries, args.clients, args.per_client = 4, 8, 4, 2
-    needs_tokenizer = {"e2e", "build", "serve"} & set(args.parts)
+    needs_tokenizer = {"e2e", "build", "commands", "serve"} & set(args.parts)
     if needs_tokenizer and (args.tokenizer is None or not (args.tokenizer / "tokenizer.json").is_file()):
         parser.error(f"--tokenizer must name a folder with tokenizer.json for {', '.join(sorted(needs_tokenizer))}")
     import transformers
@@ -448,7 +490,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or args.out / "work"
     steps = {"micro": lambda: micro(args, args.device, dtype), "e2e": lambda: e2e(args, args.device, dtype),
-             "build": lambda: build(args, args.device, dtype, work), "serve": lambda: serve(args, args.device, work)}
+             "build": lambda: build(args, args.device, dtype, work), "commands": lambda: commands(args, args.device, work),
+             "serve": lambda: serve(args, args.device, work)}
     for part in args.parts:
         try:
             result[part] = steps[part]()

@@ -1,5 +1,6 @@
 """The GPU benchmark's prepared command runs end to end on CPU with tiny shapes (the real run needs a GPU):
-micro baselines, the API end to end with the real Qwen3 tokenizer, build-preset and the service under load."""
+micro baselines, the API end to end with the real Qwen3 tokenizer, build-preset, the other commands with --device
+and the service under load."""
 
 import json
 import os
@@ -23,5 +24,8 @@ def test_gpu_bench_rehearsal_on_cpu(tmp_path, qwen3_tokenizer):
     assert row["L*"] == 2 and all(row[m]["latency_ms"] > 0 for m in ("headrank", "icr", "plain_forward", "generate"))
     assert data["e2e"]["N=4"]["warm_ms"] > 0 and data["e2e"]["N=4"]["tokens"] > 0
     assert data["build"]["returncode"] == 0 and data["build"]["preset_written"], data["build"]
+    commands = data["commands"]
+    assert all(commands[c]["returncode"] == 0 for c in ("evaluate", "adapt", "rerank-batch")), commands
+    assert commands["adapt --corpus"]["wrote_on_device"], commands
     assert all(data["serve"][f"batch={b}"]["errors"] == 0 for b in (1, 8))
     assert "| tiny | 4 |" in (tmp_path / "out" / "gpu_bench.md").read_text()

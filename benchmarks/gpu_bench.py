@@ -244,7 +244,7 @@ def e2e(args, device: str, dtype: torch.dtype) -> dict:
                          "new_token_length_first_call_ms": 1000 * new_length,
                          **_varied_lengths(ranker, query, n, args, device)}
         print(json.dumps({"e2e": name, "N": n, **out[f"N={n}"]}), flush=True)
-    del model, ranker
+    model = ranker = None  # free the GPU memory before the next part
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
     return out

@@ -283,3 +283,22 @@ def test_one_default_model():
     for command in ("select-heads", "build-preset", "bench"):
         row = model_help(command)
         assert f"[default: {DEFAULT_MODEL}]" in row and "default preset's base model" in row, command
+
+
+def test_rerank_notes_that_fusion_reads_a_tsv_in_its_order(tiny_base, tmp_path):
+    """A TSV or JSONL list may come in any order; when fusion used it as the first stage's ranking, stderr says so
+    with the switch. Not for a RankGPT file (a first-stage ranking by its format) or with fusion off."""
+    cands = tmp_path / "c.tsv"
+    cands.write_text("d1\tsolar panels\nd2\tpasta recipes\nd3\twind farms\n")
+    rankgpt = tmp_path / "c.json"
+    rankgpt.write_text(json.dumps({"query": "solar power", "hits": [
+        {"docid": f"d{i}", "content": t} for i, t in enumerate(["solar panels", "pasta recipes", "wind farms"])]}))
+    base = ["--model", str(tiny_base), "--heads", "1:0,2:3", "--device", "cpu"]
+    note = "--fuse-first-stage 0 --no-safety-valve"
+    fused = runner.invoke(app, ["rerank", str(cands), "-q", "solar power", *base, "--fuse-first-stage", "0.5"])
+    assert fused.exit_code == 0, fused.output
+    assert note in " ".join(fused.stderr.split())
+    plain = runner.invoke(app, ["rerank", str(cands), "-q", "solar power", *base, "--fuse-first-stage", "0"])
+    assert plain.exit_code == 0 and note not in " ".join(plain.stderr.split())
+    ranked = runner.invoke(app, ["rerank", str(rankgpt), *base, "--fuse-first-stage", "0.5"])
+    assert ranked.exit_code == 0 and note not in " ".join(ranked.stderr.split())

@@ -39,6 +39,7 @@ class RerankInput:
     query: str | None
     qid: str | None = None
     candidates: list[Candidate] = field(default_factory=list)
+    source_format: str = "rankgpt"  # rankgpt files are first-stage rankings; tsv / jsonl may be in any order
 
 
 def read_text(path: str | Path) -> tuple[str, str]:
@@ -112,9 +113,9 @@ def _read_rerank_input(path: str | Path, fmt: str, entry: int) -> RerankInput:
         fmt = detect_format(text, name)
     if fmt == "rankgpt":
         return _parse_rankgpt(text, name, entry)
-    if fmt == "jsonl":
-        return _parse_jsonl(text, name)
-    return _parse_tsv(text, name)
+    data = _parse_jsonl(text, name) if fmt == "jsonl" else _parse_tsv(text, name)
+    data.source_format = fmt
+    return data
 
 
 def _parse_rankgpt(text: str, name: str, entry: int, data: list | None = None) -> RerankInput:

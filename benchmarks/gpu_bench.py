@@ -397,7 +397,8 @@ def _load(url: str, clients: int, per_client: int, docs: list[str]) -> dict:
 
 
 def serve(args, device: str, work: Path) -> dict:
-    """``headrank serve`` on loopback with batching 1 and 8 under 16 clients x 8 requests of 20 documents."""
+    """``headrank serve`` on loopback with batching 1 and 8 under 16 clients x 8 requests of 20 documents; how
+    long until /health was ready (loading and, on CUDA, the warm-up of every (batch size, length) shape)."""
     import httpx
 
     model_dir = work / "model"
@@ -416,6 +417,7 @@ def serve(args, device: str, work: Path) -> dict:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         url = f"http://127.0.0.1:{port}"
         try:
+            launched = time.perf_counter()
             deadline = time.time() + 180
             while time.time() < deadline:
                 try:
@@ -426,8 +428,9 @@ def serve(args, device: str, work: Path) -> dict:
                 if proc.poll() is not None:
                     raise RuntimeError(proc.stderr.read().decode()[-1500:])
                 time.sleep(0.5)
+            ready_s = time.perf_counter() - launched  # loading plus the start's warm-up of every shape
             _load(url, 2, 2, docs)  # warm-up
-            out[f"batch={batch}"] = _load(url, args.clients, args.per_client, docs)
+            out[f"batch={batch}"] = {"ready_s": ready_s, **_load(url, args.clients, args.per_client, docs)}
         finally:
             proc.terminate()
             proc.wait(timeout=60)

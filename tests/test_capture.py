@@ -187,11 +187,14 @@ def test_one_pass_runs_one_forward():
 def test_length_buckets_change_no_result(single):
     """Padding a forward to a bucket length (reused GPU kernels) gives the same masses: trailing padding for one
     list (nothing real attends to later positions), more left padding for a batch."""
-    from headrank.capture import bucket_length, bucket_lengths
+    from headrank.capture import batch_bucket, batch_buckets, bucket_length, bucket_lengths
 
     assert [bucket_length(n) for n in (1, 64, 65, 1000, 1025, 2150, 10470)] == [64, 64, 128, 1024, 1152, 2304, 11264]
     assert all(n <= bucket_length(n) <= max(n + 63, 1.125 * n) for n in range(1, 20000, 37))
     assert bucket_lengths(300) == [64, 128, 192, 256, 320]
+    assert [batch_bucket(n) for n in range(1, 14)] == [1, 2, 4, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16]
+    assert all(n <= batch_bucket(n) <= 4 * n / 3 for n in range(1, 200))
+    assert batch_buckets(8) == [1, 2, 4, 6, 8] and batch_buckets(9) == [1, 2, 4, 6, 8, 12]
     model = tiny_qwen3(vocab_size=1000)
     enable_capture(model)
     prefixes, tails = _random_lists(1000, seed=5)

@@ -354,3 +354,40 @@ def test_warm_up_runs_every_shape_a_later_request_needs(llama_tokenizer, monkeyp
         got = ranker.score(q, DOCS[:n])
         assert all(abs(a - b) < 1e-5 for a, b in zip(got, want))
     assert seen == warmed
+
+
+def test_warm_up_covers_batches_of_any_size_up_to_max_batch(llama_tokenizer, monkeypatch):
+    """With buckets a batch is filled up to a batch size that recurs (3 lists run as 4, copies of the first
+    dropped), and ``warm_up(max_batch=...)`` runs every such size: batches of 1 to 5 lists of different lengths
+    then meet no shape the warm-up did not run, with each list's scores those of the exact path. Before, batch
+    sizes were exact and the warm-up ran one list only, so a service batching 8 met a new shape per size."""
+    import headrank.capture as capture
+
+    loaded = wrap_model(tiny_llama(), llama_tokenizer, name="tiny-llama")
+    ranker = HeadRanker(loaded, HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4),
+                        scoring=ScoringConfig(calibrate=True))
+    queries = ["a query", "a somewhat longer query about mu", "rho", "pi and xi", "what is gamma"]
+    lists = [DOCS[: 2 + i % 4] for i in range(5)]
+    exact = [ranker.score(q, d) for q, d in zip(queries, lists)]
+    seen = set()
+    sdpa = capture.sdpa_attention_forward
+
+    def spy(module, query, key, value, mask, **kwargs):
+        seen.add((tuple(query.shape), tuple(key.shape), None if mask is None else tuple(mask.shape)))
+        return sdpa(module, query, key, value, mask, **kwargs)
+
+    monkeypatch.setattr(capture, "sdpa_attention_forward", spy)
+    ranker.length_buckets = True
+    with pytest.raises(ValueError, match="max_batch"):
+        ranker.warm_up(400, max_batch=0)
+    assert ranker.warm_up(400, max_batch=5) == len(capture.batch_buckets(5)) * len(capture.bucket_lengths(400))
+    warmed = set(seen)
+    for size in range(1, 6):
+        rankings = ranker.rank_batch(queries[:size], lists[:size], batch_size=size, fuse_first_stage=0.0,
+                                     safety_valve=False, return_documents=False)
+        for ranking, want in zip(rankings, exact):
+            got = sorted(ranking, key=lambda r: r.corpus_id)
+            assert [r.corpus_id for r in ranking] == sorted(range(len(want)), key=lambda i: (-want[i], i))
+            assert all(abs(r.score - w) < 1e-5 for r, w in zip(got, want))
+    assert seen == warmed
+    assert {shape[0][0] for shape in warmed} == set(capture.batch_buckets(5)) == {1, 2, 4, 6}

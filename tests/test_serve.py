@@ -504,3 +504,39 @@ def test_safety_valve_per_request_and_server_default(tiny_base, tmp_path):
         assert not httpx.post(f"{s.url}/v2/rerank", json=body).json()["meta"]["headrank"]["valve_fired"]
     finally:
         s.stop()
+
+
+def test_start_warms_every_batch_size_it_serves_within_its_budget(tiny_dir, monkeypatch):
+    """With length buckets (CUDA; forced here on the CPU) the loading thread warms every (batch size, length)
+    shape that ``--max-batch`` requests can reach, smaller ones first, and stops after ``--warm-up`` seconds;
+    before, it warmed one list only, so each new batch size met new kernel shapes under load."""
+    import headrank.capture as capture
+    import headrank.rerankers as rerankers
+    from headrank.serve import ServeConfig
+    from headrank.serve.service import Service
+
+    real_loader = rerankers.load_attention_reranker
+
+    def bucketed(*args, **kwargs):
+        ranker = real_loader(*args, **kwargs)
+        ranker.length_buckets = True
+        return ranker
+
+    batches = []
+    real_capture = capture.capture_lists
+
+    def spy(model, prefixes, *args, **kwargs):
+        batches.append(len(prefixes))
+        return real_capture(model, prefixes, *args, **kwargs)
+
+    monkeypatch.setattr(rerankers, "load_attention_reranker", bucketed)
+    monkeypatch.setattr("headrank.ranker.capture_lists", spy)
+    for budget, want in ((60.0, {1, 2, 4}), (0.0, set())):
+        batches.clear()
+        service = Service(ServeConfig(model=str(tiny_dir), heads=HEADS, device="cpu", max_documents=2,
+                                      max_batch_lists=3, warm_up_s=budget))
+        service._load()
+        assert service.load_error is None and service.ranker is not None
+        assert set(batches) == want and batches == sorted(batches)
+    with pytest.raises(ValueError, match="warm_up_s"):
+        ServeConfig(warm_up_s=-1.0)

@@ -276,21 +276,35 @@ class HeadRanker:
         calibration = out[1] if self.scoring.calibrate else [None] * len(prompts)
         return list(zip(out[0], calibration))
 
-    def warm_up(self, max_tokens: int | None = None) -> int:
-        """Run one forward at every bucket length up to ``max_tokens`` (default: the context), so that no
-        request pays for a new kernel shape later; returns how many lengths ran. Only with length buckets (on
-        a GPU); elsewhere nothing runs and 0 is returned."""
-        from headrank.capture import bucket_lengths
+    def warm_up(self, max_tokens: int | None = None, max_batch: int = 1, seconds: float | None = None) -> int:
+        """Run one forward at every bucket length up to ``max_tokens`` (default: the context) and every batch
+        bucket up to ``max_batch`` lists (``rank_batch``'s ``batch_size``; with ``both_orders`` a list is two
+        prompts), so that no request pays for a new kernel shape later; returns how many forwards ran. Smaller
+        batches and shorter lengths run first; with ``seconds`` it stops starting forwards after that long (the
+        rest is met by the first request that needs it). Only with length buckets (on a GPU); elsewhere nothing
+        runs and 0 is returned."""
+        from headrank.capture import batch_buckets, bucket_lengths
 
         if not self.length_buckets:
             return 0
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
+        if seconds is not None and not seconds >= 0:
+            raise ValueError(f"seconds must be >= 0 (or None for no limit), got {seconds!r}")
         tail = self.builder.tail_ids(CALIBRATION_QUERY)
         lengths = [n for n in bucket_lengths(min(max_tokens or self.max_length, self.max_length)) if n > len(tail) + 1]
-        for n in lengths:  # the prefix and first tail fill bucket n; the second tail takes the padded width it always has
+        shapes = [(b, n) for b in batch_buckets(max_batch * (2 if self.both_orders else 1)) for n in lengths]
+        started, runs = time.perf_counter(), 0
+        for batch, n in shapes:  # the prefix and first tail fill bucket n; the second tail takes its usual width
+            if seconds is not None and time.perf_counter() - started >= seconds:
+                logger.info("warm-up stopped after %.0f s: %d of %d shapes ran", seconds, runs, len(shapes))
+                break
             with torch.inference_mode():
-                capture_lists(self.model.model, [[self._pad_id] * (n - len(tail))], [[tail], [tail]],
-                              list(self.heads.heads), truncate=self.truncate, pad_id=self._pad_id, bucket=True)
-        return len(lengths)
+                capture_lists(self.model.model, [[self._pad_id] * (n - len(tail))] * batch,
+                              [[tail] * batch, [tail] * batch], list(self.heads.heads), truncate=self.truncate,
+                              pad_id=self._pad_id, bucket=True)
+            runs += 1
+        return runs
 
     # ------------------------------------------------------------------ public API
 

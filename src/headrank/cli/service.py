@@ -33,6 +33,10 @@ def serve(
     batch_wait_ms: Annotated[float, typer.Option(min=0.0, help="How long the first request waits for others to "
                                                                "batch.")] = 5.0,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request gets 504.")] = 120.0,
+    warm_up: Annotated[float, typer.Option(min=0.0, help="On a GPU: seconds the start may spend running every "
+                                                         "(batch size, length) shape once before /health is "
+                                                         "ready; a shape left over slows the first request "
+                                                         "that meets it (0: none).")] = 60.0,
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     preload: Annotated[list[str], typer.Option("--preload", help="Another shipped preset the playground may "
@@ -63,7 +67,7 @@ def serve(
                              dtype=dtype, host=host, port=port, api_key=api_key, max_documents=max_documents,
                              max_document_chars=max_document_chars, max_body_bytes=max_body_bytes,
                              max_queue=max_queue, max_batch_lists=max_batch, batch_wait_ms=batch_wait_ms,
-                             request_timeout_s=timeout, preload=tuple(preload or ()),
+                             request_timeout_s=timeout, warm_up_s=warm_up, preload=tuple(preload or ()),
                              fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
                              log_level=log_level.lower(), json_logs=json_logs)
     err_console.print(f"headrank serve: {model} on http://{host}:{port} (docs: /docs; the model loads in the "

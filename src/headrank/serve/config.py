@@ -32,6 +32,7 @@ class ServeConfig:
     max_batch_lists: int = 8
     batch_wait_ms: float = 5.0
     request_timeout_s: float = 120.0
+    warm_up_s: float = 60.0  # on a GPU: how long the start may spend running kernel shapes before /health is ready
     preload: tuple[str, ...] = ()
     fuse_first_stage: float | None = None
     safety_valve: bool | None = None  # None: the model's setting
@@ -43,8 +44,8 @@ class ServeConfig:
                      "max_batch_lists"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
-        if self.batch_wait_ms < 0 or self.request_timeout_s <= 0:
-            raise ValueError("batch_wait_ms must be >= 0 and request_timeout_s > 0")
+        if self.batch_wait_ms < 0 or self.request_timeout_s <= 0 or not self.warm_up_s >= 0:
+            raise ValueError("batch_wait_ms and warm_up_s must be >= 0 and request_timeout_s > 0")
         weight = self.fuse_first_stage
         if weight is not None and (not math.isfinite(weight) or not 0.0 <= weight <= 1.0):
             raise ValueError(f"fuse_first_stage must be a weight in [0, 1] (0: no fusion), got {weight}")

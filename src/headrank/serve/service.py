@@ -55,12 +55,12 @@ class Service:
         c = self.config
         try:
             ranker = load_attention_reranker(c.model, c.method, c.heads, device=c.device, dtype=c.dtype)
-            # On a GPU, every length bucket a request can reach runs once before /health says ready.
+            # On a GPU, every (batch size, length) bucket a request can reach runs once before /health says ready.
             longest = c.max_documents * (ranker.prompt_settings.max_passage_tokens + 8) + 400
             started = time.perf_counter()
-            warmed = ranker.warm_up(longest)
+            warmed = ranker.warm_up(longest, max_batch=c.max_batch_lists, seconds=c.warm_up_s)
             if warmed:
-                logger.info("warmed %d sequence lengths in %.1f s", warmed, time.perf_counter() - started)
+                logger.info("warmed %d (batch size, length) shapes in %.1f s", warmed, time.perf_counter() - started)
             self.ranker, self.loaded_at = ranker, time.time()
             logger.info("loaded %r", self.ranker)
         except Exception as err:  # noqa: BLE001 - reported by /health and every request

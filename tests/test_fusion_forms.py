@@ -1,0 +1,34 @@
+"""scripts/fusion_forms.py: score fusion keeps the heads' margin where rank fusion keeps only their order."""
+
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import fusion_forms  # noqa: E402
+
+from headrank.fusion import rank_positions  # noqa: E402
+
+
+def order(scores):
+    return sorted(range(len(scores)), key=lambda i: rank_positions(scores)[i])
+
+
+def test_score_fusion_ends_and_empty_passages():
+    heads = [0.1, 0.5, -0.2, 0.3]
+    assert order(fusion_forms.fused("zscore", heads, 0.0)) == order(heads)
+    assert order(fusion_forms.score_fusion(heads, 1.0)) == [0, 1, 2, 3]  # all weight on the input order
+    out = fusion_forms.score_fusion([0.2, -math.inf, 0.1], 0.5)
+    assert out[1] == -math.inf and all(math.isfinite(x) for x in (out[0], out[2]))
+    assert fusion_forms.score_fusion([0.3, 0.3, 0.3], 0.0) == [0.0, 0.0, 0.0]  # a flat list: no NaN
+
+
+def test_a_confident_head_moves_a_passage_where_rank_fusion_cannot():
+    """One passage far above the rest (the README example's shape) against a barely preferred one: RRF fuses
+    both alike, score fusion moves only the confident one to the top."""
+    confident = [0.16, 0.08, 1.37, -0.10]
+    unsure = [0.16, 0.08, 0.17, -0.10]
+    for weight in (0.4, 0.5):
+        assert order(fusion_forms.fused("rrf", confident, weight)) == order(fusion_forms.fused("rrf", unsure, weight))
+        assert order(fusion_forms.fused("zscore", confident, weight))[0] == 2
+        assert order(fusion_forms.fused("zscore", unsure, weight))[0] == 0

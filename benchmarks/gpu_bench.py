@@ -242,7 +242,8 @@ def e2e(args, device: str, dtype: torch.dtype) -> dict:
         out[f"N={n}"] = {"tokens": len(ranker.builder.build(query, docs)), "cold_first_call_ms": 1000 * cold,
                          "warm_ms": 1000 * warm, "prompt_build_ms": 1000 * build,
                          "new_token_length_first_call_ms": 1000 * new_length,
-                         **_varied_lengths(ranker, query, n, args, device)}
+                         **_varied_lengths(ranker, query, n, args, device),
+                         **(_varied_batches(ranker, query, n, args, device) if n == min(args.sizes) else {})}
         print(json.dumps({"e2e": name, "N": n, **out[f"N={n}"]}), flush=True)
     model = ranker = None  # free the GPU memory before the next part
     if device.startswith("cuda"):
@@ -275,6 +276,35 @@ def _varied_lengths(ranker, query: str, n: int, args, device: str) -> dict:
     ranker.length_buckets = before
     return {"new_lengths_exact_mean_ms": exact, "new_lengths_bucketed_mean_ms": bucketed,
             "warm_up_lengths": warmed, "warm_up_s": warm_up_s}
+
+
+def _varied_batches(ranker, query: str, n: int, args, device: str) -> dict:
+    """Mean latency per ``rank_batch`` call for batches of 3, 5 and 7 lists of token lengths never seen before
+    (what a service batching up to 8 meets): exact shapes, then batch and length buckets after ``warm_up``
+    (timed) ran every (batch size, length) shape up to 8 lists."""
+    def mean_ms(offset: int) -> float:
+        times = []
+        for size in (3, 5, 7):
+            lists = [english_passages(n, args.passage_words + offset + size + k, seed=100 * size + k)
+                     for k in range(size)]
+            started = time.perf_counter()
+            ranker.rank_batch([query] * size, lists, batch_size=size)
+            _sync(device)
+            times.append(time.perf_counter() - started)
+        return 1000 * statistics.mean(times)
+
+    before = ranker.length_buckets
+    ranker.length_buckets = False
+    exact = mean_ms(41)
+    ranker.length_buckets = True
+    longest = len(ranker.builder.build(query, english_passages(n, args.passage_words + 60, 0)))
+    started = time.perf_counter()
+    warmed = ranker.warm_up(int(1.2 * longest), max_batch=8)
+    warm_up_s = time.perf_counter() - started
+    bucketed = mean_ms(51)
+    ranker.length_buckets = before
+    return {"new_batches_exact_mean_ms": exact, "new_batches_bucketed_mean_ms": bucketed,
+            "warm_up_batch_shapes": warmed, "warm_up_batches_s": warm_up_s}
 
 
 def save_model_dir(path: Path, name: str, dtype: torch.dtype, tokenizer: str) -> Path:

@@ -23,9 +23,11 @@ def test_gpu_bench_rehearsal_on_cpu(tmp_path, qwen3_tokenizer):
     row = data["micro"][0]
     assert row["L*"] == 2 and all(row[m]["latency_ms"] > 0 for m in ("headrank", "icr", "plain_forward", "generate"))
     assert data["e2e"]["N=4"]["warm_ms"] > 0 and data["e2e"]["N=4"]["tokens"] > 0
+    assert data["e2e"]["N=4"]["new_batches_bucketed_mean_ms"] > 0 and data["e2e"]["N=4"]["warm_up_batch_shapes"] > 0
     assert data["build"]["returncode"] == 0 and data["build"]["preset_written"], data["build"]
     commands = data["commands"]
     assert all(commands[c]["returncode"] == 0 for c in ("evaluate", "adapt", "rerank-batch")), commands
     assert commands["adapt --corpus"]["wrote_on_device"], commands
-    assert all(data["serve"][f"batch={b}"]["errors"] == 0 for b in (1, 8))
+    assert all(data["serve"][f"batch={b}"]["errors"] == 0 and data["serve"][f"batch={b}"]["ready_s"] > 0
+               for b in (1, 8))
     assert "| tiny | 4 |" in (tmp_path / "out" / "gpu_bench.md").read_text()

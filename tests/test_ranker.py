@@ -391,3 +391,32 @@ def test_warm_up_covers_batches_of_any_size_up_to_max_batch(llama_tokenizer, mon
             assert all(abs(r.score - w) < 1e-5 for r, w in zip(got, want))
     assert seen == warmed
     assert {shape[0][0] for shape in warmed} == set(capture.batch_buckets(5)) == {1, 2, 4, 6}
+
+
+def test_warm_up_skips_shapes_the_device_cannot_hold(llama_tokenizer, monkeypatch, caplog):
+    """A warm-up shape that runs out of device memory (a batch of 8 long lists on a small card) must not fail
+    the start (the service would never become ready): it is logged, and shapes at least as large are skipped."""
+    import logging
+
+    import headrank.ranker as ranker_module
+    from headrank.capture import batch_buckets, bucket_lengths
+
+    loaded = wrap_model(tiny_llama(), llama_tokenizer, name="tiny-llama")
+    ranker = HeadRanker(loaded, HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4),
+                        scoring=ScoringConfig(calibrate=True))
+    ranker.length_buckets = True
+    real = ranker_module.capture_lists
+    ran = []
+
+    def small_card(model, prefixes, *args, **kwargs):  # this "device" holds at most 512 tokens per forward
+        if len(prefixes) * (len(prefixes[0]) + 20) > 512:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        ran.append(len(prefixes))
+        return real(model, prefixes, *args, **kwargs)
+
+    monkeypatch.setattr(ranker_module, "capture_lists", small_card)
+    with caplog.at_level(logging.WARNING, logger="headrank.ranker"):
+        runs = ranker.warm_up(400, max_batch=4)
+    assert 0 < runs < len(batch_buckets(4)) * len(bucket_lengths(400)) and runs == len(ran)
+    assert "do not fit in the device's memory" in caplog.text
+    assert ranker.rank("a query", DOCS)  # the ranker still works

@@ -294,15 +294,27 @@ class HeadRanker:
         tail = self.builder.tail_ids(CALIBRATION_QUERY)
         lengths = [n for n in bucket_lengths(min(max_tokens or self.max_length, self.max_length)) if n > len(tail) + 1]
         shapes = [(b, n) for b in batch_buckets(max_batch * (2 if self.both_orders else 1)) for n in lengths]
-        started, runs = time.perf_counter(), 0
+        started, runs, too_big = time.perf_counter(), 0, math.inf
         for batch, n in shapes:  # the prefix and first tail fill bucket n; the second tail takes its usual width
             if seconds is not None and time.perf_counter() - started >= seconds:
                 logger.info("warm-up stopped after %.0f s: %d of %d shapes ran", seconds, runs, len(shapes))
                 break
-            with torch.inference_mode():
-                capture_lists(self.model.model, [[self._pad_id] * (n - len(tail))] * batch,
-                              [[tail] * batch, [tail] * batch], list(self.heads.heads), truncate=self.truncate,
-                              pad_id=self._pad_id, bucket=True)
+            if batch * n >= too_big:
+                continue
+            try:
+                with torch.inference_mode():
+                    capture_lists(self.model.model, [[self._pad_id] * (n - len(tail))] * batch,
+                                  [[tail] * batch, [tail] * batch], list(self.heads.heads), truncate=self.truncate,
+                                  pad_id=self._pad_id, bucket=True)
+            except torch.cuda.OutOfMemoryError:
+                # A shape the device cannot hold is not a reason to fail the start: such a request fails alone
+                # (the service retries a failed batch list by list); shapes at least as large are skipped.
+                too_big = batch * n
+                logger.warning("warm-up: %d lists of %d tokens do not fit in the device's memory; larger shapes "
+                               "skipped", batch, n)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
             runs += 1
         return runs
 

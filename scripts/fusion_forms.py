@@ -156,6 +156,8 @@ def main() -> None:
     parser.add_argument("--preset", type=Path, default=PRESET)
     parser.add_argument("--reporting", type=Path, help="an unfused evaluate run of the preset on the reporting "
                                                        "sets: score the chosen and the shipped setting there")
+    parser.add_argument("--against", type=Path, help="other scores of the same lists (e.g. validation_scores.py "
+                                                     "--on-base): the shipped setting on both, paired per query")
     args = parser.parse_args()
     rows = [json.loads(line) for line in args.scores.read_text().splitlines() if line.strip()]
     domains = {name: Domain(s, [r for r in rows if r["set"] == s]) for name, s in DOMAINS.items()}
@@ -180,6 +182,17 @@ def main() -> None:
               "LODO", {n: round(g, 4) for n, g in lodo.items()}, flush=True)
     print("shipped", label(shipped), {n: round(v, 4) for n, v in report["shipped_ndcg"].items()}, "BM25",
           {n: round(v, 4) for n, v in report["bm25"].items()})
+    if args.against:
+        other_rows = [json.loads(line) for line in args.against.read_text().splitlines() if line.strip()]
+        report["against"] = {"scores": str(args.against)}
+        for name, s_name in DOMAINS.items():
+            mine, theirs = domains[name], Domain(s_name, [r for r in other_rows if r["set"] == s_name])
+            if [r["qid"] for r in mine.rows] != [r["qid"] for r in theirs.rows]:
+                raise SystemExit(f"{args.against} does not hold the same {s_name} lists as {args.scores}")
+            a, b = (d.per_query(shipped["form"], shipped["fuse"], shipped["valve"]) for d in (mine, theirs))
+            report["against"][name] = {"these": float(a.sum()) / mine.total, "against": float(b.sum()) / mine.total,
+                                       "p": sign_flip_p_value((a - b).tolist(), 20000, 0)}
+            print("against", name, {k: round(v, 4) for k, v in report["against"][name].items()})
     if args.reporting:
         chosen = report["rrf+zscore"]["setting"]
         chosen = {**chosen, "valve": SafetyValve.from_dict(chosen["valve"])}

@@ -6,12 +6,13 @@ The lists are those of issue 30's pool (``scripts/observe_pool.py``'s plan, same
 in first-stage order; one JSON line per list: set, qid, docids (input order), scores (input order).
 
     PYTHONPATH=src python scripts/validation_scores.py --preset headrank-qwen2.5-coder-0.5b \
-        --out runs/val-scores-qwen.jsonl
+        --out runs/val-scores-qwen.jsonl [--on-base]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -24,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from observe_pool import DEPTH, pick_queries  # noqa: E402
 from pool import load_set  # noqa: E402
 
+from headrank.checkpoint import HEADSET_NAME
+from headrank.heads import HeadSet
+from headrank.presets import load_preset
 from headrank.ranker import HeadRanker
 
 VALIDATION_PLAN = ("dl21:val", "nfcorpus-dev:60", "cranfield:80", "cisi:judged", "npl:judged")
@@ -36,10 +40,16 @@ def main() -> None:
     parser.add_argument("--plan", nargs="+", default=list(VALIDATION_PLAN), help="SET:WHICH as in observe_pool.py")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--on-base", action="store_true", help="the preset's heads (and weights) on its base model, "
+                                                                "without its adapter: what the adapter adds")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
-    ranker = HeadRanker.from_pretrained(args.preset, device="cpu", dtype="float32")
+    heads = None
+    if args.on_base:  # the head set without the fingerprint of the adapter-merged weights it was chosen on
+        heads = dataclasses.replace(HeadSet.load(load_preset(args.preset).path / HEADSET_NAME), fingerprint=None)
+    ranker = HeadRanker.from_pretrained(args.preset, heads=heads, device="cpu", dtype="float32")
+    logging.info("%r", ranker)
     done = set()
     if args.out.is_file():
         done = {(r["set"], r["qid"]) for r in map(json.loads, args.out.read_text().splitlines()) if r}

@@ -78,7 +78,8 @@ class Domain:
         ids = {r["qid"] for r in rows}
         # as scripts/robust_choice.py: every query with a relevant passage in the top 20 listed -> the mean is
         # over all the set's queries (the rest score 0 under any order); a sample -> over the sample
-        self.total = len(bench.queries) if with_relevant <= ids else len(rows)
+        self.complete = with_relevant <= ids
+        self.total = len(bench.queries) if self.complete else len(rows)
         self.bm25 = torch.tensor([ndcg([-float(k) for k in range(len(r["docids"]))], r["docids"],
                                        self.qrels[r["qid"]]) for r in rows], dtype=torch.float64)
         self.signals = {n: torch.tensor([fn(r["scores"]) for r in rows], dtype=torch.float64)
@@ -199,6 +200,9 @@ def main() -> None:
         report["reporting"] = {}
         for name, set_rows in reporting_rows(args.reporting).items():
             d = Domain(name, set_rows)
+            if not d.complete:  # a run still going: its mean would be over whichever queries it reached
+                raise SystemExit(f"the {name} run under {args.reporting} is not finished ({len(set_rows)} lists): "
+                                 "rerun its evaluate command (it resumes) first")
             a, b = d.per_query(chosen["form"], chosen["fuse"], chosen["valve"]), d.per_query(
                 shipped["form"], shipped["fuse"], shipped["valve"])
             report["reporting"][name] = {"chosen": float(a.sum()) / d.total, "shipped": float(b.sum()) / d.total,

@@ -32,3 +32,17 @@ def test_a_confident_head_moves_a_passage_where_rank_fusion_cannot():
         assert order(fusion_forms.fused("rrf", confident, weight)) == order(fusion_forms.fused("rrf", unsure, weight))
         assert order(fusion_forms.fused("zscore", confident, weight))[0] == 2
         assert order(fusion_forms.fused("zscore", unsure, weight))[0] == 0
+
+
+def test_a_run_that_has_not_reached_every_query_is_flagged():
+    """A reporting run still in progress must not give a mean over whichever queries it reached."""
+    from conftest import data_path
+    from pool import load_set
+
+    data_path("msmarco-passage")
+    bench = load_set("dl19")
+    rows = [{"qid": q, "docids": [c.docid for c in bench.candidates[q][:20]], "scores": [0.0] * 20}
+            for q in bench.queries]
+    assert fusion_forms.Domain("dl19", rows).complete
+    partial = fusion_forms.Domain("dl19", rows[:10])
+    assert not partial.complete and partial.total == 10

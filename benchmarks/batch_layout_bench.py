@@ -10,9 +10,6 @@ dense mask's size and the largest difference between the two paths' captured mas
 
 from __future__ import annotations
 
-import json
-import statistics
-
 import torch
 
 
@@ -34,7 +31,7 @@ def dense_capture(model, prefixes: list[list[int]], tails: list[list[list[int]]]
 
 
 def main() -> None:
-    from one_pass_bench import alternate, bench_parser, load_bench  # the script's own folder is on sys.path
+    from one_pass_bench import alternate, bench_parser, load_bench, record, summary  # this folder is on sys.path
 
     parser = bench_parser(__doc__)
     parser.add_argument("--batches", type=int, default=3)
@@ -55,14 +52,9 @@ def main() -> None:
             diff = max(float((a[g][i].token_mass - b[g][i]).abs().max()) for g in range(2) for i in range(len(prompts)))
             times = alternate({"dense": dense, "pieces": pieces}, args.reps, per=len(prompts))
         width = max(len(p) for p in prompts) + len(na)
-        row = {"lists": len(prompts), "tokens": width, "dense_mask_mib": len(prompts) * width * width / 2**20,
-               **times, "max_abs_diff": diff}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    pieces_s = statistics.mean(r["pieces"] for r in rows)
-    dense_s = statistics.mean(r["dense"] for r in rows)
-    print(f"{args.model}, batches of {args.batch_size}: pieces {pieces_s:.3f} s per list, dense mask {dense_s:.3f} s, "
-          f"ratio {pieces_s / dense_s:.3f}; max |difference| {max(r['max_abs_diff'] for r in rows):.1e}")
+        record(rows, {"lists": len(prompts), "tokens": width, "dense_mask_mib": len(prompts) * width * width / 2**20,
+                      **times, "max_abs_diff": diff})
+    print(summary(rows, f"{args.model}, batches of {args.batch_size}", "pieces", "dense", ("pieces", "dense mask")))
 
 
 if __name__ == "__main__":

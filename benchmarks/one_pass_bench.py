@@ -87,6 +87,18 @@ def alternate(fns: dict, reps: int, per: int = 1) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def record(rows: list[dict], row: dict) -> None:
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+
+
+def summary(rows: list[dict], label: str, new: str, old: str, names: tuple[str, str]) -> str:
+    """One line: the two paths' mean seconds per list, their ratio and the largest difference seen."""
+    new_s, old_s = (statistics.mean(r[k] for r in rows) for k in (new, old))
+    return (f"{label}: {names[0]} {new_s:.3f} s per list, {names[1]} {old_s:.3f} s, ratio {new_s / old_s:.3f}; "
+            f"max |difference| {max(r['max_abs_diff'] for r in rows):.1e}")
+
+
 def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--queries", type=int, default=5)
@@ -104,13 +116,8 @@ def main() -> None:
             a, b = one(), two()
             diff = max(float((a[g][0].token_mass - b[g][0]).abs().max()) for g in range(2))
             times = alternate({"two_step": two, "one_pass": one}, args.reps)
-        row = {"tokens": len(prompt), **times, "max_abs_diff": diff}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    one_s = statistics.mean(r["one_pass"] for r in rows)
-    two_s = statistics.mean(r["two_step"] for r in rows)
-    print(f"{args.model}: one pass {one_s:.3f} s per list, two-step {two_s:.3f} s, ratio {one_s / two_s:.3f}; "
-          f"max |difference| {max(r['max_abs_diff'] for r in rows):.1e}")
+        record(rows, {"tokens": len(prompt), **times, "max_abs_diff": diff})
+    print(summary(rows, args.model, "one_pass", "two_step", ("one pass", "two-step")))
 
 
 if __name__ == "__main__":

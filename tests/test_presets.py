@@ -346,3 +346,50 @@ def test_build_preset_chooses_on_raw_scores_even_from_a_valved_preset(tiny_base,
                                        safety_valve=False)
     assert valved.safety_valve == always
     assert choose_inference(valved, lists, qrels)[1] == choose_inference(plain, lists, qrels)[1]
+
+
+def test_a_preset_without_adapter_reads_the_base_model_and_says_so(tiny_base, tmp_path):
+    """A head set on the base model ships as a preset with ``"adapter": false``: it loads without peft's merge,
+    ranks exactly as the same heads given to the base model, and its card says there is no adapter. A
+    contradictory folder (flag false, adapter present) or a checkpoint missing its adapter is refused."""
+    from headrank.checkpoint import uses_adapter, write_config
+    from headrank.models import load_model
+    from headrank.rule import SafetyValve
+
+    loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
+    heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(tiny_base),
+                    prompt={"max_passage_tokens": 16}, fingerprint=loaded.fingerprint)
+    ckpt = tmp_path / "on-base-checkpoint"
+    ckpt.mkdir()
+    write_config(ckpt, heads, {}, str(tiny_base), [])
+    with pytest.raises(FileNotFoundError, match="incomplete checkpoint"):  # no flag, no adapter: incomplete
+        build_preset(ckpt, tmp_path / "x", "x", InferenceSettings())
+    config = json.loads((ckpt / "headrank_config.json").read_text())
+    (ckpt / "headrank_config.json").write_text(json.dumps({**config, "adapter": False}))
+    settings = InferenceSettings(fuse_first_stage=0.6, safety_valve=SafetyValve("top_z", threshold=0.3, weight=1.0))
+    out = tmp_path / "on-base"
+    (out / "adapter").mkdir(parents=True)  # a stale adapter from an earlier preset in the same folder
+    (out / "headrank_config.json").write_text(json.dumps(config))
+    preset = build_preset(ckpt, out, "on-base", settings)
+    assert not (out / "adapter").exists() and uses_adapter(out) is False
+    card = (out / "README.md").read_text()
+    assert "Adapter: none" in card and "ships only the head set;" in card and "LoRA r" not in card
+    docs = ["solar panels on roofs", "pasta recipes", "wind farms at sea", "river music", "chess openings"]
+    ranker = HeadRanker.from_pretrained(str(out), device="cpu")
+    assert ranker.preset == "on-base" and ranker.inference_settings == preset.inference
+    plain = HeadRanker.from_pretrained(str(tiny_base), heads=heads, device="cpu", fuse_first_stage=0.6,
+                                       safety_valve=settings.safety_valve)
+    got, want = ranker.score("query about solar", docs), plain.score("query about solar", docs)
+    assert torch.allclose(torch.as_tensor(got), torch.as_tensor(want), atol=1e-6)
+    assert [r.corpus_id for r in ranker.rank("query about solar", docs)] == \
+        [r.corpus_id for r in plain.rank("query about solar", docs)]
+    # headrank adapt from it writes a checkpoint without adapter too, which loads and ranks
+    from headrank.adapt import AdaptConfig, Candidate, write_adapted
+    write_adapted(out, tmp_path / "adapted", heads, Candidate("top-1", [(1, 0)], None, 0.5, 0.4), "toy", ["1"],
+                  ["2"], str(out), AdaptConfig())
+    adapted = HeadRanker.from_pretrained(str(tmp_path / "adapted"), device="cpu")
+    assert not (tmp_path / "adapted" / "adapter").exists() and adapted.fuse_first_stage == 0.5
+    assert len(adapted.rank("query about solar", docs)) == 5
+    (out / "adapter").mkdir()
+    with pytest.raises(ValueError, match="\"adapter\": false but an adapter/ directory is present"):
+        HeadRanker.from_pretrained(str(out), device="cpu")

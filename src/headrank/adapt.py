@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config
+from headrank.checkpoint import (ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config,
+                                 uses_adapter)
 from headrank.heads import HeadSet
 from headrank.observe import SharedCapture, all_head_observer, observe_cached
 from headrank.rule import SafetyValve, ScoringRule
@@ -300,9 +301,10 @@ def write_adapted(source: Path, out: Path, preset_heads: HeadSet, chosen: Candid
                                   "train_queries": train_q, "val_queries": val_q, "val_ndcg@10": chosen.val_ndcg,
                                   "search": asdict(config)})
     head_set.save(out / HEADSET_NAME)
-    shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
-    shutil.copytree(source / ADAPTER_DIR, out / ADAPTER_DIR)
     cfg = load_checkpoint_config(source)
+    shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
+    if uses_adapter(source, cfg):
+        shutil.copytree(source / ADAPTER_DIR, out / ADAPTER_DIR)
     inference = InferenceSettings.from_dict(cfg.get("inference"))
     cfg["inference"] = replace(inference, fuse_first_stage=chosen.fuse).to_dict()
     cfg.pop("card", None)

@@ -1,9 +1,10 @@
-"""HeadRank checkpoints: a directory with the base model's name, a head set and a LoRA adapter.
+"""HeadRank checkpoints: a directory with the base model's name, a head set and (usually) a LoRA adapter.
 
     my-checkpoint/headrank_config.json   base model, scoring, training config and history; optionally the
                                          inference settings it should run with ("inference", see below)
     my-checkpoint/headset.json           the head set (with the base weights' fingerprint)
-    my-checkpoint/adapter/               peft LoRA adapter (merged into the weights at load time)
+    my-checkpoint/adapter/               peft LoRA adapter (merged into the weights at load time); absent when
+                                         the config says ``"adapter": false`` (heads read the base model)
 
 A shipped preset (``headrank.presets``) is such a directory with inference settings and a model card.
 """
@@ -127,12 +128,34 @@ def quiet_peft() -> Iterator[None]:
         yield
 
 
+def uses_adapter(checkpoint: str | Path, config: dict | None = None) -> bool:
+    """Whether a checkpoint's heads read an adapter-merged model (the default) or the base model itself.
+
+    A config saying ``"adapter": false`` means the base model; then an ``adapter/`` folder next to it is an
+    error, not something to ignore silently (which of the two was measured would be unknown). Without that
+    key a missing ``adapter/`` is an incomplete checkpoint.
+    """
+    config = load_checkpoint_config(checkpoint) if config is None else config
+    flag = config.get("adapter", True)
+    if not isinstance(flag, bool):
+        raise ValueError(f"{checkpoint}: 'adapter' must be true or false, got {flag!r}")
+    present = (Path(checkpoint) / ADAPTER_DIR).is_dir()
+    if flag and not present:
+        raise FileNotFoundError(f"{checkpoint}: no {ADAPTER_DIR}/ directory (incomplete checkpoint; a head set "
+                                "on the base model says \"adapter\": false in its config)")
+    if not flag and present:
+        raise ValueError(f"{checkpoint}: the config says \"adapter\": false but an {ADAPTER_DIR}/ directory is "
+                         "present; remove one of the two")
+    return flag
+
+
 def merge_adapter(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
-    """Apply a checkpoint's LoRA adapter to a loaded base model and merge it (plain weights at inference)."""
+    """Apply a checkpoint's LoRA adapter to a loaded base model and merge it (plain weights at inference);
+    a checkpoint without adapter (``uses_adapter``) returns the model unchanged."""
+    if not uses_adapter(checkpoint):
+        return model
     from peft import PeftModel
 
     adapter = Path(checkpoint) / ADAPTER_DIR
-    if not adapter.is_dir():
-        raise FileNotFoundError(f"{checkpoint}: no {ADAPTER_DIR}/ directory (incomplete checkpoint)")
     with quiet_peft():
         return PeftModel.from_pretrained(model, adapter).merge_and_unload()

@@ -7,7 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config
+from headrank.checkpoint import (ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config,
+                                 uses_adapter)
 from headrank.presets.card import render_card
 from headrank.presets.registry import CARD_NAME, Preset, load_preset
 
@@ -17,12 +18,12 @@ def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: 
     """Package a trained checkpoint as a preset: config with inference settings and card, head set, adapter, card.
 
     The training state (optimizer, RNG; tens of MB) is left behind: a preset is for inference. ``head_set``
-    replaces the checkpoint's (e.g. the same heads with a re-computed fingerprint).
+    replaces the checkpoint's (e.g. the same heads with a re-computed fingerprint). A checkpoint without adapter
+    (``"adapter": false``) gives a preset without one.
     """
     checkpoint, out = Path(checkpoint), Path(out)
     config = load_checkpoint_config(checkpoint)
-    if not (checkpoint / ADAPTER_DIR).is_dir():
-        raise FileNotFoundError(f"{checkpoint}: no {ADAPTER_DIR}/ directory (incomplete checkpoint)")
+    adapter = uses_adapter(checkpoint, config)
     if out.exists() and any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
         raise FileExistsError(f"{out} exists and is not a preset directory; refusing to overwrite it")
     out.mkdir(parents=True, exist_ok=True)
@@ -30,11 +31,13 @@ def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: 
 
     head_set = head_set or HeadSet.load(checkpoint / HEADSET_NAME)
     head_set.save(out / HEADSET_NAME)
-    shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
-    (out / ADAPTER_DIR).mkdir()
-    for item in (checkpoint / ADAPTER_DIR).iterdir():  # the adapter itself; peft's template README stays behind
-        if item.name == "adapter_config.json" or item.suffix == ".safetensors":
-            shutil.copyfile(item, out / ADAPTER_DIR / item.name)
+    if out.resolve() != checkpoint.resolve():  # a stale adapter in ``out`` must not outlive the checkpoint's
+        shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
+    if adapter and out.resolve() != checkpoint.resolve():
+        (out / ADAPTER_DIR).mkdir()
+        for item in (checkpoint / ADAPTER_DIR).iterdir():  # the adapter itself; peft's template README stays behind
+            if item.name == "adapter_config.json" or item.suffix == ".safetensors":
+                shutil.copyfile(item, out / ADAPTER_DIR / item.name)
     card = {**(card or {}), "heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer,
             "weights": None if head_set.weights is None else [round(w / max(head_set.weights), 4)
                                                               for w in head_set.weights]}

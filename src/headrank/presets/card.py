@@ -31,6 +31,15 @@ def _heads_text(heads: list, weights: list | None) -> str:
     return ", ".join(f"({layer}, {head}) x {w:.2f}" for (layer, head), w in zip(heads, weights))
 
 
+def _adapter_lines(train: dict, history: list[dict]) -> list[str]:
+    return [f"- Adapter: LoRA r {train.get('lora_r', '-')} on {', '.join(train.get('target_modules', []))} "
+            f"({train.get('lora_layers', '-')}), lr {train.get('lr', '-')}, {train.get('lists_per_query', 1)} "
+            f"shuffled list(s) per training query, up to {train.get('epochs', '-')} epochs, best epoch by "
+            "validation nDCG@10",
+            "- Validation nDCG@10 by epoch (epoch 0 = the untrained head set): "
+            + (" -> ".join(f"{row['val_ndcg@10']:.4f}" for row in history) or "-")]
+
+
 def render_card(config: dict) -> str:
     """The model card (Markdown) of a preset, rendered from its config (so card and config never disagree)."""
     card = config.get("card", {})
@@ -44,7 +53,8 @@ def render_card(config: dict) -> str:
     lines += ["## Base model", "",
               f"- `{config['base_model']}`: {card.get('base_model_description', '')}",
               f"- License of the base model: {card.get('base_model_license', 'see the base model')}. "
-              "This preset ships only the head set and the adapter; the base weights are fetched on first use.", ""]
+              f"This preset ships only the head set{' and the adapter' if config.get('adapter', True) else ''}; "
+              "the base weights are fetched on first use.", ""]
     lines += ["## How it was built", "",
               f"- Training data: {card.get('training_data', '-')}",
               f"- Command (one step, from scratch): `{card.get('command', '-')}`",
@@ -53,12 +63,8 @@ def render_card(config: dict) -> str:
               f"- Commit of the code that built it: `{card.get('commit', '-')}`",
               f"- Heads ({len(heads)}{', weighted' if weights else ''}): {_heads_text(heads, weights)}; "
               f"L* = {card.get('deepest_layer', '-')}",
-              f"- Adapter: LoRA r {train.get('lora_r', '-')} on {', '.join(train.get('target_modules', []))} "
-              f"({train.get('lora_layers', '-')}), lr {train.get('lr', '-')}, {train.get('lists_per_query', 1)} "
-              f"shuffled list(s) per training query, up to {train.get('epochs', '-')} epochs, best epoch by "
-              "validation nDCG@10",
-              "- Validation nDCG@10 by epoch (epoch 0 = the untrained head set): "
-              + (" -> ".join(f"{row['val_ndcg@10']:.4f}" for row in history) or "-"), ""]
+              *(_adapter_lines(train, history) if config.get("adapter", True) else
+                ["- Adapter: none; the heads read the base model's own attention"]), ""]
     lines += ["## Inference settings", "", f"{inference.describe()}.", "",
               card.get("settings_choice", ""), ""]
     validation = card.get("validation", [])

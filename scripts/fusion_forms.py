@@ -10,7 +10,7 @@ signal below a quantile of the fold's lists -> first-stage weight 0.8 or 1), on 
 attention scores (``scripts/validation_scores.py``; no capture here).
 
     PYTHONPATH=src python scripts/fusion_forms.py --scores runs/val-scores-qwen.jsonl --out runs/fusion-forms.json \
-        [--reporting runs/eval-default-s18]
+        [--reporting runs/eval-default-s18 [--reporting-against OTHER_RUN]]
 """
 
 from __future__ import annotations
@@ -146,7 +146,9 @@ def reporting_rows(run_root: Path) -> dict[str, list[dict]]:
         if not folders:
             raise SystemExit(f"no unfused {name} run under {run_root}")
         rows = [json.loads(line) for line in (folders[0] / "progress.jsonl").read_text().splitlines() if line]
-        out[name] = [{"qid": r["qid"], "docids": r["docids"], "scores": r["scores"]} for r in rows]
+        # sorted by query id: two runs of the same set pair up query by query whatever order they finished in
+        out[name] = sorted(({"qid": r["qid"], "docids": r["docids"], "scores": r["scores"]} for r in rows),
+                           key=lambda r: r["qid"])
     return out
 
 
@@ -157,6 +159,9 @@ def main() -> None:
     parser.add_argument("--preset", type=Path, default=PRESET)
     parser.add_argument("--reporting", type=Path, help="an unfused evaluate run of the preset on the reporting "
                                                        "sets: score the chosen and the shipped setting there")
+    parser.add_argument("--reporting-against", type=Path,
+                        help="with --reporting: the shipped preset's own unfused run of the same sets; its shipped "
+                             "setting there against the chosen setting on --reporting's scores, paired per query")
     parser.add_argument("--against", type=Path, help="other scores of the same lists (e.g. validation_scores.py "
                                                      "--on-base): the shipped setting on both, paired per query")
     args = parser.parse_args()
@@ -198,6 +203,7 @@ def main() -> None:
         chosen = report["rrf+zscore"]["setting"]
         chosen = {**chosen, "valve": SafetyValve.from_dict(chosen["valve"])}
         report["reporting"] = {}
+        others = reporting_rows(args.reporting_against) if args.reporting_against else {}
         for name, set_rows in reporting_rows(args.reporting).items():
             d = Domain(name, set_rows)
             if not d.complete:  # a run still going: its mean would be over whichever queries it reached
@@ -208,6 +214,13 @@ def main() -> None:
             report["reporting"][name] = {"chosen": float(a.sum()) / d.total, "shipped": float(b.sum()) / d.total,
                                          "bm25": float(d.bm25.sum()) / d.total,
                                          "p": sign_flip_p_value((a - b).tolist(), 20000, 0)}
+            if others:
+                other = Domain(name, others[name])
+                if not other.complete or [r["qid"] for r in other.rows] != [r["qid"] for r in d.rows]:
+                    raise SystemExit(f"{args.reporting_against} does not hold the same finished {name} lists")
+                c = other.per_query(shipped["form"], shipped["fuse"], shipped["valve"])
+                report["reporting"][name].update(preset=float(c.sum()) / d.total,
+                                                 p_preset=sign_flip_p_value((a - c).tolist(), 20000, 0))
             print(name, {k: round(v, 4) for k, v in report["reporting"][name].items()})
     args.out.write_text(json.dumps(report, indent=1))
 

@@ -46,3 +46,18 @@ def test_a_run_that_has_not_reached_every_query_is_flagged():
     assert fusion_forms.Domain("dl19", rows).complete
     partial = fusion_forms.Domain("dl19", rows[:10])
     assert not partial.complete and partial.total == 10
+
+
+def test_two_runs_of_a_set_pair_up_by_query_whatever_order_they_finished_in(tmp_path):
+    """--reporting-against compares two runs query by query; their progress files list queries as they ended."""
+    import json
+
+    rows = [{"qid": q, "docids": ["a", "b"], "scores": [float(i), 0.0]} for i, q in enumerate(["3", "1", "2"])]
+    for run, ordered in (("one", rows), ("two", rows[::-1])):
+        for name in fusion_forms.REPORTING:
+            folder = tmp_path / run / f"{name}-heads-k20-first-stage-0"
+            folder.mkdir(parents=True)
+            (folder / "progress.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ordered))
+    one, two = (fusion_forms.reporting_rows(tmp_path / run) for run in ("one", "two"))
+    assert [r["qid"] for r in one["dl19"]] == [r["qid"] for r in two["dl19"]] == ["1", "2", "3"]
+    assert one == two

@@ -1,0 +1,81 @@
+"""Ship a preset's head set on its base model, without its adapter: the fusion and valve re-chosen by issue 30's
+rule on the adapter-free validation scores (``scripts/fusion_forms.py`` on ``validation_scores.py --on-base``).
+
+Writes ``"adapter": false`` into the config, removes ``adapter/`` and the training record that described it, sets
+the inference settings to the recorded choice, adds the choice to the head set's selection record, and fills the
+card's validation table (BM25, the replaced setting, this one, leave-one-domain-out). Quality and latency rows
+come after, from ``scripts/preset_card_numbers.py``.
+
+    PYTHONPATH=src python scripts/ship_on_base.py --choice results/fusion-forms-qwen-on-base.json \
+        --preset src/headrank/presets/headrank-qwen2.5-coder-0.5b --card scripts/cards/headrank-qwen2.5-coder-0.5b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ship_robust import validation_rows  # noqa: E402
+
+from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings  # noqa: E402
+from headrank.heads import HeadSet  # noqa: E402
+from headrank.presets.card import update_card  # noqa: E402
+from headrank.rule import SafetyValve  # noqa: E402
+
+REPLACED = "replaced default: same 16 heads on the adapter, fused (RRF 0.6) + safety valve"
+
+
+def choice_of(forms: dict, head_set: HeadSet, key: str = "rrf+zscore") -> dict:
+    """fusion_forms.py's record in the shape ship_robust.validation_rows reads."""
+    chosen = forms[key]
+    if chosen["setting"]["form"] != "rrf":
+        raise SystemExit(f"the recorded choice is {chosen['chosen']}; a preset fuses by RRF only")
+    return {"queries": forms["queries"], "bm25": forms["bm25"], "shipped": {"ndcg": forms["shipped_ndcg"]},
+            "chosen": {"heads": head_set.heads, "deepest": head_set.deepest_layer + 1,
+                       "fuse": chosen["setting"]["fuse"],
+                       "ndcg": {d: forms["bm25"][d] + g for d, g in chosen["gain"].items()}},
+            "lodo": {d: {"gain": g} for d, g in chosen["lodo"].items()}}
+
+
+def settings_of(forms: dict, key: str = "rrf+zscore") -> InferenceSettings:
+    setting = forms[key]["setting"]
+    valve = setting["valve"] and SafetyValve.from_dict(setting["valve"])
+    return InferenceSettings(fuse_first_stage=setting["fuse"], safety_valve=valve)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--choice", type=Path, required=True, help="fusion_forms.py's record on the base scores")
+    parser.add_argument("--preset", type=Path, required=True)
+    parser.add_argument("--card", type=Path, help="card fields (JSON) to merge: summary, training data, weaknesses")
+    parser.add_argument("--replaced", default=REPLACED, help="the validation table's label of the replaced setting")
+    args = parser.parse_args()
+    forms = json.loads(args.choice.read_text())
+    head_set = HeadSet.load(args.preset / HEADSET_NAME)
+    config = json.loads((args.preset / CONFIG_NAME).read_text())
+    inference, choice = settings_of(forms), choice_of(forms, head_set)  # checked before anything is written
+    for key in ("train_config", "history"):  # they described the adapter that no longer ships
+        config.pop(key, None)
+    config.update(adapter=False, inference=inference.to_dict())
+    shutil.rmtree(args.preset / ADAPTER_DIR, ignore_errors=True)
+    (args.preset / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+    selection = {**(head_set.selection or {}), "runs_on": "the base model, without an adapter",
+                 "settings_chosen_by": f"scripts/fusion_forms.py ({args.choice.name}): {forms['rrf+zscore']['chosen']}"}
+    dataclasses.replace(head_set, selection=selection).save(args.preset / HEADSET_NAME)
+    card = {"heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer,
+            "weights": None if head_set.weights is None else list(head_set.weights),
+            "validation": validation_rows(choice, args.replaced)}
+    if args.card:
+        card.update(json.loads(args.card.read_text()))
+    update_card(args.preset, card)
+    print(f"{args.preset}: {len(head_set.heads)} heads (L* {head_set.deepest_layer}) on the base model, "
+          f"{inference.describe()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -24,7 +24,7 @@ from ship_robust import validation_rows  # noqa: E402
 
 from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings  # noqa: E402
 from headrank.heads import HeadSet  # noqa: E402
-from headrank.presets.card import update_card  # noqa: E402
+from headrank.presets.card import head_fields, update_card  # noqa: E402
 from headrank.rule import SafetyValve  # noqa: E402
 
 REPLACED = "replaced default: same 16 heads on the adapter, fused (RRF 0.6) + safety valve"
@@ -67,8 +67,7 @@ def main() -> None:
     selection = {**(head_set.selection or {}), "runs_on": "the base model, without an adapter",
                  "settings_chosen_by": f"scripts/fusion_forms.py ({args.choice.name}): {forms['rrf+zscore']['chosen']}"}
     dataclasses.replace(head_set, selection=selection).save(args.preset / HEADSET_NAME)
-    card = {"heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer,
-            "weights": None if head_set.weights is None else list(head_set.weights),
+    card = {**head_fields(head_set),
             "validation": validation_rows(choice, args.replaced)}
     if args.card:
         card.update(json.loads(args.card.read_text()))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from headrank.checkpoint import CONFIG_NAME, HEADSET_NAME, InferenceSettings
 from headrank.heads import HeadSet
-from headrank.presets.card import update_card
+from headrank.presets.card import head_fields, update_card
 
 
 def main() -> None:
@@ -43,9 +43,7 @@ def main() -> None:
     config = json.loads(config_path.read_text())
     config["inference"] = InferenceSettings(fuse_first_stage=chosen["fuse"]).to_dict()
     config_path.write_text(json.dumps(config, indent=2) + "\n")
-    card = {"heads": [list(h) for h in new.heads], "deepest_layer": new.deepest_layer,
-            "weights": None if new.weights is None else [round(w / max(new.weights), 4) for w in new.weights],
-            "validation": recipe["card_validation"]}
+    card = {**head_fields(new), "validation": recipe["card_validation"]}
     if args.card:
         card.update(json.loads(args.card.read_text()))
     update_card(args.preset, card)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from headrank.checkpoint import CONFIG_NAME, HEADSET_NAME
 from headrank.heads import HeadSet
-from headrank.presets.card import update_card
+from headrank.presets.card import head_fields, update_card
 
 NAMES = {"dl21-val": "DL21 val", "nfcorpus-dev": "NFCorpus dev", "cranfield": "Cranfield", "cisi": "CISI",
          "npl": "NPL"}
@@ -55,8 +55,7 @@ def main() -> None:
     config["inference"] = json.loads((args.candidate / CONFIG_NAME).read_text())["inference"]
     (args.preset / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     head_set = HeadSet.load(args.preset / HEADSET_NAME)
-    card = {"heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer,
-            "weights": None if head_set.weights is None else list(head_set.weights),
+    card = {**head_fields(head_set),
             "validation": validation_rows(choice, args.previous)}
     if args.card:
         card.update(json.loads(args.card.read_text()))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from headrank.checkpoint import (ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config,
                                  uses_adapter)
-from headrank.presets.card import render_card
+from headrank.presets.card import head_fields, render_card
 from headrank.presets.registry import CARD_NAME, Preset, load_preset
 
 
@@ -38,9 +38,7 @@ def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: 
         for item in (checkpoint / ADAPTER_DIR).iterdir():  # the adapter itself; peft's template README stays behind
             if item.name == "adapter_config.json" or item.suffix == ".safetensors":
                 shutil.copyfile(item, out / ADAPTER_DIR / item.name)
-    card = {**(card or {}), "heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer,
-            "weights": None if head_set.weights is None else [round(w / max(head_set.weights), 4)
-                                                              for w in head_set.weights]}
+    card = {**(card or {}), **head_fields(head_set)}
     config = {**config, "preset": name, "inference": inference.to_dict(), "card": card}
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     (out / CARD_NAME).write_text(render_card(config))

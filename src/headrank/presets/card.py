@@ -19,6 +19,13 @@ def update_card(path: str | Path, card: dict) -> Preset:
     return load_preset(path)
 
 
+def head_fields(head_set) -> dict:
+    """The card's description of a head set: heads, L*, and weights scaled so the largest is 1."""
+    weights = head_set.weights
+    return {"heads": [list(h) for h in head_set.heads], "deepest_layer": head_set.deepest_layer,
+            "weights": None if weights is None else [round(w / max(weights), 4) for w in weights]}
+
+
 def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else ("-" if value is None else str(value))
 

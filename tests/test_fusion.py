@@ -28,6 +28,22 @@ def test_weights_interpolate_between_reranker_and_first_stage():
     assert _order(fuse_with_first_stage(scores, 0.5))[0] == 1
 
 
+def test_fused_scores_that_tie_in_theory_tie_exactly_and_keep_the_input_order():
+    """At w 0.6 a passage in position 6 ranked 17th by the heads and one in position 10 ranked 10th fuse to the
+    same value, 0.4/77 + 0.6/66 = 0.4/70 + 0.6/70; in floats the later one came out one ulp higher and won,
+    so evaluate's run and rank() broke the tie by rounding where the validation scripts kept the input order
+    (two DL20 / NFCorpus lists scored differently). Equal in theory must be equal, first in input order first."""
+    ranks = {5: 17, 9: 10}  # 0-based positions -> the heads' ranks
+    rest = iter(r for r in range(1, 21) if r not in ranks.values())
+    wanted = [ranks[i] if i in ranks else next(rest) for i in range(20)]
+    scores = [-float(r) for r in wanted]  # heads' scores giving exactly those ranks
+    assert rank_positions(scores) == wanted
+    fused = fuse_with_first_stage(scores, 0.6)
+    assert fused[5] == fused[9]
+    assert _order(fused).index(5) < _order(fused).index(9)
+    assert fused == pytest.approx([0.4 / (60 + r) + 0.6 / (60 + i + 1) for i, r in enumerate(wanted)], rel=1e-12)
+
+
 def test_empty_passages_stay_last_and_bad_weights_fail():
     fused = fuse_with_first_stage([-math.inf, 0.2, 0.1], 0.9)
     assert fused[0] == -math.inf and _order(fused)[-1] == 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 RRF_K = 60
 
@@ -34,7 +35,11 @@ def fuse_with_first_stage(scores: Sequence[float], weight: float, k: int = RRF_K
     if k < 1:
         raise ValueError("the RRF constant k must be >= 1")
     ranks = rank_positions(scores)
+    # exact arithmetic: two passages whose fused scores are equal in theory (at w 0.6, positions 6 and 10 ranked
+    # 17th and 10th by the heads) got floats one ulp apart, the later one higher, so the tie was broken by
+    # rounding instead of by the input order as everywhere else (rank_positions, the validation scripts)
+    w = Fraction(weight).limit_denominator(10**6)
     return [
-        -math.inf if scores[i] == -math.inf else (1.0 - weight) / (k + ranks[i]) + weight / (k + i + 1)
+        -math.inf if scores[i] == -math.inf else float((1 - w) / (k + ranks[i]) + w / (k + i + 1))
         for i in range(len(scores))
     ]

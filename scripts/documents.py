@@ -17,7 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]  # where the documents are (a test points it elsewhere)
+RESULTS = Path(__file__).resolve().parents[1] / "results"  # recorded results: always the repository's
 sys.path.insert(0, str(Path(__file__).parent))
 DOCUMENTS = ("README.md", "RESULTS.md", "BENCHMARKS.md")
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
@@ -123,6 +124,28 @@ def presets_quality() -> str:
     return "\n".join(lines) + "\n"
 
 
+def on_base_reporting() -> str:
+    """RESULTS.md's reporting rows of the adapter-free default beside the version it replaced, from
+    results/fusion-forms-qwen-on-base.json (fusion_forms.py --reporting --reporting-against)."""
+    import json
+
+    whole = json.loads((RESULTS / "fusion-forms-qwen-on-base.json").read_text())
+    record, valve = whole["reporting"], whole["rrf+zscore"]["setting"]["valve"]
+    names = {"dl19": "DL19", "dl20": "DL20", "noveleval": "NovelEval", "nfcorpus": "NFCorpus test"}
+    lines = ["| set | BM25 | replaced default (adapter, its valve) | no adapter, chosen valve "
+             f"(`{valve['signal']} < {valve['threshold']:.3f}`): nDCG@10, minus replaced (p) | no adapter, the "
+             "replaced valve (not chosen; p against the chosen) |",
+             "|---|---|---|---|---|"]
+    for key, name in names.items():
+        r = record[key]
+        lines.append(f"| {name} | {r['bm25']:.4f} | {r['preset']:.4f} | **{r['chosen']:.4f}**, "
+                     f"{r['chosen'] - r['preset']:+.4f} ({r['p_preset']:.2f}) | {r['shipped']:.4f} ({r['p']:.2f}) |")
+    mean = {k: sum(record[s][k] for s in names) / len(names) for k in ("bm25", "preset", "chosen", "shipped")}
+    lines.append(f"| four sets | {mean['bm25']:.4f} | {mean['preset']:.4f} | **{mean['chosen']:.4f}**, "
+                 f"{mean['chosen'] - mean['preset']:+.4f} | {mean['shipped']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
 def default_headline() -> str:
     """README's status sentence on the default preset, from its card."""
     from headrank.presets import DEFAULT_PRESET, FAST_PRESET, load_preset
@@ -137,7 +160,7 @@ GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "prese
                                             "default-headline": default_headline, "presets-quality": presets_quality,
                                             "long-lists": long_lists, "build-choice": build_choice,
                                             "deep-rule": deep_rule, "presets-latency": presets_latency,
-                                            "zero-label": zero_label}
+                                            "zero-label": zero_label, "on-base-reporting": on_base_reporting}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

@@ -42,7 +42,9 @@ def main() -> None:
         summary = json.loads(args.summary.read_text())
         rows.append(quality_row(summary, args.fused, args.label))
         if args.fused:
-            rows.append(quality_row(summary, False, "same heads and adapter, without the fusion or the valve"))
+            adapter = json.loads((args.preset / "headrank_config.json").read_text()).get("adapter", True)
+            rows.append(quality_row(summary, False, f"same heads{' and adapter' if adapter else ''}, without the "
+                                                    "fusion or the valve"))
     rows += reference.get("preset_rows", [])
     for row in reference["rows"]:
         values = dict(row["ndcg@10"])

@@ -7,7 +7,7 @@ card's validation table (BM25, the replaced setting, this one, leave-one-domain-
 come after, from ``scripts/preset_card_numbers.py``.
 
     PYTHONPATH=src python scripts/ship_on_base.py --choice results/fusion-forms-qwen-on-base.json \
-        --preset src/headrank/presets/headrank-qwen2.5-coder-0.5b --card scripts/cards/headrank-qwen2.5-coder-0.5b.json
+        --replaced results/robust-choice-qwen.json --preset src/headrank/presets/headrank-qwen2.5-coder-0.5b --card scripts/cards/headrank-qwen2.5-coder-0.5b.json
 """
 
 from __future__ import annotations
@@ -30,12 +30,16 @@ from headrank.rule import SafetyValve  # noqa: E402
 REPLACED = "replaced default: same 16 heads on the adapter, fused (RRF 0.6) + safety valve"
 
 
-def choice_of(forms: dict, head_set: HeadSet, key: str = "rrf+zscore") -> dict:
-    """fusion_forms.py's record in the shape ship_robust.validation_rows reads."""
+def choice_of(forms: dict, head_set: HeadSet, replaced: dict, key: str = "rrf+zscore") -> dict:
+    """fusion_forms.py's record in the shape ship_robust.validation_rows reads; ``replaced``: the replaced
+    preset's validation nDCG@10 per domain (its own scores: fusion_forms' "shipped_ndcg" is the replaced
+    setting on *these* scores, not the replaced preset)."""
     chosen = forms[key]
     if chosen["setting"]["form"] != "rrf":
         raise SystemExit(f"the recorded choice is {chosen['chosen']}; a preset fuses by RRF only")
-    return {"queries": forms["queries"], "bm25": forms["bm25"], "shipped": {"ndcg": forms["shipped_ndcg"]},
+    if set(replaced) != set(forms["bm25"]):
+        raise SystemExit(f"the replaced preset's record covers {sorted(replaced)}, not {sorted(forms['bm25'])}")
+    return {"queries": forms["queries"], "bm25": forms["bm25"], "shipped": {"ndcg": replaced},
             "chosen": {"heads": head_set.heads, "deepest": head_set.deepest_layer + 1,
                        "fuse": chosen["setting"]["fuse"],
                        "ndcg": {d: forms["bm25"][d] + g for d, g in chosen["gain"].items()}},
@@ -51,14 +55,17 @@ def settings_of(forms: dict, key: str = "rrf+zscore") -> InferenceSettings:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--choice", type=Path, required=True, help="fusion_forms.py's record on the base scores")
+    parser.add_argument("--replaced", type=Path, required=True,
+                        help="the replaced preset's choice record (robust_choice.py: its validation nDCG@10)")
     parser.add_argument("--preset", type=Path, required=True)
     parser.add_argument("--card", type=Path, help="card fields (JSON) to merge: summary, training data, weaknesses")
-    parser.add_argument("--replaced", default=REPLACED, help="the validation table's label of the replaced setting")
+    parser.add_argument("--replaced-label", default=REPLACED, help="the validation table's label of the replaced one")
     args = parser.parse_args()
     forms = json.loads(args.choice.read_text())
     head_set = HeadSet.load(args.preset / HEADSET_NAME)
     config = json.loads((args.preset / CONFIG_NAME).read_text())
-    inference, choice = settings_of(forms), choice_of(forms, head_set)  # checked before anything is written
+    replaced = json.loads(args.replaced.read_text())["chosen"]["ndcg"]
+    inference, choice = settings_of(forms), choice_of(forms, head_set, replaced)  # checked before anything is written
     for key in ("train_config", "history"):  # they described the adapter that no longer ships
         config.pop(key, None)
     config.update(adapter=False, inference=inference.to_dict())
@@ -68,7 +75,7 @@ def main() -> None:
                  "settings_chosen_by": f"scripts/fusion_forms.py ({args.choice.name}): {forms['rrf+zscore']['chosen']}"}
     dataclasses.replace(head_set, selection=selection).save(args.preset / HEADSET_NAME)
     card = {**head_fields(head_set),
-            "validation": validation_rows(choice, args.replaced)}
+            "validation": validation_rows(choice, args.replaced_label)}
     if args.card:
         card.update(json.loads(args.card.read_text()))
     update_card(args.preset, card)

@@ -32,9 +32,11 @@ def forms_record(form: str = "rrf") -> dict:
 def test_ship_on_base_drops_the_adapter_and_records_the_choice(tiny_base, tmp_path, monkeypatch):
     preset = make_tiny_preset(tiny_base, tmp_path / "p", InferenceSettings(fuse_first_stage=0.5))
     assert (preset / "adapter").is_dir()
-    choice = tmp_path / "forms.json"
+    choice, replaced = tmp_path / "forms.json", tmp_path / "replaced.json"
     choice.write_text(json.dumps(forms_record()))
-    monkeypatch.setattr(sys, "argv", ["ship_on_base.py", "--choice", str(choice), "--preset", str(preset)])
+    replaced.write_text(json.dumps({"chosen": {"ndcg": {d: 0.42 for d in DOMAINS}}}))
+    monkeypatch.setattr(sys, "argv", ["ship_on_base.py", "--choice", str(choice), "--replaced", str(replaced),
+                                      "--preset", str(preset)])
     ship_on_base.main()
     config = json.loads((preset / "headrank_config.json").read_text())
     assert config["adapter"] is False and "train_config" not in config and not (preset / "adapter").exists()
@@ -45,6 +47,8 @@ def test_ship_on_base_drops_the_adapter_and_records_the_choice(tiny_base, tmp_pa
     mine = next(v for k, v in rows.items() if k.startswith("this preset: 2 heads, 3 layers"))
     assert mine["NPL (12)"] == pytest.approx(0.45) and mine["mean of five"] == pytest.approx(0.43)
     assert rows["leave-one-domain-out estimate (chosen without the domain)"]["CISI (12)"] == pytest.approx(0.405)
+    # the replaced row is the replaced preset's own record, not the replaced setting on the new scores (0.41)
+    assert rows[ship_on_base.REPLACED]["NPL (12)"] == pytest.approx(0.42)
     assert "runs_on" in HeadSet.load(preset / "headset.json").selection
     card = (preset / "README.md").read_text()
     assert "Adapter: none" in card and "top_z < 0.6" in card

@@ -260,11 +260,13 @@ def test_the_default_preset_is_the_best_one_above_bm25():
     assert max(above, key=lambda p: p.headline["preset"]).name == DEFAULT_PRESET
 
 
-def test_presets_command_lists_them():
+def test_presets_command_lists_them(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # a plain terminal: the numbers were cut to "0.…" there
     result = runner.invoke(app, ["presets"])
     assert result.exit_code == 0, result.output
     for name in available_presets():
         assert name in result.output
+        assert f"{load_preset(name).headline['preset']:.4f}" in result.output
     assert f"{DEFAULT_PRESET} *" in result.output and str(PRESETS_DIR.name) == "presets"
 
 

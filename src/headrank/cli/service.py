@@ -155,8 +155,9 @@ def presets() -> None:
     table = Table(title="HeadRank presets: nDCG@10 averaged over DL19, DL20, NovelEval, NFCorpus (K = 20)",
                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False)
     table.add_column("preset", no_wrap=True, min_width=max(len(name) + 2 for name in available_presets()))
-    for col in ("settings", "nDCG@10", "BM25", "ICR", "s/list"):
-        table.add_column(col, no_wrap=True)
+    table.add_column("settings")  # wraps on a narrow terminal; the numbers never shrink to "0.…"
+    for col in ("nDCG@10", "BM25", "ICR", "s/list"):
+        table.add_column(col, no_wrap=True, min_width=max(len(col), 6), justify="right")
     for preset in list_presets():
         head = preset.headline
         latency = preset.card.get("latency", [{}])[0].get("seconds_per_list")

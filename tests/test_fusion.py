@@ -42,6 +42,9 @@ def test_fused_scores_that_tie_in_theory_tie_exactly_and_keep_the_input_order():
     assert fused[5] == fused[9]
     assert _order(fused).index(5) < _order(fused).index(9)
     assert fused == pytest.approx([0.4 / (60 + r) + 0.6 / (60 + i + 1) for i, r in enumerate(wanted)], rel=1e-12)
+    import numpy as np  # a weight read from an array (not a Python float) fuses the same way
+
+    assert fuse_with_first_stage(scores, np.float32(0.6)) == fused
 
 
 def test_empty_passages_stay_last_and_bad_weights_fail():

@@ -38,7 +38,7 @@ def fuse_with_first_stage(scores: Sequence[float], weight: float, k: int = RRF_K
     # exact arithmetic: two passages whose fused scores are equal in theory (at w 0.6, positions 6 and 10 ranked
     # 17th and 10th by the heads) got floats one ulp apart, the later one higher, so the tie was broken by
     # rounding instead of by the input order as everywhere else (rank_positions, the validation scripts)
-    w = Fraction(weight).limit_denominator(10**6)
+    w = Fraction(float(weight)).limit_denominator(10**6)  # float(): a numpy float32 weight is not a float
     return [
         -math.inf if scores[i] == -math.inf else float((1 - w) / (k + ranks[i]) + w / (k + i + 1))
         for i in range(len(scores))

@@ -13,6 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
+from headrank.checkpoint import uses_adapter
 from headrank.presets.card import update_card
 
 SETS = ("dl19", "dl20", "noveleval", "nfcorpus")
@@ -42,7 +43,7 @@ def main() -> None:
         summary = json.loads(args.summary.read_text())
         rows.append(quality_row(summary, args.fused, args.label))
         if args.fused:
-            adapter = json.loads((args.preset / "headrank_config.json").read_text()).get("adapter", True)
+            adapter = uses_adapter(args.preset)
             rows.append(quality_row(summary, False, f"same heads{' and adapter' if adapter else ''}, without the "
                                                     "fusion or the valve"))
     rows += reference.get("preset_rows", [])

@@ -7,7 +7,8 @@ card's validation table (BM25, the replaced setting, this one, leave-one-domain-
 come after, from ``scripts/preset_card_numbers.py``.
 
     PYTHONPATH=src python scripts/ship_on_base.py --choice results/fusion-forms-qwen-on-base.json \
-        --replaced results/robust-choice-qwen.json --preset src/headrank/presets/headrank-qwen2.5-coder-0.5b --card scripts/cards/headrank-qwen2.5-coder-0.5b.json
+        --replaced results/robust-choice-qwen.json --preset src/headrank/presets/headrank-qwen2.5-coder-0.5b \
+        --card scripts/cards/headrank-qwen2.5-coder-0.5b.json
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ship_robust import validation_rows  # noqa: E402
+from ship_robust import validation_rows, write_card  # noqa: E402
 
 from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings  # noqa: E402
 from headrank.heads import HeadSet  # noqa: E402
-from headrank.presets.card import head_fields, update_card  # noqa: E402
 from headrank.rule import SafetyValve  # noqa: E402
 
 REPLACED = "replaced default: same 16 heads on the adapter, fused (RRF 0.6) + safety valve"
@@ -74,11 +74,7 @@ def main() -> None:
     selection = {**(head_set.selection or {}), "runs_on": "the base model, without an adapter",
                  "settings_chosen_by": f"scripts/fusion_forms.py ({args.choice.name}): {forms['rrf+zscore']['chosen']}"}
     dataclasses.replace(head_set, selection=selection).save(args.preset / HEADSET_NAME)
-    card = {**head_fields(head_set),
-            "validation": validation_rows(choice, args.replaced_label)}
-    if args.card:
-        card.update(json.loads(args.card.read_text()))
-    update_card(args.preset, card)
+    write_card(args.preset, head_set, validation_rows(choice, args.replaced_label), args.card)
     print(f"{args.preset}: {len(head_set.heads)} heads (L* {head_set.deepest_layer}) on the base model, "
           f"{inference.describe()}")
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
-from headrank.checkpoint import CONFIG_NAME, HEADSET_NAME, InferenceSettings
-from headrank.heads import HeadSet
-from headrank.presets.card import head_fields, update_card
+sys.path.insert(0, str(Path(__file__).parent))
+from ship_robust import write_card  # noqa: E402
+
+from headrank.checkpoint import CONFIG_NAME, HEADSET_NAME, InferenceSettings  # noqa: E402
+from headrank.heads import HeadSet  # noqa: E402
 
 
 def main() -> None:
@@ -43,10 +46,7 @@ def main() -> None:
     config = json.loads(config_path.read_text())
     config["inference"] = InferenceSettings(fuse_first_stage=chosen["fuse"]).to_dict()
     config_path.write_text(json.dumps(config, indent=2) + "\n")
-    card = {**head_fields(new), "validation": recipe["card_validation"]}
-    if args.card:
-        card.update(json.loads(args.card.read_text()))
-    update_card(args.preset, card)
+    write_card(args.preset, new, recipe["card_validation"], args.card)
     print(f"{args.preset}: {len(new.heads)} heads (L* {new.deepest_layer}), "
           f"{'plain sum' if plain else 'weighted'}, fusion {chosen['fuse']}")
 

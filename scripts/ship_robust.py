@@ -41,6 +41,14 @@ def validation_rows(choice: dict, previous: str = PREVIOUS) -> list[dict]:
                 {d: bm25[d] + v["gain"] for d, v in choice["lodo"].items()})]
 
 
+def write_card(preset: Path, head_set: HeadSet, validation: list[dict], card_file: Path | None) -> None:
+    """The card's head fields and validation table, then the card file's text fields, re-rendered into README.md."""
+    card = {**head_fields(head_set), "validation": validation}
+    if card_file:
+        card.update(json.loads(card_file.read_text()))
+    update_card(preset, card)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--choice", type=Path, required=True)
@@ -55,11 +63,7 @@ def main() -> None:
     config["inference"] = json.loads((args.candidate / CONFIG_NAME).read_text())["inference"]
     (args.preset / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     head_set = HeadSet.load(args.preset / HEADSET_NAME)
-    card = {**head_fields(head_set),
-            "validation": validation_rows(choice, args.previous)}
-    if args.card:
-        card.update(json.loads(args.card.read_text()))
-    update_card(args.preset, card)
+    write_card(args.preset, head_set, validation_rows(choice, args.previous), args.card)
     print(f"{args.preset}: {len(head_set.heads)} heads (L* {head_set.deepest_layer}), inference {config['inference']}")
 
 

@@ -31,13 +31,13 @@ def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: 
 
     head_set = head_set or HeadSet.load(checkpoint / HEADSET_NAME)
     head_set.save(out / HEADSET_NAME)
-    if out.resolve() != checkpoint.resolve():  # a stale adapter in ``out`` must not outlive the checkpoint's
-        shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)
-    if adapter and out.resolve() != checkpoint.resolve():
-        (out / ADAPTER_DIR).mkdir()
-        for item in (checkpoint / ADAPTER_DIR).iterdir():  # the adapter itself; peft's template README stays behind
-            if item.name == "adapter_config.json" or item.suffix == ".safetensors":
-                shutil.copyfile(item, out / ADAPTER_DIR / item.name)
+    if out.resolve() != checkpoint.resolve():
+        shutil.rmtree(out / ADAPTER_DIR, ignore_errors=True)  # a stale adapter must not outlive the checkpoint's
+        if adapter:
+            (out / ADAPTER_DIR).mkdir()
+            for item in (checkpoint / ADAPTER_DIR).iterdir():  # the adapter; peft's template README stays behind
+                if item.name == "adapter_config.json" or item.suffix == ".safetensors":
+                    shutil.copyfile(item, out / ADAPTER_DIR / item.name)
     card = {**(card or {}), **head_fields(head_set)}
     config = {**config, "preset": name, "inference": inference.to_dict(), "card": card}
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")

@@ -77,7 +77,8 @@ def _toy_data():
     return items, qrels
 
 
-def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=None, data=None, **settings):
+def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=None, data=None, on_step=None,
+           **settings):
     from headrank.models import load_model
 
     loaded = load_model(str(base), device="cpu", dtype="float32")
@@ -87,7 +88,7 @@ def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=N
     config = TrainConfig(epochs=epochs, lr=lr, list_size=6, pairs_per_list=4, patience=5, seed=3, **settings)
     builder = PromptBuilder(loaded.tokenizer, PromptSettings(max_passage_tokens=16))
     return train(loaded.model, builder, heads, items[:4], items[4:], qrels, config, out, pad_id=0,
-                 base_model_name=str(base), resume=resume, on_phase=on_phase)
+                 base_model_name=str(base), resume=resume, on_phase=on_phase, on_step=on_step)
 
 
 def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llama_tokenizer, tmp_path):
@@ -109,6 +110,17 @@ def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llam
     _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=1)
     resumed = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=2, resume=True)
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in history])
+    # stopped during epoch 1: the resumed run does not validate the untrained adapter again, and equals two straight
+    def stop(epoch, step, loss):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_base, llama_tokenizer, tmp_path / "ckpt4", epochs=2, on_step=stop)
+    phases = []
+    after_kill = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt4", epochs=2, resume=True,
+                        on_phase=lambda *a: phases.append(a))
+    assert phases.count(("validation", 2, 2)) == 2  # epochs 1 and 2 only
+    assert [h["train_loss"] for h in after_kill["history"]] == pytest.approx([h["train_loss"] for h in history])
     # resuming with other settings is refused (only the epoch budget may change)
     with pytest.raises(ValueError, match=r"other settings \(lr: 0.005 -> 0.001\)"):
         _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=3, resume=True, lr=1e-3)

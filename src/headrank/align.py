@@ -345,6 +345,8 @@ def train(
         best = base_val
         save_adapter(peft_model, out_dir)
         write_config(out_dir, heads, asdict(config), base_model_name, history)
+        # a run stopped during epoch 1 resumes here instead of validating the untrained adapter again
+        _save_state(state_path, peft_model, optimizer, 0, best, since_best, history, config, rng)
     if since_best > config.patience:
         start_epoch = config.epochs  # a resumed run that had stopped early stays stopped
     for epoch in range(start_epoch + 1, config.epochs + 1):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import tiny_llama, tiny_qwen2
+from headrank import align
 from headrank.align import TrainConfig, TrainingList, list_loss, make_pairs, train
 from headrank.checkpoint import is_checkpoint
 from headrank.heads import HeadSet
@@ -91,7 +92,7 @@ def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=N
                  base_model_name=str(base), resume=resume, on_phase=on_phase, on_step=on_step)
 
 
-def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llama_tokenizer, tmp_path):
+def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llama_tokenizer, tmp_path, monkeypatch):
     out = tmp_path / "ckpt"
     phases = []
     result = _train(tiny_base, llama_tokenizer, out, epochs=2, on_phase=lambda *a: phases.append(a))
@@ -121,6 +122,16 @@ def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llam
                         on_phase=lambda *a: phases.append(a))
     assert phases.count(("validation", 2, 2)) == 2  # epochs 1 and 2 only
     assert [h["train_loss"] for h in after_kill["history"]] == pytest.approx([h["train_loss"] for h in history])
+    # with head-layer adapters too (the resumed run needs the frozen layers' output again), and the resumed run
+    # reuses the recorded reference scores instead of running the reference pass's full-depth forward
+    straight = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt5", epochs=2, lora_layers="head-layers")
+    with pytest.raises(KeyboardInterrupt):
+        _train(tiny_base, llama_tokenizer, tmp_path / "ckpt6", epochs=2, on_step=stop, lora_layers="head-layers")
+    with monkeypatch.context() as patched:
+        patched.setattr(align, "score_reference", lambda *a: pytest.fail("the reference pass ran again"))
+        resumed = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt6", epochs=2, resume=True,
+                         lora_layers="head-layers")
+    assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in straight["history"]])
     # resuming with other settings is refused (only the epoch budget may change)
     with pytest.raises(ValueError, match=r"other settings \(lr: 0.005 -> 0.001\)"):
         _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=3, resume=True, lr=1e-3)

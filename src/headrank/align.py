@@ -14,6 +14,8 @@ Ablations switch pieces off or swap them (see ``TrainConfig``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import time
@@ -205,6 +207,23 @@ def score_reference(model: torch.nn.Module, item: TrainingList, heads: HeadSet, 
     item.frozen_hidden = torch.cat(seen, dim=1)  # prefix, then tail
 
 
+def reference_key(item: TrainingList, heads: HeadSet) -> str:
+    """What a list's reference scores are computed from: its tokens, passages and the head set (content, not the
+    list's position in the run), so that a resumed run reuses them only for the very same list."""
+    content = [item.qid, item.docids, item.prompt.prefix_ids, item.prompt.tail_ids,
+               [list(h) for h in heads.heads], list(heads.weights or [])]
+    return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:32]
+
+
+def frozen_input(model: torch.nn.Module, item: TrainingList, pad_id: int, first_adapter: int) -> torch.Tensor:
+    """The input of layer ``first_adapter`` for the list (prefix, then tail), from a pass that stops there: what
+    ``score_reference`` records, without the layers above (a resumed run has the reference scores already)."""
+    with layer_inputs(decoder_model(model), first_adapter) as seen:
+        capture_lists(decoder_model(model), [item.prompt.prefix_ids], [[item.prompt.tail_ids]], [(first_adapter, 0)],
+                      pad_id=pad_id)
+    return torch.cat(seen, dim=1)
+
+
 def list_loss(logp: torch.Tensor, item: TrainingList, config: TrainConfig) -> torch.Tensor:
     """Preference loss over the list's pairs plus the distribution regularizer."""
     loss = logp.new_zeros(())
@@ -328,7 +347,10 @@ def train(
     val_lists = build_lists(val_items, qrels, builder, val_config, rng, domains)
     peft_model.eval()  # no dropout; gradients still flow
     first_adapter = frozen_layers(peft_model, heads, config)
-    _reference_pass(peft_model, train_lists, heads, pad_id, first_adapter, config, rng, phase("reference"))
+    saved_reference = (state or {}).get("reference", {})
+    _reference_pass(peft_model, train_lists, heads, pad_id, first_adapter, config, rng, phase("reference"),
+                    saved_reference)
+    reference = {reference_key(t, heads): t.ref_logp for t in train_lists}
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     history: list[dict] = []
@@ -346,7 +368,7 @@ def train(
         save_adapter(peft_model, out_dir)
         write_config(out_dir, heads, asdict(config), base_model_name, history)
         # a run stopped during epoch 1 resumes here instead of validating the untrained adapter again
-        _save_state(state_path, peft_model, optimizer, 0, best, since_best, history, config, rng)
+        _save_state(state_path, peft_model, optimizer, 0, best, since_best, history, config, rng, reference)
     if since_best > config.patience:
         start_epoch = config.epochs  # a resumed run that had stopped early stays stopped
     for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -367,7 +389,8 @@ def train(
             write_config(out_dir, heads, asdict(config), base_model_name, history)
         else:
             since_best += 1
-        _save_state(state_path, peft_model, optimizer, epoch, best, since_best, history, config, rng)
+        _save_state(state_path, peft_model, optimizer, epoch, best, since_best, history, config, rng,
+                    reference)
         if since_best > config.patience:
             break
     write_config(out_dir, heads, asdict(config), base_model_name, history)
@@ -375,11 +398,20 @@ def train(
 
 
 def _reference_pass(peft_model, train_lists, heads: HeadSet, pad_id: int, first_adapter: int, config: TrainConfig,
-                    rng: random.Random, progress: Callable[[int, int], None] | None) -> None:
-    """p_ref of every training list (adapters off, no gradients) and the hard pairs chosen from it."""
+                    rng: random.Random, progress: Callable[[int, int], None] | None,
+                    saved: dict[str, torch.Tensor] | None = None) -> None:
+    """p_ref of every training list (adapters off, no gradients) and the hard pairs chosen from it. ``saved``:
+    reference scores a stopped run recorded, by ``reference_key``; those lists only need their frozen input."""
+    saved = saved or {}
     with torch.no_grad(), peft_model.disable_adapter():
         for done, item in enumerate(train_lists, start=1):
-            score_reference(peft_model, item, heads, pad_id, first_adapter)
+            known = saved.get(reference_key(item, heads))
+            if known is None:
+                score_reference(peft_model, item, heads, pad_id, first_adapter)
+            else:
+                item.ref_logp = known
+                if first_adapter:
+                    item.frozen_hidden = frozen_input(peft_model, item, pad_id, first_adapter)
             item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
             if progress:
                 progress(done, len(train_lists))
@@ -405,13 +437,14 @@ def _train_epoch(peft_model, train_lists, heads: HeadSet, pad_id: int, first_ada
 
 
 def _save_state(path: Path, peft_model, optimizer, epoch: int, best: float, since_best: int, history: list[dict],
-                config: TrainConfig, rng: random.Random) -> None:
-    """Everything a resumed run needs after ``epoch``: adapter, optimizer, progress and both RNG states."""
+                config: TrainConfig, rng: random.Random, reference: dict[str, torch.Tensor]) -> None:
+    """Everything a resumed run needs after ``epoch``: adapter, optimizer, progress, both RNG states and the
+    reference scores (a few floats per list; the full-depth reference pass is the costly part of a restart)."""
     from peft import get_peft_model_state_dict
 
     torch.save({"adapter": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict(),
                 "epoch": epoch, "best": best, "since_best": since_best, "history": history, "config": asdict(config),
-                "rng": rng.getstate(), "torch_rng": torch.get_rng_state()}, path)
+                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "reference": reference}, path)
 
 
 def _restore_state(state: dict, peft_model, optimizer, rng: random.Random) -> tuple[int, float, int, list[dict]]:

@@ -347,10 +347,8 @@ def train(
     val_lists = build_lists(val_items, qrels, builder, val_config, rng, domains)
     peft_model.eval()  # no dropout; gradients still flow
     first_adapter = frozen_layers(peft_model, heads, config)
-    saved_reference = (state or {}).get("reference", {})
-    _reference_pass(peft_model, train_lists, heads, pad_id, first_adapter, config, rng, phase("reference"),
-                    saved_reference)
-    reference = {reference_key(t, heads): t.ref_logp for t in train_lists}
+    reference = _reference_pass(peft_model, train_lists, heads, pad_id, first_adapter, config, rng,
+                                phase("reference"), (state or {}).get("reference"))
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     history: list[dict] = []
@@ -365,9 +363,7 @@ def train(
                         "seconds": round(time.perf_counter() - started, 1),  # reference pass + validation
                         **_domain_columns(by_domain)})
         best = base_val
-        save_adapter(peft_model, out_dir)
-        write_config(out_dir, heads, asdict(config), base_model_name, history)
-        # a run stopped during epoch 1 resumes here instead of validating the untrained adapter again
+        _keep_best(peft_model, out_dir, heads, config, base_model_name, history)
         _save_state(state_path, peft_model, optimizer, 0, best, since_best, history, config, rng, reference)
     if since_best > config.patience:
         start_epoch = config.epochs  # a resumed run that had stopped early stays stopped
@@ -385,23 +381,29 @@ def train(
             on_epoch(epoch, history[-1]["train_loss"], val)
         if val > best:
             best, since_best = val, 0
-            save_adapter(peft_model, out_dir)
-            write_config(out_dir, heads, asdict(config), base_model_name, history)
+            _keep_best(peft_model, out_dir, heads, config, base_model_name, history)
         else:
             since_best += 1
-        _save_state(state_path, peft_model, optimizer, epoch, best, since_best, history, config, rng,
-                    reference)
+        _save_state(state_path, peft_model, optimizer, epoch, best, since_best, history, config, rng, reference)
         if since_best > config.patience:
             break
     write_config(out_dir, heads, asdict(config), base_model_name, history)
     return {"history": history, "best_val_ndcg@10": best}
 
 
+def _keep_best(peft_model, out_dir: Path, heads: HeadSet, config: TrainConfig, base_model_name: str,
+               history: list[dict]) -> None:
+    """The checkpoint on disk is always the best epoch so far: its adapter and the history up to now."""
+    save_adapter(peft_model, out_dir)
+    write_config(out_dir, heads, asdict(config), base_model_name, history)
+
+
 def _reference_pass(peft_model, train_lists, heads: HeadSet, pad_id: int, first_adapter: int, config: TrainConfig,
                     rng: random.Random, progress: Callable[[int, int], None] | None,
-                    saved: dict[str, torch.Tensor] | None = None) -> None:
+                    saved: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """p_ref of every training list (adapters off, no gradients) and the hard pairs chosen from it. ``saved``:
-    reference scores a stopped run recorded, by ``reference_key``; those lists only need their frozen input."""
+    reference scores a stopped run recorded, by ``reference_key``; those lists only need their frozen input.
+    Returns the scores by key, for the training state."""
     saved = saved or {}
     with torch.no_grad(), peft_model.disable_adapter():
         for done, item in enumerate(train_lists, start=1):
@@ -415,6 +417,7 @@ def _reference_pass(peft_model, train_lists, heads: HeadSet, pad_id: int, first_
             item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
             if progress:
                 progress(done, len(train_lists))
+    return {reference_key(t, heads): t.ref_logp for t in train_lists}
 
 
 def _train_epoch(peft_model, train_lists, heads: HeadSet, pad_id: int, first_adapter: int, config: TrainConfig,

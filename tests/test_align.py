@@ -396,3 +396,24 @@ def test_bad_extra_training_data_fails_clearly(tiny_base, toy_folder, tmp_path, 
     assert result.exit_code != 0 and not isinstance(result.exception, (TypeError, KeyError, AttributeError))
     assert message in " ".join(result.output.split()), result.output
     assert not (tmp_path / "x" / "adapter").exists()
+
+
+def test_reference_key_changes_with_everything_the_reference_scores_depend_on():
+    """A resumed run reuses saved reference scores only for the same model, head set and list content."""
+    from headrank.align import reference_key
+    from headrank.prompt import ListwisePrompt
+
+    def item(docids=("a", "b"), prefix=(1, 2, 3)):
+        prompt = ListwisePrompt(prefix_ids=list(prefix), tail_ids=[4, 5], passage_spans=[(0, 1), (1, 2)],
+                                passage_texts=["[1] a", "[2] b"])
+        return TrainingList(qid="q", query="query", docids=list(docids), grades=[1, 0], prompt=prompt)
+
+    heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model="m")
+    key = reference_key(item(), heads, "model-a")
+    assert key == reference_key(item(), heads, "model-a")
+    assert key != reference_key(item(), heads, "model-b")
+    assert key != reference_key(item(docids=("b", "a")), heads, "model-a")  # another permutation
+    assert key != reference_key(item(prefix=(1, 2, 9)), heads, "model-a")
+    assert key != reference_key(item(), HeadSet(heads=((1, 0),), num_layers=4, num_heads=4, model="m"), "model-a")
+    assert key != reference_key(item(), HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model="m",
+                                                weights=(1.0, 2.0)), "model-a")

@@ -207,10 +207,10 @@ def score_reference(model: torch.nn.Module, item: TrainingList, heads: HeadSet, 
     item.frozen_hidden = torch.cat(seen, dim=1)  # prefix, then tail
 
 
-def reference_key(item: TrainingList, heads: HeadSet) -> str:
-    """What a list's reference scores are computed from: its tokens, passages and the head set (content, not the
-    list's position in the run), so that a resumed run reuses them only for the very same list."""
-    content = [item.qid, item.docids, item.prompt.prefix_ids, item.prompt.tail_ids,
+def reference_key(item: TrainingList, heads: HeadSet, model_name: str) -> str:
+    """What a list's reference scores are computed from: the model, its tokens, passages and the head set
+    (content, not the list's position in the run), so that a resumed run reuses them only for the very same list."""
+    content = [model_name, heads.fingerprint, item.qid, item.docids, item.prompt.prefix_ids, item.prompt.tail_ids,
                [list(h) for h in heads.heads], list(heads.weights or [])]
     return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:32]
 
@@ -348,7 +348,7 @@ def train(
     peft_model.eval()  # no dropout; gradients still flow
     first_adapter = frozen_layers(peft_model, heads, config)
     reference = _reference_pass(peft_model, train_lists, heads, pad_id, first_adapter, config, rng,
-                                phase("reference"), (state or {}).get("reference"))
+                                phase("reference"), (state or {}).get("reference"), base_model_name)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     history: list[dict] = []
@@ -400,24 +400,26 @@ def _keep_best(peft_model, out_dir: Path, heads: HeadSet, config: TrainConfig, b
 
 def _reference_pass(peft_model, train_lists, heads: HeadSet, pad_id: int, first_adapter: int, config: TrainConfig,
                     rng: random.Random, progress: Callable[[int, int], None] | None,
-                    saved: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                    saved: dict[str, torch.Tensor] | None = None, model_name: str = "") -> dict[str, torch.Tensor]:
     """p_ref of every training list (adapters off, no gradients) and the hard pairs chosen from it. ``saved``:
     reference scores a stopped run recorded, by ``reference_key``; those lists only need their frozen input.
     Returns the scores by key, for the training state."""
-    saved = saved or {}
+    saved, scores = saved or {}, {}
     with torch.no_grad(), peft_model.disable_adapter():
         for done, item in enumerate(train_lists, start=1):
-            known = saved.get(reference_key(item, heads))
+            key = reference_key(item, heads, model_name)
+            known = saved.get(key)
             if known is None:
                 score_reference(peft_model, item, heads, pad_id, first_adapter)
             else:
                 item.ref_logp = known
                 if first_adapter:
                     item.frozen_hidden = frozen_input(peft_model, item, pad_id, first_adapter)
+            scores[key] = item.ref_logp
             item.pairs = make_pairs(item.grades, item.ref_logp, config.pair_mode, config.pairs_per_list, rng)
             if progress:
                 progress(done, len(train_lists))
-    return {reference_key(t, heads): t.ref_logp for t in train_lists}
+    return scores
 
 
 def _train_epoch(peft_model, train_lists, heads: HeadSet, pad_id: int, first_adapter: int, config: TrainConfig,

@@ -3,7 +3,9 @@
 Fusion forms and valves only recombine a list's attention scores with its first-stage order, so one pass of
 the shipped heads per list serves every form: ``scripts/fusion_forms.py`` compares them on these lists.
 The lists are those of issue 30's pool (``scripts/observe_pool.py``'s plan, same seeded samples), BM25 top 20
-in first-stage order; one JSON line per list: set, qid, docids (input order), scores (input order).
+in first-stage order; one JSON line per list: set, qid, docids (input order), scores (input order), and the
+ranker's key (the digest of the preset's files and ``--on-base``): a rerun resumes only lines with this ranker's
+key and the same docids, and stops with a message on a file written by another ranker.
 
     PYTHONPATH=src python scripts/validation_scores.py --preset headrank-qwen2.5-coder-0.5b \
         --out runs/val-scores-qwen.jsonl [--on-base]
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import sys
@@ -25,12 +28,32 @@ sys.path.insert(0, str(Path(__file__).parent))
 from observe_pool import DEPTH, pick_queries  # noqa: E402
 from pool import load_set  # noqa: E402
 
+from headrank.batch import RankerSpec
 from headrank.checkpoint import HEADSET_NAME
 from headrank.heads import HeadSet
 from headrank.presets import load_preset
 from headrank.ranker import HeadRanker
 
 VALIDATION_PLAN = ("dl21:val", "nfcorpus-dev:60", "cranfield:80", "cisi:judged", "npl:judged")
+
+
+def ranker_key(preset: str, on_base: bool) -> str:
+    """What decides the scores: the preset's name and files (a retrained checkpoint changes it) and --on-base."""
+    spec = json.dumps({**RankerSpec(preset, dtype="float32").fingerprint(), "on_base": on_base}, sort_keys=True)
+    return hashlib.sha256(spec.encode()).hexdigest()[:16]
+
+
+def finished_lists(path: Path, key: str) -> dict[tuple[str, str], list[str]]:
+    """(set, qid) -> docids of the lists already in ``path`` (the last line wins); refuses a file that another
+    ranker wrote, so that a reused --out never mixes two rankers' scores."""
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    others = {row.get("ranker") for row in rows} - {key}
+    if others:
+        raise SystemExit(f"{path} holds scores of another ranker (key {sorted(map(str, others))[0]}, this one {key}); "
+                         "pass a new --out")
+    return {(row["set"], row["qid"]): row["docids"] for row in rows}
 
 
 def main() -> None:
@@ -50,9 +73,8 @@ def main() -> None:
         heads = dataclasses.replace(HeadSet.load(load_preset(args.preset).path / HEADSET_NAME), fingerprint=None)
     ranker = HeadRanker.from_pretrained(args.preset, heads=heads, device="cpu", dtype="float32")
     logging.info("%r", ranker)
-    done = set()
-    if args.out.is_file():
-        done = {(r["set"], r["qid"]) for r in map(json.loads, args.out.read_text().splitlines()) if r}
+    key = ranker_key(args.preset, args.on_base)
+    done = finished_lists(args.out, key)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as out:
         for item in args.plan:
@@ -61,13 +83,13 @@ def main() -> None:
             qids = pick_queries(bench, which, ranker.heads, args.seed)
             started, ran = time.time(), 0
             for n, qid in enumerate(qids):
-                if (set_name, qid) in done:
-                    continue
                 cands = bench.candidates[qid][:DEPTH]
+                if done.get((set_name, qid)) == [c.docid for c in cands]:
+                    continue
                 scores = ranker.score(bench.queries[qid], [c.text for c in cands], fuse_first_stage=0,
                                       safety_valve=False)
                 out.write(json.dumps({"set": set_name, "qid": qid, "docids": [c.docid for c in cands],
-                                      "scores": scores}) + "\n")
+                                      "scores": scores, "ranker": key}) + "\n")
                 out.flush()
                 ran += 1
                 logging.info("%s %d/%d %.1fs/list", item, n + 1, len(qids), (time.time() - started) / ran)

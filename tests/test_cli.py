@@ -302,3 +302,24 @@ def test_rerank_notes_that_fusion_reads_a_tsv_in_its_order(tiny_base, tmp_path):
     assert plain.exit_code == 0 and note not in " ".join(plain.stderr.split())
     ranked = runner.invoke(app, ["rerank", str(rankgpt), *base, "--fuse-first-stage", "0.5"])
     assert ranked.exit_code == 0 and note not in " ".join(ranked.stderr.split())
+
+
+def test_progress_lines_in_a_log_file_carry_an_eta():
+    """Redirected to a file (nohup, CI) rich draws nothing; the plain lines say how long is left."""
+    import io
+
+    from rich.console import Console
+
+    from headrank.cli.common import LineProgress
+
+    clock = [0.0]
+    log = io.StringIO()
+    with LineProgress(console=Console(file=log, force_terminal=False), get_time=lambda: clock[0]) as progress:
+        task = progress.add_task("epoch 1", total=10)
+        for _ in range(10):
+            clock[0] += 10.0  # ten seconds a step: after step k, (10 - k) * 10 s are left
+            progress.advance(task)
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("epoch 1:")]
+    assert len(lines) == 10 and lines[0].startswith("epoch 1: 1/10 (")
+    assert lines[0].endswith(", eta 0:01:30)") and lines[4].endswith(", eta 0:00:50)")
+    assert "eta" not in lines[-1]  # done: nothing left to estimate

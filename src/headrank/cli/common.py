@@ -3,6 +3,7 @@ print plain lines into log files, and loading a ranker lazily (so ``headrank --h
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import time
@@ -89,8 +90,18 @@ class LineProgress(Progress):
         tenth = int(10 * min(task.completed, task.total) / task.total)
         if tenth > self._printed.get(task_id, 0):
             self._printed[task_id] = tenth
+            eta = f", eta {datetime.timedelta(seconds=round(left))}" if (left := _time_left(task)) else ""
             self.console.print(f"{task.description}: {int(task.completed)}/{int(task.total)} "
-                               f"({time.strftime('%H:%M:%S')})", markup=False, highlight=False)
+                               f"({time.strftime('%H:%M:%S')}{eta})", markup=False, highlight=False)
+
+
+def _time_left(task) -> float | None:
+    """Seconds left at the mean rate since the task started (rich's own estimate looks at the last 30 s only,
+    which holds no sample when one step takes longer); None when done or nothing done yet."""
+    elapsed = task.elapsed
+    if not elapsed or not task.completed or task.completed >= task.total:
+        return None
+    return elapsed * (task.total - task.completed) / task.completed
 
 
 def progress_columns(label: str = "{task.description}", elapsed: bool = False) -> tuple:

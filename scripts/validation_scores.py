@@ -92,7 +92,9 @@ def main() -> None:
                                       "scores": scores, "ranker": key}) + "\n")
                 out.flush()
                 ran += 1
-                logging.info("%s %d/%d %.1fs/list", item, n + 1, len(qids), (time.time() - started) / ran)
+                per_list = (time.time() - started) / ran
+                logging.info("%s %d/%d %.1fs/list, eta for this set %.0f min", item, n + 1, len(qids), per_list,
+                             per_list * (len(qids) - n - 1) / 60)
 
 
 if __name__ == "__main__":

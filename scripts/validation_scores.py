@@ -45,10 +45,16 @@ def ranker_key(preset: str, on_base: bool) -> str:
 
 def finished_lists(path: Path, key: str) -> dict[tuple[str, str], list[str]]:
     """(set, qid) -> docids of the lists already in ``path`` (the last line wins); refuses a file that another
-    ranker wrote, so that a reused --out never mixes two rankers' scores."""
+    ranker wrote, so that a reused --out never mixes two rankers' scores. A last line cut short by a kill is
+    dropped from the file, so that the resumed run appends after whole lines."""
     if not path.is_file():
         return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+        path.write_text(text)
+        logging.info("%s: dropped a last line that was cut short", path)
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     others = {row.get("ranker") for row in rows} - {key}
     if others:
         raise SystemExit(f"{path} holds scores of another ranker (key {sorted(map(str, others))[0]}, this one {key}); "

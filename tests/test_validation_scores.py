@@ -42,3 +42,11 @@ def test_finished_lists_carry_their_docids(tmp_path):
     write_rows(out, [{"set": "cisi", "qid": "1", "docids": ["a", "b"], "scores": [0.1, 0.2], "ranker": "k"},
                      {"set": "npl", "qid": "7", "docids": ["c"], "scores": [0.0], "ranker": "k"}])
     assert validation_scores.finished_lists(out, "k") == {("cisi", "1"): ["a", "b"], ("npl", "7"): ["c"]}
+
+
+def test_a_line_cut_short_by_a_kill_is_dropped_before_appending(tmp_path):
+    out = tmp_path / "scores.jsonl"
+    whole = json.dumps({"set": "cisi", "qid": "1", "docids": ["a"], "scores": [0.1], "ranker": "k"}) + "\n"
+    out.write_text(whole + '{"set": "cisi", "qid": "2", "docids": ["b", ')
+    assert validation_scores.finished_lists(out, "k") == {("cisi", "1"): ["a"]}
+    assert out.read_text() == whole

@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from pool import load_set  # noqa: E402
 
+from headrank.data import appendable_lines
 from headrank.heads import HeadSet
 from headrank.observe import SharedCapture, all_head_observer
 from headrank.ranker import HeadRanker
@@ -73,10 +74,9 @@ def main() -> None:
     index_path = args.out / "index.jsonl"
     seen = set()
     if index_path.is_file():
-        for line in index_path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                seen.add((row["set"], row["qid"], row["order"]))
+        for line in appendable_lines(index_path):
+            row = json.loads(line)
+            seen.add((row["set"], row["qid"], row["order"]))
     with index_path.open("a") as index:
         for item in args.plan:
             set_name, which, order = item.split(":")

@@ -30,6 +30,7 @@ from pool import load_set  # noqa: E402
 
 from headrank.batch import RankerSpec
 from headrank.checkpoint import HEADSET_NAME
+from headrank.data import appendable_lines
 from headrank.heads import HeadSet
 from headrank.presets import load_preset
 from headrank.ranker import HeadRanker
@@ -49,12 +50,7 @@ def finished_lists(path: Path, key: str) -> dict[tuple[str, str], list[str]]:
     dropped from the file, so that the resumed run appends after whole lines."""
     if not path.is_file():
         return {}
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[:text.rfind("\n") + 1]
-        path.write_text(text)
-        logging.info("%s: dropped a last line that was cut short", path)
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = [json.loads(line) for line in appendable_lines(path)]
     others = {row.get("ranker") for row in rows} - {key}
     if others:
         raise SystemExit(f"{path} holds scores of another ranker (key {sorted(map(str, others))[0]}, this one {key}); "

@@ -117,3 +117,14 @@ def test_ci_turns_missing_data_into_a_failure(monkeypatch):
     monkeypatch.setenv("HEADRANK_REQUIRE_DATA", "0")
     with pytest.raises(pytest.skip.Exception):
         data_path("no-such-benchmark")
+
+
+def test_appendable_lines_drop_a_torn_last_line_from_the_file(tmp_path):
+    from headrank.data import appendable_lines
+
+    path = tmp_path / "progress.jsonl"
+    path.write_text('{"a": 1}\n{"b": "x\\u2028y"}\n{"c": ', encoding="utf-8")
+    assert appendable_lines(path) == ['{"a": 1}', '{"b": "x\\u2028y"}']
+    assert path.read_text(encoding="utf-8") == '{"a": 1}\n{"b": "x\\u2028y"}\n'
+    path.write_text('{"c": ', encoding="utf-8")  # the first record itself was cut short
+    assert appendable_lines(path) == [] and path.read_text() == ""

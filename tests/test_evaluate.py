@@ -99,6 +99,7 @@ def test_resume_after_interruption(tmp_path):
     calls.clear()
     resumed = rerank_benchmark(bench, score, settings, tmp_path / "run")
     assert calls == ["query q3", "query q4"]  # only the unfinished queries ran
+    assert len(load_progress(tmp_path / "run" / "progress.jsonl")) == 5  # q3 not glued to the torn line
     fresh = rerank_benchmark(bench, score, settings, tmp_path / "fresh")
     first = summarize(bench, resumed, settings, tmp_path / "run", plot=False)
     second = summarize(bench, fresh, settings, tmp_path / "fresh", plot=False)

@@ -117,6 +117,10 @@ def test_writer_generates_once_per_passage_and_resumes_from_its_cache(tmp_path, 
 
     model.model.generate = no_generation
     assert QueryWriter(model, cache).write(CORPUS["d0"]) == first  # a new writer reads the cache
+    with cache.open("a", encoding="utf-8") as f:  # killed in the middle of writing the next query
+        f.write('{"key": "abc", "que')
+    assert QueryWriter(model, cache).write(CORPUS["d0"]) == first  # resumes instead of a JSON error
+    assert cache.read_text().count("\n") == 1 and cache.read_text().endswith("\n")
     with pytest.raises(AssertionError, match="generated again"):
         QueryWriter(model, cache).write(CORPUS["d1"])  # another passage is new work
     other = QueryWriter(model, cache, version="synthetic-query-v1")

@@ -11,6 +11,7 @@ A malformed line raises DataFormatError naming the file and line.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ from pathlib import Path
 TEXT_KEYS = ("text", "content", "contents", "passage")
 ID_KEYS = ("docid", "id", "pid", "_id", "doc_id")
 FORMATS = ("auto", "rankgpt", "jsonl", "tsv")
+
+logger = logging.getLogger(__name__)
 
 
 class DataFormatError(ValueError):
@@ -71,6 +74,18 @@ def text_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def appendable_lines(path: Path) -> list[str]:
+    """The whole lines of a JSON-lines file that a resumed run appends to. A last line cut short by a kill (no
+    newline) is removed from the file first, so that the next record starts on a line of its own instead of
+    being glued to the torn one."""
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
+        path.write_text(text, encoding="utf-8")
+        logger.warning("%s: dropped a last line that was cut short (an interrupted write)", path)
+    return [line for line in text_lines(text) if line.strip()]
 
 
 def detect_format(text: str, name: str) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import ir_measures
 from ir_measures import RR, R, nDCG
 
-from headrank.data import Qrels, text_lines, write_trec_run
+from headrank.data import Qrels, appendable_lines, write_trec_run
 from headrank.datasets import Benchmark
 from headrank.rule import SafetyValve, final_scores
 
@@ -289,11 +289,11 @@ def git_commit() -> str | None:
 
 
 def load_progress(path: Path) -> dict[str, QueryRecord]:
-    """Finished queries of an interrupted run; a torn last line (killed mid-write) is ignored."""
+    """Finished queries of an interrupted run; a torn last line (killed mid-write) is dropped from the file."""
     done: dict[str, QueryRecord] = {}
     if not path.is_file():
         return done
-    for line in text_lines(path.read_text(encoding="utf-8")):
+    for line in appendable_lines(path):
         try:
             rec = QueryRecord(**json.loads(line))
         except (json.JSONDecodeError, TypeError):

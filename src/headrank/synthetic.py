@@ -27,7 +27,7 @@ from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
-from headrank.data import Candidate
+from headrank.data import Candidate, appendable_lines
 from headrank.datasets import Benchmark
 from headrank.prompt import normalize_text
 
@@ -86,10 +86,9 @@ class QueryWriter:
         self.template = prompt_template(version)
         self.done: dict[str, str] = {}
         if self.cache.is_file():
-            for line in self.cache.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self.done[row["key"]] = row["query"]
+            for line in appendable_lines(self.cache):
+                row = json.loads(line)
+                self.done[row["key"]] = row["query"]
 
     def key(self, text: str) -> str:
         h = hashlib.sha256(f"{self.version}|{self.model.fingerprint}|{MAX_PASSAGE_WORDS}|".encode())

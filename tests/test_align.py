@@ -3,6 +3,7 @@
 import json
 import random
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,6 +133,25 @@ def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llam
         resumed = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt6", epochs=2, resume=True,
                          lora_layers="head-layers")
     assert [h["train_loss"] for h in resumed["history"]] == pytest.approx([h["train_loss"] for h in straight["history"]])
+    # killed while saving epoch 1's state: the resumed run starts from epoch 0's state, not from a torn file
+    real_save, saves = torch.save, []
+
+    def killed_in_second_save(obj, where, *args, **kwargs):
+        saves.append(where)
+        if len(saves) == 2:
+            Path(where).write_bytes(b"PK torn")
+            raise KeyboardInterrupt
+        return real_save(obj, where, *args, **kwargs)
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(torch, "save", killed_in_second_save)
+        _train(tiny_base, llama_tokenizer, tmp_path / "ckpt7", epochs=2)
+    assert Path(saves[1]).name.startswith("training_state.pt")
+    after_torn = _train(tiny_base, llama_tokenizer, tmp_path / "ckpt7", epochs=2, resume=True)
+    assert [h["train_loss"] for h in after_torn["history"]] == pytest.approx([h["train_loss"] for h in history])
+    (tmp_path / "ckpt7" / "training_state.pt").write_bytes(b"PK torn")  # e.g. a disk that filled up
+    with pytest.raises(ValueError, match="not a readable training state"):
+        _train(tiny_base, llama_tokenizer, tmp_path / "ckpt7", epochs=2, resume=True)
     # resuming with other settings is refused (only the epoch budget may change)
     with pytest.raises(ValueError, match=r"other settings \(lr: 0.005 -> 0.001\)"):
         _train(tiny_base, llama_tokenizer, tmp_path / "ckpt3", epochs=3, resume=True, lr=1e-3)

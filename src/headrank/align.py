@@ -338,7 +338,7 @@ def train(
     torch.manual_seed(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / "training_state.pt"
-    state = torch.load(state_path, weights_only=False) if resume and state_path.is_file() else None
+    state = _load_state(state_path) if resume else None
     if state is not None:
         check_resumable(state.get("config"), asdict(config), state_path)  # before the costly reference pass
     peft_model = add_adapters(model, heads, config)
@@ -447,9 +447,22 @@ def _save_state(path: Path, peft_model, optimizer, epoch: int, best: float, sinc
     reference scores (a few floats per list; the full-depth reference pass is the costly part of a restart)."""
     from peft import get_peft_model_state_dict
 
+    partial = path.with_name(path.name + ".partial")
     torch.save({"adapter": get_peft_model_state_dict(peft_model), "optimizer": optimizer.state_dict(),
                 "epoch": epoch, "best": best, "since_best": since_best, "history": history, "config": asdict(config),
-                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "reference": reference}, path)
+                "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "reference": reference}, partial)
+    partial.replace(path)  # a kill while saving keeps the previous epoch's state, not a torn file
+
+
+def _load_state(path: Path) -> dict | None:
+    """The saved training state, None when there is none; a file that is not one is a clear error."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception as err:  # a torn or foreign file: pickle, zip and EOF errors alike
+        raise ValueError(f"{path} is not a readable training state ({type(err).__name__}); delete it to start "
+                         "over, or train without --resume") from None
 
 
 def _restore_state(state: dict, peft_model, optimizer, rng: random.Random) -> tuple[int, float, int, list[dict]]:

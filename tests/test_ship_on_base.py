@@ -59,3 +59,37 @@ def test_ship_on_base_drops_the_adapter_and_records_the_choice(tiny_base, tmp_pa
     with pytest.raises(SystemExit, match="RRF only"):
         ship_on_base.main()
     assert {p.name: p.read_bytes() for p in preset.iterdir() if p.is_file()} == before
+
+
+def test_ship_with_a_checkpoints_adapter(tiny_base, tmp_path, monkeypatch):
+    """--adapter-from: the adapter trained for the same heads ships, with its training record; the replaced row
+    can come from fusion_forms.py's record of the replaced (adapter-free) preset."""
+    preset = make_tiny_preset(tiny_base, tmp_path / "p", InferenceSettings(fuse_first_stage=0.5))
+    checkpoint = tmp_path / "p-checkpoint"  # make_tiny_preset's training output, same heads
+    choice, replaced = tmp_path / "forms.json", tmp_path / "replaced.json"
+    record = forms_record()
+    record["rrf"] = record.pop("rrf+zscore")
+    choice.write_text(json.dumps(record))
+    replaced.write_text(json.dumps(forms_record()))  # the replaced preset's own fusion_forms record
+    argv = ["ship_on_base.py", "--choice", str(choice), "--replaced", str(replaced), "--preset", str(preset),
+            "--key", "rrf"]
+    monkeypatch.setattr(sys, "argv", argv)
+    ship_on_base.main()  # first on the base model
+    assert not (preset / "adapter").exists()
+    monkeypatch.setattr(sys, "argv", argv + ["--adapter-from", str(checkpoint)])
+    ship_on_base.main()
+    config = json.loads((preset / "headrank_config.json").read_text())
+    assert config["adapter"] is True and config["train_config"] == {} and config["history"]
+    assert sorted(p.name for p in (preset / "adapter").iterdir()) == ["adapter_config.json",
+                                                                     "adapter_model.safetensors"]
+    assert "p-checkpoint" in HeadSet.load(preset / "headset.json").selection["runs_on"]
+    rows = {r["setting"]: r["ndcg@10"] for r in load_preset(preset).card["validation"]}
+    assert rows[ship_on_base.REPLACED]["NPL (12)"] == pytest.approx(0.45)  # 0.40 + the replaced rrf+zscore gain
+    ranker = HeadRanker.from_pretrained(str(preset), device="cpu")
+    assert len(ranker.rank("query about solar", ["solar power", "pasta", "wind"])) == 3
+    other = HeadSet.load(checkpoint / "headset.json")
+    other.__class__(**{**other.__dict__, "heads": ((1, 1),)}).save(checkpoint / "headset.json")
+    before = {p.name: p.read_bytes() for p in preset.iterdir() if p.is_file()}
+    with pytest.raises(SystemExit, match="other heads"):  # an adapter trained for other heads is refused
+        ship_on_base.main()
+    assert {p.name: p.read_bytes() for p in preset.iterdir() if p.is_file()} == before

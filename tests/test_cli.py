@@ -323,3 +323,29 @@ def test_progress_lines_in_a_log_file_carry_an_eta():
     assert len(lines) == 10 and lines[0].startswith("epoch 1: 1/10 (")
     assert lines[0].endswith(", eta 0:01:30)") and lines[4].endswith(", eta 0:00:50)")
     assert "eta" not in lines[-1]  # done: nothing left to estimate
+
+
+def test_training_eta_counts_training_steps_only():
+    """The epoch's ETA in a log file comes from its steps, not from model loading and the reference pass before
+    them (a 10-minute reference pass made a 30-minute epoch read 'eta 3:27:07' after its first steps)."""
+    import io
+
+    from rich.console import Console
+
+    from headrank.cli.common import LineProgress
+    from headrank.cli.training import training_callbacks
+
+    clock = [0.0]
+    log = io.StringIO()
+    with LineProgress(console=Console(file=log, force_terminal=False), get_time=lambda: clock[0]) as progress:
+        callbacks = training_callbacks(progress)
+        callbacks["on_start"](10)
+        for done in range(1, 6):
+            clock[0] += 100.0  # the reference pass: 100 s a list
+            callbacks["on_phase"]("reference", done, 5)
+        for step in range(1, 11):
+            clock[0] += 10.0  # ten seconds a training step
+            callbacks["on_step"](1, step, 0.5)
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("epoch 1 loss")]
+    assert lines[0].startswith("epoch 1 loss 0.5000: 1/10 (") and lines[0].endswith(", eta 0:01:30)")
+    assert lines[4].endswith(", eta 0:00:50)")

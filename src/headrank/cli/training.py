@@ -152,7 +152,8 @@ def train(
 
 def training_callbacks(progress: LineProgress) -> dict:
     """train_head_set's progress callbacks drawing on ``progress``: steps of an epoch, the epoch's line, and the
-    passes without a loss (reference, validation) as bars of their own."""
+    passes without a loss (reference, validation) as bars of their own. The epoch bar's clock restarts when such
+    a pass ends, so that its ETA counts training steps only (not model loading and the reference pass)."""
     task = progress.add_task("epoch 1", total=None)
     phases: dict[str, int] = {}
 
@@ -172,6 +173,7 @@ def training_callbacks(progress: LineProgress) -> dict:
         progress.update(phases[name], completed=done)
         if done == total:
             progress.remove_task(phases.pop(name))
+            progress.reset(task)  # the epoch's clock (and so its ETA) starts after the passes before it
             if name == "reference":
                 progress.console.print(f"reference pass: {total} training lists scored with the adapters off")
 

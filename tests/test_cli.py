@@ -349,3 +349,24 @@ def test_training_eta_counts_training_steps_only():
     lines = [line for line in log.getvalue().splitlines() if line.startswith("epoch 1 loss")]
     assert lines[0].startswith("epoch 1 loss 0.5000: 1/10 (") and lines[0].endswith(", eta 0:01:30)")
     assert lines[4].endswith(", eta 0:00:50)")
+
+
+def test_eta_of_a_resumed_run_counts_only_what_it_computes():
+    """50 of 100 lists read back at once, then 10 computed in 100 s: 40 are left at 10 s each (before: the 50
+    counted as speed and the log said 'eta 0:01:07')."""
+    import io
+
+    from rich.console import Console
+
+    from headrank.cli.common import LineProgress
+
+    clock = [0.0]
+    log = io.StringIO()
+    with LineProgress(console=Console(file=log, force_terminal=False), get_time=lambda: clock[0]) as progress:
+        task = progress.add_task("rerank", total=100)
+        progress.update(task, completed=50, resumed=50)
+        clock[0] += 100.0
+        progress.update(task, completed=60)
+    lines = [line for line in log.getvalue().splitlines() if line.startswith("rerank:")]
+    assert lines[0].startswith("rerank: 50/100 (") and "eta" not in lines[0]  # nothing computed yet
+    assert lines[1].startswith("rerank: 60/100 (") and lines[1].endswith(", eta 0:06:40)")

@@ -97,8 +97,12 @@ def test_resume_after_interruption(tmp_path):
     with (tmp_path / "run" / "progress.jsonl").open("a") as f:
         f.write('{"qid": "q3", "docids": [')
     calls.clear()
-    resumed = rerank_benchmark(bench, score, settings, tmp_path / "run")
+    ticks = []
+    resumed = rerank_benchmark(bench, score, settings, tmp_path / "run",
+                               on_query=lambda qid, was_resumed: ticks.append((qid, was_resumed)))
     assert calls == ["query q3", "query q4"]  # only the unfinished queries ran
+    # every query is reported, those read back as such (a progress bar's ETA must not count them as speed)
+    assert ticks == [("q0", True), ("q1", True), ("q2", True), ("q3", False), ("q4", False)]
     assert len(load_progress(tmp_path / "run" / "progress.jsonl")) == 5  # q3 not glued to the torn line
     fresh = rerank_benchmark(bench, score, settings, tmp_path / "fresh")
     first = summarize(bench, resumed, settings, tmp_path / "run", plot=False)

@@ -369,6 +369,7 @@ def rerank_run(lists: Sequence[QueryList], spec: RankerSpec, out_dir: Path, work
                on_done: Callable[[int, int], None] | None = None, depth: int | None = None,
                restart: bool = False, on_resume_checked: Callable[[], None] | None = None) -> int:
     """Rerank every list not finished yet; returns how many were ranked now. ``workers=0``: in this process.
+    ``on_done(done, total)`` is called first with the lists an earlier run finished, then after each list.
 
     Resuming checks the folder's manifest and each finished query's content digest first (``check_resume``),
     before any model loads; ``restart`` clears the folder's earlier results instead."""

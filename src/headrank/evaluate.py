@@ -307,9 +307,12 @@ def rerank_benchmark(
     score_fn: ScoreFn,
     settings: EvalSettings,
     run_dir: Path,
-    on_query: Callable[[str], None] | None = None,
+    on_query: Callable[[str, bool], None] | None = None,
 ) -> list[QueryRecord]:
-    """Rerank every query's top-``depth`` candidates, appending each finished query to progress.jsonl."""
+    """Rerank every query's top-``depth`` candidates, appending each finished query to progress.jsonl.
+
+    ``on_query(qid, resumed)`` is told about every query in order; ``resumed``: read back from an earlier run,
+    not computed now (a progress bar's ETA must not count those as this run's speed)."""
     if settings.order == "both":
         raise ValueError("order 'both' combines two runs: use rerank_both_orders")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -322,7 +325,8 @@ def rerank_benchmark(
     done = load_progress(progress_path)
     with progress_path.open("a") as progress:
         for qid, query in bench.queries.items():
-            if qid not in done:
+            resumed = qid in done
+            if not resumed:
                 candidates = bench.candidates[qid][: settings.depth]
                 texts = [c.text for c in candidates]
                 feed = texts[::-1] if settings.order == "reversed" else texts
@@ -337,7 +341,7 @@ def rerank_benchmark(
                 progress.write(json.dumps(asdict(done[qid])) + "\n")
                 progress.flush()
             if on_query:
-                on_query(qid)
+                on_query(qid, resumed)
     return [done[q] for q in bench.queries]
 
 
@@ -346,7 +350,7 @@ def rerank_both_orders(
     score_fn: ScoreFn,
     settings: EvalSettings,
     out: Path,
-    on_query: Callable[[str], None] | None = None,
+    on_query: Callable[[str, bool], None] | None = None,
 ) -> list[QueryRecord]:
     """Each list fed in first-stage and in reversed order; a passage's score is the mean of its two scores.
 
@@ -494,14 +498,15 @@ class Evaluation:
 
 def run_evaluation(benches: Sequence[Benchmark], scorer, settings: EvalSettings, out: Path,
                    fuse_first_stage: float | None = None, plot: bool = True,
-                   on_query: Callable[[str, str], None] | None = None,
+                   on_query: Callable[[str, str, bool], None] | None = None,
                    safety_valve: SafetyValve | None = None) -> Evaluation:
     """Rerank every benchmark with ``scorer`` (``scorers.build_scorer``), resumably, and write runs and metrics.
 
     With ``fuse_first_stage`` and/or ``safety_valve`` the same runs are also reported fused (``fused_records``).
 
     Each benchmark's run folder is ``out/<benchmark>-<slug>``, its key covering the settings and the content
-    behind the numbers (``content_key``). ``on_query(benchmark, qid)`` is told about every finished query.
+    behind the numbers (``content_key``). ``on_query(benchmark, qid, resumed)`` is told about every finished
+    query (``resumed``: read back from an earlier run's progress, not computed now).
     """
     if not benches:
         raise ValueError("no benchmark to evaluate")
@@ -512,7 +517,7 @@ def run_evaluation(benches: Sequence[Benchmark], scorer, settings: EvalSettings,
         key = content_key(bench, settings.depth, scorer.model_fingerprint, scorer.prompt_hash, scorer.head_set)
         bench_settings = replace(settings, content=key)
         run_dir = out / f"{bench.name}-{bench_settings.slug}"
-        tick = (lambda qid, name=bench.name: on_query(name, qid)) if on_query else None
+        tick = (lambda qid, resumed, name=bench.name: on_query(name, qid, resumed)) if on_query else None
         if settings.order == "both":
             records = rerank_both_orders(bench, scorer.score, bench_settings, out, on_query=tick)
         else:

@@ -70,6 +70,10 @@ class LineProgress(Progress):
         super().reset(task_id, **kwargs)
         self._printed.pop(task_id, None)
 
+    def fields(self, task_id) -> dict:
+        """A task's own fields (e.g. ``resumed``), found by id."""
+        return next(t.fields for t in self.tasks if t.id == task_id)
+
     def stage_callback(self):
         """``on_list(stage, done, total)`` that draws one bar per stage (adapt, build-preset)."""
         tasks: dict[str, int] = {}
@@ -97,11 +101,12 @@ class LineProgress(Progress):
 
 def _time_left(task) -> float | None:
     """Seconds left at the mean rate since the task started (rich's own estimate looks at the last 30 s only,
-    which holds no sample when one step takes longer); None when done or nothing done yet."""
-    elapsed = task.elapsed
-    if not elapsed or not task.completed or task.completed >= task.total:
+    which holds no sample when one step takes longer); None when done or nothing done yet. Steps that a resumed
+    run read back (the task's ``resumed`` field) count as done but not toward the rate."""
+    elapsed, done_now = task.elapsed, task.completed - task.fields.get("resumed", 0)
+    if not elapsed or done_now <= 0 or task.completed >= task.total:
         return None
-    return elapsed * (task.total - task.completed) / task.completed
+    return elapsed * (task.total - task.completed) / done_now
 
 
 def progress_columns(label: str = "{task.description}", elapsed: bool = False) -> tuple:

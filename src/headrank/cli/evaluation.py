@@ -106,10 +106,11 @@ def _evaluate_with_progress(loaded, scorer, settings, out: Path, fuse_first_stag
     label = f"{settings.method} K={settings.depth}"
     total = sum(len(b.queries) for b in loaded) * (2 if settings.order == "both" else 1)
     with LineProgress(*progress_columns(elapsed=True), transient=False) as progress:
-        task = progress.add_task(label, total=total)
+        task = progress.add_task(label, total=total, resumed=0)
 
-        def on_query(bench_name: str, qid: str) -> None:
-            progress.update(task, advance=1, description=f"{label} {bench_name}")
+        def on_query(bench_name: str, qid: str, resumed: bool) -> None:
+            fields = {"resumed": progress.fields(task)["resumed"] + 1} if resumed else {}
+            progress.update(task, advance=1, description=f"{label} {bench_name}", **fields)
 
         try:
             return run_evaluation(loaded, scorer, settings, out, fuse_first_stage, plot, on_query, safety_valve=valve)

@@ -133,10 +133,14 @@ def rerank_batch(
 
     with LineProgress(*progress_columns("queries", elapsed=True)) as progress, user_errors(ImportError):
         task = progress.add_task("rerank", total=len(batch.lists))
+
+        def on_done(done: int, total: int) -> None:  # the first call: the lists an earlier run finished
+            fields = {} if "resumed" in progress.fields(task) else {"resumed": done}
+            progress.update(task, completed=done, total=total, **fields)
+
         try:
             ranked = rerank_run(batch.lists, spec, out, workers=workers, batch_size=batch_size,
-                                gpus_per_worker=gpus_per_worker, ray_address=ray_address,
-                                on_done=lambda done, total: progress.update(task, completed=done, total=total),
+                                gpus_per_worker=gpus_per_worker, ray_address=ray_address, on_done=on_done,
                                 depth=depth, restart=restart, on_resume_checked=report_problems)
         except KeyboardInterrupt:
             progress.stop()

@@ -88,6 +88,8 @@ def test_resume_after_the_driver_is_killed(run_files, tiny_base, tmp_path):
     result = runner.invoke(app, _args(run_files, cut, tiny_base))
     assert result.exit_code == 0, result.output
     assert f"ranked {60 - written} queries now" in result.output
+    progress = [line for line in result.output.splitlines() if line.startswith("rerank: ")]
+    assert progress[0].startswith(f"rerank: {written}/60 (") and "eta" not in progress[0]  # read back, not speed
     assert _trec(cut / "run.trec") == _trec(whole / "run.trec")  # every query exactly once, same answers
 
 

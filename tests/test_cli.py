@@ -133,6 +133,8 @@ def test_evaluate_bm25_on_dl19(tmp_path):
     assert len((run_dir / "run.trec").read_text().splitlines()) == 43 * 20
     again = runner.invoke(app, args)  # resumes: nothing left to rerank, same numbers
     assert again.exit_code == 0 and "| dl19 | bm25 | 20 | first-stage | 43 | 0.5058 |" in again.stdout
+    progress = [line for line in again.stderr.splitlines() if line.startswith("bm25 K=20 dl19: ")]
+    assert progress and not any("eta" in line for line in progress), "\n".join(progress)  # all read back: no speed to estimate from
 
 
 def test_evaluate_argument_errors(tmp_path):

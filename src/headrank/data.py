@@ -115,7 +115,9 @@ def read_rerank_input(path: str | Path, fmt: str = "auto", entry: int = 0) -> Re
     seen: set[str] = set()
     for c in data.candidates:
         if c.docid in seen:
-            raise DataFormatError(f"{'<stdin>' if str(path) == '-' else path}: docid {c.docid!r} appears twice")
+            hint = (" (a TSV line is 'docid<TAB>text': a 'query<TAB>passage' file repeats its query as the docid;"
+                    " keep the passages and pass the query with --query)" if data.source_format == "tsv" else "")
+            raise DataFormatError(f"{'<stdin>' if str(path) == '-' else path}: docid {c.docid!r} appears twice{hint}")
         seen.add(c.docid)
     return data
 

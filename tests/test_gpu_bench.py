@@ -8,16 +8,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_gpu_bench_rehearsal_on_cpu(tmp_path, qwen3_tokenizer):
+    """The exact prepared command (benchmarks/gpu_run.sh, as the device runs it), with --tiny: on a machine
+    without CUDA it picks the CPU by itself."""
     qwen3_tokenizer.save_pretrained(tmp_path / "tok")
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_bench.py"), "--tiny", "--device", "cpu",
-                           "--sizes", "4", "--tokenizer", str(tmp_path / "tok"), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    (tmp_path / "no-wheels").mkdir()
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out"), "QWEN3_TOKENIZER": str(tmp_path / "tok"),
+           "WHEELS": str(tmp_path / "no-wheels")}
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_run.sh"), "--tiny", "--sizes", "4", "--work",
+                           str(tmp_path / "work")], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     data = json.loads((tmp_path / "out" / "gpu_bench.json").read_text())
     assert data["capture_vs_eager_max_abs"] < 1e-5
     row = data["micro"][0]
@@ -31,3 +37,12 @@ def test_gpu_bench_rehearsal_on_cpu(tmp_path, qwen3_tokenizer):
     assert all(data["serve"][f"batch={b}"]["errors"] == 0 and data["serve"][f"batch={b}"]["ready_s"] > 0
                for b in (1, 8))
     assert "| tiny | 4 |" in (tmp_path / "out" / "gpu_bench.md").read_text()
+
+
+def test_gpu_bench_asking_for_cuda_without_one_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_bench.py"), "--device", "cuda", "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2 and "sees no CUDA device" in proc.stderr and "Traceback" not in proc.stderr

@@ -486,10 +486,14 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def resolve_device(parser: argparse.ArgumentParser, device: str | None) -> str:
-    """The device to time on: CUDA where torch sees it, else the CPU. Asking for CUDA where there is none is refused
-    with a message, not a traceback from deep inside torch."""
+def resolve_device(parser: argparse.ArgumentParser, device: str | None, tiny: bool) -> str:
+    """The device to time on: CUDA where torch sees it; the CPU for a --tiny rehearsal. A full run where torch sees
+    no GPU is refused with a message (not a torch traceback, nor hours of full shapes on a CPU that a GPU host
+    whose CUDA failed to start would spend its whole lease on)."""
     has_cuda = torch.cuda.is_available()
+    if device is None and not has_cuda and not tiny:
+        parser.error(f"torch {torch.__version__} sees no CUDA device here: the full run needs a GPU; --tiny rehearses "
+                     "on the CPU (--device cpu runs the full shapes on the CPU anyway)")
     if device is None:
         return "cuda" if has_cuda else "cpu"
     if device.startswith("cuda") and not has_cuda:
@@ -513,7 +517,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, help="Folder with the real Qwen3 tokenizer files (e2e, build, "
                                                         "serve).")
     parser.add_argument("--device", default=None, help="cuda (the default where torch sees a GPU), cuda:N or cpu "
-                                                       "(the default elsewhere: for a --tiny rehearsal)")
+                                                       "(the default of a --tiny rehearsal elsewhere)")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes, few reps: a rehearsal on the CPU")
     parser.add_argument("--out", type=Path, required=True, help="Results: gpu_bench.json and gpu_bench.md.")
     parser.add_argument("--work", type=Path, default=None, help="Scratch folder for saved models and the built "
@@ -522,7 +526,7 @@ def main() -> None:
     if args.tiny:
         args.models, args.reps, args.passage_tokens, args.passage_words = ["tiny"], 2, 10, 12
         args.gen_tokens, args.build_queries, args.clients, args.per_client = 4, 8, 4, 2
-    args.device = resolve_device(parser, args.device)
+    args.device = resolve_device(parser, args.device, args.tiny)
     needs_tokenizer = {"e2e", "build", "commands", "serve"} & set(args.parts)
     if needs_tokenizer and (args.tokenizer is None or not (args.tokenizer / "tokenizer.json").is_file()):
         parser.error(f"--tokenizer must name a folder with tokenizer.json for {', '.join(sorted(needs_tokenizer))}")

@@ -39,10 +39,11 @@ def test_gpu_bench_rehearsal_on_cpu(tmp_path, qwen3_tokenizer):
     assert "| tiny | 4 |" in (tmp_path / "out" / "gpu_bench.md").read_text()
 
 
-def test_gpu_bench_asking_for_cuda_without_one_is_a_clear_error(tmp_path):
+def test_gpu_bench_full_run_without_cuda_is_a_clear_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_bench.py"), "--device", "cuda", "--out",
-                           str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
-    assert proc.returncode == 2 and "sees no CUDA device" in proc.stderr and "Traceback" not in proc.stderr
+    for device in (["--device", "cuda"], []):  # asked for, or the full run's default
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_bench.py"), *device, "--out",
+                               str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 2 and "sees no CUDA device" in proc.stderr and "Traceback" not in proc.stderr

@@ -4,8 +4,8 @@ that misses a new preset file would only show up for users."""
 
 import shutil
 import subprocess
-import tarfile
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 

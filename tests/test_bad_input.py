@@ -33,7 +33,8 @@ def files(tmp_path_factory, llama_tokenizer):
         "empty.tsv": "\n",
         "spaced.tsv": "doc one\tsolar panels\nd2\tpasta\n",
         "dupes.tsv": "d1\tsolar\nd1\tpasta\n",
-        "query-passage.tsv": "what is solar power?\tSolar panels turn light into power.\nwhat is solar power?\tPasta is boiled.\n",
+        "query-passage.tsv": ("what is solar power?\tSolar panels turn light into power.\n"
+                              "what is solar power?\tPasta is boiled.\n"),
         "rankgpt.json": json.dumps([{"query": "q", "hits": [{"docid": "d1", "content": "x"}]}]),
         "heads-bad.json": "{not json",
         "heads-strshape.json": json.dumps({"heads": [[1, 0]], "num_layers": "4", "num_heads": "4"}),

@@ -19,8 +19,8 @@ def test_gpu_bench_rehearsal_on_cpu(tmp_path, qwen3_tokenizer):
     without CUDA it picks the CPU by itself."""
     qwen3_tokenizer.save_pretrained(tmp_path / "tok")
     (tmp_path / "no-wheels").mkdir()
-    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out"), "QWEN3_TOKENIZER": str(tmp_path / "tok"),
-           "WHEELS": str(tmp_path / "no-wheels")}
+    env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),
+           "QWEN3_TOKENIZER": str(tmp_path / "tok"), "WHEELS": str(tmp_path / "no-wheels")}
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_run.sh"), "--tiny", "--sizes", "4", "--work",
                            str(tmp_path / "work")], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -314,6 +314,8 @@ class RankerSpec:
     dtype: str = "auto"
     fuse_first_stage: float | None = None  # None: the preset's setting; 0: no fusion
     safety_valve: bool | None = None  # None: the preset's setting; False: off
+    quantize: str | None = None  # None: the preset's CPU setting; "none": float; "int8": headrank.quantize
+    threads: int | None = None  # torch CPU threads in the process that loads it (a Ray actor too)
 
     def fingerprint(self) -> dict:
         """What decides the scores, without loading the model: the names given and the digest of the files
@@ -321,13 +323,19 @@ class RankerSpec:
         return {"model": self.model, "model_files": _files_digest(self.model), "method": self.method,
                 "heads": self.heads, "heads_file": _files_digest(self.heads) if self.heads else None,
                 "dtype": self.dtype, "fuse_first_stage": self.fuse_first_stage,
-                **({"safety_valve": self.safety_valve} if self.safety_valve is not None else {})}
+                **({"safety_valve": self.safety_valve} if self.safety_valve is not None else {}),
+                **({"quantize": self.quantize} if self.quantize is not None else {})}
 
     def load(self):
+        from headrank.models import set_threads
         from headrank.rerankers import load_attention_reranker
 
+        if self.threads is not None:
+            set_threads(self.threads)
+
         return load_attention_reranker(self.model, self.method, self.heads, device=self.device, dtype=self.dtype,
-                                       fuse_first_stage=self.fuse_first_stage, safety_valve=self.safety_valve)
+                                       fuse_first_stage=self.fuse_first_stage, safety_valve=self.safety_valve,
+                                       quantize=self.quantize)
 
 
 def _files_digest(name: str | None) -> str | None:

@@ -45,6 +45,7 @@ class EvalSettings:
     capture: str = "own"  # "shared": scores read from one cached all-head capture per list (observe.py)
     window: int | None = None  # passages per sliding window (None: the whole list in one prompt)
     content: str | None = None  # content_key(): the data, weights, head set and prompt behind the run
+    quantize: str | None = None  # "int8": int8 MLP layers on the CPU (headrank.quantize); None / "none": float
 
     def __post_init__(self) -> None:
         if self.depth < 1:
@@ -65,6 +66,8 @@ class EvalSettings:
             del fields["window"]
         if fields["content"] is None:
             del fields["content"]
+        if fields["quantize"] in (None, "none"):  # float runs keep the keys they had before int8 existed
+            del fields["quantize"]
         return fields
 
     @property

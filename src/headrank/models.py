@@ -324,8 +324,29 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return _DTYPES[dtype]
 
 
+def set_threads(threads: int) -> None:
+    """torch's intra-op CPU threads for this process (the CLI's ``--threads``, ``$HEADRANK_THREADS``)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
+    torch.set_num_threads(threads)
+
+
+def threads_from_env() -> int | None:
+    """``$HEADRANK_THREADS`` as a thread count; None when unset or empty; a clear error when not a number >= 1."""
+    value = os.environ.get("HEADRANK_THREADS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"HEADRANK_THREADS must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
 def load_model(name_or_path: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load a causal LM and its tokenizer, switched to headrank's capture attention."""
+    """Load a causal LM and its tokenizer, switched to headrank's capture attention. ``$HEADRANK_THREADS``, when
+    set, fixes torch's CPU thread count first."""
+    threads = threads_from_env()
+    if threads is not None:
+        set_threads(threads)
     source = resolve_model(name_or_path)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)

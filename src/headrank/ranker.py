@@ -54,12 +54,14 @@ from pathlib import Path
 import torch
 
 from headrank.capture import ListAttention, capture_lists, enable_capture
-from headrank.checkpoint import (HEADSET_NAME, InferenceSettings, is_checkpoint, load_checkpoint_config,
-                                 merge_adapter)
+from headrank.checkpoint import (ADAPTER_DIR, HEADSET_NAME, InferenceSettings, is_checkpoint,
+                                 load_checkpoint_config, merge_adapter)
 from headrank.defaults import ATTENTION_METHODS
 from headrank.heads import HeadSet
 from headrank.models import LoadedModel, load_model, pad_token_id
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
+from headrank.quantize import (cache_key, check_quantize, check_quantize_device, files_content_digest,
+                               quantize_model, weights_identity)
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings
 from headrank.results import ListJob, RankResult, Ranking, documents_of
 from headrank.rule import SafetyValve, ScoringRule, final_scores, fusion_weight, valve_setting, window_order
@@ -113,6 +115,7 @@ class HeadRanker:
         self.fuse_first_stage = fuse_first_stage
         self.safety_valve = safety_valve
         self.preset = preset
+        self.quantize: str | None = None  # "int8" once ``quantized`` switched the model
         tok = model.tokenizer
         self._pad_id = pad_token_id(tok)
         self._calibration_tail = self.builder.tail_ids(CALIBRATION_QUERY)
@@ -123,7 +126,8 @@ class HeadRanker:
     def __repr__(self) -> str:
         what = f"preset={self.preset!r}, " if self.preset else ""
         return (f"HeadRanker({what}method={self.method!r}, model={self.model.name!r}, heads={len(self.heads.heads)}, "
-                f"L*={self.heads.deepest_layer}, {self.inference_settings.describe()})")
+                f"L*={self.heads.deepest_layer}, {self.inference_settings.describe()}"
+                f"{', int8' if self.quantize else ''})")
 
     @property
     def scoring_rule(self) -> ScoringRule:
@@ -152,6 +156,7 @@ class HeadRanker:
         both_orders: bool | None = None,
         fuse_first_stage: float | None = None,
         safety_valve: bool | SafetyValve | None = None,
+        quantize: str | None = None,
     ) -> HeadRanker:
         """Load a preset (default: the default HeadRank preset), a checkpoint, or a model with a head set.
 
@@ -161,8 +166,10 @@ class HeadRanker:
         the preset's base model instead. ``method="icr"`` is the ICR baseline: every head, full depth, N/A
         calibration and ICR's token masking; ``method="heads"`` reads the given head set. ``window``,
         ``both_orders``, ``fuse_first_stage``, ``safety_valve``: see the module docstring; ``None`` keeps a
-        preset's setting.
+        preset's setting. ``quantize``: "int8" (CPU, ``headrank.quantize``; a passed ``LoadedModel`` changes in
+        place), "none" (float), None (a preset's CPU setting).
         """
+        quantize = check_quantize_request(quantize, device, dtype)
         if isinstance(model, Path):
             model = str(model)
         if not isinstance(model, (str, LoadedModel)):
@@ -177,7 +184,7 @@ class HeadRanker:
             base_model = preset.base_model
             if heads is None and method in (None, "heads", "headrank"):
                 return cls._from_checkpoint(preset.path, device, dtype, max_passage_tokens, max_length, truncate,
-                                            overrides)
+                                            overrides, quantize)
             if not is_preset_name(model):
                 raise ValueError("a HeadRank checkpoint brings its own head set; do not pass heads or method "
                                  f"(for another head set or ICR, pass its base model {base_model!r})")
@@ -201,29 +208,24 @@ class HeadRanker:
         if max_passage_tokens is not None:
             prompt_args["max_passage_tokens"] = max_passage_tokens
         settings = _settings(InferenceSettings(), overrides)
-        return cls(
-            loaded,
-            head_set,
-            scoring=scoring,
-            prompt=PromptSettings(**prompt_args),
-            truncate=truncate,
-            max_length=max_length,
-            method=method,
-            window=settings.window,
-            both_orders=settings.both_orders,
-            fuse_first_stage=settings.fuse_first_stage,
-            safety_valve=settings.safety_valve,
-        )
+        ranker = cls(loaded, head_set, scoring=scoring, prompt=PromptSettings(**prompt_args), truncate=truncate,
+                     max_length=max_length, method=method, window=settings.window, both_orders=settings.both_orders,
+                     fuse_first_stage=settings.fuse_first_stage, safety_valve=settings.safety_valve)
+        return ranker.quantized(quantize, weights_identity(loaded.path)) if quantize not in (None, "none") else ranker
 
     @classmethod
     def _from_checkpoint(cls, path: Path, device: str, dtype: str, max_passage_tokens: int | None,
-                         max_length: int | None, truncate: bool, overrides: dict | None = None) -> HeadRanker:
+                         max_length: int | None, truncate: bool, overrides: dict | None = None,
+                         quantize: str | None = None) -> HeadRanker:
         config = load_checkpoint_config(path)
         head_set = HeadSet.load(path / HEADSET_NAME)
         settings = _settings(InferenceSettings.from_dict(config.get("inference")), overrides or {})
         loaded = load_model(config["base_model"], device=device, dtype=dtype)
         head_set.check_model(loaded.num_layers, loaded.num_heads)
         head_set.check_fingerprint(loaded)  # the adapter was trained on these base weights
+        identity = weights_identity(loaded.path)
+        if identity is not None and (path / ADAPTER_DIR).is_dir():
+            identity = {**identity, "adapter": files_content_digest(path / ADAPTER_DIR)}
         merged = merge_adapter(loaded.model, path)
         enable_capture(merged)
         preset = config.get("preset")
@@ -231,11 +233,33 @@ class HeadRanker:
         prompt_args = dict(head_set.prompt)
         if max_passage_tokens is not None:
             prompt_args["max_passage_tokens"] = max_passage_tokens
-        return cls(model, head_set, scoring=ScoringConfig(calibrate=config.get("calibrate", True)),
-                   prompt=PromptSettings(**prompt_args), truncate=truncate, max_length=max_length,
-                   method="headrank", verify_fingerprint=False, window=settings.window,
-                   both_orders=settings.both_orders, fuse_first_stage=settings.fuse_first_stage, preset=preset,
-                   safety_valve=settings.safety_valve)
+        ranker = cls(model, head_set, scoring=ScoringConfig(calibrate=config.get("calibrate", True)),
+                     prompt=PromptSettings(**prompt_args), truncate=truncate, max_length=max_length,
+                     method="headrank", verify_fingerprint=False, window=settings.window,
+                     both_orders=settings.both_orders, fuse_first_stage=settings.fuse_first_stage, preset=preset,
+                     safety_valve=settings.safety_valve)
+        if quantize is None and ranker.device_type == "cpu":  # a preset's int8 setting is a CPU setting
+            quantize = check_quantize(config.get("quantize"))
+        return ranker.quantized(quantize, identity) if quantize not in (None, "none") else ranker
+
+    @property
+    def device_type(self) -> str:
+        return next(self.model.model.parameters()).device.type
+
+    def quantized(self, mode: str, identity: dict | None = None) -> HeadRanker:
+        """Switch this ranker's model to int8 linear layers (``headrank.quantize``) in the layers it runs, in
+        place; ``identity`` names the weights for the cache (None: quantized without caching)."""
+        from headrank.models import headrank_home
+
+        mode = check_quantize(mode)
+        if mode is None:
+            return self
+        check_quantize_device(mode, next(self.model.model.parameters()).device, self.model.dtype)
+        layers = range(self.heads.deepest_layer + 1 if self.truncate else self.model.num_layers)
+        self._quantize_report = quantize_model(self.model.model, layers, cache_key(identity, layers),
+                                               headrank_home() / "int8")
+        self.quantize = mode
+        return self
 
     # ------------------------------------------------------------------ scoring of whole lists
 
@@ -530,3 +554,24 @@ def _settings(base: InferenceSettings, overrides: dict) -> InferenceSettings:
         fuse_first_stage=fusion_weight(base.fuse_first_stage, fuse),
         safety_valve=valve_setting(base.safety_valve, valve),
     )
+
+
+def check_quantize_request(quantize, device: str, dtype: str) -> str | None:
+    """Validate ``quantize`` against the device and dtype asked for, before any model loads. An explicit
+    ``"int8"`` on a GPU is refused; ``None`` (a preset's CPU setting, if any) and ``"none"`` pass through."""
+    from headrank.models import resolve_device, resolve_dtype
+
+    mode = check_quantize(quantize)
+    if mode is not None:
+        dev = resolve_device(device)
+        check_quantize_device(mode, dev, resolve_dtype(dtype, dev))
+    return "none" if quantize == "none" else mode
+
+
+def cpu_quantize(model, device: str) -> str | None:
+    """The quantization a preset or checkpoint runs with on ``device``: its CPU setting on a CPU, else None."""
+    from headrank.models import resolve_device
+
+    if not isinstance(model, (str, Path)) or not (is_preset_name(model) or is_checkpoint(model)):
+        return None
+    return load_preset(model).quantize if resolve_device(device).type == "cpu" else None

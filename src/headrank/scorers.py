@@ -45,7 +45,7 @@ def ranker_scores(ranker) -> ScoreFn:
 def build_scorer(method: str, model: str, heads: str | None = None, max_passage_tokens: int | None = 100,
                  device: str = "auto", dtype: str = "auto", calibrate: bool = True, window: int | None = None,
                  shared_capture: bool = False, cache_dir=None, fuse_first_stage: float | None = None,
-                 safety_valve=None) -> Scorer:
+                 safety_valve=None, quantize: str | None = None) -> Scorer:
     """The score function of ``method`` on ``model``; raises ValueError / ModelUnavailableError on bad input.
 
     Scores are raw: a preset's fusion and safety valve are off, because evaluate applies them to the records
@@ -59,6 +59,9 @@ def build_scorer(method: str, model: str, heads: str | None = None, max_passage_
         from headrank.rerankers import load_reranker
 
         return Scorer(load_reranker(FIRST_STAGE_METHOD).score, method)
+    if quantize not in (None, "none") and (method in BASELINE_METHODS or shared_capture):
+        raise ValueError(f"quantize={quantize!r} applies to icr and heads with their own capture, not to "
+                         f"{'a shared capture' if shared_capture else method}")
     if method in BASELINE_METHODS:
         return _baseline_scorer(method, base_model_of(model), device, dtype, max_passage_tokens or 100)
     if shared_capture:
@@ -75,7 +78,7 @@ def build_scorer(method: str, model: str, heads: str | None = None, max_passage_
     ranker = load_attention_reranker(model, method, head_set, device=device, dtype=dtype,
                                      max_passage_tokens=max_passage_tokens, calibrate=calibrate, window=window or 0,
                                      both_orders=False, fuse_first_stage=fuse_first_stage or 0,
-                                     safety_valve=safety_valve or False)
+                                     safety_valve=safety_valve or False, quantize=quantize or "none")
     return _ranker_scorer(ranker, ranker_scores(ranker), method, ranker.heads.to_dict() if method == "heads" else None)
 
 

@@ -117,7 +117,7 @@ def progress_columns(label: str = "{task.description}", elapsed: bool = False) -
 
 def load_ranker(model, method=None, heads=None, max_passage_tokens=None, device="auto", dtype="auto",
                 calibrate=True, max_length=None, window=None, both_orders=None, fuse_first_stage=None,
-                safety_valve=None):
+                safety_valve=None, quantize=None):
     """A HeadRanker; ``None`` settings keep a preset's inference settings (see HeadRanker.from_pretrained)."""
     from transformers.utils import logging as hf_logging
 
@@ -129,7 +129,30 @@ def load_ranker(model, method=None, heads=None, max_passage_tokens=None, device=
         model, getattr(method, "value", method), HeadSet.coerce(heads) if heads else None,
         device=device, dtype=dtype, max_passage_tokens=max_passage_tokens, calibrate=calibrate,
         max_length=max_length, window=window, both_orders=both_orders, fuse_first_stage=fuse_first_stage,
-        safety_valve=safety_valve)
+        safety_valve=safety_valve, quantize=getattr(quantize, "value", quantize))
+
+
+def check_quantize_option(quantize, method: str | None, device: str = "auto", dtype: str = "auto") -> None:
+    """--quantize int8 applies to the attention rankers on a CPU in float32; anything else is refused before a
+    model loads."""
+    from headrank.defaults import BASELINE_METHODS
+
+    if getattr(quantize, "value", quantize) != "int8":
+        return
+    if method in (*BASELINE_METHODS, "bm25", "firststage"):
+        fail(f"--quantize int8 applies to HeadRank presets, heads and icr, not to --method {method}")
+    from headrank.ranker import check_quantize_request
+
+    with user_errors():
+        check_quantize_request("int8", device, dtype)
+
+
+def configure_threads(threads: int | None) -> None:
+    """--threads (or $HEADRANK_THREADS, which typer reads into it): torch's intra-op thread count."""
+    if threads is not None:
+        from headrank.models import set_threads
+
+        set_threads(threads)
 
 
 def ranker_label(ranker, fuse_first_stage: float | None = None) -> str:
@@ -138,7 +161,8 @@ def ranker_label(ranker, fuse_first_stage: float | None = None) -> str:
         fuse = ranker.fuse_first_stage if fuse_first_stage is None else fuse_first_stage
         return ranker.name + (f", fused with the first stage (RRF, w={fuse:g})" if fuse else "")
     who = f"preset {ranker.preset}" if ranker.preset else ranker.model.name
-    return f"{who}, {ranker.method}, {ranker.settings_for(fuse_first_stage).describe()}"
+    int8 = ", int8" if getattr(ranker, "quantize", None) else ""
+    return f"{who}, {ranker.method}, {ranker.settings_for(fuse_first_stage).describe()}{int8}"
 
 
 def floats(value: str, name: str, low: float | None = None) -> list[float]:

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import (LineProgress, err_console, fail, ints, progress_columns, setup_logging,
-                                 user_errors)
+from headrank.cli.common import (LineProgress, check_quantize_option, configure_threads, err_console, fail, ints,
+                                 progress_columns, setup_logging, user_errors)
 from headrank.defaults import DEFAULT_MODEL, DEFAULT_PRESET, EVALUATE_METHODS
 
 
@@ -51,6 +51,8 @@ def evaluate(
                                                       "full-depth pass).")] = False,
     window: Annotated[int, typer.Option(min=2, help="icr / heads: rank the K candidates in sliding windows of this "
                                                     "many passages (RankGPT-style, bottom up, half overlap).")] = None,
+    quantize: options.Quantize = None,
+    threads: options.Threads = None,
 ) -> None:
     """Rerank benchmark candidates and report nDCG@10, MRR@10, Recall@K and middle-zone diagnostics.
 
@@ -62,13 +64,16 @@ def evaluate(
 
     setup_logging()
     _check_evaluate_options(method, order, fuse_first_stage, shared_capture, window)
+    quantize = _evaluate_quantize(quantize, method, model, device, dtype, shared_capture)
+    configure_threads(threads)
     valve = preset_valve(model) if safety_valve else None  # before anything loads
     with user_errors(ImportError):  # ImportError: ir_datasets
         settings = EvalSettings(method=method, depth=depth, order=order, model=None if method == "bm25" else model,
                                 heads=heads if method == "heads" else None,
                                 max_passage_tokens=None if method == "bm25" else max_passage_tokens,
                                 device=device, dtype=dtype, calibrate=calibrate,
-                                capture="shared" if shared_capture else "own", window=window)
+                                capture="shared" if shared_capture else "own", window=window,
+                                quantize=None if method == "bm25" else quantize)
         names = [b.strip() for b in benchmarks.split(",") if b.strip()]
         if not names:
             raise ValueError(f"--benchmarks {benchmarks!r} names no benchmark")
@@ -79,11 +84,25 @@ def evaluate(
 
         hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars
         scorer = build_scorer(method, model, heads, max_passage_tokens, device, dtype, calibrate, window,
-                              shared_capture, out / "cache" / "shared", *placed.in_ranker)
+                              shared_capture, out / "cache" / "shared", *placed.in_ranker, quantize=quantize)
     fuse_after, valve_after = placed.afterwards
     evaluation = _evaluate_with_progress(loaded, scorer, placed.settings, out, fuse_after, plot, valve_after)
     print(evaluation.table)
     err_console.print(f"wall time {evaluation.summary['wall_time_s']:.1f} s; summary: {evaluation.summary_file}")
+
+
+def _evaluate_quantize(quantize, method: str, model: str, device: str, dtype: str, shared_capture: bool):
+    """--quantize checked before anything loads; unset, a preset's CPU setting (named in the run's key)."""
+    check_quantize_option(quantize, method, device, dtype)
+    quantize = getattr(quantize, "value", quantize)
+    if quantize == "int8" and shared_capture:
+        fail("--shared-capture reads float32 all-head captures; --quantize int8 needs the model's own capture")
+    if quantize is None and method in ("heads", "icr") and not shared_capture:
+        from headrank.ranker import cpu_quantize
+
+        with user_errors():
+            return cpu_quantize(model, device)
+    return quantize
 
 
 def preset_valve(model: str):

@@ -15,6 +15,11 @@ MethodName = Enum("Method", {m: m for m in (*ATTENTION_METHODS[::-1], *BASELINE_
 AttentionMethodName = Enum("AttentionMethod", {m: m for m in ATTENTION_METHODS[::-1]}, type=str)
 
 
+class QuantizeMode(str, Enum):
+    none = "none"
+    int8 = "int8"
+
+
 class InputFormat(str, Enum):
     auto = "auto"
     rankgpt = "rankgpt"
@@ -36,6 +41,13 @@ AttentionMethod = Annotated[AttentionMethodName, typer.Option(help="icr or heads
 Heads = Annotated[str, typer.Option(help="Head set: JSON file or 'layer:head,...'.")]
 Device = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 Dtype = Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")]
+Quantize = Annotated[QuantizeMode, typer.Option(help="int8: int8 weights and activations in the MLPs of the layers "
+                                                     "that run, on the CPU (faster; quality measured in RESULTS.md, "
+                                                     "'int8 on CPU'). none: float weights. Default: the preset's "
+                                                     "CPU setting.")]
+Threads = Annotated[int, typer.Option(min=1, envvar="HEADRANK_THREADS",
+                                      help="CPU threads for torch (default: $HEADRANK_THREADS, else torch's own "
+                                           "choice, one per core).")]
 Fuse = Annotated[float, typer.Option(min=0.0, max=1.0, help="Fuse with the input (first-stage) order: weighted "
                                                             "RRF with this weight on the first stage; 0.5 = plain "
                                                             "RRF; 0 = no fusion. Default: the preset's setting.")]

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 
 from headrank.cli import options
-from headrank.cli.common import err_console, fail, load_ranker, ranker_label, setup_logging, user_errors
+from headrank.cli.common import (check_quantize_option, configure_threads, err_console, fail, load_ranker,
+                                 ranker_label, setup_logging, user_errors)
 from headrank.cli.output import ExplainOutput, Output, explanations_json, print_explanations, print_results
 from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
 
@@ -77,12 +78,16 @@ def rerank(
     tag: Annotated[str, typer.Option(help="Run tag for TREC output.")] = "headrank",
     fuse_first_stage: options.Fuse = None,
     safety_valve: options.SafetyValve = None,
+    quantize: options.Quantize = None,
+    threads: options.Threads = None,
 ) -> None:
     """Rerank one query's candidate passages with the default HeadRank preset (or --model) and print the ranking."""
     setup_logging()
     data, q, candidates = read_candidates(input, input_format, entry, query, depth)
     docids = [c.docid for c in candidates]
     _check_rerank_options(method, window, both_orders, output, tag, data.qid or "q", docids)
+    check_quantize_option(quantize, getattr(method, "value", None), device, dtype)
+    configure_threads(threads)
     with user_errors():
         if method is not None and method.value in BASELINE_METHODS:
             from headrank.rerankers import load_reranker
@@ -91,7 +96,7 @@ def rerank(
                                    max_passage_tokens=max_passage_tokens or 100, fuse_first_stage=fuse_first_stage)
         else:
             ranker = load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length,
-                                 window, both_orders, fuse_first_stage, safety_valve)
+                                 window, both_orders, fuse_first_stage, safety_valve, quantize)
         started = time.perf_counter()
         results = ranker.rank(q, [c.text for c in candidates], top_k=top_k)
         elapsed = time.perf_counter() - started

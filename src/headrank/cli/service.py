@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import LineProgress, err_console, fail, progress_columns, setup_logging, user_errors
+from headrank.cli.common import (LineProgress, check_quantize_option, configure_threads, err_console, fail, progress_columns, setup_logging,
+                                 user_errors)
 from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
 
 
@@ -48,12 +49,16 @@ def serve(
     log_level: Annotated[str, typer.Option(help="critical, error, warning, info (access log) or debug.")] = "info",
     json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines (time, level, logger, message, "
                                             "method, route, status, latency_ms, request_id).")] = False,
+    quantize: options.Quantize = None,
+    threads: options.Threads = None,
 ) -> None:
     """Serve reranking over HTTP: Cohere/Jina /v1|v2/rerank, TEI /rerank, /health, /info, /metrics, /docs."""
     from headrank.models import resolve_device
     from headrank.presets import available_presets
 
     setup_logging()
+    check_quantize_option(quantize, method.value if method else None, device, dtype)
+    configure_threads(threads)
     with user_errors(ImportError):  # the 'serve' extra, named by the import
         from headrank.serve import ServeConfig
         from headrank.serve import serve as run_service
@@ -69,7 +74,8 @@ def serve(
                              max_queue=max_queue, max_batch_lists=max_batch, batch_wait_ms=batch_wait_ms,
                              request_timeout_s=timeout, warm_up_s=warm_up, preload=tuple(preload or ()),
                              fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
-                             log_level=log_level.lower(), json_logs=json_logs)
+                             log_level=log_level.lower(), json_logs=json_logs,
+                             quantize=quantize.value if quantize else None)
     err_console.print(f"headrank serve: {model} on http://{host}:{port} (docs: /docs; the model loads in the "
                       "background, /health says when it is ready)")
     run_service(config)
@@ -108,6 +114,8 @@ def rerank_batch(
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     data_root: options.DataRoot = None,
+    quantize: options.Quantize = None,
+    threads: options.Threads = None,
 ) -> None:
     """Rerank a whole run (every query's top K) in process or on Ray; resumable; writes one TREC run.
 
@@ -119,12 +127,15 @@ def rerank_batch(
     setup_logging()
     if method is not None and method.value in BASELINE_METHODS:
         fail("rerank-batch runs HeadRank or ICR; use evaluate for the generative and pointwise baselines")
+    check_quantize_option(quantize, method.value if method else None, device, dtype)
+    configure_threads(threads)
     with user_errors():
         check_trec_token(tag, "--tag")
         batch = read_batch_input(run, topics, corpus, candidates, benchmark, depth, on_error, data_root)
     out.mkdir(parents=True, exist_ok=True)
     spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype,
-                      fuse_first_stage=fuse_first_stage, safety_valve=safety_valve)
+                      fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
+                      quantize=quantize.value if quantize else None, threads=threads)
 
     def report_problems() -> None:  # after the resume check: this run's problems.txt replaces an older one
         path = write_problems(out, batch.problems)

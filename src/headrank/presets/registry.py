@@ -7,6 +7,7 @@ from pathlib import Path
 
 from headrank.checkpoint import CONFIG_NAME, InferenceSettings, load_checkpoint_config
 from headrank.defaults import DEFAULT_PRESET, FAST_PRESET  # noqa: F401 (re-exported)
+from headrank.quantize import check_quantize
 
 PRESETS_DIR = Path(__file__).resolve().parent
 CARD_NAME = "README.md"
@@ -21,6 +22,7 @@ class Preset:
     base_model: str
     inference: InferenceSettings
     card: dict = field(default_factory=dict)
+    quantize: str | None = None  # "int8": the preset runs int8 MLP layers when it runs on a CPU
 
     @property
     def headline(self) -> dict:
@@ -44,7 +46,8 @@ def load_preset(name_or_path: str | Path) -> Preset:
         raise ValueError(f"unknown preset {str(name_or_path)!r}; shipped presets: {', '.join(available_presets())}")
     config = load_checkpoint_config(path)
     return Preset(name=config.get("preset", path.name), path=path, base_model=config["base_model"],
-                  inference=InferenceSettings.from_dict(config.get("inference")), card=config.get("card", {}))
+                  inference=InferenceSettings.from_dict(config.get("inference")), card=config.get("card", {}),
+                  quantize=check_quantize(config.get("quantize")))
 
 
 def base_model_of(model: str) -> str:

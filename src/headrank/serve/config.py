@@ -38,6 +38,7 @@ class ServeConfig:
     safety_valve: bool | None = None  # None: the model's setting
     log_level: str = "info"
     json_logs: bool = False
+    quantize: str | None = None  # None: the model's CPU setting; "none": float; "int8" (headrank.quantize)
 
     def __post_init__(self) -> None:
         for name in ("max_documents", "max_document_chars", "max_query_chars", "max_body_bytes", "max_queue",
@@ -52,6 +53,9 @@ class ServeConfig:
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         self.preload = tuple(self.preload)
+        from headrank.quantize import check_quantize
+
+        check_quantize(self.quantize)
 
     def limits(self) -> dict:
         return {k: getattr(self, k) for k in ("max_documents", "max_document_chars", "max_query_chars",

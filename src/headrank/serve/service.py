@@ -54,7 +54,8 @@ class Service:
 
         c = self.config
         try:
-            ranker = load_attention_reranker(c.model, c.method, c.heads, device=c.device, dtype=c.dtype)
+            ranker = load_attention_reranker(c.model, c.method, c.heads, device=c.device, dtype=c.dtype,
+                                             quantize=c.quantize)
             # On a GPU, every (batch size, length) bucket a request can reach runs once before /health says ready.
             longest = c.max_documents * (ranker.prompt_settings.max_passage_tokens + 8) + 400
             started = time.perf_counter()
@@ -76,7 +77,8 @@ class Service:
             if name == self.served_name():
                 continue
             try:
-                self.extra[name] = load_reranker("headrank", name, device=self.config.device, dtype=self.config.dtype)
+                self.extra[name] = load_reranker("headrank", name, device=self.config.device, dtype=self.config.dtype,
+                                                 quantize=self.config.quantize)
                 logger.info("preloaded %s for the playground", name)
             except Exception as err:  # noqa: BLE001 - that preset is then unavailable, the service runs on
                 logger.error("could not preload %s: %s: %s", name, type(err).__name__, err)

@@ -146,6 +146,24 @@ def on_base_reporting() -> str:
     return "\n".join(lines) + "\n"
 
 
+def int8_quality() -> str:
+    from int8_tables import quality_table
+
+    return quality_table()
+
+
+def int8_speed() -> str:
+    from int8_tables import speed_table
+
+    return speed_table()
+
+
+def int8_headline() -> str:
+    from int8_tables import readme_sentence
+
+    return readme_sentence()
+
+
 def default_headline() -> str:
     """README's status sentence on the default preset, from its card."""
     from headrank.presets import DEFAULT_PRESET, FAST_PRESET, load_preset
@@ -160,7 +178,9 @@ GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "prese
                                             "default-headline": default_headline, "presets-quality": presets_quality,
                                             "long-lists": long_lists, "build-choice": build_choice,
                                             "deep-rule": deep_rule, "presets-latency": presets_latency,
-                                            "zero-label": zero_label, "on-base-reporting": on_base_reporting}
+                                            "zero-label": zero_label, "on-base-reporting": on_base_reporting,
+                                            "int8-quality": int8_quality, "int8-speed": int8_speed,
+                                            "int8-headline": int8_headline}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

@@ -1,0 +1,100 @@
+"""The int8 tables of RESULTS.md and BENCHMARKS.md and README's int8 sentence, from their recorded results.
+
+``results/int8-quality-qwen.json`` (``scripts/int8_quality.py --summary``): per query nDCG@10 of the default in
+float32 and int8, paired per set. ``results/cpu-int8-bench.json`` (``benchmarks/cpu_int8.py``): one run's speed,
+peaks, memory and cold starts. ``scripts/documents.py`` puts these tables into the documents and checks them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+QUALITY = RESULTS / "int8-quality-qwen.json"
+SPEED = RESULTS / "cpu-int8-bench.json"
+NAMES = {"dl19": "DL19", "dl20": "DL20", "noveleval": "NovelEval", "nfcorpus": "NFCorpus test",
+         "dl21": "DL21 val", "nfcorpus-dev": "NFCorpus dev", "cranfield": "Cranfield", "cisi": "CISI", "npl": "NPL"}
+REPORTING = ("dl19", "dl20", "noveleval", "nfcorpus")
+TOLERANCE = 0.003  # the most a set may move for int8 to become the CPU default (and not significantly, p < 0.05)
+
+
+def gate(sets: dict) -> tuple[bool, list[str]]:
+    """Does int8 pass the default's bar on every set? And which sets fail it, with why."""
+    failing = []
+    for name, r in sets.items():
+        why = ([f"moved {r['diff']:+.4f}"] if abs(r["diff"]) > TOLERANCE else []) + \
+              ([f"p {r['p_value']:.3f}"] if r["p_value"] < 0.05 else [])
+        if why:
+            failing.append(f"{NAMES.get(name, name)} ({', '.join(why)})")
+    return not failing, failing
+
+
+def quality_table() -> str:
+    data = json.loads(QUALITY.read_text())
+    sets = data["sets"]
+    lines = ["| set (role) | queries | float32 nDCG@10 | int8 nDCG@10 | int8 - float32 | p (paired sign-flip) | "
+             "queries whose nDCG@10 changed | valve fired (float32 / int8) |", "|---" * 8 + "|"]
+    for name, r in sets.items():
+        role = "reporting" if name in REPORTING else "validation"
+        lines.append(f"| {NAMES.get(name, name)} ({role}) | {r['queries']} | {r['float32']:.4f} | {r['int8']:.4f} | "
+                     f"{r['diff']:+.4f} | {r['p_value']:.3f} | {r['queries_changed']} | "
+                     f"{r['valve_fired']['float32']} / {r['valve_fired']['int8']} |")
+    passed, failing = gate(sets)
+    verdict = ("passes on every set: no set moves by more than 0.003 and none significantly" if passed
+               else "fails on " + ", ".join(failing))
+    lines.append("")
+    lines.append(f"The default's bar for int8 (at most {TOLERANCE} nDCG@10 on every set, none with p < 0.05) "
+                 f"{verdict}. Setting: {data['setting']}; int8 parts {', '.join(data['quantize']['parts'])} "
+                 f"({data['quantize']['format']}), torch {data['torch']}.")
+    return "\n".join(lines) + "\n"
+
+
+def speed_table() -> str:
+    data = json.loads(SPEED.read_text())
+    s, r, ops = data["seconds_per_list"], data["ratio_to_float32"], data["operations"]
+    names = {"float32": "default, float32", "int8": "default, int8 (MLP layers; shipped option)",
+             "int8_every_linear": "default, int8 on every linear layer (not chosen)", "icr": "ICR (all heads, 24 layers, float32)",
+             "plain_float32": "plain forward, same 18 layers, float32 (no capture)",
+             "plain_int8": "plain forward, same 18 layers, int8 MLPs (no capture)"}
+    lines = ["| method | s / list | vs default float32 | vs ICR |", "|---|---|---|---|"]
+    for key, label in names.items():
+        lines.append(f"| {label} | {s[key]:.2f} | {r[key]:.2f}x | {data['ratio_to_icr'][key]:.2f}x |")
+    peak, m, mem, cold = data["gemm_peak"], data["machine"], data["memory"], data["cold_start_s"]
+    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch threads, flags "
+              f"{', '.join(m['flags']) or 'none of note'}, torch {m['torch']}; load average {m['load_before']:.2f} "
+              f"before, {m['load_after']:.2f} after.",
+              "",
+              "| measure | float32 | int8 |", "|---|---|---|",
+              f"| matrix-product peak of this CPU (best of the MLP shapes and 2048^3) | {peak['float32_gflops']:.0f} "
+              f"GFLOP/s | {peak['int8_gops']:.0f} GOP/s |",
+              f"| default: achieved operations per second ({ops['prefill_gop']:.0f} G per list, "
+              f"{ops['tokens_per_list']:.0f} tokens) | {ops['float32_achieved_gops']:.0f} G/s | "
+              f"{ops['int8_achieved_gops']:.0f} G/s |",
+              f"| default: share of the machine's limit (time at the measured peaks / time taken) | "
+              f"{ops['float32_share_of_peak']:.0%} | {ops['int8_share_of_peak']:.0%} |",
+              f"| peak memory (RSS), load + one list, fresh process | {mem['none']['peak_mib']:.0f} MiB | "
+              f"{mem['int8']['peak_mib']:.0f} MiB |",
+              f"| memory held after that list (RSS) | {mem['none']['after_rank_rss_mib']:.0f} MiB | "
+              f"{mem['int8']['after_rank_rss_mib']:.0f} MiB |",
+              f"| cold start of `headrank rerank` on one list (process start to printed result, cached model) | "
+              f"{cold['none']:.1f} s | {cold['int8']:.1f} s |"]
+    lines += ["", "| mode | threads | one `rank` per list (lists/s) | `rank_batch`, 4 lists per forward (lists/s) | "
+              "batched / one at a time |", "|---|---|---|---|---|"]
+    for row in data["throughput"]:
+        one, batched = row["one_at_a_time_lists_per_s"], row["rank_batch4_lists_per_s"]
+        lines.append(f"| {row['mode']} | {row['threads']} | {one:.3f} | {batched:.3f} | {batched / one:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def readme_sentence() -> str:
+    speed, quality = json.loads(SPEED.read_text()), json.loads(QUALITY.read_text())
+    passed, failing = gate(quality["sets"])
+    diffs = [r["diff"] for r in quality["sets"].values()]
+    verdict = ("so it is the default on CPU" if passed else
+               "; it is an option, not the CPU default, because it misses the default's bar on "
+               + ", ".join(failing))
+    return (f"`--quantize int8` (CPU) ranks a 20-passage list in {speed['ratio_to_float32']['int8']:.2f}x the "
+            f"float32 time of the default (BENCHMARKS.md, 'int8 on CPU'); across the five validation domains and "
+            f"four reporting sets its nDCG@10 moves by {min(diffs):+.4f} to {max(diffs):+.4f} (RESULTS.md, "
+            f"'int8 on CPU'){', ' if passed else ''}{verdict}.\n")

@@ -53,6 +53,47 @@ def _seconds(fn) -> float:
     return time.perf_counter() - started
 
 
+def kernel_comparison(tokens: int = 1600, reps: int = 5) -> dict:
+    """One MLP-shaped linear layer (hidden 896 -> 4864, Qwen2.5-0.5B) in every int8 form at hand, as a share of
+    float32's time, with its error against float32: why ``headrank.quantize`` is built on ``torch._int_mm``."""
+    import warnings
+
+    from headrank.quantize import Int8Linear
+
+    gen = torch.Generator().manual_seed(0)
+    linear = torch.nn.Linear(896, 4864, bias=False)
+    x = torch.randn(tokens, 896, generator=gen)
+    want = linear(x).detach()
+    forms = {"float32 nn.Linear": linear, "headrank Int8Linear (per-token activations, torch._int_mm)":
+             Int8Linear.from_linear(linear)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its deprecation
+        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+
+        for name, qconfig in (("per-tensor", default_dynamic_qconfig), ("per-channel", per_channel_dynamic_qconfig)):
+            model = quantize_dynamic(torch.nn.Sequential(linear), {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+            forms[f"torch.ao quantize_dynamic ({name} weights, per-tensor activations)"] = model
+    try:
+        import copy
+
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+
+        ao = copy.deepcopy(torch.nn.Sequential(linear))
+        quantize_(ao, Int8DynamicActivationInt8WeightConfig())
+        forms["torchao Int8DynamicActivationInt8Weight"] = ao
+    except ImportError:
+        pass  # torchao is not a dependency; the row appears where it is installed
+    out = {}
+    with torch.inference_mode():
+        for name, module in forms.items():
+            module(x)
+            seconds = min(_seconds(lambda: module(x)) for _ in range(reps))
+            error = float((module(x) - want).norm() / want.norm())
+            out[name] = {"seconds": seconds, "relative_error": error}
+    base = out["float32 nn.Linear"]["seconds"]
+    return {name: {**row, "time_ratio": row["seconds"] / base} for name, row in out.items()}
+
+
 def mlp_flops(config, layers: int, tokens: int) -> float:
     """Matmul operations of the MLPs (gate, up, down) of ``layers`` layers over ``tokens`` tokens."""
     return layers * tokens * 2 * 3 * config.hidden_size * config.intermediate_size
@@ -165,6 +206,8 @@ def main() -> None:
                           "load_before": os.getloadavg()[0]}}
     result["gemm_peak"] = gemm_peak([(2048, 896, 4864), (2048, 4864, 896), (2048, 2048, 2048)])
     print(json.dumps(result["gemm_peak"]), flush=True)
+    result["kernels"] = kernel_comparison()
+    print(json.dumps(result["kernels"]), flush=True)
 
     rankers = {"float32": HeadRanker.from_pretrained(PRESET, device="cpu", quantize="none"),
                "int8": HeadRanker.from_pretrained(PRESET, device="cpu", quantize="int8")}

@@ -79,6 +79,10 @@ def speed_table() -> str:
               f"{mem['int8']['after_rank_rss_mib']:.0f} MiB |",
               f"| cold start of `headrank rerank` on one list (process start to printed result, cached model) | "
               f"{cold['none']:.1f} s | {cold['int8']:.1f} s |"]
+    lines += ["", "| one MLP linear layer (896 -> 4864, 1,600 tokens) | time vs float32 | relative error vs float32 |",
+              "|---|---|---|"]
+    for name, row in data["kernels"].items():
+        lines.append(f"| {name} | {row['time_ratio']:.2f}x | {row['relative_error']:.4f} |")
     lines += ["", "| mode | threads | one `rank` per list (lists/s) | `rank_batch`, 4 lists per forward (lists/s) | "
               "batched / one at a time |", "|---|---|---|---|---|"]
     for row in data["throughput"]:

@@ -69,6 +69,14 @@ def test_the_gate_and_the_tables(tmp_path, monkeypatch, diff, p, passes):
     assert ("passes on every set" in table) is passes and ("fails on DL19" in table) is not passes
 
 
+def test_kernel_comparison_names_every_form_and_its_error():
+    rows = cpu_int8.kernel_comparison(tokens=8, reps=1)
+    assert rows["float32 nn.Linear"]["time_ratio"] == 1.0 and rows["float32 nn.Linear"]["relative_error"] == 0.0
+    ours = rows["headrank Int8Linear (per-token activations, torch._int_mm)"]
+    assert 0 < ours["relative_error"] < 0.05
+    assert any(name.startswith("torch.ao") for name in rows)
+
+
 def test_gemm_peak_and_operation_counts():
     peak = cpu_int8.gemm_peak([(16, 32, 24)], reps=1)
     assert peak["float32_gflops"] > 0 and peak["int8_gops"] > 0
@@ -86,3 +94,12 @@ def test_plain_forward_runs_the_first_layers_and_restores_the_model():
     with torch.inference_mode():
         model.model(torch.tensor([[1, 2]]))
     assert seen[2:] == [0, 1, 2, 3]
+
+
+def test_fidelity_of_identical_and_reordered_scores():
+    import int8_parts
+
+    same = int8_parts.fidelity([0.1, 0.5, 0.3], [0.1, 0.5, 0.3])
+    assert same == {"relative_error": 0.0, "spearman": pytest.approx(1.0), "top10_overlap": 3}
+    flipped = int8_parts.fidelity([0.1, 0.5, 0.3], [0.5, 0.1, 0.3])
+    assert flipped["spearman"] < 0 and flipped["relative_error"] > 0

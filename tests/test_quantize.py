@@ -129,6 +129,20 @@ def test_a_cached_int8_model_is_reused_and_keyed_on_its_weights(tiny_base, isola
     assert len(list((isolated_home / "int8").glob("*.safetensors"))) == 2
 
 
+def test_a_model_passed_in_memory_is_never_served_from_the_cache(tiny_base, isolated_home):
+    """A LoadedModel may have been changed after loading (an adapter merged, weights trained): its folder's files
+    do not identify its weights, so its int8 layers are computed from the weights themselves."""
+    from headrank.models import load_model
+    from headrank.ranker import HeadRanker
+
+    _ranker(tiny_base, "int8")  # fills the cache for the folder's weights
+    loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
+    with torch.no_grad():
+        loaded.model.model.layers[0].mlp.down_proj.weight.mul_(2.0)
+    ranker = HeadRanker.from_pretrained(loaded, heads=[(1, 0), (2, 3)], quantize="int8")
+    assert ranker._quantize_report.from_cache is False and ranker._quantize_report.cache_path is None
+
+
 def test_an_unreadable_cache_is_rebuilt(tiny_base, isolated_home, caplog):
     _ranker(tiny_base, "int8")
     cache = next((isolated_home / "int8").glob("*.safetensors"))

@@ -211,7 +211,9 @@ class HeadRanker:
         ranker = cls(loaded, head_set, scoring=scoring, prompt=PromptSettings(**prompt_args), truncate=truncate,
                      max_length=max_length, method=method, window=settings.window, both_orders=settings.both_orders,
                      fuse_first_stage=settings.fuse_first_stage, safety_valve=settings.safety_valve)
-        return ranker.quantized(quantize, weights_identity(loaded.path)) if quantize not in (None, "none") else ranker
+        # A model loaded here has the identity of its files; one passed in may have been changed in memory: no cache.
+        identity = None if isinstance(model, LoadedModel) else weights_identity(loaded.path)
+        return ranker.quantized(quantize, identity) if quantize not in (None, "none") else ranker
 
     @classmethod
     def _from_checkpoint(cls, path: Path, device: str, dtype: str, max_passage_tokens: int | None,

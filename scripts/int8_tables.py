@@ -7,6 +7,7 @@ peaks, memory and cold starts. ``scripts/documents.py`` puts these tables into t
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -102,3 +103,52 @@ def readme_sentence() -> str:
             f"float32 time of the default (BENCHMARKS.md, 'int8 on CPU'); across the five validation domains and "
             f"four reporting sets its nDCG@10 moves by {min(diffs):+.4f} to {max(diffs):+.4f} (RESULTS.md, "
             f"'int8 on CPU'){', ' if passed else ''}{verdict}.\n")
+
+
+def card_entry() -> dict:
+    """The default's card section on int8, from the two recorded results (never typed by hand)."""
+    speed, quality = json.loads(SPEED.read_text()), json.loads(QUALITY.read_text())
+    passed, failing = gate(quality["sets"])
+    ratio = speed["ratio_to_float32"]["int8"]
+    role = ("It is this preset's CPU setting: no set moved by more than 0.003 nDCG@10 and none significantly."
+            if passed else "It is an option, not this preset's CPU setting: it misses the bar for that (at most "
+            "0.003 nDCG@10 on every set, none with p < 0.05) on " + ", ".join(failing) + ".")
+    return {
+        "summary": f"int8 MLP layers (weights per channel, activations per token; attention in float32) rank a "
+                   f"20-passage list in {ratio:.2f}x the float32 time on the 2-core CPU of BENCHMARKS.md "
+                   f"('int8 on CPU'). {role}",
+        "sets": {NAMES.get(k, k) + ("" if k in REPORTING else " (validation)"):
+                 {f: quality["sets"][k][f] for f in ("float32", "int8", "diff", "p_value")}
+                 for k in sorted(quality["sets"], key=lambda k: k not in REPORTING)},
+        "time_ratio": ratio,
+        "default": passed,
+        "source": "Quality: `PYTHONPATH=src python scripts/int8_quality.py --preset headrank-qwen2.5-coder-0.5b "
+                  "--out runs/int8-quality-qwen.jsonl --summary results/int8-quality-qwen.json` (each list in both "
+                  "modes in one process, this preset's fusion and valve, paired sign-flip test per "
+                  "set). Speed: "
+                  f"`{speed['command']}` (results/cpu-int8-bench.json). Card section: "
+                  "`PYTHONPATH=src python scripts/int8_tables.py --card src/headrank/presets/headrank-qwen2.5-coder-0.5b`.",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--card", type=Path, required=True, help="the preset folder whose card gets the section")
+    args = parser.parse_args()
+    from headrank.checkpoint import CONFIG_NAME
+    from headrank.presets.card import update_card
+
+    entry = card_entry()
+    config_path = args.card / CONFIG_NAME
+    config = json.loads(config_path.read_text())
+    if entry["default"]:
+        config["quantize"] = "int8"
+    else:
+        config.pop("quantize", None)
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    update_card(args.card, {"int8": entry})
+    print(entry["summary"])
+
+
+if __name__ == "__main__":
+    main()

@@ -103,3 +103,28 @@ def test_fidelity_of_identical_and_reordered_scores():
     assert same == {"relative_error": 0.0, "spearman": pytest.approx(1.0), "top10_overlap": 3}
     flipped = int8_parts.fidelity([0.1, 0.5, 0.3], [0.5, 0.1, 0.3])
     assert flipped["spearman"] < 0 and flipped["relative_error"] > 0
+
+
+def _speed() -> dict:
+    return {"command": "PYTHONPATH=src python benchmarks/cpu_int8.py --out x.json", "ratio_to_float32": {"int8": 0.45}}
+
+
+@pytest.mark.parametrize("diff, ships", [(0.001, True), (0.01, False)])
+def test_the_card_section_and_the_preset_setting_follow_the_gate(tmp_path, monkeypatch, diff, ships):
+    from headrank.presets import load_preset
+
+    for name, data in (("q.json", _quality(diff, 0.5)), ("s.json", _speed())):
+        (tmp_path / name).write_text(json.dumps(data))
+    monkeypatch.setattr(int8_tables, "QUALITY", tmp_path / "q.json")
+    monkeypatch.setattr(int8_tables, "SPEED", tmp_path / "s.json")
+    preset = tmp_path / "preset"
+    preset.mkdir()
+    (preset / "headrank_config.json").write_text(json.dumps({"format": "headrank.checkpoint/1", "base_model": "m",
+                                                             "quantize": "int8", "card": {"summary": "s"}}))
+    monkeypatch.setattr(sys, "argv", ["int8_tables.py", "--card", str(preset)])
+    int8_tables.main()
+    card = (preset / "README.md").read_text()
+    assert "## int8 on CPU (`--quantize int8`)" in card and "0.45x the float32 time" in card
+    assert "| DL19 | 0.5000 |" in card and "| CISI (validation) |" in card
+    assert load_preset(preset).quantize == ("int8" if ships else None)
+    assert ("It is this preset's CPU setting" in card) is ships

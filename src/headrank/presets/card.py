@@ -47,6 +47,17 @@ def _adapter_lines(train: dict, history: list[dict]) -> list[str]:
             + (" -> ".join(f"{row['val_ndcg@10']:.4f}" for row in history) or "-")]
 
 
+def _int8_lines(int8: dict | None) -> list[str]:
+    """The card's int8 section: time against float32 and nDCG@10 per set in both modes (recorded results)."""
+    if not int8:
+        return []
+    lines = ["## int8 on CPU (`--quantize int8`)", "", int8["summary"], "",
+             "| set | float32 | int8 | int8 - float32 | p (paired) |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {row['float32']:.4f} | {row['int8']:.4f} | {row['diff']:+.4f} | {row['p_value']:.3f} |"
+              for name, row in int8["sets"].items()]
+    return lines + ["", int8["source"], ""]
+
+
 def render_card(config: dict) -> str:
     """The model card (Markdown) of a preset, rendered from its config (so card and config never disagree)."""
     card = config.get("card", {})
@@ -101,6 +112,7 @@ def render_card(config: dict) -> str:
             lines.append(f"| {row['method']} | {row['seconds_per_list']:.2f} | {row.get('ratio_to_preset', 1.0):.2f}x "
                          f"| {pct[0]} | {pct[1]} | {tokens} |")
         lines += ["", card.get("latency_source", ""), ""]
+    lines += _int8_lines(card.get("int8"))
     weaknesses = card.get("weaknesses", [])
     if weaknesses:
         lines += ["## Known weaknesses", ""] + [f"- {w}" for w in weaknesses] + [""]

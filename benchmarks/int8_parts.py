@@ -6,7 +6,7 @@ compared with float32's: relative error (||int8 - float32|| / ||float32 - mean||
 overlap of the top 10; and the time per list against float32 in the same process. Training lists only: the
 choice may not look at a reporting set.
 
-    PYTHONPATH=src python benchmarks/int8_parts.py --lists 9
+    PYTHONPATH=src python benchmarks/int8_parts.py --lists 6 --out results/int8-parts.json
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -35,6 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lists", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="also write the rows here (JSON)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -56,16 +59,21 @@ def main() -> None:
         return out, statistics.fmean(times[1:] or times)
 
     ref_scores, ref_time = run(reference)
+    rows = []
     depth = reference.heads.deepest_layer + 1
     for name, parts in CHOICES.items():
         ranker = HeadRanker.from_pretrained(PRESET, device="cpu", quantize="none")
         quantize_model(ranker.model.model, range(depth), parts=parts)
         scores, seconds = run(ranker)
-        rows = [fidelity(a, b) for a, b in zip(ref_scores, scores)]
-        print(json.dumps({"parts": name, "time_ratio": seconds / ref_time,
-                          **{k: statistics.fmean(r[k] for r in rows) for k in rows[0]},
-                          "min_spearman": min(r["spearman"] for r in rows)}), flush=True)
+        per = [fidelity(a, b) for a, b in zip(ref_scores, scores)]
+        rows.append({"parts": name, "time_ratio": seconds / ref_time,
+                     **{k: statistics.fmean(r[k] for r in per) for k in per[0]},
+                     "min_spearman": min(r["spearman"] for r in per)})
+        print(json.dumps(rows[-1]), flush=True)
         del ranker
+    if args.out:
+        args.out.write_text(json.dumps({"command": "PYTHONPATH=src python benchmarks/int8_parts.py "
+                                        + " ".join(sys.argv[1:]), "lists": args.lists, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

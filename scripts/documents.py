@@ -158,6 +158,12 @@ def int8_speed() -> str:
     return speed_table()
 
 
+def int8_parts() -> str:
+    from int8_tables import parts_table
+
+    return parts_table()
+
+
 def int8_headline() -> str:
     from int8_tables import readme_sentence
 
@@ -180,7 +186,7 @@ GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "prese
                                             "deep-rule": deep_rule, "presets-latency": presets_latency,
                                             "zero-label": zero_label, "on-base-reporting": on_base_reporting,
                                             "int8-quality": int8_quality, "int8-speed": int8_speed,
-                                            "int8-headline": int8_headline}
+                                            "int8-headline": int8_headline, "int8-parts": int8_parts}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

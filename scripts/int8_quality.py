@@ -111,19 +111,23 @@ def summarize(preset: str, scores: Path, plan: list[str]) -> dict:
 
     config = load_preset(preset)
     fuse, valve = config.inference.fuse_first_stage, config.inference.safety_valve
+    from headrank.heads import HeadSet
+
     rows = list(finished(scores, run_key(preset)).values())
+    heads = HeadSet.load(config.path / "headset.json")
     sets = {}
     for item in plan:
-        set_name = item.split(":")[0]
+        set_name, which = item.split(":")
         mine = [r for r in rows if r["set"] == set_name]
         if not mine:
             continue
         bench = load_set(set_name)
+        planned = len(pick_queries(bench, which, heads, 0))
         per = {mode: ndcg_per_query(mine, mode, bench, fuse, valve) for mode in MODES}
         diffs = [per["int8"][q] - per["float32"][q] for q in per["float32"]]
         fired = {m: sum(bool(valve and valve.fires(r[m])) for r in mine) for m in MODES}
         sets[set_name] = {
-            "queries": len(mine), "float32": statistics.fmean(per["float32"].values()),
+            "queries": len(mine), "planned": planned, "complete": len(mine) >= planned, "float32": statistics.fmean(per["float32"].values()),
             "int8": statistics.fmean(per["int8"].values()), "diff": statistics.fmean(diffs),
             "p_value": sign_flip_p_value(diffs) if any(diffs) else 1.0,
             "queries_changed": sum(abs(d) > 1e-9 for d in diffs), "valve_fired": fired,

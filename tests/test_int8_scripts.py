@@ -134,3 +134,13 @@ def test_the_card_section_and_the_preset_setting_follow_the_gate(tmp_path, monke
     assert "| DL19 | 0.5000 |" in card and "| CISI (validation) |" in card
     assert load_preset(preset).quantize == ("int8" if ships else None)
     assert ("It is this preset's CPU setting" in card) is ships
+
+
+def test_the_default_cards_int8_section_is_the_recorded_results():
+    """The shipped card's int8 numbers and its CPU setting come from results/, not from a hand edit."""
+    from headrank.presets import DEFAULT_PRESET, load_preset
+
+    preset = load_preset(DEFAULT_PRESET)
+    entry = int8_tables.card_entry()
+    assert preset.card["int8"] == entry
+    assert preset.quantize == ("int8" if entry["default"] else None)

@@ -97,28 +97,48 @@ def test_head_set_for_another_model_fails_cleanly(default_model_dir, tmp_path):
 
 
 @pytest.mark.integration
-def test_demo_prints_a_ranking(default_model_dir):
-    """The default HeadRank preset (real weights) ranks the built-in example and says what ran."""
+def test_demo_shows_a_real_bm25_list_and_the_built_in_example_in_both_orders(default_model_dir, monkeypatch):
+    """The default preset (real weights) on the first judged DL19 query's BM25 top 20, with grades and nDCG@10 of
+    both orders recomputed here, then the built-in example in BM25's, the preset's and the model's own order."""
     from headrank.cli import DEMO_PASSAGES
+    from headrank.datasets import first_judged_list
+    from headrank.evaluate import order_ndcg
     from headrank.presets import DEFAULT_PRESET
 
+    data_path("msmarco-passage", "dl19")
     result = runner.invoke(app, ["demo", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    flat = " ".join(result.output.split())  # the title wraps at the terminal width
-    assert f"preset {DEFAULT_PRESET}" in flat and "BM25 over 8 passages" in flat
-    table = [line for line in result.stdout.splitlines() if line.startswith("│")]
-    rows = [line.split("│") for line in table if line.split("│")[1].strip()]  # the first line of each row
-    top3 = {int(cells[4]) - 1 for cells in rows[:3]}  # the "docid" column: the example's passage number
-    vaccine = {i for i, text in enumerate(DEMO_PASSAGES) if "vaccin" in text.lower()}
-    assert len(top3 & vaccine) >= 2, result.stdout  # the passages about vaccines lead
-    trap = next(i for i, text in enumerate(DEMO_PASSAGES) if text.startswith("How do trains"))
-    assert int(rows[0][1]) == 1
-    heads_line = next(line for line in result.stdout.splitlines() if line.startswith("The heads alone"))
-    heads_first = int(heads_line.split(":")[1].split(",")[0]) - 1
-    assert heads_first != trap and heads_first in vaccine, result.stdout  # the heads see through the keyword trap
-    assert "Moved against BM25" in result.stdout and "Try next" in result.stdout
-    # the default fuses with BM25: the output says so and how to rank by the heads alone
-    assert "--fuse-first-stage 0" in flat
+    out = result.stdout
+    flat = " ".join(out.split())  # titles wrap at the terminal width
+    example = first_judged_list("dl19", 20)
+    assert f"preset {DEFAULT_PRESET}" in flat and f"query {example.qid} (the first judged query)" in flat
+    assert example.query in flat and "BM25 top 20" in flat
+    bm25 = order_ndcg(example.grades, example.docids)
+    line = next(x for x in out.splitlines() if x.startswith("nDCG@10 of this list"))
+    assert f"BM25 {bm25:.4f} -> HeadRank " in line  # BM25's own number, recomputed with ir-measures
+    headrank = float(line.split("-> HeadRank ")[1].split()[0])
+    assert 0.0 <= headrank <= 1.0 and "the model alone" in line
+    rows = [r.split("│") for r in out.splitlines() if r.startswith("│") and r.split("│")[1].strip()]
+    assert [r[1].strip() for r in rows] == ["1", "2", "3", "4", "5"]
+    assert rows[0][3].strip() == example.label(example.docids[0])  # BM25's #1 with its grade
+    order = {name: next(x for x in out.splitlines() if x.startswith(name)).split(":")[1] for name in
+             ("BM25's order", "HeadRank fused with BM25", "HeadRank, the model alone")}
+    numbers = {k: [int(n) for n in v.split(",")] for k, v in order.items()}
+    assert all(sorted(v) == list(range(1, len(DEMO_PASSAGES) + 1)) for v in numbers.values())
+    vaccine = {i + 1 for i, text in enumerate(DEMO_PASSAGES) if "vaccin" in text.lower()}
+    trap = next(i + 1 for i, text in enumerate(DEMO_PASSAGES) if text.startswith("How do trains"))
+    assert numbers["BM25's order"][0] == trap  # the keyword trap BM25 falls for
+    assert numbers["HeadRank, the model alone"][0] in vaccine, out  # the model alone sees through it
+    assert "--fuse-first-stage 0" in flat and "Try next" in out
+
+
+@pytest.mark.integration
+def test_demo_without_benchmark_data_says_so_and_shows_the_example(default_model_dir, monkeypatch, tmp_path):
+    monkeypatch.setenv("HEADRANK_DATA", str(tmp_path / "nowhere"))
+    result = runner.invoke(app, ["demo", "--device", "cpu", "--model", "headrank-smollm2-135m"])
+    assert result.exit_code == 0, result.output
+    assert "A real search: skipped, the TREC DL19 data is not here" in result.stdout
+    assert "HeadRank, the model alone (no fusion):" in result.stdout and "Traceback" not in result.output
 
 
 def test_evaluate_bm25_on_dl19(tmp_path):
@@ -268,6 +288,21 @@ def test_explain_table_shows_the_score_that_ranks(tmp_path, tiny_base):
     plain = runner.invoke(app, [*args, "-o", "json"])
     rows = json.loads(plain.stdout)["results"]
     assert all(r["ranking_score"] == r["score"] and r["fused_score"] is None for r in rows)
+
+
+def test_tables_never_pass_escape_sequences_or_markup_to_the_terminal(tmp_path, tiny_base):
+    """A passage with ANSI escapes, a carriage return, a bidi override and Rich markup prints as text."""
+    cands = tmp_path / "c.tsv"
+    cands.write_text("d\x1b[2J1\tsolar \x1b[31mred\x1b[0m panels\r\u202eevil [bold]b[/] [/oops]\n"
+                     "d2\tpasta recipes\n")
+    base = [str(cands), "-q", "solar \x1b]0;title\x07power", "--model", str(tiny_base), "--heads", "1:0,2:3",
+            "--device", "cpu"]
+    for command in ("rerank", "explain"):
+        result = runner.invoke(app, [command, *base], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert not any(ch in result.stdout for ch in "\x1b\r\x07\u202e"), repr(result.stdout)
+        assert "[/oops]" in result.stdout or command == "explain", result.stdout
+    assert "[bold]b[/]" in runner.invoke(app, ["rerank", *base], env={"COLUMNS": "200"}).stdout
 
 
 def test_one_default_model():

@@ -138,3 +138,29 @@ def _ir_datasets(dataset_id: str) -> Benchmark:
         candidates[qid] = [Candidate(d, getattr(store.get(d), "text", "")) for _, d in docs[:100]]
     grade = 2 if max((g for q in qrels.values() for g in q.values()), default=1) >= 3 else 1
     return Benchmark(dataset_id, queries, candidates, qrels, relevant_grade=grade)
+
+
+@dataclass
+class ExampleList:
+    """One real query's first-stage list with its judgments: what the demo and the playground show."""
+
+    source: str  # where it comes from, in words
+    qid: str
+    query: str
+    docids: list[str]  # first-stage order, best first
+    texts: list[str]
+    grades: dict[str, int]  # every judgment of the query (unjudged passages count as 0)
+
+    def label(self, docid: str) -> str:
+        return str(self.grades[docid]) if docid in self.grades else "unjudged"
+
+
+def first_judged_list(name: str = "dl19", depth: int = 20, data_root: Path | None = None) -> ExampleList:
+    """The first judged query of a named benchmark (in its candidate file's order) with its first-stage top
+    ``depth``: a rule, so that no one picks the query a reranker happens to do well on."""
+    bench = load_benchmark(name, data_root)
+    qid = next(iter(bench.queries))
+    top = bench.candidates[qid][:depth]
+    source = f"TREC {name.upper()} query {qid} (the first judged query), BM25 top {len(top)}"
+    return ExampleList(source, qid, bench.queries[qid], [c.docid for c in top], [c.text for c in top],
+                       dict(bench.qrels[qid]))

@@ -163,6 +163,14 @@ def compute_metrics(records: Sequence[QueryRecord], qrels: Qrels, relevant_grade
     return aggregate, per_query
 
 
+def order_ndcg(grades: dict[str, int], order: Sequence[str], k: int = 10) -> float:
+    """nDCG@k of one list in the given order (best first) against one query's judgments (ir-measures)."""
+    measure = nDCG @ k
+    run = [ir_measures.ScoredDoc("q", d, float(len(order) - i)) for i, d in enumerate(order)]
+    qrels = [ir_measures.Qrel("q", d, g) for d, g in grades.items()]
+    return float(ir_measures.calc_aggregate([measure], qrels, run)[measure])
+
+
 def _trec_scores(record: QueryRecord) -> list[tuple[str, float]]:
     """Scores that trec_eval sorts into exactly our ranking (it breaks ties by docid, we by position)."""
     ranking = record.ranking()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from enum import Enum
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 
 class Output(str, Enum):
@@ -25,6 +27,14 @@ def finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def plain(text: str | None, limit: int = 160) -> str:
+    """Passage text safe for a terminal: whitespace collapsed, control and format characters (escape
+    sequences included) dropped, cut at ``limit`` characters with an ellipsis."""
+    kept = "".join(ch for ch in (text or "") if ch.isspace() or unicodedata.category(ch) not in ("Cc", "Cf"))
+    flat = " ".join(kept.split())
+    return flat[:limit] + ("…" if len(flat) > limit else "")
+
+
 def print_results(results, docids, qid, output: Output, tag: str, console: Console, title: str) -> None:
     """A ranking as a table, JSON (``-inf`` as null) or TREC run lines."""
     if output is Output.json:
@@ -35,31 +45,31 @@ def print_results(results, docids, qid, output: Output, tag: str, console: Conso
 
         print("\n".join(trec_lines(qid or "q", [(docids[r.corpus_id], r.score) for r in results], tag)))
     else:
-        table = Table(title=title, show_lines=False)
+        table = Table(title=Text(plain(title, 1000)), show_lines=False)
         for col, justify in (("rank", "right"), ("score", "right"), ("input #", "right"), ("docid", "left")):
             table.add_column(col, justify=justify)
         table.add_column("passage", overflow="fold")
         for r in results:
-            text = " ".join((r.text or "").split())
-            table.add_row(str(r.rank), f"{r.score:.4f}", str(r.corpus_id + 1), docids[r.corpus_id],
-                          text[:160] + ("…" if len(text) > 160 else ""))
+            table.add_row(str(r.rank), f"{r.score:.4f}", str(r.corpus_id + 1), Text(plain(docids[r.corpus_id], 60)),
+                          Text(plain(r.text)))  # Text: a passage's "[...]" is not Rich markup
         console.print(table)
 
 
 def print_explanations(q: str, explanations, candidates, label: str) -> None:
     """The explanation table: the score that ranks, and with fusion its parts beside the attention score."""
     fused = any(e.fused_score is not None for e in explanations)
-    table = Table(title=f"{q}  ({len(candidates)} passages, {label})")
+    table = Table(title=Text(f"{plain(q, 300)}  ({len(candidates)} passages, {label})"))
     columns = ["rank", "ranking score (fused)", "attention rank", "input rank"] if fused else ["rank"]
     for col in (*columns, "attention score", "docid", "tokens that added most"):
         table.add_column(col)
     for e in explanations:
         best = sorted((t for t in e.tokens if t.start is not None), key=lambda t: -t.contribution)[:6]
-        words = ", ".join(f"{(e.text or '')[t.start:t.end].strip() or t.token!r} {t.contribution:+.2g}" for t in best)
+        words = ", ".join(f"{plain((e.text or '')[t.start:t.end], 40) or plain(repr(t.token), 40)} "
+                          f"{t.contribution:+.2g}" for t in best)
         score = f"{e.score:.4g}" if math.isfinite(e.score) else "empty"
         parts = ([f"{e.fused_score:.4g}", str(e.attention_rank), str(e.first_stage_rank)]
                  if fused and e.fused_score is not None else ["", "", ""] if fused else [])
-        table.add_row(str(e.rank), *parts, score, candidates[e.corpus_id].docid, words)
+        table.add_row(str(e.rank), *parts, score, Text(plain(candidates[e.corpus_id].docid, 60)), Text(words))
     Console().print(table)
 
 

@@ -540,3 +540,39 @@ def test_start_warms_every_batch_size_it_serves_within_its_budget(tiny_dir, monk
         assert set(batches) == want and batches == sorted(batches)
     with pytest.raises(ValueError, match="warm_up_s"):
         ServeConfig(warm_up_s=-1.0)
+
+
+@pytest.mark.integration
+def test_playground_example_model_alone_puts_the_solar_passages_first_with_the_small_preset(default_model_dir):
+    """The playground's typed example, ranked by the model alone (what the page sends for typed passages) with the
+    real small preset: the photovoltaic and inverter passages rank above Sourdough and the Great Wall."""
+    from headrank.ranker import HeadRanker
+    from headrank.serve.routes.explain import PLAYGROUND_EXAMPLE
+
+    docs = PLAYGROUND_EXAMPLE["documents"]
+    ranker = HeadRanker.from_pretrained("headrank-smollm2-135m", device="cpu")
+    order = [e.corpus_id for e in ranker.explain(PLAYGROUND_EXAMPLE["query"], docs, fuse_first_stage=0,
+                                                 safety_valve=False)]
+    where = {key: order.index(next(i for i, d in enumerate(docs) if key in d))
+             for key in ("Photovoltaic", "inverter", "Sourdough", "Great Wall")}
+    assert max(where["Photovoltaic"], where["inverter"]) < min(where["Sourdough"], where["Great Wall"]), where
+
+
+def test_examples_route_gives_the_typed_example_and_a_first_stage_list_or_null(server):
+    from conftest import data_path
+
+    from headrank.serve.routes.explain import PLAYGROUND_EXAMPLE
+
+    data_path("msmarco-passage", "dl19")
+    out = httpx.get(f"{server.url}/v1/examples").json()
+    assert out["typed"] == PLAYGROUND_EXAMPLE
+    real = out["first_stage"]
+    assert real["source"].startswith("TREC DL19 query") and len(real["documents"]) == len(real["grades"]) == 10
+    assert all("\n" not in d for d in real["documents"])  # one passage per line in the page's text box
+
+
+def test_first_stage_example_is_null_without_benchmark_data(monkeypatch, tmp_path):
+    from headrank.serve.routes.explain import first_stage_example
+
+    monkeypatch.setenv("HEADRANK_DATA", str(tmp_path / "nowhere"))
+    assert first_stage_example.__wrapped__() is None  # the page then hides its button

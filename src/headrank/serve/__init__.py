@@ -15,8 +15,9 @@ queue in front of the model), ``service`` (the served ranker, preloaded presets,
 - ``GET /health`` (503 until the model is loaded, after a failed load and while shutting down), ``GET /info``,
   ``GET /metrics`` (Prometheus; route labels are route templates), ``GET /v1/models``, ``GET /docs`` and
   ``GET /redoc`` (assets served locally).
-- ``GET /``: the playground page and ``POST /v1/explain`` behind it; presets other than the served model must
-  be named at start (``--preload``); others answer 404 with the list.
+- ``GET /``: the playground page, ``GET /v1/examples`` (its typed example and, when the benchmark data is on the
+  server, a real BM25 list) and ``POST /v1/explain`` behind it; presets other than the served model must be
+  named at start (``--preload``); others answer 404 with the list.
 
 Every piece of model work waits in one bounded queue (429 with ``Retry-After`` when full); a worker takes up to
 ``max_batch_lists`` requests that arrive within ``batch_wait_ms`` and ranks those with equal options in one

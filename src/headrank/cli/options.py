@@ -64,3 +64,17 @@ Query = Annotated[str, typer.Option("--query", "-q", help="The query (default: t
 Format = Annotated[InputFormat, typer.Option("--format", help="Input format.")]
 Entry = Annotated[int, typer.Option(min=0, help="Which query of a multi-query RankGPT file (0-based).")]
 Split = Annotated[str, typer.Option(help="BEIR split of a BEIR benchmark (e.g. nfcorpus train or dev).")]
+
+Ray = Annotated[bool, typer.Option("--ray", help="Serve on Ray Serve: the same app and routes, one model per replica, "
+                                                 "Ray Serve's proxy balancing between them (extra 'ray-serve').")]
+Replicas = Annotated[int, typer.Option(min=1, help="With --ray: replicas (the initial count when autoscaling).")]
+MinReplicas = Annotated[int, typer.Option(min=0, help="With --ray: autoscale between --min-replicas and "
+                                                      "--max-replicas (both needed).")]
+MaxReplicas = Annotated[int, typer.Option(min=1, help="With --ray: the most replicas autoscaling may start.")]
+TargetOngoing = Annotated[float, typer.Option(min=0.001, help="With --ray autoscaling: requests in flight per "
+                                                              "replica that autoscaling aims for.")]
+ReplicaCpus = Annotated[float, typer.Option(min=0.0, help="With --ray: CPUs reserved per replica.")]
+ReplicaGpus = Annotated[float, typer.Option(min=0.0, help="With --ray: GPUs per replica (0.5 packs two on one GPU; "
+                                                          "use with --device cuda).")]
+RayAddress = Annotated[str, typer.Option(help="With --ray: join this Ray cluster (e.g. 'auto'); default: a local Ray "
+                                              "on this machine, stopped with the service.")]

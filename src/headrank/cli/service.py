@@ -51,8 +51,18 @@ def serve(
                                             "method, route, status, latency_ms, request_id).")] = False,
     quantize: options.Quantize = None,
     threads: options.Threads = None,
+    ray: options.Ray = False,
+    replicas: options.Replicas = 1,
+    min_replicas: options.MinReplicas = None,
+    max_replicas: options.MaxReplicas = None,
+    target_ongoing_requests: options.TargetOngoing = 2.0,
+    replica_cpus: options.ReplicaCpus = 1.0,
+    replica_gpus: options.ReplicaGpus = 0.0,
+    ray_address: options.RayAddress = None,
 ) -> None:
-    """Serve reranking over HTTP: Cohere/Jina /v1|v2/rerank, TEI /rerank, /health, /info, /metrics, /docs."""
+    """Serve reranking over HTTP: Cohere/Jina /v1|v2/rerank, TEI /rerank, /health, /info, /metrics, /docs.
+
+    With --ray the same service runs on Ray Serve with --replicas N (or autoscaling), one model per replica."""
     from headrank.models import resolve_device
     from headrank.presets import available_presets
 
@@ -76,9 +86,35 @@ def serve(
                              fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
                              log_level=log_level.lower(), json_logs=json_logs,
                              quantize=quantize.value if quantize else None)
+    if ray:
+        ray_options = {"replicas": replicas, "min_replicas": min_replicas, "max_replicas": max_replicas,
+                       "target_ongoing_requests": target_ongoing_requests, "replica_cpus": replica_cpus,
+                       "replica_gpus": replica_gpus, "address": ray_address}
+        serve_ray(config, ray_options)
+        return
     err_console.print(f"headrank serve: {model} on http://{host}:{port} (docs: /docs; the model loads in the "
                       "background, /health says when it is ready)")
     run_service(config)
+
+
+def serve_ray(config, ray_options: dict) -> None:
+    """``serve --ray``: check the extra and the options, deploy, say when every replica is up."""
+    with user_errors(ImportError):
+        try:
+            import ray.serve  # noqa: F401
+        except ImportError as err:
+            raise ImportError(f"headrank serve --ray needs Ray Serve ('{err.name}' is missing): "
+                              "pip install 'headrank[ray-serve]'") from None
+        from headrank.serve.ray_serve import RayOptions, serve_on_ray
+    with user_errors():
+        options = RayOptions(**ray_options)
+    scale = (f"{options.min_replicas}-{options.max_replicas} replicas (autoscaling)" if options.autoscaling
+             else f"{options.replicas} replica{'s' * (options.replicas > 1)}")
+    err_console.print(f"headrank serve --ray: {config.model}, {scale}; starting Ray Serve (each replica loads its "
+                      "model before it takes requests)")
+    with user_errors(RuntimeError):
+        serve_on_ray(config, options, ready=lambda url: err_console.print(f"ready on {url} ({scale}); SIGTERM or "
+                                                                          "Ctrl-C drains and stops"))
 
 
 def rerank_batch(

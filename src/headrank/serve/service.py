@@ -41,8 +41,14 @@ class Service:
         self.queue.start()
         if self.ranker is None:
             threading.Thread(target=self._load, daemon=True).start()
-        elif self.config.preload:
+        elif self.config.preload and not self.extra:
             threading.Thread(target=self._load_extra, daemon=True).start()
+
+    def load_now(self) -> None:
+        """Load the model in this thread (a Ray Serve replica is ready only with its model); raise on failure."""
+        self._load()
+        if self.ranker is None:
+            raise RuntimeError(f"the model failed to load: {self.load_error}")
 
     async def stop(self) -> None:
         self.shutting_down = True

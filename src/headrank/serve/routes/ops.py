@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import asdict
 
@@ -41,6 +43,7 @@ async def info(request: Request) -> JSONResponse:
         "inference": asdict(settings) if settings else None, "ready": r is not None,
         "limits": service.config.limits(), "version": __version__, "presets": service.models(),
         "auth": bool(service.config.api_key),
+        "process": {"pid": os.getpid(), "host": socket.gethostname()},  # which replica answered (serve --ray)
         "scores": "relevance_score: the ranking score (fused when fusion is on) min-max within a request "
                   "(1 best, 0 worst); raw_scores: the score itself",
     })

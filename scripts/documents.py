@@ -180,13 +180,32 @@ def default_headline() -> str:
             f"and ICR's {head['icr']:.4f} (the fast `{FAST_PRESET}`: {fast.headline['preset']:.4f}).\n")
 
 
+def ray_serve_bench() -> str:
+    """BENCHMARKS.md's table of one process vs Ray Serve with 1 and 2 replicas (results/ray-serve-bench.json)."""
+    import json
+
+    run = json.loads((RESULTS / "ray-serve-bench.json").read_text())
+    load = "; ".join(f"load average {run[k]:.2f} at the {k.rsplit('_', 1)[1]}" for k in
+                     ("load_average_at_start", "load_average_at_end") if k in run)
+    lines = [f"Command: `{run['command']}` ({run['machine']}; {load}; {run['passages']} DL19 passages per "
+             f"request, {run['concurrency']} concurrent clients).",
+             "", "| setup | requests | errors | p50 (s) | p95 (s) | requests/s | vs one process | same order |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in run["rows"]:
+        lines.append(f"| {r['setup']} | {r['requests']} | {r['errors']} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
+                     f"{r['requests_per_s']:.3f} | {r['throughput_vs_one_process']:.2f}x | "
+                     f"{'yes' if r['same_order_as_one_process'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
 GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table,
                                             "default-headline": default_headline, "presets-quality": presets_quality,
                                             "long-lists": long_lists, "build-choice": build_choice,
                                             "deep-rule": deep_rule, "presets-latency": presets_latency,
                                             "zero-label": zero_label, "on-base-reporting": on_base_reporting,
                                             "int8-quality": int8_quality, "int8-speed": int8_speed,
-                                            "int8-headline": int8_headline, "int8-parts": int8_parts}
+                                            "int8-headline": int8_headline, "int8-parts": int8_parts,
+                                            "ray-serve-bench": ray_serve_bench}
 
 
 def stale_blocks(write: bool = False) -> list[str]:

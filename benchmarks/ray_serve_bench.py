@@ -18,10 +18,9 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from serve_bench import _free_port, load  # the same client loop as the single-process serving benchmark
+from serve_bench import _free_port, load, wait_ready  # the same client loop as the single-process serving benchmark
 
 SETUPS = {  # name -> (serve arguments, environment); 2 cores in all for each setup
     "one process (headrank serve, 2 threads)": (["--max-batch", "1"], {"OMP_NUM_THREADS": "2"}),
@@ -32,24 +31,12 @@ SETUPS = {  # name -> (serve arguments, environment); 2 cores in all for each se
 
 
 def start(model: str, extra: list[str], env: dict) -> tuple[subprocess.Popen, str]:
-    import httpx
-
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "headrank.cli", "serve", "--model", model, "--port", str(port),
                              "--device", "cpu", "--timeout", "600", *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "HEADRANK_API_KEY": "", "RAY_USAGE_STATS_ENABLED": "0", **env})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"server not ready: {extra}")
+    return proc, wait_ready(proc, f"http://127.0.0.1:{port}")
 
 
 def orders(url: str, bodies: list[dict]) -> list[list[int]]:

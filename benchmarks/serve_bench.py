@@ -26,24 +26,28 @@ def _free_port() -> int:
 
 
 def start(model: str, max_batch: int, threads: int):
-    import httpx
-
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HEADRANK_API_KEY": ""}
     proc = subprocess.Popen([sys.executable, "-m", "headrank.cli", "serve", "--model", model, "--port", str(port),
                              "--max-batch", str(max_batch), "--device", "cpu", "--timeout", "600"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
+    return proc, wait_ready(proc, f"http://127.0.0.1:{port}")
+
+
+def wait_ready(proc, url: str, seconds: float = 300) -> str:
+    """The server's URL once /health says 200; the process is killed if that takes longer than ``seconds``."""
+    import httpx
+
+    deadline = time.time() + seconds
     while time.time() < deadline:
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
+                return url
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("server not ready")
+    raise RuntimeError(f"server at {url} not ready in {seconds:.0f} s")
 
 
 async def load(url: str, bodies: list[dict], concurrency: int) -> tuple[list[float], float, int]:

@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headrank.data import (DataFormatError, jsonl_objects, read_text, check_trec_token, read_topics, trec_lines,
-                           trec_run_rows)
+from headrank.data import (DataFormatError, FirstKept, check_trec_token, id_text, jsonl_objects, read_text, read_topics,
+                           trec_lines, trec_run_rows)
 
 logger = logging.getLogger(__name__)
 ON_ERROR = ("skip", "fail")
@@ -178,14 +178,18 @@ def read_corpus(path: str | Path, on_error: str = "skip", problems: list[str] | 
     if path.suffix != ".jsonl":
         return _read_id_text(path, on_error, problems, what="corpus")
     text, name = read_text(path)
-    docs = {}
-    for lineno, obj in jsonl_objects(text, name, lambda message: _problem(problems, on_error, message)):
+    report = lambda message: _problem(problems, on_error, message)  # noqa: E731
+    docs = FirstKept(name, "document id", report)
+    for lineno, obj in jsonl_objects(text, name, report):
         key = next((obj[k] for k in ("_id", "docid", "id") if k in obj), None)
         body = " ".join(obj[k] for k in ("title", "text") if isinstance(obj.get(k), str) and obj[k]) or obj.get("contents")
         if key is None or not isinstance(body, str) or not body:
-            _problem(problems, on_error, f"{name}:{lineno}: a document needs an id and a text")
+            report(f"{name}:{lineno}: a document needs an id and a text")
             continue
-        docs[str(key)] = body
+        try:
+            docs.add(id_text(key, f"{name}:{lineno}", "document id"), body, lineno)
+        except DataFormatError as err:
+            report(str(err))
     return docs
 
 

@@ -29,6 +29,43 @@ class DataFormatError(ValueError):
     """Input that cannot be parsed; the message names the file and line."""
 
 
+def warn(message: str) -> None:
+    logger.warning("%s", message)
+
+
+class FirstKept(dict):
+    """A table keyed by id in which the first occurrence wins, the one rule of every reader: a repeated id is
+    reported to ``report`` (default: a warning; batch runs list it in problems.txt or fail on it) with the file,
+    its line, the first one's line and whether its text differs, and never replaces the first."""
+
+    def __init__(self, name: str, what: str, report=None) -> None:
+        super().__init__()
+        self.name, self.what, self.report = name, what, report or warn
+        self.lines: dict[str, int] = {}
+        self.repeats = 0
+
+    def add(self, key: str, value, lineno: int) -> None:
+        if key in self:
+            self.repeats += 1
+            same = "the same" if self[key] == value else "another"
+            self.report(f"{self.name}:{lineno}: repeated {self.what} {key!r} with {same} text (first at line "
+                        f"{self.lines[key]}); the first is kept")
+            return
+        self[key], self.lines[key] = value, lineno
+
+
+def id_text(value, where: str, what: str = "id") -> str:
+    """An id as text: strings and integers only; None, booleans, floats, lists, dicts and empty ids are refused
+    (their Python form is no one's id)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise DataFormatError(f"{where}: {what} must be a string or an integer, got {type(value).__name__} "
+                              f"{json.dumps(value, default=str)[:40]}")
+    text = str(value)
+    if not text.strip():
+        raise DataFormatError(f"{where}: empty {what}")
+    return text
+
+
 @dataclass
 class Candidate:
     docid: str
@@ -154,8 +191,10 @@ def _parse_rankgpt(text: str, name: str, entry: int, data: list | None = None) -
     for rank, hit in enumerate(item["hits"]):
         if not isinstance(hit, dict) or not isinstance(hit.get("content"), str):
             raise DataFormatError(f"{name}: entry {entry}, hit {rank}: needs a string 'content'")
-        qid = qid or (str(hit["qid"]) if "qid" in hit else None)
-        candidates.append(Candidate(docid=str(hit.get("docid", rank)), text=hit["content"]))
+        where = f"{name}: entry {entry}, hit {rank}"
+        qid = qid or (id_text(hit["qid"], where, "'qid'") if "qid" in hit else None)
+        docid = id_text(hit["docid"], where, "'docid'") if "docid" in hit else str(rank)
+        candidates.append(Candidate(docid=docid, text=hit["content"]))
     return RerankInput(query=item["query"], qid=qid, candidates=candidates)
 
 
@@ -196,7 +235,7 @@ def _parse_jsonl(text: str, name: str) -> RerankInput:
         if not isinstance(obj[text_key], str):
             raise DataFormatError(f"{name}:{lineno}: '{text_key}' must be a string")
         id_key = next((k for k in ID_KEYS if k in obj), None)
-        docid = str(obj[id_key]) if id_key else str(len(out.candidates))
+        docid = id_text(obj[id_key], f"{name}:{lineno}", f"'{id_key}'") if id_key else str(len(out.candidates))
         out.candidates.append(Candidate(docid=docid, text=obj[text_key]))
     return out
 
@@ -219,7 +258,7 @@ def _parse_tsv(text: str, name: str) -> RerankInput:
         if len(fields) == 1:
             out.candidates.append(Candidate(docid=str(len(out.candidates)), text=fields[0]))
         else:
-            out.candidates.append(Candidate(docid=fields[0], text=fields[1]))
+            out.candidates.append(Candidate(docid=id_text(fields[0], f"{name}:{lineno}", "docid"), text=fields[1]))
     return out
 
 
@@ -257,9 +296,16 @@ def read_qrels(path: str | Path) -> Qrels:
         else:
             raise DataFormatError(f"{name}:{lineno}: expected 'qid 0 docid grade' or 'qid docid grade'")
         try:
-            qrels.setdefault(qid, {})[docid] = int(grade)
+            value = int(grade)
         except ValueError:
             raise DataFormatError(f"{name}:{lineno}: relevance grade {grade!r} is not an integer") from None
+        judged = qrels.setdefault(qid, {})
+        if docid in judged:
+            if judged[docid] != value:
+                warn(f"{name}:{lineno}: a second judgment of document {docid!r} for query {qid!r} (grade {value}; "
+                     f"the first said {judged[docid]}); the first is kept")
+            continue
+        judged[docid] = value
     if not qrels:
         raise DataFormatError(f"{name}: no relevance judgments")
     return qrels
@@ -269,10 +315,10 @@ def read_topics(path: str | Path, on_problem=None, what: str = "topics") -> dict
     """``id<TAB>text`` per line (topics, or a TSV corpus); the text may itself contain tabs.
 
     A malformed line raises DataFormatError, or with ``on_problem`` is reported to it (``"file:line: ..."``)
-    and skipped.
+    and skipped. A repeated id keeps the first line's text and is reported (``FirstKept``).
     """
     text, name = read_text(path)
-    topics = {}
+    topics = FirstKept(name, "id", on_problem)
     for lineno, line in enumerate(text_lines(text), start=1):
         if not line.strip():
             continue
@@ -283,7 +329,7 @@ def read_topics(path: str | Path, on_problem=None, what: str = "topics") -> dict
                 raise DataFormatError(message)
             on_problem(message)
             continue
-        topics[fields[0].strip()] = fields[1]
+        topics.add(fields[0].strip(), fields[1], lineno)
     return topics
 
 
@@ -372,14 +418,19 @@ def read_beir(folder: str | Path, split: str = "test") -> tuple[dict[str, str], 
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         raise FileNotFoundError(f"{folder}: no qrels/{split}.tsv (is this a BEIR folder?)")
-    corpus = {}
-    for obj in read_jsonl_objects(folder / "corpus.jsonl"):
+    text, name = read_text(folder / "corpus.jsonl")
+    corpus = FirstKept(name, "_id")
+    for lineno, obj in jsonl_objects(text, name):
         if "_id" not in obj:
-            raise DataFormatError(f"{folder / 'corpus.jsonl'}: a document has no '_id'")
-        corpus[str(obj["_id"])] = " ".join(x for x in (obj.get("title", ""), obj.get("text", "")) if x)
-    queries = {}
-    for obj in read_jsonl_objects(folder / "queries.jsonl"):
+            raise DataFormatError(f"{name}:{lineno}: a document has no '_id'")
+        parts = [obj.get(k) for k in ("title", "text")]
+        if any(p is not None and not isinstance(p, str) for p in parts):
+            raise DataFormatError(f"{name}:{lineno}: 'title' and 'text' must be strings")
+        corpus.add(id_text(obj["_id"], f"{name}:{lineno}", "_id"), " ".join(p for p in parts if p), lineno)
+    text, name = read_text(folder / "queries.jsonl")
+    queries = FirstKept(name, "query _id")
+    for lineno, obj in jsonl_objects(text, name):
         if "_id" not in obj or not isinstance(obj.get("text"), str):
-            raise DataFormatError(f"{folder / 'queries.jsonl'}: a query needs '_id' and 'text'")
-        queries[str(obj["_id"])] = obj["text"]
+            raise DataFormatError(f"{name}:{lineno}: a query needs '_id' and 'text'")
+        queries.add(id_text(obj["_id"], f"{name}:{lineno}", "_id"), obj["text"], lineno)
     return corpus, queries, read_qrels(qrels_path)

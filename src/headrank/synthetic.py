@@ -183,8 +183,14 @@ def corpus_benchmark(corpus_path: str | Path, base_model: str, n: int, cache_dir
     prompt_template(version)  # an unknown version fails before the corpus is read or the model loads
     problems: list[str] = []
     corpus = read_corpus(corpus_path, "skip", problems)
-    if problems:
-        logger.warning("%d corpus rows skipped, e.g. %s", len(problems), problems[0])
+    repeats = getattr(corpus, "repeats", 0)
+    if repeats:
+        rows = len(corpus) + len(problems)
+        logger.warning("%s: %d rows, %d documents: %d repeated id%s (the first text kept), e.g. %s", corpus_path, rows,
+                       len(corpus), repeats, "s" * (repeats > 1), next(p for p in problems if "repeated" in p))
+    skipped = [p for p in problems if "repeated" not in p]
+    if skipped:
+        logger.warning("%d corpus rows skipped, e.g. %s", len(skipped), skipped[0])
     if len(corpus) < depth:
         raise ValueError(f"{corpus_path}: {len(corpus)} documents; a corpus for adaptation needs at least {depth}")
     writer = QueryWriter(load_model(base_model, device=device, dtype=dtype), Path(cache_dir) / "synthetic-queries.jsonl",

@@ -57,6 +57,18 @@ def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_
     measured = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], {q: qrels[q] for q in run}, run)[ir_measures.nDCG @ 10]
     assert measured == pytest.approx(data["after"]["val_ndcg"], abs=1e-6)
 
+    # a second adapt into the same folder is refused unless --overwrite, which also drops the earlier card
+    (out / "README.md").write_text("model card of the earlier checkpoint")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "already holds a checkpoint" in again.output and "--overwrite" in again.output
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    replaced = runner.invoke(app, [*args, "--seed", "1", "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert not (out / "README.md").exists() and HeadSet.load(out / "headset.json").selection["adapted_from"] == str(preset)
+    into_itself = runner.invoke(app, ["adapt", "--from", str(out), *args[3:], "--overwrite"])
+    assert into_itself.exit_code == 2 and "being adapted" in into_itself.output
+
     listed = tmp_path / "queries.txt"
     listed.write_text("0\n1\n2\n3\n4\n")
     subset = runner.invoke(app, args[:-2] + ["--queries", str(listed), "--out", str(tmp_path / "subset"), "--report",
@@ -65,7 +77,7 @@ def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_
     sub = json.loads((tmp_path / "subset.json").read_text())
     assert sorted(sub["train_queries"] + sub["val_queries"]) == ["0", "1", "2", "3", "4"]
 
-    again = runner.invoke(app, args)  # cached captures: same report
+    again = runner.invoke(app, [*args, "--overwrite"])  # cached captures: same report
     assert again.exit_code == 0 and json.loads(report.read_text())["after"] == data["after"]
 
     # evaluate reads a checkpoint (weighted head set included) from an all-head capture like from its own pass

@@ -54,6 +54,9 @@ def files(tmp_path_factory, llama_tokenizer):
         {"query": f"query {q}", "hits": [{"qid": str(q), "docid": f"{q}-{i}", "content": f"passage {i}"} for i in range(3)]}
         for q in range(5)]))
     (judged / "qrels.txt").write_text("".join(f"{q} 0 {q}-0 1\n{q} 0 {q}-1 0\n" for q in range(5)))
+    (root / "a-checkpoint").mkdir()  # an earlier adapt's output: config, head set, card
+    (root / "a-checkpoint" / "headrank_config.json").write_text("{}")
+    (root / "a-checkpoint" / "README.md").write_text("card of the earlier model")
     for name, data in (("run-a", "aaaa"), ("run-b", "bbbb")):  # evaluate runs of one benchmark on other data
         (root / name).mkdir()
         (root / name / "metrics.json").write_text(json.dumps({"benchmark": "dl19", "settings": {"data": data},
@@ -151,6 +154,15 @@ CLI_CASES = [
      "--pools: expected comma-separated finite numbers >= 1"),
     ("adapt val fraction 1", ["adapt", "--data", "{root}", "--val-fraction", "1", "--out", "{root}/adapted"], 2,
      "val_fraction"),
+    ("adapt --out a file", ["adapt", "--data", "{root}/rankgpt-dir", "--out", "{root}/ok.tsv"], 2, "is a file"),
+    ("adapt --out under /proc", ["adapt", "--data", "{root}/rankgpt-dir", "--out", "/proc/headrank-x"], 2,
+     "cannot be written"),
+    ("adapt --report a folder", ["adapt", "--data", "{root}/rankgpt-dir", "--out", "{root}/adapted", "--report",
+                                 "{root}"], 2, "is a directory"),
+    ("adapt --out a checkpoint without --overwrite", ["adapt", "--data", "{root}/rankgpt-dir", "--out",
+                                                      "{root}/a-checkpoint"], 2, "already holds a checkpoint"),
+    ("adapt --out a folder with other files", ["adapt", "--data", "{root}/rankgpt-dir", "--out", "{root}/run-a"], 2,
+     "not a checkpoint directory"),
     ("adapt from an unknown preset", ["adapt", "--from", "no-such-preset", "--data", "{root}/rankgpt-dir", "--out",
                                       "{root}/adapted"], 2, "unknown preset"),
     ("adapt with unknown query ids", ["adapt", "--data", "{root}/rankgpt-dir", "--queries", "{root}/ok.tsv", "--out",

@@ -239,10 +239,28 @@ def guarded_choice(candidates: Sequence[Candidate], require_p: float | None) -> 
     return best, p, None
 
 
+def check_adapt_output(preset: str | Path, out: str | Path, overwrite: bool = False) -> None:
+    """Before any model loads: ``out`` is a new or empty folder, or (with ``overwrite``) a checkpoint to replace;
+    never the checkpoint being adapted, and never a folder that holds anything else."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; adapt writes a checkpoint folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not (out / CONFIG_NAME).is_file():
+        raise FileExistsError(f"{out} exists and is not a checkpoint directory; refusing to overwrite it")
+    if Path(preset).exists() and Path(preset).resolve() == out.resolve():
+        raise FileExistsError(f"{out} is the checkpoint being adapted; write the adapted one to another folder")
+    if not overwrite:
+        raise FileExistsError(f"{out} already holds a checkpoint; pass --overwrite (overwrite=True) to replace it "
+                              "(its head set, adapter, settings and model card), or choose another folder")
+
+
 def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig = AdaptConfig(), *,
                  cache_dir: Path | None = None, device: str = "auto", dtype: str = "auto",
-                 on_list: Callable[[str, int, int], None] | None = None) -> AdaptReport:
-    """Re-select and re-weight a preset's heads on ``bench`` (judged queries), write the result to ``out``."""
+                 on_list: Callable[[str, int, int], None] | None = None, overwrite: bool = False) -> AdaptReport:
+    """Re-select and re-weight a preset's heads on ``bench`` (judged queries), write the result to ``out``
+    (an existing checkpoint there only with ``overwrite``)."""
     from headrank.checkpoint import is_checkpoint
     from headrank.presets import available_presets, is_preset_name
     from headrank.ranker import HeadRanker
@@ -251,8 +269,7 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
         raise ValueError(f"unknown preset {str(preset)!r}: adapt starts from a shipped preset "
                          f"({', '.join(available_presets())}) or a checkpoint directory")
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not (out / CONFIG_NAME).is_file():
-        raise FileExistsError(f"{out} exists and is not a checkpoint directory; refusing to overwrite it")
+    check_adapt_output(preset, out, overwrite)
     ranker = HeadRanker.from_pretrained(str(preset), device=device, dtype=dtype)
     if ranker.window:
         raise ValueError("adapt scores whole lists; the preset must not use sliding windows")
@@ -292,8 +309,10 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
 
 def write_adapted(source: Path, out: Path, preset_heads: HeadSet, chosen: Candidate, benchmark: str,
                   train_q: list[str], val_q: list[str], preset: str, config: AdaptConfig) -> None:
-    """A checkpoint directory: the preset's config and adapter, the chosen head set and inference settings."""
+    """A checkpoint directory: the preset's config and adapter, the chosen head set and inference settings. A
+    model card left by an earlier checkpoint there is removed: it would describe another model."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / "README.md").unlink(missing_ok=True)
     head_set = replace(preset_heads, heads=tuple(chosen.heads),
                        weights=None if chosen.weights is None else tuple(chosen.weights),
                        name=f"adapted-{benchmark}",

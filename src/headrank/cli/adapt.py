@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import LineProgress, err_console, fail, ints, setup_logging, user_errors
+from headrank.cli.common import (LineProgress, check_output_dir, check_output_file, err_console, fail, ints,
+                                 setup_logging, user_errors)
 
 
 ZERO_LABEL_NOTE = ("note: on Cranfield, CISI, NPL and NFCorpus written queries ranked candidate head sets unlike the "
@@ -70,6 +71,8 @@ def adapt(
     data_root: options.DataRoot = None,
     cache: Annotated[Path, typer.Option(help="Where all-head captures are cached.")] = Path("runs") / "cache" / "adapt",
     report: Annotated[Path, typer.Option(help="Also write the report (every candidate) as JSON here.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint already in --out (its head "
+                                                                "set, adapter, settings and card).")] = False,
 ) -> None:
     """Adapt a preset to your domain: re-select and re-weight its heads on your judged queries.
 
@@ -77,7 +80,7 @@ def adapt(
     unchanged, top-K head sets and per-head weights, with and without first-stage fusion, and keeps the best on
     a validation split of your queries. Prints before/after on that split; measure on queries it never saw.
     """
-    from headrank.adapt import AdaptConfig, adapt_preset, judged_benchmark
+    from headrank.adapt import AdaptConfig, adapt_preset, check_adapt_output, judged_benchmark
     from headrank.presets import DEFAULT_PRESET, load_preset
     from headrank.synthetic import corpus_benchmark
 
@@ -87,6 +90,10 @@ def adapt(
         fail("give your judged queries (--data) or, without judgments, your corpus (--corpus): one of the two")
     if corpus is not None and (queries is not None or max_queries is not None):
         fail("--queries and --max-queries pick judged queries; with --corpus use --synthetic-queries")
+    check_output_dir(out, "--out")
+    check_output_file(report, "--report")
+    with user_errors(FileExistsError):
+        check_adapt_output(preset, out, overwrite)
     with user_errors():
         config = AdaptConfig(depth=depth, val_fraction=val_fraction, seed=seed, ks=tuple(ints(ks, "--ks")),
                              pools=tuple(ints(pools, "--pools")),
@@ -104,7 +111,7 @@ def adapt(
                                      lambda done, total: on_list("writing queries", done, total), hard_only,
                                      prompt_version)
         result = adapt_preset(preset, bench, out, config, cache_dir=cache, device=device, dtype=dtype,
-                              on_list=on_list)
+                              on_list=on_list, overwrite=overwrite)
     print_adapt_report(result, bench.name, out, report)
     if corpus is not None:
         err_console.print(ZERO_LABEL_NOTE)

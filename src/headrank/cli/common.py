@@ -6,9 +6,11 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -184,3 +186,39 @@ def ints(value: str, name: str, low: int = 1) -> list[int]:
     if any(v != int(v) for v in values):
         raise ValueError(f"{name}: expected comma-separated whole numbers >= {low}, got {value!r}")
     return [int(v) for v in values]
+
+
+def check_output_file(path: Path | None, option: str) -> None:
+    """Fail before any model loads when ``path`` cannot be written as a file (a directory, a path under a file,
+    a place this user may not write): tried for real, and nothing is left behind."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.is_dir():
+        fail(f"{option} {path} is a directory; give a file name")
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as err:
+        fail(f"{option} {path} cannot be written: {err.strerror or err}")
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def check_output_dir(path: Path | None, option: str) -> None:
+    """Fail before any model loads when ``path`` cannot be an output folder (a file, under a file, not
+    writable); the folder is created."""
+    if path is None:
+        return
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        fail(f"{option} {path} is a file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".headrank-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as err:
+        fail(f"{option} {path} cannot be written: {err.strerror or err}")

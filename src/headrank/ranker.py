@@ -72,6 +72,13 @@ METHODS = ATTENTION_METHODS
 logger = logging.getLogger(__name__)
 
 
+def _check_load_options(overrides: dict, max_passage_tokens: int | None) -> None:
+    """The inference settings and prompt limits of a load, checked by their own rules before a model loads."""
+    if max_passage_tokens is not None:
+        PromptSettings(max_passage_tokens=max_passage_tokens)
+    _settings(InferenceSettings(), overrides)  # the overrides' own rules (0 / False switch off)
+
+
 class HeadRanker:
     """Rerank passages by the attention mass that chosen heads give them."""
 
@@ -179,6 +186,7 @@ class HeadRanker:
             raise ValueError("model is an empty string; pass a preset name, a model name or a path")
         overrides = dict(window=window, both_orders=both_orders, fuse_first_stage=fuse_first_stage,
                          safety_valve=safety_valve)
+        _check_load_options(overrides, max_passage_tokens)  # before any model loads
         if isinstance(model, str) and (is_preset_name(model) or is_checkpoint(model)):
             preset = load_preset(model)
             base_model = preset.base_model

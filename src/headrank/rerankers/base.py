@@ -23,6 +23,15 @@ class Reranker(Protocol):
     def score(self, query: str, docs: Sequence[str]) -> list[float]: ...
 
 
+def check_baseline_options(max_passage_tokens, fuse_first_stage) -> None:
+    """A baseline's options by the same rules as HeadRanker's, checked before its model loads."""
+    from headrank.prompt import PromptSettings
+    from headrank.rule import fusion_weight
+
+    PromptSettings(max_passage_tokens=max_passage_tokens)
+    fusion_weight(None, fuse_first_stage)
+
+
 def loaded_base_model(model, device: str = "auto", dtype: str = "auto"):
     """A backend's model: an already loaded ``LoadedModel`` as is (bench loads once for every method), else the
     base model of a name, preset or checkpoint (default: the default preset's base model)."""
@@ -43,6 +52,9 @@ class ScoreReranker:
 
     def __init__(self, name: str, score_fn: Callable[[str, list[str]], list[float] | tuple[list[float], dict]],
                  fuse_first_stage: float | None = None, model=None) -> None:
+        from headrank.rule import fusion_weight
+
+        fusion_weight(None, fuse_first_stage)  # the rule of every call, checked once at construction too
         self.name, self._score_fn, self.fuse_first_stage, self.model = name, score_fn, fuse_first_stage, model
 
     def __repr__(self) -> str:

@@ -3,13 +3,14 @@ list reports its window counters (formatting success, identity answers, generate
 
 from __future__ import annotations
 
-from headrank.rerankers.base import ScoreReranker, loaded_base_model
+from headrank.rerankers.base import ScoreReranker, check_baseline_options, loaded_base_model
 
 
 def load(model: str | None = None, device: str = "auto", dtype: str = "auto", max_passage_tokens: int = 100,
          fuse_first_stage: float | None = None) -> ScoreReranker:
     from headrank.baselines.generative import GenerativeRanker
 
+    check_baseline_options(max_passage_tokens, fuse_first_stage)
     loaded = loaded_base_model(model, device, dtype)
 
     def score(query: str, passages: list[str]) -> tuple[list[float], dict]:

@@ -103,6 +103,10 @@ def isolated_home(tmp_path, monkeypatch):
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# No telemetry from the frameworks under test (Haystack's posthog, Ray's usage stats): loopback only.
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
 def _tiny(config_name: str, model_name: str, vocab_size: int, layers: int, **extra):

@@ -472,3 +472,38 @@ def test_every_backend_checks_its_options_at_load_before_any_model_loads(backend
     monkeypatch.setattr("headrank.ranker.load_model", no_model, raising=False)
     with pytest.raises(ValueError, match=message):
         load_reranker(backend, "smollm2-135m-instruct", **options)
+
+
+@pytest.mark.parametrize("backend", ["", None, 3, "..", "json", "os.path", "x.y.z"])
+def test_load_reranker_names_the_valid_backends(backend):
+    from headrank.rerankers import load_reranker
+
+    with pytest.raises(ValueError, match="choose one of headrank, icr, generative, pointwise, firststage"):
+        load_reranker(backend)
+
+
+def test_fusion_weights_of_any_real_number_type_and_never_a_bool():
+    import decimal
+
+    import numpy as np
+
+    from headrank.rule import fusion_weight
+
+    for value, want in ((np.float32(0.5), 0.5), (np.int64(1), 1.0), (decimal.Decimal("0.25"), 0.25),
+                        (np.float64(0.0), None), (0, None)):
+        assert fusion_weight(0.8, value) == want, value
+    for bad in (True, np.True_, 2, float("nan"), "0.5", decimal.Decimal("1.5")):
+        with pytest.raises(ValueError, match="fuse_first_stage"):
+            fusion_weight(0.8, bad)
+
+
+def test_metadata_must_be_a_dict(tmp_path, tiny_base):
+    from headrank.ranker import HeadRanker
+    from headrank.rerankers import load_reranker
+
+    ranker = HeadRanker.from_pretrained(str(tiny_base), heads="1:0,2:3", device="cpu")
+    for reranker in (ranker, load_reranker("firststage")):
+        with pytest.raises(TypeError, match="metadata of passage 1 of query 0 must be a dict"):
+            reranker.rank("q", [{"text": "a", "meta": {"k": 1}}, {"text": "b", "meta": "oops"}])
+    with pytest.raises(TypeError, match="metadata of passage 0"):
+        ranker.rank("q", ["a", "b"], metadata=[["x"], None])

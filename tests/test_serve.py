@@ -147,6 +147,10 @@ BAD = [
     ("/rerank", {"query": "", "texts": DOCS}, 400, "query is empty"),
     ("/rerank", {"query": "q"}, 422, "texts"),
     ("/rerank", {"query": "q", "texts": ["d"] * 41}, 422, "limit of 40"),
+    ("/v2/rerank", {"query": "q", "documents": DOCS, "fuse_first_stage": True}, 422, "not true/false"),
+    ("/rerank", {"query": "q", "texts": DOCS, "fuse_first_stage": False}, 422, "not true/false"),
+    ("/v1/explain", {"query": "q", "documents": DOCS, "fuse_first_stage": True}, 422, "not true/false"),
+    ("/v2/rerank", {"query": "q", "documents": DOCS, "fuse_first_stage": 1.5}, 422, "fuse_first_stage"),
 ]
 
 
@@ -277,6 +281,7 @@ def test_api_key_queue_timeout_and_loading_errors(tiny_dir):
         assert httpx.get(f"{keyed.url}/health").status_code == 200  # health needs no key
         r = httpx.post(f"{keyed.url}/v2/rerank", json=body)
         assert r.status_code == 401 and r.json() == {"message": "missing or wrong API key"}
+        assert r.headers["www-authenticate"].startswith("Bearer")  # RFC 6750: a 401 names its scheme
         assert httpx.post(f"{keyed.url}/v2/rerank", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
         assert httpx.post(f"{keyed.url}/v2/rerank", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert httpx.post(f"{keyed.url}/rerank", json={"query": "q", "texts": ["a"]},

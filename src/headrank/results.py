@@ -75,6 +75,10 @@ def documents_of(docs, index: int, doc_ids: Sequence | None, metadata: Sequence 
             raise ValueError(f"{name} must be a list with one entry per passage ({len(texts)})")
     ids = list(doc_ids) if doc_ids is not None else ids
     metas = list(metadata) if metadata is not None else metas
+    for i, meta in enumerate(metas):
+        if meta is not None and not isinstance(meta, Mapping):
+            raise TypeError(f"the metadata of passage {i} of query {index} must be a dict (or None), got "
+                            f"{type(meta).__name__}")
     return texts, ids, metas
 
 

@@ -10,7 +10,9 @@ small functions registered in ``SIGNALS``: add one by decorating a function ``sc
 
 from __future__ import annotations
 
+import decimal
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -147,12 +149,24 @@ def fusion_weight(default: float | None, value) -> float | None:
     """A call's fusion weight: ``None`` keeps ``default``; ``0`` / ``False`` switch fusion off; else (0, 1]."""
     if value is None:
         return default
-    if value is False or (not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0):
+    if value is False:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0.0 < value <= 1.0:
+    weight = _real(value)
+    if weight == 0:
+        return None
+    if weight is None or not math.isfinite(weight) or not 0.0 < weight <= 1.0:
         raise ValueError(f"fuse_first_stage must be a weight in [0, 1] (0: no fusion) or None (the ranker's "
                          f"setting), got {value!r}")
+    return weight
+
+
+def _real(value) -> float | None:
+    """A real number of any type (int, float, numpy scalars, Decimal, Fraction) as a float; None for anything
+    else, booleans included (True is not a weight)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) and not isinstance(value, decimal.Decimal):
+        return None
+    if getattr(value, "dtype", None) is not None and str(value.dtype) == "bool":
+        return None
     return float(value)
 
 

@@ -28,6 +28,9 @@ def load_reranker(backend: str = "headrank", model: str | None = None, **options
 
     ``model`` and ``options`` go to the backend's ``load`` (e.g. ``device``, ``dtype``, ``heads``,
     ``fuse_first_stage``)."""
+    valid = f"choose one of {', '.join(BACKENDS)} or give an importable module's name"
+    if not isinstance(backend, str) or not all(part.isidentifier() for part in backend.split(".")):
+        raise ValueError(f"reranker backend must be a name, got {backend!r}; {valid}")
     name = _ALIASES.get(backend, backend)
     module = None
     for module_name in (f"headrank.rerankers.{name}", name):  # ours first, then a module of your own
@@ -38,16 +41,27 @@ def load_reranker(backend: str = "headrank", model: str | None = None, **options
             if err.name not in (module_name, "headrank.rerankers." + name.split(".")[0], name.split(".")[0]):
                 raise  # the backend exists but needs something that is missing: say what
     if module is None:
-        raise ValueError(f"unknown reranker backend {backend!r}; choose one of {', '.join(BACKENDS)} or give an "
-                         "importable module's name")
-    if not callable(getattr(module, "load", None)):
-        raise ValueError(f"{module_name} is not a reranker backend: it has no load(model=None, **options)")
+        raise ValueError(f"unknown reranker backend {backend!r}; {valid}")
+    if not _is_backend_load(getattr(module, "load", None)):
+        raise ValueError(f"{module_name} is not a reranker backend: it has no load(model=None, **options); {valid}")
     reranker = module.load(model, **options)
     missing = [m for m in ("rank", "rank_batch", "score") if not callable(getattr(reranker, m, None))]
     if missing:
         raise TypeError(f"{module_name}.load returned {type(reranker).__name__}, which lacks {', '.join(missing)}")
     return reranker
 
+
+def _is_backend_load(load) -> bool:
+    """A backend's ``load`` takes ``model`` first (``json.load(fp)`` and the like are not backends)."""
+    import inspect
+
+    if not callable(load):
+        return False
+    try:
+        first = next(iter(inspect.signature(load).parameters.values()), None)
+    except (TypeError, ValueError):
+        return False
+    return first is not None and first.name == "model"
 
 
 def load_attention_reranker(model: str | None = None, method: str | None = None, heads=None, **options) -> Reranker:

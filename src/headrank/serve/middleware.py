@@ -67,7 +67,8 @@ class Guard:
             given = headers.get("authorization", "")
             given = given[7:] if given.lower().startswith("bearer ") else headers.get("x-api-key", "")
             if not hmac.compare_digest(given.encode(), key.encode()):
-                return self.envelope(path, 401, "missing or wrong API key", "Unauthorized")
+                return self.envelope(path, 401, "missing or wrong API key", "Unauthorized",
+                                     {"WWW-Authenticate": 'Bearer realm="headrank"'})
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.config.max_body_bytes):
             return self.envelope(path, 413, f"request body over {self.config.max_body_bytes} bytes", "Validation")

@@ -5,12 +5,25 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 FUSE_HELP = ("HeadRank extension: fusion weight with the input order for this request (0: off; default: the "
              "server's setting). Fusion treats the input order as a first-stage ranking, best first.")
 VALVE_HELP = ("HeadRank extension: the model's safety valve for this request (false: off; default: the server's "
               "setting, else the model's). It moves a list the heads read poorly toward the input order.")
+
+
+def _not_a_bool(value):
+    """true / false are not weights: JSON's true would otherwise pass as 1.0 (fusion fully on the first stage)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number in [0, 1] (0: no fusion) or null, not true/false")
+    return value
+
+
+FuseWeight = Annotated[Annotated[float, Field(ge=0.0, le=1.0)] | None, BeforeValidator(_not_a_bool),
+                       Field(description=FUSE_HELP)]
 
 
 class Document(BaseModel):
@@ -29,7 +42,7 @@ class RerankRequest(BaseModel):
     return_documents: bool = False
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
     raw_scores: bool = False
-    fuse_first_stage: float | None = Field(default=None, ge=0.0, le=1.0, description=FUSE_HELP)
+    fuse_first_stage: FuseWeight = None
     safety_valve: bool | None = Field(default=None, description=VALVE_HELP)
 
 
@@ -38,7 +51,7 @@ class ExplainRequest(BaseModel):
     model: str | None = None
     query: str
     documents: list[str | Document]
-    fuse_first_stage: float | None = Field(default=None, ge=0.0, le=1.0, description=FUSE_HELP)
+    fuse_first_stage: FuseWeight = None
     safety_valve: bool | None = Field(default=None, description=VALVE_HELP)
 
 
@@ -49,7 +62,7 @@ class TEIRequest(BaseModel):
     raw_scores: bool = False
     return_text: bool = False
     truncate: bool = True
-    fuse_first_stage: float | None = Field(default=None, ge=0.0, le=1.0, description=FUSE_HELP)
+    fuse_first_stage: FuseWeight = None
     safety_valve: bool | None = Field(default=None, description=VALVE_HELP)
 
 

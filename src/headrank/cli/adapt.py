@@ -80,20 +80,13 @@ def adapt(
     unchanged, top-K head sets and per-head weights, with and without first-stage fusion, and keeps the best on
     a validation split of your queries. Prints before/after on that split; measure on queries it never saw.
     """
-    from headrank.adapt import AdaptConfig, adapt_preset, check_adapt_output, judged_benchmark
+    from headrank.adapt import AdaptConfig, adapt_preset, judged_benchmark
     from headrank.presets import DEFAULT_PRESET, load_preset
     from headrank.synthetic import corpus_benchmark
 
     setup_logging()
     preset = preset or DEFAULT_PRESET
-    if (benchmark is None) == (corpus is None):
-        fail("give your judged queries (--data) or, without judgments, your corpus (--corpus): one of the two")
-    if corpus is not None and (queries is not None or max_queries is not None):
-        fail("--queries and --max-queries pick judged queries; with --corpus use --synthetic-queries")
-    check_output_dir(out, "--out")
-    check_output_file(report, "--report")
-    with user_errors(FileExistsError):
-        check_adapt_output(preset, out, overwrite)
+    check_sources_and_outputs(benchmark, corpus, queries, max_queries, preset, out, report, overwrite)
     with user_errors():
         config = AdaptConfig(depth=depth, val_fraction=val_fraction, seed=seed, ks=tuple(ints(ks, "--ks")),
                              pools=tuple(ints(pools, "--pools")),
@@ -115,6 +108,21 @@ def adapt(
     print_adapt_report(result, bench.name, out, report)
     if corpus is not None:
         err_console.print(ZERO_LABEL_NOTE)
+
+
+def check_sources_and_outputs(benchmark, corpus, queries, max_queries, preset, out: Path, report: Path | None,
+                              overwrite: bool) -> None:
+    """One input source; --out and --report writable and --out free (or --overwrite): before any model loads."""
+    from headrank.adapt import check_adapt_output
+
+    if (benchmark is None) == (corpus is None):
+        fail("give your judged queries (--data) or, without judgments, your corpus (--corpus): one of the two")
+    if corpus is not None and (queries is not None or max_queries is not None):
+        fail("--queries and --max-queries pick judged queries; with --corpus use --synthetic-queries")
+    check_output_dir(out, "--out")
+    check_output_file(report, "--report")
+    with user_errors(FileExistsError):
+        check_adapt_output(preset, out, overwrite)
 
 
 def adoption_bar(require_p: float | None, zero_label: bool) -> float | None:

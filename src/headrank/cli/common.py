@@ -209,12 +209,13 @@ def check_output_file(path: Path | None, option: str) -> None:
 
 def check_output_dir(path: Path | None, option: str) -> None:
     """Fail before any model loads when ``path`` cannot be an output folder (a file, under a file, not
-    writable); the folder is created."""
+    writable): tried for real, and folders made for the try are removed again."""
     if path is None:
         return
     path = Path(path)
     if path.exists() and not path.is_dir():
         fail(f"{option} {path} is a file; give a folder")
+    made = [p for p in (path, *path.parents) if not p.exists()]
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".headrank-write-test-{os.getpid()}"
@@ -222,3 +223,7 @@ def check_output_dir(path: Path | None, option: str) -> None:
         probe.unlink()
     except OSError as err:
         fail(f"{option} {path} cannot be written: {err.strerror or err}")
+    finally:
+        for folder in made:  # deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()

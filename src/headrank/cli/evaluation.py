@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import (LineProgress, check_quantize_option, configure_threads, err_console, fail, ints,
-                                 progress_columns, setup_logging, user_errors)
+from headrank.cli.common import (LineProgress, check_output_dir, check_quantize_option, configure_threads,
+                                 err_console, fail, ints, progress_columns, setup_logging, user_errors)
 from headrank.defaults import DEFAULT_MODEL, DEFAULT_PRESET, EVALUATE_METHODS
 
 
@@ -63,6 +63,7 @@ def evaluate(
     from headrank.scorers import build_scorer
 
     setup_logging()
+    check_output_dir(out, "--out")
     _check_evaluate_options(method, order, fuse_first_stage, shared_capture, window)
     quantize = _evaluate_quantize(quantize, method, model, device, dtype, shared_capture)
     configure_threads(threads)

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from headrank.cli import options
-from headrank.cli.common import (check_quantize_option, configure_threads, err_console, fail, load_ranker,
-                                 ranker_label, setup_logging, user_errors)
+from headrank.cli.common import (check_output_file, check_quantize_option, configure_threads, err_console, fail,
+                                 load_ranker, ranker_label, setup_logging, user_errors)
 from headrank.cli.output import ExplainOutput, Output, explanations_json, print_explanations, print_results
 from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
 
@@ -139,9 +139,7 @@ def explain(
 ) -> None:
     """Show which tokens earned each passage its score (the selected heads' mass, from the same single pass)."""
     setup_logging()
-    for what, target in (("--html", html), ("--png", png)):  # checked before the model runs
-        if target is not None and not target.parent.is_dir():
-            fail(f"{what} {target}: the folder {target.parent} does not exist")
+    check_explain_outputs(html, png)  # before the model runs
     data, q, candidates = read_candidates(input, input_format, entry, query, depth)
     with user_errors():
         ranker = load_ranker(model, method, heads, device=device, dtype=dtype)
@@ -160,3 +158,24 @@ def explain(
         print(explanations_json(explanations, candidates, data.qid, q, label))
     else:
         print_explanations(q, explanations, candidates, label)
+
+
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
+
+
+def check_explain_outputs(html: Path | None, png: Path | None) -> None:
+    """--html and --png writable files (the figure with an image suffix, or none: .png is added)."""
+    if html is not None:
+        if html.exists() and html.is_dir():
+            fail(f"--html {html} is a directory; give a file name")
+        if not html.parent.is_dir():
+            fail(f"--html {html}: the folder {html.parent} does not exist")
+        check_output_file(html, "--html")
+    if png is not None:
+        if png.is_dir():
+            fail(f"--png {png} is a directory; give a file name")
+        if png.suffix and png.suffix.lower() not in IMAGE_SUFFIXES:
+            fail(f"--png {png}: {png.suffix!r} is not an image format; use {', '.join(IMAGE_SUFFIXES)} or no suffix")
+        if not png.parent.is_dir():
+            fail(f"--png {png}: the folder {png.parent} does not exist")
+        check_output_file(png if png.suffix else png.with_suffix(".png"), "--png")

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import (LineProgress, check_quantize_option, configure_threads, err_console, fail, progress_columns, setup_logging,
-                                 user_errors)
+from headrank.cli.common import (LineProgress, check_output_dir, check_quantize_option, configure_threads,
+                                 err_console, fail, progress_columns, setup_logging, user_errors)
 from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
 
 
@@ -165,6 +165,7 @@ def rerank_batch(
         fail("rerank-batch runs HeadRank or ICR; use evaluate for the generative and pointwise baselines")
     check_quantize_option(quantize, method.value if method else None, device, dtype)
     configure_threads(threads)
+    check_output_dir(out, "--out")
     with user_errors():
         check_trec_token(tag, "--tag")
         batch = read_batch_input(run, topics, corpus, candidates, benchmark, depth, on_error, data_root)

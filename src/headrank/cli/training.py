@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import (LineProgress, err_console, fail, floats, ints, load_ranker, progress_columns,
-                                 setup_logging, user_errors)
+from headrank.cli.common import (LineProgress, check_output_dir, err_console, fail, floats, ints, load_ranker,
+                                 progress_columns, setup_logging, user_errors)
 from headrank.defaults import DEFAULT_MODEL
 
 Benchmark = Annotated[str, typer.Option(help="Training benchmark (never a reporting set).")]
@@ -215,11 +215,9 @@ def build_preset(
 
     setup_logging()
     name = name or out.name
+    extra = check_build_paths(out, name, checkpoint, card)
     with user_errors(json.JSONDecodeError):
         check_training_set(benchmark, split)
-        extra = json.loads(card.read_text()) if card else {}
-        if not isinstance(extra, dict):
-            raise ValueError(f"{card}: the card must be a JSON object")
         bench_data = load_benchmark(benchmark, data_root=data_root, cache_dir=cache, split=split)
         config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")),
                              lora_layers=lora_layers, lr=lr, epochs=epochs, lists_per_query=lists_per_query,
@@ -241,3 +239,28 @@ def build_preset(
     for row in preset.card.get("validation", []):
         Console().print(f"{row['setting']}: " + ", ".join(f"{k} {v:.4f}" for k, v in row["ndcg@10"].items()))
     err_console.print(f"chose: {preset.inference.describe()}; wrote preset {preset.name} to {out}")
+
+
+def check_build_paths(out: Path, name: str, checkpoint: Path | None, card: Path | None) -> dict:
+    """Before any model loads: --out a writable folder, --name a plain name (it names the work folder),
+    --checkpoint a folder, --card a UTF-8 JSON object file (returned)."""
+    check_output_dir(out, "--out")
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")):
+        fail(f"--name {name!r} must be a plain name (no '/' or '..'): it names the preset and its work folder")
+    if checkpoint is not None and not checkpoint.is_dir():
+        fail(f"--checkpoint {checkpoint} is not a checkpoint folder" + (" (it is a file)" if checkpoint.exists() else ""))
+    if card is None:
+        return {}
+    if card.is_dir():
+        fail(f"--card {card} is a directory; give a JSON file")
+    try:
+        extra = json.loads(card.read_bytes().decode("utf-8"))
+    except FileNotFoundError:
+        fail(f"--card {card} not found")
+    except UnicodeDecodeError as err:
+        fail(f"--card {card}: not UTF-8 text (byte {err.start})")
+    except json.JSONDecodeError as err:
+        fail(f"--card {card}:{err.lineno}: {err.msg}")
+    if not isinstance(extra, dict):
+        fail(f"{card}: the card must be a JSON object")
+    return extra

@@ -163,9 +163,7 @@ def fusion_weight(default: float | None, value) -> float | None:
 def _real(value) -> float | None:
     """A real number of any type (int, float, numpy scalars, Decimal, Fraction) as a float; None for anything
     else, booleans included (True is not a weight)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) and not isinstance(value, decimal.Decimal):
-        return None
-    if getattr(value, "dtype", None) is not None and str(value.dtype) == "bool":
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, decimal.Decimal)):
         return None
     return float(value)
 

@@ -435,9 +435,12 @@ def test_fusion_per_request_and_server_default(tiny_dir, local):
         body = {"query": "query about solar", "documents": DOCS, "raw_scores": True}
         fused = httpx.post(f"{s.url}/v2/rerank", json=body).json()
         assert fused["meta"]["headrank"]["inference"]["fuse_first_stage"] == 0.5
-        assert "RRF" in fused["meta"]["headrank"]["scores"]
+        assert "raw attention score" in fused["meta"]["headrank"]["scores"]
         want = local.rank(body["query"], DOCS, fuse_first_stage=0.5)
         assert [r["index"] for r in fused["results"]] == [r.corpus_id for r in want]
+        # raw_scores under fusion: the heads' scores, never the RRF values that order the results (issue 44)
+        assert [r["relevance_score"] for r in fused["results"]] == pytest.approx([r.model_score for r in want])
+        assert [r["relevance_score"] for r in fused["results"]] != pytest.approx([r.score for r in want])
         plain = httpx.post(f"{s.url}/v2/rerank", json={**body, "fuse_first_stage": 0}).json()
         assert plain["meta"]["headrank"]["inference"]["fuse_first_stage"] is None
         assert [r["index"] for r in plain["results"]] == [r.corpus_id for r in local.rank(body["query"], DOCS)]
@@ -581,3 +584,27 @@ def test_first_stage_example_is_null_without_benchmark_data(monkeypatch, tmp_pat
 
     monkeypatch.setenv("HEADRANK_DATA", str(tmp_path / "nowhere"))
     assert first_stage_example.__wrapped__() is None  # the page then hides its button
+
+
+def test_tei_truncate_false_and_truncation_direction(server, local):
+    """TEI's contract (issue 44): truncate false with a text over the passage budget is a 413 in TEI's envelope;
+    truncation_direction Left ranks each long text by its end, Right (the default) by its beginning."""
+    budget = local.prompt_settings.max_passage_tokens
+    long_text = "solar panels " * 10 + "pasta " * (3 * budget) + "river music at the end"
+    texts = [long_text, DOCS[1], DOCS[2]]
+    refused = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": texts, "truncate": False})
+    assert refused.status_code == 413 and refused.json()["error_type"] == "Validation"
+    assert "document 0" in refused.json()["error"] and f"{budget} tokens" in refused.json()["error"]
+    fits = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": DOCS[:3], "truncate": False})
+    assert fits.status_code == 200
+    from headrank.prompt import normalize_text
+
+    for direction, cut in (("Left", local.builder.cut_left), ("Right", local.builder.cut)):
+        body = {"query": "query about solar", "texts": texts, "raw_scores": True, "truncation_direction": direction}
+        got = {r["index"]: r["score"] for r in httpx.post(f"{server.url}/rerank", json=body).json()}
+        kept = cut(normalize_text(long_text), budget)[0]
+        want = {r.corpus_id: r.model_score for r in local.rank("query about solar", [kept, *texts[1:]])}
+        assert got == pytest.approx(want, abs=1e-6), direction
+    assert local.builder.cut_left(normalize_text(long_text), budget)[0].endswith("river music at the end")
+    bad = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": texts, "truncation_direction": "Up"})
+    assert bad.status_code == 422

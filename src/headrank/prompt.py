@@ -195,6 +195,14 @@ class PromptBuilder:
         # Byte-level tokenizers can cut a character in two; drop the dangling replacement character.
         return self.encoder.decode(ids[:limit]).rstrip("\ufffd").strip(), True
 
+    def cut_left(self, text: str, limit: int) -> tuple[str, bool]:
+        """``cut`` from the other end: the last ``limit`` tokens (TEI's ``truncation_direction: Left``)."""
+        clipped = text[-limit * _MAX_CHARS_PER_TOKEN:]
+        ids = self._encode_text(clipped)
+        if len(ids) <= limit:
+            return clipped, len(clipped) < len(text)
+        return self.encoder.decode(ids[-limit:]).lstrip("\ufffd").strip(), True
+
     def passage_segments(self, passages: list[str], start: int = 1) -> list[PassageSegment]:
         """Normalize, cut to the token budget and tokenize passages labelled ``[start]``, ``[start+1]``..."""
         segments = []

@@ -63,6 +63,7 @@ from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
 from headrank.quantize import (cache_key, check_quantize, check_quantize_device, files_content_digest,
                                quantize_model, weights_identity)
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings
+from headrank.relevance import RelevanceCalibration
 from headrank.results import ListJob, RankResult, Ranking, documents_of
 from headrank.rule import SafetyValve, ScoringRule, final_scores, fusion_weight, valve_setting, window_order
 from headrank.scoring import ScoringConfig
@@ -97,6 +98,7 @@ class HeadRanker:
         fuse_first_stage: float | None = None,
         preset: str | None = None,
         safety_valve: SafetyValve | None = None,
+        relevance: RelevanceCalibration | None = None,
     ) -> None:
         heads.check_model(model.num_layers, model.num_heads)
         if fuse_first_stage is not None:
@@ -122,6 +124,8 @@ class HeadRanker:
         self.fuse_first_stage = fuse_first_stage
         self.safety_valve = safety_valve
         self.preset = preset
+        # P(relevant) per passage, fitted for this checkpoint's scores (headrank.relevance); None: not calibrated
+        self.relevance = relevance
         self.quantize: str | None = None  # "int8" once ``quantized`` switched the model
         tok = model.tokenizer
         self._pad_id = pad_token_id(tok)
@@ -230,6 +234,7 @@ class HeadRanker:
         config = load_checkpoint_config(path)
         head_set = HeadSet.load(path / HEADSET_NAME)
         settings = _settings(InferenceSettings.from_dict(config.get("inference")), overrides or {})
+        relevance = relevance_for(config, path, max_passage_tokens, head_set.prompt)  # checked before loading
         loaded = load_model(config["base_model"], device=device, dtype=dtype)
         head_set.check_model(loaded.num_layers, loaded.num_heads)
         head_set.check_fingerprint(loaded)  # the adapter was trained on these base weights
@@ -247,7 +252,8 @@ class HeadRanker:
                      prompt=PromptSettings(**prompt_args), truncate=truncate, max_length=max_length,
                      method="headrank", verify_fingerprint=False, window=settings.window,
                      both_orders=settings.both_orders, fuse_first_stage=settings.fuse_first_stage, preset=preset,
-                     safety_valve=settings.safety_valve)
+                     safety_valve=settings.safety_valve,
+                     relevance=relevance)
         if quantize is None and ranker.device_type == "cpu":  # a preset's int8 setting is a CPU setting
             quantize = check_quantize(config.get("quantize"))
         return ranker.quantized(quantize, identity) if quantize not in (None, "none") else ranker
@@ -424,14 +430,14 @@ class HeadRanker:
                 job.prompt_tokens = sum(len(p) for p in twins)
                 fitting.append((job, twins))
             else:
-                job.order, job.prompt_tokens, job.valve_windows = self._rank_windowed(job.query, docs_kept,
-                                                                                      settings)
+                job.order, job.prompt_tokens, job.valve_windows, job.window_scores = self._rank_windowed(
+                    job.query, docs_kept, settings)
                 job.windowed = True
         for start in range(0, len(fitting), batch_size):
             chunk = fitting[start : start + batch_size]
             for (job, _), scores in zip(chunk, self._score_twins([group for _, group in chunk])):
                 job.scores = scores.tolist()
-        return [job.ranking(top_k, return_documents, settings) for job in jobs]
+        return [job.ranking(top_k, return_documents, settings, self.relevance) for job in jobs]
 
     def settings_for(self, fuse_first_stage: float | None = None,
                      safety_valve: bool | SafetyValve | None = None) -> InferenceSettings:
@@ -494,17 +500,19 @@ class HeadRanker:
             )
         return min(size, self.window) if self.window is not None else size
 
-    def _rank_windowed(self, query: str, docs: list[str],
-                       settings: InferenceSettings | None = None) -> tuple[list[int], int, int]:
+    def _rank_windowed(self, query: str, docs: list[str], settings: InferenceSettings | None = None
+                       ) -> tuple[list[int], int, int, list[tuple[float, int]]]:
         """Sliding windows from the bottom of the list up, stride half a window, each ordered by the rule
-        (fusion and valve of ``settings``, per window); the final order, the prompt tokens it took and in how
-        many windows the valve fired."""
+        (fusion and valve of ``settings``, per window); the final order, the prompt tokens it took, in how
+        many windows the valve fired, and each passage's heads' score in the last window that read it (with
+        that window's size)."""
         fuse = settings.fuse_first_stage if settings else None
         valve = settings.safety_valve if settings else None
         size = self.window_size(query, docs)
         stride = max(1, size // 2)
         order = list(range(len(docs)))
         end, tokens, fired = len(docs), 0, 0
+        last: list[tuple[float, int]] = [(-math.inf, 0)] * len(docs)
         progress = _WindowProgress(1 + max(0, math.ceil((len(docs) - size) / stride)), len(docs))
         while True:
             progress.step()
@@ -514,11 +522,13 @@ class HeadRanker:
             twins = self._twins(query, window_docs, self.builder.build(query, window_docs))
             tokens += sum(len(p) for p in twins)
             scores = self._score_twins([twins])[0].tolist()
+            for i, score in zip(window, scores):
+                last[i] = (score, len(window))
             ranked, valve_fired = window_order(scores, window, fuse, valve)  # window: first-stage positions
             fired += valve_fired
             order[start:end] = [window[j] for j in ranked]
             if start == 0:
-                return order, tokens, fired
+                return order, tokens, fired, last
             end -= stride
 
 
@@ -537,6 +547,22 @@ class _WindowProgress:
             logger.info("ranking %d passages in windows: %d/%d windows, about %.0f s left", self.passages,
                         self.done, self.total, elapsed / self.done * (self.total - self.done))
         self.done += 1
+
+
+def relevance_for(config: dict, path: Path, max_passage_tokens: int | None,
+                  prompt: dict) -> RelevanceCalibration | None:
+    """The checkpoint's relevance calibration, unless this load reads passages differently from the lists it
+    was fitted on (another passage budget changes the scores' scale)."""
+    try:
+        calibration = RelevanceCalibration.from_dict(config.get("relevance"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None
+    fitted_budget = prompt.get("max_passage_tokens")
+    if calibration is not None and max_passage_tokens not in (None, fitted_budget):
+        logger.warning("max_passage_tokens=%s differs from the %s the relevance calibration was fitted with: "
+                       "results carry no relevance probability", max_passage_tokens, fitted_budget)
+        return None
+    return calibration
 
 
 def _model_for_head_set(heads, fallback: str) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from headrank.checkpoint import InferenceSettings
 from headrank.prompt import normalize_text
+from headrank.relevance import RelevanceCalibration
 from headrank.rule import SafetyValve, final_scores
 
 
@@ -38,6 +39,8 @@ class RankResult:
     windowed: bool = False
     doc_id: str | int | None = None  # the caller's id, when documents were given as dicts with an id
     meta: Mapping | None = None  # the caller's metadata, when documents were given as dicts with one
+    model_score: float | None = None  # the heads' own score before fusion and valve (windowed: its last window's)
+    relevance: float | None = None  # P(relevant) from the checkpoint's calibration (``headrank.relevance``), if any
 
     def __getitem__(self, key: str):
         return getattr(self, key)
@@ -51,6 +54,10 @@ class RankResult:
             out["doc_id"] = self.doc_id
         if self.meta is not None:
             out["meta"] = dict(self.meta)
+        if self.model_score is not None:
+            out["model_score"] = self.model_score if math.isfinite(self.model_score) else None
+        if self.relevance is not None:
+            out["relevance"] = self.relevance
         return out
 
 
@@ -104,6 +111,7 @@ class ListJob:
     metas: list | None = None
     prompt_tokens: int = 0  # tokens of every prompt this list ran
     valve_windows: int = 0  # windowed: in how many windows the safety valve fired
+    window_scores: list[tuple[float, int]] | None = None  # windowed: per kept passage, (score, window size)
 
     @classmethod
     def make(cls, query: str, docs: Sequence[str], index: int) -> ListJob:
@@ -123,15 +131,26 @@ class ListJob:
         kept = [i for i, d in enumerate(docs) if normalize_text(d)]
         return cls(query=query, docs=list(docs), kept=kept)
 
-    def ranking(self, top_k: int | None, return_documents: bool, settings: InferenceSettings) -> Ranking:
-        """This list's ``Ranking`` under one call's settings (fusion and safety valve)."""
+    def ranking(self, top_k: int | None, return_documents: bool, settings: InferenceSettings,
+                relevance: RelevanceCalibration | None = None) -> Ranking:
+        """This list's ``Ranking`` under one call's settings (fusion and safety valve); ``relevance`` adds each
+        passage's calibrated probability."""
         fired: list[bool] = []
-        results = self.results(top_k, return_documents, settings.fuse_first_stage, settings.safety_valve, fired)
+        results = self.results(top_k, return_documents, settings.fuse_first_stage, settings.safety_valve, fired,
+                               relevance)
         return Ranking(results, settings, self.prompt_tokens,
                        valve_fired=bool(fired and fired[0]) or self.valve_windows > 0)
 
+    def model_scores(self) -> dict[int, tuple[float, int]]:
+        """Per input index of a read passage: the heads' score and how many passages its prompt held."""
+        if self.windowed:
+            return dict(zip(self.kept, self.window_scores or []))
+        n = len(self.kept)
+        return {i: (s, n) for i, s in zip(self.kept, self.scores or [])}
+
     def results(self, top_k: int | None, return_documents: bool, fuse: float | None = None,
-                valve: SafetyValve | None = None, fired: list | None = None) -> list[RankResult]:
+                valve: SafetyValve | None = None, fired: list | None = None,
+                relevance: RelevanceCalibration | None = None) -> list[RankResult]:
         """Ranked results; ``fired`` (a list) receives whether the valve fired. A windowed list was fused and
         valved window by window (``rule.window_order``); its rank-derived scores are not fused again."""
         n = len(self.kept)
@@ -151,6 +170,7 @@ class ListJob:
         empty = [i for i in range(len(self.docs)) if i not in kept]
         ranked += [(i, -math.inf) for i in empty]
         ranked = ranked[:top_k] if top_k else ranked
+        model = self.model_scores()
         return [
             RankResult(
                 corpus_id=i,
@@ -160,6 +180,8 @@ class ListJob:
                 windowed=self.windowed,
                 doc_id=self.doc_ids[i] if self.doc_ids else None,
                 meta=self.metas[i] if self.metas else None,
+                model_score=model[i][0] if i in model else None,
+                relevance=relevance.probability(*model.get(i, (-math.inf, 0))) if relevance else None,
             )
             for pos, (i, s) in enumerate(ranked)
         ]

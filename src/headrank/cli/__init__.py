@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from headrank.cli import adapt, demo, evaluation, rank, service, training
+from headrank.cli import adapt, calibration, demo, evaluation, rank, service, training
 from headrank.cli.demo import DEMO_PASSAGES, DEMO_QUERY
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ COMMANDS = {
     "presets": service.presets,
     "adapt": adapt.adapt,
     "build-preset": training.build_preset,
+    "calibrate": calibration.calibrate,
     "bench": evaluation.bench,
 }
 for _name, _command in COMMANDS.items():

@@ -61,7 +61,7 @@ class LocalSource:
 
 
 class RemoteSource:
-    """A running ``headrank serve``: its ``POST /v1/rerank`` with ``raw_scores``, so a pipeline on one machine
+    """A running ``headrank serve``: its ``POST /v1/rerank`` with ``return_ranking_scores``, so a pipeline on one machine
     can rank on a GPU service elsewhere. ``api_key``: the server's ``--api-key``; ``model``: a preset the server
     serves (None: its served model)."""
 
@@ -77,10 +77,10 @@ class RemoteSource:
                    safety_valve: Any = None) -> list[Scored]:
         if not texts:
             return []
-        body = {"query": query, "documents": list(texts), "raw_scores": True, "model": self.model,
+        body = {"query": query, "documents": list(texts), "return_ranking_scores": True, "model": self.model,
                 "fuse_first_stage": fuse_first_stage, "safety_valve": safety_valve}
         answer = self._post("/v1/rerank", {k: v for k, v in body.items() if v is not None})
-        return [Scored(row["index"], rank, row["relevance_score"])
+        return [Scored(row["index"], rank, row["ranking_score"])
                 for rank, row in enumerate(answer["results"], start=1)]
 
     def _post(self, path: str, body: dict) -> dict:

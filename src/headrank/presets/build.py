@@ -41,7 +41,7 @@ def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: 
     card = {**(card or {}), **head_fields(head_set)}
     config = {**config, "preset": name, "inference": inference.to_dict(), "card": card}
     (out / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    (out / CARD_NAME).write_text(render_card(config))
+    (out / CARD_NAME).write_text(render_card(config, out))
     return load_preset(out)
 
 

@@ -15,7 +15,7 @@ def update_card(path: str | Path, card: dict) -> Preset:
     config = load_checkpoint_config(path)
     config["card"] = {**config.get("card", {}), **card}
     (path / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
-    (path / CARD_NAME).write_text(render_card(config))
+    (path / CARD_NAME).write_text(render_card(config, path))
     return load_preset(path)
 
 
@@ -58,8 +58,9 @@ def _int8_lines(int8: dict | None) -> list[str]:
     return lines + ["", int8["source"], ""]
 
 
-def render_card(config: dict) -> str:
-    """The model card (Markdown) of a preset, rendered from its config (so card and config never disagree)."""
+def render_card(config: dict, path: str | Path | None = None) -> str:
+    """The model card (Markdown) of a preset, rendered from its config (so card and config never disagree).
+    ``path``: where the preset lives, for the card's loading line when its name is not a shipped preset."""
     card = config.get("card", {})
     heads = card.get("heads", [])
     weights = card.get("weights")
@@ -116,8 +117,41 @@ def render_card(config: dict) -> str:
     weaknesses = card.get("weaknesses", [])
     if weaknesses:
         lines += ["## Known weaknesses", ""] + [f"- {w}" for w in weaknesses] + [""]
+    lines += _relevance_lines(config.get("relevance"), card.get("relevance_held_out"))
     lines += ["## Use", "", "```python", "from headrank import HeadRanker", "",
-              f"ranker = HeadRanker.from_pretrained({config.get('preset', 'path/to/preset')!r})",
+              f"ranker = HeadRanker.from_pretrained({_load_name(config, path)!r})",
               "ranker.rank(query, passages, top_k=10)", "```", "",
-              "Scores are listwise: comparable within one call only.", ""]
+              "`score` orders one call's results and is comparable within that call only"
+              + ("; `relevance` is the calibrated probability above, comparable across calls (the service's "
+                 "`relevance_score`)." if config.get("relevance") else "."), ""]
     return "\n".join(lines)
+
+
+def _load_name(config: dict, path: str | Path | None) -> str:
+    """A shipped preset loads by name from anywhere; any other preset by its absolute path."""
+    from headrank.presets.registry import is_preset_name
+
+    name = config.get("preset")
+    if name and is_preset_name(name):
+        return name
+    return str(Path(path).resolve()) if path is not None else (name or "path/to/preset")
+
+
+def _relevance_lines(relevance: dict | None, held_out: dict | None) -> list[str]:
+    if not relevance:
+        return []
+    from headrank.relevance import RelevanceCalibration
+
+    cal = RelevanceCalibration.from_dict(relevance)
+    lines = ["## Relevance probabilities", "",
+             f"{cal.describe()}: {cal.pairs} passages, {cal.positives} of them relevant; score = the heads' "
+             "attention score of a passage, passages = how many its prompt held. This is what `relevance` on each "
+             "result and the service's `relevance_score` carry; the order still follows the inference settings "
+             f"above. Fitted with `{cal.command or 'headrank calibrate'}`.", ""]
+    if held_out:
+        lines += [f"Held out (two folds of the same lists): expected calibration error {held_out['ece']:.4f}; Brier "
+                  f"score {held_out['brier']:.4f} against {held_out['brier_base_rate']:.4f} for always predicting "
+                  f"the base rate ({held_out['relevant_rate']:.1%} relevant). The probabilities are honest on "
+                  "average; how far they separate relevant from non-relevant passages is the heads' own ability.",
+                  ""]
+    return lines

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -41,7 +41,9 @@ class RerankRequest(BaseModel):
     top_n: int | None = Field(default=None, ge=1)
     return_documents: bool = False
     max_tokens_per_doc: int | None = Field(default=None, ge=1)
-    raw_scores: bool = False
+    raw_scores: bool = Field(default=False, description="relevance_score is the heads' raw attention score.")
+    return_ranking_scores: bool = Field(default=False, description="HeadRank extension: each result also carries "
+                                        "ranking_score (what orders the results) and model_score.")
     fuse_first_stage: FuseWeight = None
     safety_valve: bool | None = Field(default=None, description=VALVE_HELP)
 
@@ -61,7 +63,10 @@ class TEIRequest(BaseModel):
     texts: list[str]
     raw_scores: bool = False
     return_text: bool = False
-    truncate: bool = True
+    truncate: bool = Field(default=True, description="Cut a text longer than the model's passage budget (false: "
+                                                     "such a text is a 413, as in TEI).")
+    truncation_direction: Literal["Right", "Left", "right", "left"] = Field(
+        default="Right", description="Which end of a long text is kept: Right cuts the end, Left the beginning.")
     fuse_first_stage: FuseWeight = None
     safety_valve: bool | None = Field(default=None, description=VALVE_HELP)
 
@@ -79,7 +84,8 @@ def texts_of(documents: Sequence[str | Document]) -> list[str]:
 
 
 def normalized_scores(scores: Sequence[float]) -> list[float]:
-    """Listwise scores to [0, 1] within one request: min-max over the non-empty passages; empty ones 0."""
+    """Scores to [0, 1] within one request: min-max over the read passages; unread (empty) ones 0. The
+    fallback for a model without a relevance calibration."""
     finite = [s for s in scores if math.isfinite(s)]
     if not finite:
         return [0.0] * len(scores)
@@ -87,6 +93,65 @@ def normalized_scores(scores: Sequence[float]) -> list[float]:
     if high == low:
         return [0.5 if math.isfinite(s) else 0.0 for s in scores]
     return [(s - low) / (high - low) if math.isfinite(s) else 0.0 for s in scores]
+
+
+def shown_scores(ranking, n: int, raw: bool) -> list[float | None]:
+    """The score each input passage shows (input order): with ``raw``, the heads' own score (None: empty);
+    else the calibrated P(relevant) when the ranking carries one, otherwise the heads' scores min-max scaled
+    within the request. Never a fusion value: fusion orders the results, the score describes the passage."""
+    model = [-math.inf] * n
+    calibrated: list[float | None] = [None] * n
+    for r in ranking:
+        model[r.corpus_id] = r.model_score if r.model_score is not None else -math.inf
+        calibrated[r.corpus_id] = r.relevance
+    if raw:
+        return [s if math.isfinite(s) else None for s in model]
+    if all(c is not None for c in calibrated):
+        return calibrated
+    return normalized_scores(model)
+
+
+def score_description(raw: bool, calibrated: bool) -> str:
+    """What the route's score means for this answer (``meta``, ``/info``)."""
+    if raw:
+        return "the heads' raw attention score (input-order independent of fusion; comparable within a request)"
+    if calibrated:
+        return ("P(relevant): the heads' score through the model's relevance calibration (fitted on validation "
+                "lists); comparable across requests and usable as a threshold")
+    return ("the heads' score min-max scaled within the request (this model has no relevance calibration: "
+            "not comparable across requests)")
+
+
+SCORE_HELP = ("Default: the passage's probability of being relevant, from the model's relevance calibration "
+              "(a logistic of the heads' attention score fitted on validation lists; comparable across requests, "
+              "usable as a threshold). A model without a calibration returns the heads' scores min-max scaled "
+              "within the request (see meta.headrank.scores). With raw_scores: the heads' attention score. "
+              "Results are ordered by the ranking rule (fused with the input order when fusion is on), so the "
+              "score need not decrease down the list.")
+
+
+class RerankResult(BaseModel):
+    index: int = Field(description="The document's position in the request.")
+    relevance_score: float | None = Field(description=SCORE_HELP)
+    ranking_score: float | None = Field(default=None, description="HeadRank extension, with return_ranking_scores: "
+                                        "the score that orders the results (fused when fusion is on).")
+    model_score: float | None = Field(default=None, description="HeadRank extension, with return_ranking_scores: "
+                                      "the heads' attention score.")
+    document: dict | None = Field(default=None, description="With return_documents: {text, ...} as sent.")
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankResult] = Field(description="Best first by the ranking rule; top_n of them.")
+    usage: dict
+    meta: dict
+
+
+class TEIResult(BaseModel):
+    index: int
+    score: float | None = Field(description=SCORE_HELP)
+    text: str | None = Field(default=None, description="With return_text.")
 
 
 TEI_ROUTES = ("/rerank",)

@@ -13,6 +13,8 @@ import threading
 import time
 from collections.abc import Hashable, Sequence
 
+from fastapi.concurrency import run_in_threadpool
+
 from headrank.serve.config import ServeConfig
 from headrank.serve.metrics import Metrics
 from headrank.serve.queue import BatchQueue
@@ -135,6 +137,16 @@ class Service:
             except UnicodeEncodeError:
                 raise ServiceError(400, f"{what} is not valid Unicode text") from None
 
+    def check_fits(self, texts: Sequence[str]) -> None:
+        """413 for the first document longer than the passage budget (TEI's answer when truncation is off)."""
+        from headrank.prompt import normalize_text
+
+        limit = self.ranker.prompt_settings.max_passage_tokens
+        for i, text in enumerate(texts):
+            if self.ranker.builder.cut(normalize_text(text), limit)[1]:
+                raise ServiceError(413, f"Input validation error: document {i} is longer than the model's passage "
+                                        f"budget of {limit} tokens and truncate is false", "Validation")
+
     def fusion(self, requested: float | None) -> float | None:
         """A request's fusion weight: its own, else the server's default, else None (the model's setting)."""
         return requested if requested is not None else self.config.fuse_first_stage
@@ -146,11 +158,19 @@ class Service:
     # ------------------------------------------------------------------ work through the queue
 
     async def rank(self, request, query: str, texts: list[str], max_tokens: int | None = None,
-                   fuse: float | None = None, valve: bool | None = None):
-        """A ``Ranking`` (usage and settings included) for one request, through the queue."""
+                   fuse: float | None = None, valve: bool | None = None, truncate: bool = True,
+                   direction: str = "right"):
+        """A ``Ranking`` (usage and settings included) for one request, through the queue. ``max_tokens``: cut
+        each document to that many tokens (from the end with ``direction`` "left"); ``truncate`` False: a
+        document over the passage budget is a 413 (TEI), not cut."""
         self.ready()
         self.check_input(query, texts)
-        ranking = await self._submit(request, ("rank", "", self.fusion(fuse), self.valve(valve), max_tokens), (query, texts))
+        if not truncate:
+            await run_in_threadpool(self.check_fits, texts)
+        if direction == "left" and max_tokens is None:
+            max_tokens = self.ranker.prompt_settings.max_passage_tokens
+        key = ("rank", "", self.fusion(fuse), self.valve(valve), (max_tokens, direction) if max_tokens else None)
+        ranking = await self._submit(request, key, (query, texts))
         self.metrics.tokens.inc(ranking.prompt_tokens)
         return ranking
 
@@ -186,21 +206,25 @@ class Service:
 
     def _run_group(self, key: Hashable, payloads: Sequence) -> list:
         """Runs in the queue's worker thread: one batched rank, or explanations one by one."""
-        kind, name, fuse, valve, max_tokens = key
+        kind, name, fuse, valve, cut = key
         ranker = self.ranker if not name else self.extra[name]
         if kind == "explain":
             return [ranker.explain(q, texts, fuse_first_stage=fuse, safety_valve=valve) for q, texts in payloads]
         queries = [q for q, _ in payloads]
-        lists = [[_cut(ranker, t, max_tokens) for t in texts] if max_tokens else texts for _, texts in payloads]
+        lists = [[_cut(ranker, t, *cut) for t in texts] if cut else texts for _, texts in payloads]
         return ranker.rank_batch(queries, lists, batch_size=self.config.max_batch_lists, fuse_first_stage=fuse,
                                  safety_valve=valve)
 
 
-def _cut(ranker, text: str, limit: int) -> str:
+def _cut(ranker, text: str, limit: int, direction: str = "right") -> str:
     """A document cut to ``limit`` tokens (Cohere's ``max_tokens_per_doc``), as the prompt builder cuts; a
-    limit at or above the ranker's own passage budget changes nothing (the builder cuts there anyway)."""
+    limit at or above the ranker's own passage budget changes nothing (the builder cuts there anyway).
+    ``direction`` "left" keeps the end of the document (TEI's ``truncation_direction``)."""
     from headrank.prompt import normalize_text
 
-    if limit >= ranker.prompt_settings.max_passage_tokens:
+    budget = ranker.prompt_settings.max_passage_tokens
+    if direction == "left":
+        return ranker.builder.cut_left(normalize_text(text), min(limit, budget))[0]
+    if limit >= budget:
         return text
     return ranker.builder.cut(normalize_text(text), limit)[0]

@@ -13,6 +13,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from headrank.serve.schemas import score_description
+
 router = APIRouter(tags=["Operations"])
 DOCS_ASSETS = "/static-docs"
 
@@ -44,8 +46,8 @@ async def info(request: Request) -> JSONResponse:
         "limits": service.config.limits(), "version": __version__, "presets": service.models(),
         "auth": bool(service.config.api_key),
         "process": {"pid": os.getpid(), "host": socket.gethostname()},  # which replica answered (serve --ray)
-        "scores": "relevance_score: the ranking score (fused when fusion is on) min-max within a request "
-                  "(1 best, 0 worst); raw_scores: the score itself",
+        "scores": score_description(False, r is not None and r.relevance is not None),
+        "relevance_calibration": r.relevance.to_dict() if r is not None and r.relevance is not None else None,
     })
 
 

@@ -2,28 +2,25 @@
 
 from __future__ import annotations
 
-import math
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from headrank.serve.schemas import TEIRequest, normalized_scores
+from headrank.serve.schemas import TEIRequest, TEIResult, shown_scores
 
 router = APIRouter(tags=["TEI"])
 
 
-@router.post("/rerank")
+@router.post("/rerank", response_model=list[TEIResult])
 async def tei_rerank(body: TEIRequest, request: Request) -> JSONResponse:
+    """TEI's rerank. ``truncate`` false: a text longer than the passage budget is a 413; ``truncation_direction``
+    Left keeps a long text's end."""
     ranking = await request.app.state.service.rank(request, body.query, body.texts, None, body.fuse_first_stage,
-                                                         body.safety_valve)
-    scores = [0.0] * len(body.texts)
-    for r in ranking:
-        scores[r.corpus_id] = r.score
-    shown = scores if body.raw_scores else normalized_scores(scores)
+                                                   body.safety_valve, body.truncate,
+                                                   body.truncation_direction.lower())
+    shown = shown_scores(ranking, len(body.texts), body.raw_scores)
     rows = []
     for r in ranking:
-        value = shown[r.corpus_id]
-        row = {"index": r.corpus_id, "score": value if math.isfinite(value) else None}
+        row = {"index": r.corpus_id, "score": shown[r.corpus_id]}
         if body.return_text:
             row["text"] = body.texts[r.corpus_id]
         rows.append(row)

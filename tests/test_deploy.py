@@ -113,7 +113,8 @@ def test_the_kubernetes_manifest_matches_the_service():
         assert get["path"] in routes and get["path"] == "/health"
         assert named.get(get["port"], get["port"]) == port
     timeout = float(args[args.index("--timeout") + 1])
-    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > timeout
+    drain = float(args[args.index("--drain-seconds") + 1]) if "--drain-seconds" in args else 0.0
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain + timeout
     assert service["spec"]["ports"][0]["targetPort"] in ("http", port)
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     env = {e["name"] for e in container["env"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -23,7 +24,20 @@ def serve(
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     api_key: Annotated[str, typer.Option(envvar="HEADRANK_API_KEY", help="Require 'Authorization: Bearer KEY' (or "
-                                         "X-API-Key) on every route but /health.")] = None,
+                                         "X-API-Key) on every route except these, which carry no data: /health, "
+                                         "the playground page /, /docs, /redoc, /redoc.js, /openapi.json and "
+                                         "/static-docs/* (the pages ask for the key); /metrics too with "
+                                         "--metrics-open.")] = None,
+    metrics_open: Annotated[bool, typer.Option("--metrics-open", help="Serve /metrics without the API key (for a "
+                                               "Prometheus scraper that cannot send one).")] = False,
+    drain_seconds: Annotated[float, typer.Option(min=0.0, help="On SIGTERM, answer /health with 503 for this long "
+                                                 "while still serving requests, so a load balancer stops sending "
+                                                 "before the listener closes; then in-flight requests finish "
+                                                 "(up to --timeout). Not with --ray (Ray Serve drains itself).")]
+    = 0.0,
+    root_path: Annotated[str, typer.Option(help="Path prefix under which a reverse proxy serves this server (the "
+                                           "proxy strips it), e.g. /headrank: the docs and the OpenAPI "
+                                           "'servers' then use it.")] = "",
     max_documents: Annotated[int, typer.Option(min=1, help="Documents per request.")] = 100,
     max_document_chars: Annotated[int, typer.Option(min=1, help="Characters per document.")] = 20_000,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Request body size.")] = 8 * 1024 * 1024,
@@ -85,15 +99,23 @@ def serve(
                              request_timeout_s=timeout, warm_up_s=warm_up, preload=tuple(preload or ()),
                              fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
                              log_level=log_level.lower(), json_logs=json_logs,
-                             quantize=quantize.value if quantize else None)
+                             quantize=quantize.value if quantize else None, drain_seconds=drain_seconds,
+                             metrics_open=metrics_open, root_path=root_path)
     if ray:
         ray_options = {"replicas": replicas, "min_replicas": min_replicas, "max_replicas": max_replicas,
                        "target_ongoing_requests": target_ongoing_requests, "replica_cpus": replica_cpus,
                        "replica_gpus": replica_gpus, "address": ray_address}
         serve_ray(config, ray_options)
         return
-    err_console.print(f"headrank serve: {model} on http://{host}:{port} (docs: /docs; the model loads in the "
-                      "background, /health says when it is ready)")
+    banner = (f"headrank serve: {model} on http://{host}:{port}{root_path} (docs: {root_path}/docs; the model loads "
+              "in the background, /health says when it is ready)")
+    if json_logs:  # every stderr line is a JSON object: the banner is a log record too
+        from headrank.serve.app import configure_logging
+
+        configure_logging(config.log_level, True)
+        logging.getLogger("headrank.serve").info(banner)
+    else:
+        err_console.print(banner)
     run_service(config)
 
 

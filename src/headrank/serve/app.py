@@ -5,6 +5,9 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
+import threading
+from datetime import datetime
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -12,11 +15,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 
 from headrank.serve.config import ServeConfig
-from headrank.serve.middleware import Guard
+from headrank.serve.middleware import Guard, route_path
 from headrank.serve.routes import ROUTERS
 from headrank.serve.routes.ops import DOCS_ASSETS, docs_assets_dir
 from headrank.serve.schemas import ServiceError, envelope
 from headrank.serve.service import Service
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(config: ServeConfig, ranker=None) -> FastAPI:
@@ -52,7 +57,7 @@ def create_app(config: ServeConfig, ranker=None) -> FastAPI:
 def _errors(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, err: ServiceError):
-        return envelope(request.url.path, err.status, err.message, err.error_type, err.headers)
+        return envelope(route_path(request.scope), err.status, err.message, err.error_type, err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError):
@@ -60,7 +65,7 @@ def _errors(app: FastAPI) -> None:
         for e in err.errors():
             where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
             parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
-        return envelope(request.url.path, 422, "; ".join(parts) or "invalid request", "Validation")
+        return envelope(route_path(request.scope), 422, "; ".join(parts) or "invalid request", "Validation")
 
 
 def _bearer_in_openapi(app: FastAPI) -> None:
@@ -78,13 +83,15 @@ def _bearer_in_openapi(app: FastAPI) -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the access log's fields."""
+    """One JSON object per line: time (ISO 8601, milliseconds, zone), level, logger, message and the access
+    log's fields."""
 
     FIELDS = ("method", "route", "status", "latency_ms", "request_id")
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname.lower(),
-               "logger": record.name, "message": record.getMessage()}
+        when = datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="milliseconds")
+        out = {"time": when, "level": record.levelname.lower(), "logger": record.name,
+               "message": record.getMessage()}
         out.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
@@ -92,7 +99,9 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str = "info", json_logs: bool = False) -> None:
-    """Our loggers (access log included) and uvicorn's on stderr at ``level``; plain text or JSON lines."""
+    """Our loggers (access log included), uvicorn's and the libraries' on stderr at ``level``; plain text or
+    JSON lines. With JSON, every stderr line is one object: Python warnings and the model libraries' logs go
+    through the same handler and their progress bars are off."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(asctime)s %(levelname)s "
                                                                              "%(name)s: %(message)s"))
@@ -101,13 +110,64 @@ def configure_logging(level: str = "info", json_logs: bool = False) -> None:
         log.handlers[:] = [handler]
         log.setLevel(level.upper())
         log.propagate = False
+    if json_logs:
+        _libraries_through(handler)
+
+
+def _libraries_through(handler: logging.Handler) -> None:
+    """Route warnings and the model libraries' logging to ``handler``; switch their progress bars off."""
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for name in ("transformers", "huggingface_hub", "py.warnings", "torch"):
+        log = logging.getLogger(name)
+        log.handlers[:] = []
+        log.propagate = True
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.disable_default_handler()
+        hf_logging.enable_propagation()
+    except ImportError:  # pragma: no cover - transformers is a core dependency
+        pass
+
+
+class DrainingServer:
+    """uvicorn with a drain window: the first SIGTERM/SIGINT marks the service as draining (``/health`` 503,
+    requests still served) for ``drain_seconds``, then uvicorn's own graceful shutdown closes the listener and
+    lets in-flight requests finish. A second signal stops at once."""
+
+    def __init__(self, config, service, drain_seconds: float) -> None:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def handle_exit(inner, sig, frame) -> None:  # noqa: N805 - uvicorn's signal hook
+                if drain_seconds > 0 and not service.draining:
+                    service.draining = True
+                    logger.info("draining for %g s before shutting down (/health answers 503)", drain_seconds)
+                    timer = threading.Timer(drain_seconds, uvicorn.Server.handle_exit, (inner, sig, frame))
+                    timer.daemon = True
+                    timer.start()
+                    return
+                uvicorn.Server.handle_exit(inner, sig, frame)
+
+        self.server = Server(config)
+
+    def run(self) -> None:
+        self.server.run()
 
 
 def serve(config: ServeConfig) -> None:
-    """Run the service with uvicorn until interrupted; in-flight requests finish on shutdown."""
+    """Run the service with uvicorn until interrupted; with ``drain_seconds`` the health check fails first,
+    then in-flight requests finish on shutdown."""
     import uvicorn
 
     configure_logging(config.log_level, config.json_logs)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_config=None,
-                log_level=config.log_level, access_log=False,  # ours has route, latency and request id
-                timeout_graceful_shutdown=int(config.request_timeout_s))
+    app = create_app(config)
+    settings = uvicorn.Config(app, host=config.host, port=config.port, log_config=None, log_level=config.log_level,
+                              access_log=False,  # ours has route, latency and request id
+                              timeout_graceful_shutdown=int(config.request_timeout_s), root_path=config.root_path)
+    DrainingServer(settings, app.state.service, config.drain_seconds).run()

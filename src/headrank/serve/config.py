@@ -39,6 +39,9 @@ class ServeConfig:
     log_level: str = "info"
     json_logs: bool = False
     quantize: str | None = None  # None: the model's CPU setting; "none": float; "int8" (headrank.quantize)
+    drain_seconds: float = 0.0  # after SIGTERM: /health answers 503 this long before the listener closes
+    metrics_open: bool = False  # /metrics without the API key (for a scraper inside the cluster)
+    root_path: str = ""  # the path prefix a reverse proxy serves this under (it strips it before forwarding)
 
     def __post_init__(self) -> None:
         for name in ("max_documents", "max_document_chars", "max_query_chars", "max_body_bytes", "max_queue",
@@ -50,6 +53,13 @@ class ServeConfig:
         weight = self.fuse_first_stage
         if weight is not None and (not math.isfinite(weight) or not 0.0 <= weight <= 1.0):
             raise ValueError(f"fuse_first_stage must be a weight in [0, 1] (0: no fusion), got {weight}")
+        if not (isinstance(self.drain_seconds, (int, float)) and math.isfinite(self.drain_seconds)
+                and self.drain_seconds >= 0):
+            raise ValueError(f"drain_seconds must be >= 0, got {self.drain_seconds!r}")
+        root = self.root_path
+        if root and (not root.startswith("/") or root.endswith("/") or any(c in root for c in "?#% ")):
+            raise ValueError(f"root_path must look like /prefix (a leading slash, no trailing slash, no query), "
+                             f"got {root!r}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         self.preload = tuple(self.preload)

@@ -16,8 +16,14 @@ logger = logging.getLogger(__name__)
 access_log = logging.getLogger("headrank.access")
 # Pages and the API description carry no data: usable without a key, so a browser can load them and the
 # user types the key into the page (the playground's key field, Swagger's "Authorize").
-OPEN_PATHS = ("/health", "/", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect")
+OPEN_PATHS = ("/health", "/", "/docs", "/redoc", "/redoc.js", "/openapi.json")
 OPEN_PREFIXES = ("/static-docs/",)
+
+
+def route_path(scope) -> str:
+    """The path the routes know: uvicorn puts ``--root-path`` in front of the path it received."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root):] or "/" if root and path.startswith(root) else path
 
 
 class Guard:
@@ -29,7 +35,7 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, path = time.perf_counter(), scope["path"]
+        started, path = time.perf_counter(), route_path(scope)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         request_id = headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
         status = {"code": 500}
@@ -58,12 +64,13 @@ class Guard:
     async def _guarded(self, scope, receive, send, headers: dict) -> None:
         refusal = self._refusal(scope, headers)
         if refusal is None and scope["method"] == "POST" and "content-length" not in headers:
-            receive, refusal = await self._buffered(scope["path"], receive)
+            receive, refusal = await self._buffered(route_path(scope), receive)
         await (refusal or self.app)(scope, receive, send)
 
     def _refusal(self, scope, headers: dict):
-        path, key = scope["path"], self.config.api_key
-        if key and path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES):
+        path, key = route_path(scope), self.config.api_key
+        open_paths = OPEN_PATHS + (("/metrics",) if self.config.metrics_open else ())
+        if key and path not in open_paths and not path.startswith(OPEN_PREFIXES):
             given = headers.get("authorization", "")
             given = given[7:] if given.lower().startswith("bearer ") else headers.get("x-api-key", "")
             if not hmac.compare_digest(given.encode(), key.encode()):

@@ -9,6 +9,7 @@ the models, so no lock is needed around them.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,15 @@ class BatchQueue:
         self._metrics = metrics
         self._worker: asyncio.Task | None = None
         self.in_flight = 0
+        self.seconds_per_batch: float | None = None  # moving average of one batch's model time
+
+    def retry_after(self) -> int:
+        """Seconds until a refused request would likely find room: the batches ahead of it (queued and running)
+        times the recent model time per batch; 1 before anything has been timed."""
+        if not self.seconds_per_batch:
+            return 1
+        batches = math.ceil((self._queue.qsize() + self.in_flight) / self._max_batch)
+        return max(1, math.ceil(batches * self.seconds_per_batch))
 
     def qsize(self) -> int:
         return self._queue.qsize()
@@ -58,8 +68,9 @@ class BatchQueue:
         try:
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
-            raise ServiceError(429, "the server is busy (queue full); retry shortly", "Overloaded",
-                               {"Retry-After": "1"}) from None
+            wait = self.retry_after()
+            raise ServiceError(429, f"the server is busy (queue full); retry in about {wait} s", "Overloaded",
+                               {"Retry-After": str(wait)}) from None
         self._metrics.queue_size.set(self._queue.qsize())
         return job.future
 
@@ -115,7 +126,10 @@ class BatchQueue:
             self._metrics.queue_time.observe(now - job.enqueued)
         self.in_flight = len(live)
         results = await asyncio.to_thread(self._run_each, live)
-        self._metrics.inference_time.observe(time.perf_counter() - now)
+        seconds = time.perf_counter() - now
+        self._metrics.inference_time.observe(seconds)
+        previous = self.seconds_per_batch
+        self.seconds_per_batch = seconds if previous is None else 0.7 * previous + 0.3 * seconds
         self._metrics.batch_size.observe(len(live))
         self.in_flight = 0
         for job, result in zip(live, results):

@@ -31,6 +31,7 @@ class Service:
         self.extra: dict = {}  # preloaded presets the playground may explain with
         self.load_error: str | None = None
         self.shutting_down = False
+        self.draining = False  # SIGTERM received: /health is 503, requests are still served until the drain ends
         self.loaded_at: float | None = time.time() if ranker is not None else None
         self.queue: BatchQueue | None = None
 

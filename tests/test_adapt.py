@@ -22,6 +22,10 @@ def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_
                                 str(toy_folder), "--depth", "6", "--ks", "2", "--lambdas", "0", "--epochs", "1",
                                 "--work", str(tmp_path / "work"), "--cache", str(tmp_path / "cache"), "--device", "cpu"])
     assert built.exit_code == 0, built.output
+    assert "Chosen on only" in built.output  # a toy set: said loudly (issue 44) and first on the card
+    card = (preset / "README.md").read_text()
+    assert "Chosen on only" in card.split("## Known weaknesses")[1]
+    assert f"HeadRanker.from_pretrained({str(preset.resolve())!r})" in card  # a path that works from anywhere
     out, report = tmp_path / "adapted", tmp_path / "report.json"
     args = ["adapt", "--from", str(preset), "--data", str(toy_folder), "--out", str(out), "--depth", "6",
             "--ks", "1,2", "--pools", "4", "--val-fraction", "0.5", "--cache", str(tmp_path / "acache"),

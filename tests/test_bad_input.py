@@ -240,7 +240,14 @@ CLI_CASES = [
     # evaluate: optional package
     ("ir_datasets without the package", ["evaluate", "--method", "bm25", "-b", "ir_datasets:msmarco-passage/dev",
                                          "--out", "{root}/runs"], 2, "pip install 'headrank[ir-datasets]'"),
+    ("evaluate --split a path", ["evaluate", "--method", "bm25", "-b", "nfcorpus", "--split", "../../x", "--out",
+                                 "{root}/runs"], 2, "split must be a plain name"),
+    ("rerank --safety-valve on a model without one", ["rerank", OK, "-q", "x", *M, "--heads", "1:0",
+                                                      "--safety-valve"], 2, "has no safety valve"),
+    ("calibrate a reporting set", ["calibrate", "{model}", "--sets", "dl19"], 2, "validation sets only"),
+    ("calibrate a plain model", ["calibrate", "{model}"], 2, "neither a preset nor a checkpoint"),
     # serve
+    ("serve --root-path without a slash", ["serve", "--root-path", "hr", *M], 2, "root_path must look like"),
     ("serve --preload of an unknown preset", ["serve", "--preload", "nope", *M], 2, "not a shipped preset"),
     ("serve --log-level loud", ["serve", "--log-level", "loud", *M], 2, "log_level"),
 ]
@@ -529,3 +536,35 @@ def test_metadata_must_be_a_dict(tmp_path, tiny_base):
             reranker.rank("q", [{"text": "a", "meta": {"k": 1}}, {"text": "b", "meta": "oops"}])
     with pytest.raises(TypeError, match="metadata of passage 0"):
         ranker.rank("q", ["a", "b"], metadata=[["x"], None])
+
+
+def test_read_beir_refuses_a_split_that_is_a_path(tmp_path):
+    """--split named a file outside the benchmark folder (qrels/../../x.tsv) and a run folder outside --out."""
+    folder = tmp_path / "beir"
+    (folder / "qrels").mkdir(parents=True)
+    (tmp_path / "x.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    for bad in ("../../x", "../x", "/etc/passwd", "", "a/b", ".hidden"):
+        with pytest.raises(ValueError, match="split must be a plain name"):
+            read_beir(folder, bad)
+
+
+def test_rerank_says_when_the_valve_fired_and_names_only_what_was_on(files, tmp_path):
+    """A preset whose valve always fires: the JSON says valve_fired, the table carries a caption and a note; the
+    input-order note names the safety valve alone when fusion is off (it used to say 'fusion' anyway)."""
+    from conftest import make_tiny_preset
+    from headrank.checkpoint import InferenceSettings
+    from headrank.rule import SafetyValve
+
+    always = SafetyValve("agreement", threshold=2.0, weight=1.0)
+    preset = make_tiny_preset(files / "tiny", tmp_path / "valved", InferenceSettings(safety_valve=always))
+    base = ["rerank", str(files / "ok.tsv"), "-q", "solar", "--model", str(preset), "--device", "cpu"]
+    as_json = runner.invoke(app, [*base, "-o", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    body = json.loads(as_json.stdout)
+    assert body["valve_fired"] is True and body["safety_valve"]["signal"] == "agreement"
+    assert body["fuse_first_stage"] is None
+    table = runner.invoke(app, base)
+    assert "safety valve fired" in table.output and "the safety valve read the input order" in table.output
+    assert "fusion" not in table.output.split("note:")[-1]
+    off = runner.invoke(app, [*base, "--no-safety-valve", "-o", "json"])
+    assert json.loads(off.stdout)["valve_fired"] is False and "note:" not in off.output

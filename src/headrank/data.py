@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -412,9 +413,17 @@ def read_jsonl_objects(path: str | Path) -> list[dict]:
     return [obj for _, obj in jsonl_objects(text, name)]
 
 
+def check_split(split: str) -> None:
+    """A BEIR split names a file in ``qrels/`` and a run folder: a plain name, never a path."""
+    if not isinstance(split, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", split):
+        raise ValueError(f"split must be a plain name such as test, dev or train (letters, digits, '-', '_'), "
+                         f"got {split!r}")
+
+
 def read_beir(folder: str | Path, split: str = "test") -> tuple[dict[str, str], dict[str, str], Qrels]:
     """A BEIR folder: corpus (``title`` + ``text``), queries and ``qrels/<split>.tsv``."""
     folder = Path(folder)
+    check_split(split)
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.is_file():
         raise FileNotFoundError(f"{folder}: no qrels/{split}.tsv (is this a BEIR folder?)")

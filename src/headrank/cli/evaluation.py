@@ -75,6 +75,9 @@ def evaluate(
                                 device=device, dtype=dtype, calibrate=calibrate,
                                 capture="shared" if shared_capture else "own", window=window,
                                 quantize=None if method == "bm25" else quantize)
+        from headrank.data import check_split
+
+        check_split(split)  # it names a qrels file and run folders: never a path
         names = [b.strip() for b in benchmarks.split(",") if b.strip()]
         if not names:
             raise ValueError(f"--benchmarks {benchmarks!r} names no benchmark")

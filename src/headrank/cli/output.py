@@ -39,13 +39,21 @@ def print_results(results, docids, qid, output: Output, tag: str, console: Conso
     """A ranking as a table, JSON (``-inf`` as null) or TREC run lines."""
     if output is Output.json:
         rows = [{**r.to_dict(), "docid": docids[r.corpus_id], "score": finite(r.score)} for r in results]
-        print(json.dumps({"qid": qid, "results": rows}, ensure_ascii=False, indent=2))
+        out = {"qid": qid, "results": rows}
+        settings = getattr(results, "settings", None)
+        if settings is not None:  # what made the order: fusion, and whether the valve moved this list
+            out["fuse_first_stage"] = settings.fuse_first_stage
+            out["safety_valve"] = settings.safety_valve.to_dict() if settings.safety_valve else None
+            out["valve_fired"] = bool(getattr(results, "valve_fired", False))
+        print(json.dumps(out, ensure_ascii=False, indent=2))
     elif output is Output.trec:
         from headrank.data import trec_lines
 
         print("\n".join(trec_lines(qid or "q", [(docids[r.corpus_id], r.score) for r in results], tag)))
     else:
-        table = Table(title=Text(plain(title, 1000)), show_lines=False)
+        fired = getattr(results, "valve_fired", False)
+        table = Table(title=Text(plain(title, 1000)), show_lines=False,
+                      caption="safety valve fired: ranked closer to the input order" if fired else None)
         for col, justify in (("rank", "right"), ("score", "right"), ("input #", "right"), ("docid", "left")):
             table.add_column(col, justify=justify)
         table.add_column("passage", overflow="fold")

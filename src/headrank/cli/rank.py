@@ -97,12 +97,18 @@ def rerank(
         else:
             ranker = load_ranker(model, method, heads, max_passage_tokens, device, dtype, calibrate, max_length,
                                  window, both_orders, fuse_first_stage, safety_valve, quantize)
+        if safety_valve and getattr(ranker, "safety_valve", None) is None:
+            fail(f"--safety-valve: {model} has no safety valve in its inference settings (only presets and "
+                 "checkpoints chosen with one do; see 'headrank presets')")
         started = time.perf_counter()
         results = ranker.rank(q, [c.text for c in candidates], top_k=top_k)
         elapsed = time.perf_counter() - started
     title = f"{q}  ({len(candidates)} passages, {ranker_label(ranker)}, {elapsed:.2f} s)"
     with user_errors():  # an id that cannot go into a TREC run
         print_results(results, docids, data.qid, output, tag, Console(), title)
+    if getattr(results, "valve_fired", False):
+        err_console.print("note: the safety valve fired: the heads read this list poorly, so the ranking leans on "
+                          "the input order (" + results.settings.safety_valve.describe() + ")")
     if results and results[0].windowed:
         err_console.print("note: the list was ranked in sliding windows (it exceeded the context or --window); "
                           "scores are rank-derived")
@@ -114,10 +120,13 @@ def _note_input_order(source_format: str, settings) -> None:
     say so once, with the switch, when either was on (a RankGPT file is a first-stage ranking by its format)."""
     if source_format == "rankgpt" or settings is None:
         return
-    if settings.fuse_first_stage or settings.safety_valve is not None:
-        err_console.print("note: the ranking used the input order as your first stage's (best first: fusion"
-                          f"{' and the safety valve' if settings.safety_valve is not None else ''}); if the "
-                          "passages are in no particular order, pass --fuse-first-stage 0 --no-safety-valve")
+    used = [name for name, on in (("fusion", bool(settings.fuse_first_stage)),
+                                  ("the safety valve", settings.safety_valve is not None)) if on]
+    if used:
+        switches = [flag for flag, on in (("--fuse-first-stage 0", bool(settings.fuse_first_stage)),
+                                          ("--no-safety-valve", settings.safety_valve is not None)) if on]
+        err_console.print(f"note: {' and '.join(used)} read the input order as your first stage's ranking (best "
+                          f"first); if the passages are in no particular order, pass {' '.join(switches)}")
 
 
 def explain(

@@ -4,6 +4,7 @@ settings on validation lists (``choose_inference``), or run the whole recipe (``
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from headrank.checkpoint import (ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, Inferen
                                  uses_adapter)
 from headrank.presets.card import head_fields, render_card
 from headrank.presets.registry import CARD_NAME, Preset, load_preset
+
+logger = logging.getLogger(__name__)
 
 
 def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: InferenceSettings,
@@ -104,6 +107,20 @@ def validation_lists(head_set, bench, depth: int = 20) -> list[tuple[str, str, l
     return [(q, bench.queries[q], [(c.docid, c.text) for c in bench.candidates[q][:depth]]) for q in val]
 
 
+MIN_QUERIES = 10  # below this many training or validation queries, a preset's choices are mostly noise
+
+
+def _small_data_warning(train: int, val: int, card: dict | None) -> dict:
+    """A loud warning (log and the card's first weakness) when heads or settings were chosen on very few
+    queries: the card must not read as a validated preset."""
+    if train >= MIN_QUERIES and val >= MIN_QUERIES:
+        return {}
+    text = (f"Chosen on only {train} training and {val} validation queries (fewer than {MIN_QUERIES}): its heads "
+            "and inference settings are close to a guess; validate it on your own queries before relying on it.")
+    logger.warning("%s", text)
+    return {"weaknesses": [text, *(card or {}).get("weaknesses", [])]}
+
+
 def package_checkpoint(checkpoint: str | Path, out: str | Path, name: str, bench, depth: int = 20,
                        device: str = "auto", dtype: str = "auto", card: dict | None = None,
                        on_list=None) -> Preset:
@@ -125,7 +142,8 @@ def package_checkpoint(checkpoint: str | Path, out: str | Path, name: str, bench
     ranker = HeadRanker.from_pretrained(str(checkpoint), device=device, dtype=dtype, both_orders=False,
                                         fuse_first_stage=0, window=0, safety_valve=False)
     inference, rows = choose_inference(ranker, lists, bench.qrels, on_list=on_list)
-    card = {**(card or {}), "validation": [{"setting": r["setting"], "ndcg@10": {
+    card = {**(card or {}), **_small_data_warning(len(head_set.split_queries("train")), len(lists), card)}
+    card = {**card, "validation": [{"setting": r["setting"], "ndcg@10": {
         f"{bench.name} validation ({len(lists)} queries)": r["ndcg@10"]}} for r in rows]}
     return build_preset(checkpoint, out, name, inference, card, head_set=head_set)
 

@@ -198,7 +198,21 @@ def ray_serve_bench() -> str:
     return "\n".join(lines) + "\n"
 
 
-GENERATORS: dict[str, Callable[[], str]] = {"domain-table": domain_table, "presets-table": presets_table,
+def batched_vs_solo() -> str:
+    """README's sentence on batched vs alone scores (results/batched-vs-solo.json)."""
+    import json
+
+    run = json.loads((RESULTS / "batched-vs-solo.json").read_text())
+    parts = [f"`{r['preset']}` at most {r['max_abs_difference']:.2g}"
+             + ("" if r["same_order"] else " (ORDER DIFFERS)") for r in run["rows"]]
+    same = all(r["same_order"] for r in run["rows"])
+    return (f"Batched scores differ from the same lists ranked alone by float summation order only: "
+            f"{' and '.join(parts)} ({run['lists']} DL21 lists of {min(run['passages'])}-{max(run['passages'])} "
+            f"passages in one padded batch, {run['device']}; {'the same order every time' if same else 'see the file'};"
+            f" `{run['command']}`).\n")
+
+
+GENERATORS: dict[str, Callable[[], str]] = {"batched-vs-solo": batched_vs_solo, "domain-table": domain_table, "presets-table": presets_table,
                                             "default-headline": default_headline, "presets-quality": presets_quality,
                                             "long-lists": long_lists, "build-choice": build_choice,
                                             "deep-rule": deep_rule, "presets-latency": presets_latency,

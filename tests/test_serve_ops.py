@@ -162,3 +162,18 @@ def test_bad_ops_options_are_clear_errors(tiny_dir):
         done = subprocess.run([sys.executable, "-m", "headrank.cli", "serve", "--model", str(tiny_dir), "--heads",
                                HEADS, *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_batched_vs_solo_benchmark_runs(tiny_dir):
+    """benchmarks/batched_vs_solo.py (README's measured sentence), on the tiny model: lists of different lengths
+    in one padded batch keep their order, and the difference it reports is the real one (small, not forced 0)."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("batched_vs_solo", REPO / "benchmarks" / "batched_vs_solo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lists = [DOCS[: 2 + i] for i in range(4)]
+    row = module.measure(str(tiny_dir), [f"query {i} about solar" for i in range(4)], lists, heads=HEADS)
+    assert row["same_order"] is True and 0.0 <= row["max_abs_difference"] < 1e-4

@@ -243,3 +243,37 @@ def test_default_batch_size_is_one_list_per_forward_on_the_cpu(run_files, tmp_pa
     monkeypatch.setattr(HeadRanker, "rank_batch", spy)
     assert runner.invoke(app, _args(run_files, tmp_path / "out", tiny_base)).exit_code == 0
     assert sizes and set(sizes) == {(1, 1)}
+
+
+def test_a_torn_utf8_tail_and_a_lone_surrogate_do_not_block_the_run(run_files, tiny_base, tmp_path):
+    """Issue 44: a shard cut inside a UTF-8 character blocked every rerun with a bare codec error; a passage
+    with a lone surrogate (a JSON escape) stopped the whole batch under --on-error skip and left an empty shard."""
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert runner.invoke(app, _args(run_files, whole, tiny_base)).exit_code == 0
+    first = runner.invoke(app, _args(run_files, cut, tiny_base))
+    assert first.exit_code == 0, first.output
+    shard = next((cut / "shards").glob("*.jsonl"))
+    lines = shard.read_bytes().split(b"\n")
+    kept = lines[:30]
+    torn = '{"qid": "q30", "docids": ["café'.encode("utf-8")[:-1]  # cut inside "é"
+    shard.write_bytes(b"\n".join(kept) + b"\n" + torn)
+    again = runner.invoke(app, _args(run_files, cut, tiny_base))
+    assert again.exit_code == 0, again.output
+    assert "ranked 30 queries now" in again.output and "codec" not in again.output
+    assert _trec(cut / "run.trec") == _trec(whole / "run.trec")
+
+    corpus = run_files / "corpus.jsonl"
+    rows = corpus.read_text().splitlines()
+    rows[3] = rows[3].replace('"text": "', '"text": "\\ud800 ')  # d0-3 of q0 now holds a lone surrogate
+    corpus.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "surrogate"
+    skipped = runner.invoke(app, _args(run_files, out, tiny_base))
+    assert skipped.exit_code == 0, skipped.output
+    problems = (out / "problems.txt").read_text()
+    assert "corpus.jsonl:4" in problems and "lone surrogate" in problems
+    ranked = _trec(out / "run.trec")
+    assert {row[0] for row in ranked} == {f"q{q}" for q in range(60)}  # every query still ranked
+    assert [row[2] for row in ranked if row[0] == "q0"] and "d0-3" not in [row[2] for row in ranked if row[0] == "q0"]
+    failed = runner.invoke(app, _args(run_files, tmp_path / "fail", tiny_base, "--on-error", "fail"))
+    assert failed.exit_code == 2 and "lone surrogate" in failed.output and "Traceback" not in failed.output
+    assert not list((tmp_path / "fail").glob("shards/*.jsonl"))  # no empty shard left behind

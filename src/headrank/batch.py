@@ -129,7 +129,14 @@ def read_rankgpt_lists(path: str | Path, depth: int | None = None, on_error: str
         if not (entry.query or "").strip():
             _problem(problems, on_error, f"{where}: the query is empty; skipped")
             continue
+        if not _encodable(entry.query):
+            _problem(problems, on_error, f"{where}: the query is not valid Unicode (a lone surrogate); skipped")
+            continue
         cands = entry.candidates[:depth] if depth else entry.candidates
+        for c in [c for c in cands if not _encodable(c.text)]:
+            _problem(problems, on_error, f"{where}: passage {c.docid!r} is not valid Unicode (a lone surrogate); "
+                                         "skipped")
+        cands = [c for c in cands if _encodable(c.text)]
         if not cands:
             _problem(problems, on_error, f"{where}: no candidate passages; skipped")
             continue
@@ -165,6 +172,14 @@ def read_batch_input(run=None, topics=None, corpus=None, candidates=None, benchm
     return benchmark_lists(benchmark, depth, data_root)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _read_id_text(path, on_error: str, problems: list[str], what: str) -> dict[str, str]:
     return read_topics(path, on_problem=lambda message: _problem(problems, on_error, message), what=what)
 
@@ -185,6 +200,9 @@ def read_corpus(path: str | Path, on_error: str = "skip", problems: list[str] | 
         body = " ".join(obj[k] for k in ("title", "text") if isinstance(obj.get(k), str) and obj[k]) or obj.get("contents")
         if key is None or not isinstance(body, str) or not body:
             report(f"{name}:{lineno}: a document needs an id and a text")
+            continue
+        if not _encodable(body):  # a JSON escape such as "\ud800": no tokenizer takes it
+            report(f"{name}:{lineno}: the text of document {key!r} is not valid Unicode (a lone surrogate)")
             continue
         try:
             docs.add(id_text(key, f"{name}:{lineno}", "document id"), body, lineno)
@@ -264,13 +282,19 @@ def write_problems(out_dir: Path, problems: Sequence[str]) -> Path | None:
 
 
 def finished_queries(out_dir: Path) -> dict[str, dict]:
-    """Results already written (first complete line per qid; a torn last line is ignored)."""
+    """Results already written (first complete line per qid). A torn line (an interrupted write, possibly cut
+    inside a UTF-8 character) is ignored, and said with file and line unless it is a shard's last line."""
     done: dict[str, dict] = {}
     for shard in sorted((out_dir / "shards").glob("part-*.jsonl")):
-        for line in shard.read_text(encoding="utf-8").split("\n"):
+        lines = shard.read_bytes().split(b"\n")
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                if number < len(lines) and any(x.strip() for x in lines[number:]):
+                    logger.warning("%s:%d is not a complete result line; that query is ranked again", shard, number)
                 continue
             if isinstance(row, dict) and "qid" in row:
                 done.setdefault(row["qid"], row)
@@ -411,16 +435,31 @@ def rerank_run(lists: Sequence[QueryList], spec: RankerSpec, out_dir: Path, work
     if not todo:
         return 0
     shard = out_dir / "shards" / f"part-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.jsonl"
-    with shard.open("a", encoding="utf-8") as out:
-        rows = _rank_in_process(todo, spec, batch_size) if workers == 0 else _rank_on_ray(
-            todo, spec, workers, batch_size, gpus_per_worker, ray_address)
-        for row in rows:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-            out.flush()
-            count += 1
-            if on_done:
-                on_done(count, total)
+    _repair_torn_tails(out_dir)
+    try:
+        with shard.open("a", encoding="utf-8") as out:
+            rows = _rank_in_process(todo, spec, batch_size) if workers == 0 else _rank_on_ray(
+                todo, spec, workers, batch_size, gpus_per_worker, ray_address)
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.flush()
+                count += 1
+                if on_done:
+                    on_done(count, total)
+    finally:
+        if shard.is_file() and shard.stat().st_size == 0:  # a run that failed before its first result
+            shard.unlink()
     return len(todo)
+
+
+def _repair_torn_tails(out_dir: Path) -> None:
+    """End every shard with a newline, so a torn last line stays a line of its own (and is skipped) and never
+    joins a later run's output."""
+    for shard in (out_dir / "shards").glob("part-*.jsonl"):
+        data = shard.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with shard.open("ab") as out:
+                out.write(b"\n")
 
 
 def _rank_in_process(lists: Sequence[QueryList], spec: RankerSpec, batch_size: int) -> Iterator[dict]:

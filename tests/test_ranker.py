@@ -420,3 +420,20 @@ def test_warm_up_skips_shapes_the_device_cannot_hold(llama_tokenizer, monkeypatc
     assert 0 < runs < len(batch_buckets(4)) * len(bucket_lengths(400)) and runs == len(ran)
     assert "do not fit in the device's memory" in caplog.text
     assert ranker.rank("a query", DOCS)  # the ranker still works
+
+
+def test_a_long_windowed_list_reports_progress_with_an_eta(tiny_base, monkeypatch, caplog):
+    """Issue 44: a list of few but long windows printed nothing for minutes (progress began at 20 windows).
+    Now a line with the windows done and the time left follows any window after 5 s without a word."""
+    import itertools
+
+    import headrank.ranker as ranker_module
+    from headrank.ranker import HeadRanker
+
+    ranker = HeadRanker.from_pretrained(str(tiny_base), heads="1:0,2:3", device="cpu", window=4)
+    clock = itertools.count(0.0, 3.0)  # every reading of the clock: 3 s later
+    monkeypatch.setattr(ranker_module.time, "perf_counter", lambda: next(clock))
+    with caplog.at_level("INFO", logger="headrank.ranker"):
+        ranker.rank("query about solar", [f"passage {i} about solar and wind" for i in range(10)])
+    lines = [r.getMessage() for r in caplog.records if "in windows" in r.getMessage()]
+    assert lines and all("s left" in line and "/4 windows" in line for line in lines), lines

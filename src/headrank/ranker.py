@@ -533,17 +533,18 @@ class HeadRanker:
 
 
 class _WindowProgress:
-    """Logs a long windowed ranking's progress with an ETA (every tenth of the windows, from 20 windows on),
-    so thousands of passages do not run for minutes without a word."""
+    """Logs a long windowed ranking's progress with an ETA: after a window, once at least ``every`` seconds
+    passed since the last word, so neither thousands of short windows nor a few long ones run silently."""
 
-    def __init__(self, total: int, passages: int) -> None:
-        self.total, self.passages, self.done, self.reported = total, passages, 0, 0
-        self.started = time.perf_counter()
+    def __init__(self, total: int, passages: int, every: float = 5.0) -> None:
+        self.total, self.passages, self.done, self.every = total, passages, 0, every
+        self.started = self.last = time.perf_counter()
 
     def step(self) -> None:
-        if self.total >= 20 and self.done and 10 * self.done // self.total > self.reported:
-            self.reported = 10 * self.done // self.total
-            elapsed = time.perf_counter() - self.started
+        now = time.perf_counter()
+        if self.done and self.done < self.total and now - self.last >= self.every:
+            self.last = now
+            elapsed = now - self.started
             logger.info("ranking %d passages in windows: %d/%d windows, about %.0f s left", self.passages,
                         self.done, self.total, elapsed / self.done * (self.total - self.done))
         self.done += 1

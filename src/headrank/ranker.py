@@ -533,17 +533,20 @@ class HeadRanker:
 
 
 class _WindowProgress:
-    """Logs a long windowed ranking's progress with an ETA: after a window, once at least ``every`` seconds
-    passed since the last word, so neither thousands of short windows nor a few long ones run silently."""
+    """Logs a long windowed ranking's progress with an ETA: at every tenth of the windows from 20 windows on,
+    and after any window once ``every`` seconds passed without a word, so neither thousands of short windows
+    nor a few long ones run silently."""
 
     def __init__(self, total: int, passages: int, every: float = 5.0) -> None:
-        self.total, self.passages, self.done, self.every = total, passages, 0, every
+        self.total, self.passages, self.done, self.every, self.tenths = total, passages, 0, every, 0
         self.started = self.last = time.perf_counter()
 
     def step(self) -> None:
         now = time.perf_counter()
-        if self.done and self.done < self.total and now - self.last >= self.every:
-            self.last = now
+        tenth = 10 * self.done // self.total
+        due = (self.total >= 20 and tenth > self.tenths) or now - self.last >= self.every
+        if self.done and self.done < self.total and due:
+            self.last, self.tenths = now, tenth
             elapsed = now - self.started
             logger.info("ranking %d passages in windows: %d/%d windows, about %.0f s left", self.passages,
                         self.done, self.total, elapsed / self.done * (self.total - self.done))

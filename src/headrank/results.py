@@ -82,11 +82,20 @@ def documents_of(docs, index: int, doc_ids: Sequence | None, metadata: Sequence 
             raise ValueError(f"{name} must be a list with one entry per passage ({len(texts)})")
     ids = list(doc_ids) if doc_ids is not None else ids
     metas = list(metadata) if metadata is not None else metas
+    for i, key in enumerate(ids):
+        if key is not None and (isinstance(key, bool) or not isinstance(key, (str, int))):
+            raise TypeError(f"the id of passage {i} of query {index} must be a string or an integer, got "
+                            f"{type(key).__name__}")
     for i, meta in enumerate(metas):
         if meta is not None and not isinstance(meta, Mapping):
             raise TypeError(f"the metadata of passage {i} of query {index} must be a dict (or None), got "
                             f"{type(meta).__name__}")
     return texts, ids, metas
+
+
+def visible(text: str) -> bool:
+    """Whether a text has a character a reader would see (not only spaces, control or zero-width characters)."""
+    return any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
 def check_encodable(text: str, what: str) -> None:
@@ -120,6 +129,8 @@ class ListJob:
         check_encodable(query, f"query {index}")
         if not normalize_text(query):
             raise ValueError(f"query {index} is empty")
+        if not visible(query):
+            raise ValueError(f"query {index} has no visible characters (only control or zero-width ones)")
         if isinstance(docs, str) or not isinstance(docs, Sequence):
             raise TypeError(f"passages of query {index} must be a list of strings, got {type(docs).__name__}")
         if len(docs) == 0:
@@ -128,7 +139,7 @@ class ListJob:
             if not isinstance(doc, str):
                 raise TypeError(f"passage {i} of query {index} is {type(doc).__name__}, expected str")
             check_encodable(doc, f"passage {i} of query {index}")
-        kept = [i for i, d in enumerate(docs) if normalize_text(d)]
+        kept = [i for i, d in enumerate(docs) if normalize_text(d) and visible(d)]  # others rank last, unread
         return cls(query=query, docs=list(docs), kept=kept)
 
     def ranking(self, top_k: int | None, return_documents: bool, settings: InferenceSettings,

@@ -331,10 +331,11 @@ def test_rerank_notes_that_fusion_reads_a_tsv_in_its_order(tiny_base, tmp_path):
     rankgpt.write_text(json.dumps({"query": "solar power", "hits": [
         {"docid": f"d{i}", "content": t} for i, t in enumerate(["solar panels", "pasta recipes", "wind farms"])]}))
     base = ["--model", str(tiny_base), "--heads", "1:0,2:3", "--device", "cpu"]
-    note = "--fuse-first-stage 0 --no-safety-valve"
+    note = "read the input order as your first stage's ranking"
     fused = runner.invoke(app, ["rerank", str(cands), "-q", "solar power", *base, "--fuse-first-stage", "0.5"])
     assert fused.exit_code == 0, fused.output
-    assert note in " ".join(fused.stderr.split())
+    said = " ".join(fused.stderr.split())
+    assert f"fusion {note}" in said and said.endswith("pass --fuse-first-stage 0")  # no valve here: not named
     plain = runner.invoke(app, ["rerank", str(cands), "-q", "solar power", *base, "--fuse-first-stage", "0"])
     assert plain.exit_code == 0 and note not in " ".join(plain.stderr.split())
     ranked = runner.invoke(app, ["rerank", str(rankgpt), *base, "--fuse-first-stage", "0.5"])

@@ -78,3 +78,19 @@ ReplicaGpus = Annotated[float, typer.Option(min=0.0, help="With --ray: GPUs per 
                                                           "use with --device cuda).")]
 RayAddress = Annotated[str, typer.Option(help="With --ray: join this Ray cluster (e.g. 'auto'); default: a local Ray "
                                               "on this machine, stopped with the service.")]
+
+# headrank serve: access, shutdown and proxying
+ApiKey = Annotated[str, typer.Option(envvar="HEADRANK_API_KEY", help="Require 'Authorization: Bearer KEY' (or "
+                                         "X-API-Key) on every route except these, which carry no data: /health, "
+                                         "the playground page /, /docs, /redoc, /redoc.js, /openapi.json and "
+                                         "/static-docs/* (the pages ask for the key); /metrics too with "
+                                         "--metrics-open.")]
+MetricsOpen = Annotated[bool, typer.Option("--metrics-open", help="Serve /metrics without the API key (for a "
+                                               "Prometheus scraper that cannot send one).")]
+DrainSeconds = Annotated[float, typer.Option(min=0.0, help="On SIGTERM, answer /health with 503 for this long "
+                                                 "while still serving requests, so a load balancer stops sending "
+                                                 "before the listener closes; then in-flight requests finish "
+                                                 "(up to --timeout). Not with --ray (Ray Serve drains itself).")]
+RootPath = Annotated[str, typer.Option(help="Path prefix under which a reverse proxy serves this server (the "
+                                           "proxy strips it), e.g. /headrank: the docs and the OpenAPI "
+                                           "'servers' then use it.")]

@@ -23,21 +23,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind (loopback by default; 0.0.0.0 exposes it).")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
-    api_key: Annotated[str, typer.Option(envvar="HEADRANK_API_KEY", help="Require 'Authorization: Bearer KEY' (or "
-                                         "X-API-Key) on every route except these, which carry no data: /health, "
-                                         "the playground page /, /docs, /redoc, /redoc.js, /openapi.json and "
-                                         "/static-docs/* (the pages ask for the key); /metrics too with "
-                                         "--metrics-open.")] = None,
-    metrics_open: Annotated[bool, typer.Option("--metrics-open", help="Serve /metrics without the API key (for a "
-                                               "Prometheus scraper that cannot send one).")] = False,
-    drain_seconds: Annotated[float, typer.Option(min=0.0, help="On SIGTERM, answer /health with 503 for this long "
-                                                 "while still serving requests, so a load balancer stops sending "
-                                                 "before the listener closes; then in-flight requests finish "
-                                                 "(up to --timeout). Not with --ray (Ray Serve drains itself).")]
-    = 0.0,
-    root_path: Annotated[str, typer.Option(help="Path prefix under which a reverse proxy serves this server (the "
-                                           "proxy strips it), e.g. /headrank: the docs and the OpenAPI "
-                                           "'servers' then use it.")] = "",
+    api_key: options.ApiKey = None,
+    metrics_open: options.MetricsOpen = False,
+    drain_seconds: options.DrainSeconds = 0.0,
+    root_path: options.RootPath = "",
     max_documents: Annotated[int, typer.Option(min=1, help="Documents per request.")] = 100,
     max_document_chars: Annotated[int, typer.Option(min=1, help="Characters per document.")] = 20_000,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Request body size.")] = 8 * 1024 * 1024,
@@ -78,7 +67,6 @@ def serve(
 
     With --ray the same service runs on Ray Serve with --replicas N (or autoscaling), one model per replica."""
     from headrank.models import resolve_device
-    from headrank.presets import available_presets
 
     setup_logging()
     check_quantize_option(quantize, method.value if method else None, device, dtype)
@@ -88,9 +76,7 @@ def serve(
         from headrank.serve import serve as run_service
 
         max_batch = max_batch or (8 if resolve_device(device).type == "cuda" else 1)
-    unknown = [p for p in preload or [] if p not in available_presets()]
-    if unknown:
-        fail(f"--preload {unknown[0]!r} is not a shipped preset; choose from {', '.join(available_presets())}")
+    _check_preload(preload)
     with user_errors():
         config = ServeConfig(model=model, method=method.value if method else None, heads=heads, device=device,
                              dtype=dtype, host=host, port=port, api_key=api_key, max_documents=max_documents,
@@ -107,9 +93,23 @@ def serve(
                        "replica_gpus": replica_gpus, "address": ray_address}
         serve_ray(config, ray_options)
         return
-    banner = (f"headrank serve: {model} on http://{host}:{port}{root_path} (docs: {root_path}/docs; the model loads "
-              "in the background, /health says when it is ready)")
-    if json_logs:  # every stderr line is a JSON object: the banner is a log record too
+    _serve_here(config, run_service)
+
+
+def _check_preload(preload: list[str] | None) -> None:
+    from headrank.presets import available_presets
+
+    unknown = [p for p in preload or [] if p not in available_presets()]
+    if unknown:
+        fail(f"--preload {unknown[0]!r} is not a shipped preset; choose from {', '.join(available_presets())}")
+
+
+def _serve_here(config, run_service) -> None:
+    """Say where the service listens (a log record under --json-logs, so every stderr line is JSON) and run it."""
+    root = config.root_path
+    banner = (f"headrank serve: {config.model} on http://{config.host}:{config.port}{root} (docs: {root}/docs; the "
+              "model loads in the background, /health says when it is ready)")
+    if config.json_logs:
         from headrank.serve.app import configure_logging
 
         configure_logging(config.log_level, True)

@@ -198,6 +198,22 @@ def ray_serve_bench() -> str:
     return "\n".join(lines) + "\n"
 
 
+def relevance_calibration() -> str:
+    """RESULTS.md's table of each shipped preset's relevance calibration (results/relevance-*.json)."""
+    import json
+
+    lines = ["| preset | P(relevant) = sigmoid(a * score * passages + b) | lists / passages (relevant) | held-out "
+             "ECE | held-out Brier (base rate) | worst set's ECE | command |", "|---|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("relevance-*.json")):
+        run = json.loads(path.read_text())
+        cal, held = run["calibration"], run["held_out_two_folds"]
+        worst = max(run["per_set"].items(), key=lambda item: item[1]["ece"])
+        lines.append(f"| {run['model']} | a = {cal['slope']:.4f}, b = {cal['intercept']:.4f} | {cal['lists']} / "
+                     f"{cal['pairs']} ({cal['positives']}) | {held['ece']:.4f} | {held['brier']:.4f} "
+                     f"({held['brier_base_rate']:.4f}) | {worst[0]} {worst[1]['ece']:.4f} | `{run['command']}` |")
+    return "\n".join(lines) + "\n"
+
+
 def batched_vs_solo() -> str:
     """README's sentence on batched vs alone scores (results/batched-vs-solo.json)."""
     import json
@@ -212,7 +228,8 @@ def batched_vs_solo() -> str:
             f" `{run['command']}`).\n")
 
 
-GENERATORS: dict[str, Callable[[], str]] = {"batched-vs-solo": batched_vs_solo, "domain-table": domain_table, "presets-table": presets_table,
+GENERATORS: dict[str, Callable[[], str]] = {"batched-vs-solo": batched_vs_solo,
+                                            "relevance-calibration": relevance_calibration, "domain-table": domain_table, "presets-table": presets_table,
                                             "default-headline": default_headline, "presets-quality": presets_quality,
                                             "long-lists": long_lists, "build-choice": build_choice,
                                             "deep-rule": deep_rule, "presets-latency": presets_latency,

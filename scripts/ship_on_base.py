@@ -5,7 +5,7 @@ scores (``scripts/fusion_forms.py`` on ``validation_scores.py --on-base`` or ``-
 Writes ``"adapter": false`` into the config and removes ``adapter/`` and the training record that described it,
 or copies the checkpoint's adapter and training record in; sets the inference settings to the recorded choice,
 adds the choice to the head set's selection record, and fills the card's validation table (BM25, the replaced
-setting, this one, leave-one-domain-out). Quality and latency rows come after, from
+setting, this one, leave-one-domain-out). Quality rows come from ``scripts/card_quality.py``, latency rows from
 ``scripts/preset_card_numbers.py``.
 
     PYTHONPATH=src python scripts/ship_on_base.py --choice results/fusion-forms-qwen-on-base.json \

@@ -1,6 +1,6 @@
 """Write the recipe that won on validation (scripts/recipe_search.py) into a preset: its head set (weights
 included) and inference settings; the adapter stays. The preset's card is then refreshed with measured
-numbers by scripts/preset_card_numbers.py.
+numbers by scripts/preset_card_numbers.py (latency) and scripts/card_quality.py (quality, from results/).
 
     PYTHONPATH=src python scripts/ship_recipe.py --recipe runs/recipe-qwen.json \
         --preset src/headrank/presets/headrank-qwen2.5-coder-0.5b

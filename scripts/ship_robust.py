@@ -1,6 +1,6 @@
 """Ship the robust choice (scripts/robust_choice.py) into the default preset: head set, weights, fusion weight and
 safety valve; the adapter stays. Fills the card's heads and validation table from the recorded choice; quality
-and latency rows come after, from scripts/preset_card_numbers.py.
+and latency rows come after, from scripts/card_quality.py (quality) and scripts/preset_card_numbers.py (latency).
 
     PYTHONPATH=src python scripts/ship_robust.py --choice results/robust-choice-qwen.json \
         --candidate runs/preset-robust --preset src/headrank/presets/headrank-qwen2.5-coder-0.5b \

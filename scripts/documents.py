@@ -1,6 +1,6 @@
 """Numbers in the documents from one source: regenerate (``--write``) or check (default) the generated blocks.
 
-A block in README.md, RESULTS.md or BENCHMARKS.md is the text between ``<!-- generated: NAME -->`` and
+A block in README.md, RESULTS.md, BENCHMARKS.md or a chapter of docs/research/ is the text between ``<!-- generated: NAME -->`` and
 ``<!-- /generated -->``; NAME is one of ``GENERATORS``, each built from recorded result files (``results/``)
 or the shipped presets' cards (themselves written from recorded runs). ``tests/test_documents.py`` runs the
 check, so a number edited by hand in a block fails the suite.
@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]  # where the documents are (a test points it elsewhere)
 RESULTS = Path(__file__).resolve().parents[1] / "results"  # recorded results: always the repository's
 sys.path.insert(0, str(Path(__file__).parent))
-DOCUMENTS = ("README.md", "RESULTS.md", "BENCHMARKS.md")
+DOCUMENTS = ("README.md", "RESULTS.md", "BENCHMARKS.md", *sorted(f"docs/research/{p.name}" for p in
+                                                             (ROOT / "docs" / "research").glob("*.md")))
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 
 
@@ -121,6 +122,61 @@ def presets_quality() -> str:
             v = row["ndcg@10"]
             lines.append(f"| {name} | {row['method']} | {v['dl19']:.4f} | {v['dl20']:.4f} | {v['noveleval']:.4f} | "
                          f"{v['nfcorpus']:.4f} | {v['average']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def presets_validation() -> str:
+    """RESULTS.md's per-domain table: each shipped preset's validation rows from its card (written from the
+    recorded choice: results/fusion-forms-qwen-on-base.json, results/robust-choice-smol.json)."""
+    from headrank.presets import DEFAULT_PRESET, list_presets
+
+    lines, header = [], None
+    for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
+        rows = preset.card.get("validation", [])
+        if not rows or len(rows[0]["ndcg@10"]) < 2:
+            continue
+        if header is None:
+            header = list(rows[0]["ndcg@10"])
+            lines += ["| preset | setting | " + " | ".join(header) + " |", "|---" * (len(header) + 2) + "|"]
+        for row in rows:
+            cells = [f"{row['ndcg@10'][h]:.4f}" for h in header]
+            lines.append(f"| `{preset.name}` | {row['setting']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def presets_reading() -> str:
+    """RESULTS.md's reading of the presets' table: where each preset, and its heads alone, stand against BM25."""
+    from headrank.presets import DEFAULT_PRESET, list_presets
+
+    names = {"dl19": "DL19", "dl20": "DL20", "noveleval": "NovelEval", "nfcorpus": "NFCorpus test"}
+
+    def sets(row: dict, bm25: dict, above: bool) -> str:
+        found = [names[s] for s in names if (row[s] > bm25[s]) == above]
+        return ", ".join(found) or "none"
+
+    lines = []
+    for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
+        rows = preset.card["quality"]
+        mine, alone = rows[0]["ndcg@10"], rows[1]["ndcg@10"]
+        bm25 = next(r for r in rows if r["method"] == "BM25")["ndcg@10"]
+        gains = [mine[s] - bm25[s] for s in names]
+        lines.append(f"- `{preset.name}`: above BM25 on {sets(mine, bm25, True)} (below on {sets(mine, bm25, False)}), "
+                     f"by {min(gains):+.4f} to {max(gains):+.4f}; its heads alone (no fusion, no valve) are above BM25 "
+                     f"on {sets(alone, bm25, True)} and below on {sets(alone, bm25, False)}.")
+    return "\n".join(lines) + "\n"
+
+
+def presets_sources() -> str:
+    """RESULTS.md's list of the recorded file and command behind every row of the presets' quality table."""
+    import json
+
+    from headrank.presets import DEFAULT_PRESET, list_presets
+
+    lines = []
+    for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
+        spec = json.loads((Path(__file__).resolve().parent / "cards" / f"quality-{preset.name}.json").read_text())
+        lines.append(f"- `{preset.name}`:")
+        lines += [f"  - {row['method']}: `{row['source']}`; {row['command']}" for row in spec["rows"]]
     return "\n".join(lines) + "\n"
 
 
@@ -228,7 +284,8 @@ def batched_vs_solo() -> str:
             f" `{run['command']}`).\n")
 
 
-GENERATORS: dict[str, Callable[[], str]] = {"batched-vs-solo": batched_vs_solo,
+GENERATORS: dict[str, Callable[[], str]] = {"batched-vs-solo": batched_vs_solo, "presets-validation": presets_validation,
+                                            "presets-sources": presets_sources, "presets-reading": presets_reading,
                                             "relevance-calibration": relevance_calibration, "domain-table": domain_table, "presets-table": presets_table,
                                             "default-headline": default_headline, "presets-quality": presets_quality,
                                             "long-lists": long_lists, "build-choice": build_choice,

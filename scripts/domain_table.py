@@ -1,4 +1,4 @@
-"""Issue 30's per-domain table (RESULTS.md, "Safe on a new domain"), generated from recorded result files.
+"""Issue 30's per-domain table (docs/research/fusion-and-valve.md, "Safe on a new domain"), generated from recorded result files.
 
     # record a four-set evaluation (runs/ is not kept; results/ is):
     PYTHONPATH=src python scripts/domain_table.py record --eval runs/eval-robust --method heads+rrf0.6+valve \
@@ -28,7 +28,7 @@ REPORTING = ("dl19", "dl20", "noveleval", "nfcorpus")
 
 
 def previous_default() -> dict[str, float]:
-    """The previous default's reporting-set nDCG@10, as its successor's card records it (RESULTS.md, issue 18)."""
+    """The previous default's reporting-set nDCG@10, as its successor's card records it (docs/research/head-selection.md, issue 18)."""
     from headrank.presets import DEFAULT_PRESET, load_preset
 
     row = next(r for r in load_preset(DEFAULT_PRESET).card["quality"] if r["method"].startswith("previous default"))
@@ -95,7 +95,7 @@ def zero_label_cell(dom: str) -> str:
 
 
 def table() -> str:
-    """The markdown table (RESULTS.md, "Safe on a new domain") from results/*.json."""
+    """The markdown table (docs/research/fusion-and-valve.md, "Safe on a new domain") from results/*.json."""
     robust = json.loads((RESULTS / "robust-choice-qwen.json").read_text())
     report = json.loads((RESULTS / "eval-robust-qwen.json").read_text())["sets"]
     recorded = RESULTS / "eval-previous-qwen.json"
@@ -136,7 +136,7 @@ def diagnostic(dom: str, version: str = "adapted2") -> str:
 
 
 def zero_label_table() -> str:
-    """Zero-label adaptation v2 (RESULTS.md, "Safe on a new domain"): per classic collection, adapted from the
+    """Zero-label adaptation v2 (docs/research/fusion-and-valve.md, "Safe on a new domain"): per classic collection, adapted from the
     preset that never saw it (leave-one-domain-out) against that preset, from ``results/adapted2-<domain>-qwen.json``
     (scripts/score_on_pool.py with --adapt-report and --also)."""
     lines = ["| domain | written lists (train / held out) | held out: LODO preset -> best candidate | adapt's "

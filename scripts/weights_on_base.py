@@ -1,6 +1,6 @@
 """Per-head weights without the adapter: fit on the DL21 training split of a cached base-model selection capture
 (`headrank select-heads` writes it under runs/cache), scored on the split's validation queries, beside the plain
-top-K sets. RESULTS.md, "Issue 18" ("weights alone").
+top-K sets. docs/research/head-selection.md, "Issue 18" ("weights alone").
 
     PYTHONPATH=src python scripts/weights_on_base.py --observations runs/cache/heads-<fingerprint>-dl21-k20-p100.pt \
         --heads runs/heads/qwen-dl21.json

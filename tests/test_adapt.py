@@ -175,7 +175,7 @@ def test_search_stays_within_the_presets_depth_and_runs_its_valve():
 
 def test_the_adoption_guard_keeps_the_preset_unless_the_best_candidate_is_clearly_better():
     """require_p: a candidate that wins on a few validation queries by chance is not adopted (written queries are
-    a stand-in; on Cranfield such a choice lost to the preset on real judgments, RESULTS.md)."""
+    a stand-in; on Cranfield such a choice lost to the preset on real judgments, docs/research/adaptation.md)."""
     from headrank.adapt import AdaptConfig, Candidate, guarded_choice
 
     qids = [f"q{i}" for i in range(30)]

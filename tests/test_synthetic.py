@@ -145,7 +145,7 @@ def test_adapt_takes_judged_queries_or_a_corpus(tmp_path):
 def test_adapt_corpus_end_to_end_on_a_tiny_preset(tiny_base, tmp_path):
     """adapt --corpus from one command on a tiny random preset: the written queries are noise, so the command
     must end with a clear message, never a traceback; the query cache is kept for a rerun. (The real model on a
-    real corpus: RESULTS.md, "Safe on a new domain".)"""
+    real corpus: docs/research/adaptation.md.)"""
     from conftest import make_tiny_preset
     from headrank.checkpoint import InferenceSettings
 

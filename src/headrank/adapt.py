@@ -2,7 +2,7 @@
 queries the preset's base LLM writes for the user's corpus (``headrank.synthetic``, ``adapt --corpus``).
 
 Heads chosen in one domain travel poorly to another, and heads chosen in-domain on a few dozen queries beat
-heads chosen elsewhere (RESULTS.md, "Adapting to a domain"). ``adapt_preset`` keeps the preset's base model
+heads chosen elsewhere (docs/research/adaptation.md, "Adapting to a domain"). ``adapt_preset`` keeps the preset's base model
 and LoRA adapter, captures every head of that model once per judged list (cached, resumable), and picks on
 a validation split of the user's queries among: the preset unchanged, the top-K heads by discriminability
 on the training split (plain sum), and non-negative per-head weights fit over the top-M heads
@@ -39,7 +39,7 @@ from headrank.weighting import WeightConfig, fit_head_weights
 logger = logging.getLogger(__name__)
 
 
-FEW_VALIDATION_QUERIES = 50  # below this, adapt warns that its choice is noisy (RESULTS.md, "Adapting to a domain")
+FEW_VALIDATION_QUERIES = 50  # below this, adapt warns that its choice is noisy (docs/research/adaptation.md, "Adapting to a domain")
 
 
 @dataclass(frozen=True)
@@ -301,7 +301,7 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
     warning = None
     if len(val_q) < FEW_VALIDATION_QUERIES and after is not before:
         warning = (f"{len(val_q)} validation queries chose among {len(candidates)} candidates; with so few the choice "
-                   "is noisy (RESULTS.md, 'Adapting to a domain': 18 NFCorpus queries picked a set that lost on the "
+                   "is noisy (docs/research/adaptation.md, 'Adapting to a domain': 18 NFCorpus queries picked a set that lost on the "
                    "test queries): measure it on held-out queries")
     return AdaptReport(str(preset), bench.name, train_q, val_q, before, after, candidates, str(out), warning,
                        p_value, kept_preset)

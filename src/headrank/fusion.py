@@ -1,7 +1,7 @@
 """Fusion with the first stage: weighted reciprocal rank fusion of a reranker's scores and the input order.
 
-Small attention rerankers are strong at some queries and weak at others where BM25 is strong (RESULTS.md,
-per-benchmark rows); a hybrid of the two is what many search stacks deploy. Fusion works on ranks, not
+Small attention rerankers are strong at some queries and weak at others where BM25 is strong (RESULTS.md and
+docs/research/baselines.md, per-benchmark rows); a hybrid of the two is what many search stacks deploy. Fusion works on ranks, not
 scores, so it needs no score calibration: each passage gets
 
     fused = (1 - w) / (k + rank_by_reranker) + w / (k + first_stage_rank)

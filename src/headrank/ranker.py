@@ -7,14 +7,14 @@ Lists that do not fit ``max_length`` tokens, or hold more than ``window`` passag
 set, are ranked with sliding windows (RankGPT-style): windows of as many passages as fit (at most
 ``window``), from the bottom of the list to the top, each half overlapping the next, so the best
 passages of every window move up. No passage is dropped. Small models read long prompts poorly
-(RESULTS.md, K = 50); ``window=20`` keeps every prompt at the length the head sets were chosen on.
+(docs/research/depth.md, "K = 50"); ``window=20`` keeps every prompt at the length the head sets were chosen on.
 With windowing, the returned ``score`` is rank-derived (``n - position``) because attention scores of
 different windows are not comparable; ``RankResult.windowed`` says so. Fusion and the safety valve then act
 in each window (``rule.window_order``), which is a list of the length they were chosen on.
 
 ``both_orders=True`` reads every list (or window) twice, as given and reversed, and scores each passage
 by the mean of its two scores: attention favours passages by position, reversal swaps which passages
-that helps, and the mean cancels much of it (RESULTS.md, "Both orders") at twice the cost.
+that helps, and the mean cancels much of it (docs/research/position.md, "Both orders") at twice the cost.
 
 ``fuse_first_stage=w`` fuses the attention ranking with the input order by weighted reciprocal rank fusion
 (``headrank.fusion``); the returned score is then the fused score. Fusion assumes the input order IS a

@@ -7,7 +7,7 @@ one judged relevant. A query whose source passage BM25 does not find (with a pos
 ``depth``) is dropped: a consistency filter, as its list would hold no positive. With ``hard_only`` a query
 whose source BM25 already ranks first is dropped too, and more passages are written for until ``n`` lists are
 kept: with v1 queries about 80% of the lists were such easy ones (the source's own words), which every head set
-fused with BM25 gets right and which therefore cannot tell heads apart (RESULTS.md, "Safe on a new domain").
+fused with BM25 gets right and which therefore cannot tell heads apart (docs/research/adaptation.md).
 v2 asks for the need in other words than the passage's. The result is an ordinary ``Benchmark`` that
 ``adapt.adapt_preset`` adapts on, with its own held-out synthetic split; real judgments, where a user has them,
 are only for reporting.

@@ -16,7 +16,7 @@ from headrank.cli.common import (LineProgress, check_output_dir, check_output_fi
 
 
 ZERO_LABEL_NOTE = ("note: on Cranfield, CISI, NPL and NFCorpus written queries ranked candidate head sets unlike the "
-                   "collections' real queries (RESULTS.md, 'Safe on a new domain'); where the guard let a change "
+                   "collections' real queries (docs/research/adaptation.md); where the guard let a change "
                    "through it did not help on real judgments. Keep the default unless the adapted preset wins on "
                    "judged queries of your own.")
 

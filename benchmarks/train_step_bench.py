@@ -18,8 +18,16 @@ import time
 
 import torch
 
-from headrank.align import (TrainConfig, add_adapters, build_lists, frozen_layers, list_logprobs, list_loss,
-                            make_pairs, score_reference)
+from headrank.align import (
+    TrainConfig,
+    add_adapters,
+    build_lists,
+    frozen_layers,
+    list_logprobs,
+    list_loss,
+    make_pairs,
+    score_reference,
+)
 from headrank.datasets import load_benchmark
 from headrank.heads import HeadSet
 from headrank.models import load_model

@@ -5,16 +5,19 @@ results/deep-rule-dl21-qwen.json.
 
     PYTHONPATH=src python scripts/deep_rule.py
 """
-import json, sys
+import json
+import sys
+
 sys.path.insert(0, "scripts")
 from pathlib import Path
+
 from headrank.adapt import restrict_queries
+from headrank.compare import sign_flip_p_value
 from headrank.datasets import load_benchmark
-from headrank.evaluate import EvalSettings, compute_metrics, fused_records, rerank_benchmark, content_key
+from headrank.evaluate import EvalSettings, compute_metrics, content_key, fused_records, rerank_benchmark
 from headrank.heads import HeadSet
 from headrank.presets import load_preset
 from headrank.scorers import build_scorer
-from headrank.compare import sign_flip_p_value
 
 model = "headrank-qwen2.5-coder-0.5b"
 preset = load_preset(model)
@@ -41,5 +44,6 @@ for name, recs in res.items():
 qids = sorted(per["bm25"])
 for a, b in (("B-fuse-once", "A-per-window"), ("B-fuse-once", "bm25"), ("A-per-window", "bm25")):
     print(a, "vs", b, "p", round(sign_flip_p_value([per[a][q] - per[b][q] for q in qids], 20000, 0), 3))
-json.dump({"command": "PYTHONPATH=src python scripts/deep_rule.py", "queries": len(qids), "ndcg@10": {n: sum(v.values()) / len(v) for n, v in per.items()}, "per_query": per},
+json.dump({"command": "PYTHONPATH=src python scripts/deep_rule.py", "queries": len(qids),
+           "ndcg@10": {n: sum(v.values()) / len(v) for n, v in per.items()}, "per_query": per},
           open("results/deep-rule-dl21-qwen.json", "w"), indent=1)

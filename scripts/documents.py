@@ -1,9 +1,9 @@
 """Numbers in the documents from one source: regenerate (``--write``) or check (default) the generated blocks.
 
-A block in README.md, RESULTS.md, BENCHMARKS.md or a chapter of docs/research/ is the text between ``<!-- generated: NAME -->`` and
-``<!-- /generated -->``; NAME is one of ``GENERATORS``, each built from recorded result files (``results/``)
-or the shipped presets' cards (themselves written from recorded runs). ``tests/test_documents.py`` runs the
-check, so a number edited by hand in a block fails the suite.
+A block in README.md, RESULTS.md, BENCHMARKS.md or a chapter of docs/research/ is the text between
+``<!-- generated: NAME -->`` and ``<!-- /generated -->``; NAME is one of ``GENERATORS``, each built from recorded
+result files (``results/``) or the shipped presets' cards (themselves written from recorded runs).
+``tests/test_documents.py`` runs the check, so a number edited by hand in a block fails the suite.
 
     PYTHONPATH=src python scripts/documents.py          # check: exit 1 and name every stale block
     PYTHONPATH=src python scripts/documents.py --write  # rewrite the blocks
@@ -101,7 +101,8 @@ def presets_latency() -> str:
         mine = next(r for r in rows if r["method"].startswith(preset.name))
         icr = next(r for r in rows if r["method"].startswith("ICR"))
         gen = next(r for r in rows if r["method"].startswith("generative"))
-        others = "; ".join(f"{r['method']}: {r['seconds_per_list']:.2f} s ({r['seconds_per_list'] / icr['seconds_per_list']:.2f}x ICR)"
+        others = "; ".join(f"{r['method']}: {r['seconds_per_list']:.2f} s "
+                           f"({r['seconds_per_list'] / icr['seconds_per_list']:.2f}x ICR)"
                            for r in rows if r not in (mine, icr, gen)) or "-"
         lines.append(f"| `{preset.name}` ({preset.card.get('base_model_name', preset.base_model)}) | "
                      f"{mine['seconds_per_list']:.2f} | {icr['seconds_per_list']:.2f} "
@@ -286,7 +287,8 @@ def batched_vs_solo() -> str:
 
 GENERATORS: dict[str, Callable[[], str]] = {"batched-vs-solo": batched_vs_solo, "presets-validation": presets_validation,
                                             "presets-sources": presets_sources, "presets-reading": presets_reading,
-                                            "relevance-calibration": relevance_calibration, "domain-table": domain_table, "presets-table": presets_table,
+                                            "relevance-calibration": relevance_calibration, "domain-table": domain_table,
+                                            "presets-table": presets_table,
                                             "default-headline": default_headline, "presets-quality": presets_quality,
                                             "long-lists": long_lists, "build-choice": build_choice,
                                             "deep-rule": deep_rule, "presets-latency": presets_latency,
@@ -303,7 +305,7 @@ def stale_blocks(write: bool = False) -> list[str]:
         path = ROOT / name
         text = path.read_text(encoding="utf-8")
 
-        def fresh(match: re.Match) -> str:
+        def fresh(match: re.Match, name: str = name) -> str:
             block = match.group(2)
             if block not in GENERATORS:
                 raise SystemExit(f"{name}: unknown generated block {block!r}; known: {', '.join(GENERATORS)}")

@@ -28,7 +28,8 @@ REPORTING = ("dl19", "dl20", "noveleval", "nfcorpus")
 
 
 def previous_default() -> dict[str, float]:
-    """The previous default's reporting-set nDCG@10, as its successor's card records it (docs/research/head-selection.md, issue 18)."""
+    """The previous default's reporting-set nDCG@10, as its successor's card records it (issue 18;
+    docs/research/head-selection.md)."""
     from headrank.presets import DEFAULT_PRESET, load_preset
 
     row = next(r for r in load_preset(DEFAULT_PRESET).card["quality"] if r["method"].startswith("previous default"))
@@ -136,7 +137,7 @@ def diagnostic(dom: str, version: str = "adapted2") -> str:
 
 
 def zero_label_table() -> str:
-    """Zero-label adaptation v2 (docs/research/fusion-and-valve.md, "Safe on a new domain"): per classic collection, adapted from the
+    """Zero-label adaptation v2 (docs/research/adaptation.md): per classic collection, adapted from the
     preset that never saw it (leave-one-domain-out) against that preset, from ``results/adapted2-<domain>-qwen.json``
     (scripts/score_on_pool.py with --adapt-report and --also)."""
     lines = ["| domain | written lists (train / held out) | held out: LODO preset -> best candidate | adapt's "

@@ -127,7 +127,8 @@ def summarize(preset: str, scores: Path, plan: list[str]) -> dict:
         diffs = [per["int8"][q] - per["float32"][q] for q in per["float32"]]
         fired = {m: sum(bool(valve and valve.fires(r[m])) for r in mine) for m in MODES}
         sets[set_name] = {
-            "queries": len(mine), "planned": planned, "complete": len(mine) >= planned, "float32": statistics.fmean(per["float32"].values()),
+            "queries": len(mine), "planned": planned, "complete": len(mine) >= planned,
+            "float32": statistics.fmean(per["float32"].values()),
             "int8": statistics.fmean(per["int8"].values()), "diff": statistics.fmean(diffs),
             "p_value": sign_flip_p_value(diffs) if any(diffs) else 1.0,
             "queries_changed": sum(abs(d) > 1e-9 for d in diffs), "valve_fired": fired,

@@ -67,7 +67,8 @@ def speed_table() -> str:
     data = json.loads(SPEED.read_text())
     s, r, ops = data["seconds_per_list"], data["ratio_to_float32"], data["operations"]
     names = {"float32": "default, float32", "int8": "default, int8 (MLP layers; shipped option)",
-             "int8_every_linear": "default, int8 on every linear layer (not chosen)", "icr": "ICR (all heads, 24 layers, float32)",
+             "int8_every_linear": "default, int8 on every linear layer (not chosen)",
+             "icr": "ICR (all heads, 24 layers, float32)",
              "plain_float32": "plain forward, same 18 layers, float32 (no capture)",
              "plain_int8": "plain forward, same 18 layers, int8 MLPs (no capture)"}
     lines = ["| method | s / list | vs default float32 | vs ICR |", "|---|---|---|---|"]

@@ -54,7 +54,8 @@ def table() -> str:
              "passages per query |", "|---|---|---|---|---|---|---|"]
     for name in ("bm25", "k20", "k100"):
         r = rows[name]
-        prompts = "0" if name == "bm25" else ("1" if not r["window"] else str(1 + -(-(r["depth"] - r["window"]) // (r["window"] // 2))))
+        windows = 1 + -(-(r["depth"] - r["window"]) // (r["window"] // 2)) if r["window"] else 1
+        prompts = "0" if name == "bm25" else str(windows)
         p20 = f"{r['p_vs_k20']:.3f}" if "p_vs_k20" in r else ""
         pbm = f"{r['p_vs_bm25']:.3f}" if "p_vs_bm25" in r else ""
         lines.append(f"| {label[name]} | {r['depth']} | {r['ndcg@10']:.4f} | {r['recall@K']:.4f} | {p20} | {pbm} | "

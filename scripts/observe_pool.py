@@ -10,7 +10,8 @@ feed order); ``index.jsonl`` records what each cached list is (set, split, qid, 
 
 A plan item is ``SET:WHICH:ORDER``: SET is dl19, dl20, dl21, noveleval, nfcorpus (test), nfcorpus-train,
 nfcorpus-dev, cranfield, cisi or npl; WHICH is ``all``, ``judged`` (a relevant passage in the top-20),
-``train`` / ``val`` (the head set's DL21 split) or a number n (a seeded sample of n queries whose top-20 holds at least one relevant and one non-relevant passage); ORDER is
+``train`` / ``val`` (the head set's DL21 split) or a number n (a seeded sample of n queries whose top-20 holds at least
+one relevant and one non-relevant passage); ORDER is
 first-stage, reversed or shuffled (seeded per query).
 """
 

@@ -148,10 +148,11 @@ def main() -> None:
                     stage2.append(score_row(label, idx, w, {"select_on": best["select_on"]}, mode, use_prior,
                                             fuse, only))
     chosen2 = max((r for r in stage2 if r["recipe"] == "chosen"), key=lambda r: round(r["val_macro"], 6))
+    fuse = chosen2["fuse"] if chosen2["mode"] != "one" or chosen2["prior"] else best["fuse"]
     summary = {
         "rows": rows, "stage2": stage2, "chosen_stage1": best, "chosen": {**best, "mode": chosen2["mode"],
                                                                         "prior": chosen2["prior"],
-                                                                        "fuse": chosen2["fuse"] if chosen2["mode"] != "one" or chosen2["prior"] else best["fuse"]},
+                                                                        "fuse": fuse},
         "prior": prior.tolist(), "heads": [list(h) for h in heads],
         "train": {dom: {"queries": len(obs.qids), "order": "shuffled"} for dom, obs in train.items()},
         "validation": {dom: {"queries": len(fs.qids), "reversed_captured": len(rv.qids) if rv else 0}

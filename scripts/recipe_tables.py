@@ -36,8 +36,8 @@ def main() -> None:
     for select_on in ("dl21", "nfcorpus", "both"):
         for kind, prefix in (("best top-K, plain sum", "top-"), ("best weighted set", "weights")):
             u, f = pair(lambda r, s=select_on, p=prefix: r["select_on"] == s and r["recipe"].startswith(p))
-            print(f"| {kind} ({short(u['recipe'])} / {short(f['recipe'])}) | {select_on} | {len(u['heads'])} / {len(f['heads'])} | "
-                  f"{fmt(u)} | {fmt(f)} |")
+            print(f"| {kind} ({short(u['recipe'])} / {short(f['recipe'])}) | {select_on} | "
+                  f"{len(u['heads'])} / {len(f['heads'])} | {fmt(u)} | {fmt(f)} |")
     chosen = data["chosen"]
     print(f"\nChosen (best validation macro): {chosen['recipe']} selected on {chosen['select_on']}, "
           f"{len(chosen['heads'])} heads, fusion {chosen['fuse']}: {chosen['val_macro']:.4f}.\n")

@@ -6,12 +6,12 @@ import ir_measures
 import pytest
 from typer.testing import CliRunner
 
+from headrank.adapt import sample_queries, score_lists
 from headrank.cli import app
 from headrank.heads import HeadSet
 from headrank.ranker import HeadRanker
-from headrank.adapt import sample_queries, score_lists
-from headrank.weighting import WeightConfig, fit_head_weights
 from headrank.selection import HeadObservations
+from headrank.weighting import WeightConfig, fit_head_weights
 
 runner = CliRunner()
 

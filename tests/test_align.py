@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_llama, tiny_qwen2
+
 from headrank import align
 from headrank.align import TrainConfig, TrainingList, list_loss, make_pairs, train
 from headrank.checkpoint import is_checkpoint
@@ -99,7 +99,8 @@ def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llam
     result = _train(tiny_base, llama_tokenizer, out, epochs=2, on_phase=lambda *a: phases.append(a))
     history = result["history"]
     assert [h["epoch"] for h in history] == [0, 1, 2]
-    assert all(h["train_loss"] > 0 for h in history[1:]) and all(h["seconds"] >= 0 for h in history)  # recorded (rounded to 0.1 s: may be 0)
+    # recorded (rounded to 0.1 s: may be 0)
+    assert all(h["train_loss"] > 0 for h in history[1:]) and all(h["seconds"] >= 0 for h in history)
     # the passes without a loss report progress: 4 reference lists, then 2 validation lists per evaluation
     assert phases[:4] == [("reference", i, 4) for i in range(1, 5)]
     assert phases[4:] == [("validation", 1, 2), ("validation", 2, 2)] * 3

@@ -10,9 +10,9 @@ import logging
 import math
 
 import pytest
+from conftest import tiny_llama
 from typer.testing import CliRunner
 
-from conftest import tiny_llama
 from headrank.cli import app
 
 runner = CliRunner()
@@ -552,6 +552,7 @@ def test_rerank_says_when_the_valve_fired_and_names_only_what_was_on(files, tmp_
     """A preset whose valve always fires: the JSON says valve_fired, the table carries a caption and a note; the
     input-order note names the safety valve alone when fusion is off (it used to say 'fusion' anyway)."""
     from conftest import make_tiny_preset
+
     from headrank.checkpoint import InferenceSettings
     from headrank.rule import SafetyValve
 

@@ -1,8 +1,8 @@
 """Generative listwise and pointwise baselines: parsing (pure), and runs on the tiny and real models."""
 
 import pytest
-
 from conftest import tiny_llama
+
 from headrank.baselines.generative import GenerativeRanker, parse_permutation, rankgpt_messages
 from headrank.baselines.pointwise import PointwiseRanker
 from headrank.models import wrap_model

@@ -255,7 +255,7 @@ def test_a_torn_utf8_tail_and_a_lone_surrogate_do_not_block_the_run(run_files, t
     shard = next((cut / "shards").glob("*.jsonl"))
     lines = shard.read_bytes().split(b"\n")
     kept = lines[:30]
-    torn = '{"qid": "q30", "docids": ["café'.encode("utf-8")[:-1]  # cut inside "é"
+    torn = '{"qid": "q30", "docids": ["café'.encode()[:-1]  # cut inside "é"
     shard.write_bytes(b"\n".join(kept) + b"\n" + torn)
     again = runner.invoke(app, _args(run_files, cut, tiny_base))
     assert again.exit_code == 0, again.output

@@ -1,8 +1,8 @@
 """headrank bench: every method measured in its own process on a tiny model (behaviour, not speed)."""
 
 import pytest
-
 from conftest import tiny_llama
+
 from headrank.bench import BenchRow, markdown, measure, passage_budget, prefill_flops
 
 

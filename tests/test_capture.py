@@ -4,8 +4,8 @@ import copy
 
 import pytest
 import torch
-
 from conftest import data_path, tiny_llama, tiny_mistral, tiny_qwen2, tiny_qwen3
+
 from headrank.capture import CaptureRequest, capture_lists, enable_capture, run_with_capture
 
 HEADS = [(0, 1), (1, 0), (1, 3), (2, 2), (3, 1)]

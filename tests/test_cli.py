@@ -1,9 +1,9 @@
 import json
 
 import pytest
+from conftest import data_path
 from typer.testing import CliRunner
 
-from conftest import data_path
 from headrank.cli import app
 
 runner = CliRunner()
@@ -154,7 +154,8 @@ def test_evaluate_bm25_on_dl19(tmp_path):
     again = runner.invoke(app, args)  # resumes: nothing left to rerank, same numbers
     assert again.exit_code == 0 and "| dl19 | bm25 | 20 | first-stage | 43 | 0.5058 |" in again.stdout
     progress = [line for line in again.stderr.splitlines() if line.startswith("bm25 K=20 dl19: ")]
-    assert progress and not any("eta" in line for line in progress), "\n".join(progress)  # all read back: no speed to estimate from
+    # all read back: no speed to estimate from
+    assert progress and not any("eta" in line for line in progress), "\n".join(progress)
 
 
 def test_evaluate_argument_errors(tmp_path):

@@ -1,8 +1,8 @@
 import json
 
 import pytest
-
 from conftest import data_path
+
 from headrank.data import DataFormatError, read_rerank_input
 
 

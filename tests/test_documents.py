@@ -82,3 +82,26 @@ def test_card_prose_states_no_number_that_its_tables_do_not_hold():
             text = json.dumps(card.get(field, ""))
             found = re.search(r".{0,60}\d\.\d{4}.{0,20}", text)
             assert not found, f"{preset} {field}: hand-written number in {found.group(0)!r}"
+
+
+def test_every_card_validation_row_comes_from_the_recorded_choice():
+    """The cards' validation tables (per domain) equal what the recorded choice files give, by the same functions
+    that wrote them (scripts/ship_robust.py, scripts/ship_on_base.py)."""
+    import json
+
+    from ship_on_base import choice_of, replaced_ndcg
+    from ship_robust import validation_rows
+
+    from headrank.heads import HeadSet
+    from headrank.presets import load_preset
+
+    def recorded(name: str) -> dict:
+        return json.loads((ROOT / "results" / name).read_text())
+
+    qwen = load_preset("headrank-qwen2.5-coder-0.5b")
+    heads = HeadSet.load(qwen.path / "headset.json")
+    choice = choice_of(recorded("fusion-forms-qwen-on-base.json"), heads, replaced_ndcg(recorded("robust-choice-qwen.json")))
+    smol = load_preset("headrank-smollm2-135m")
+    for preset, rows in ((qwen, validation_rows(choice)), (smol, validation_rows(recorded("robust-choice-smol.json")))):
+        shown = [row["ndcg@10"] for row in preset.card["validation"]]
+        assert shown == [row["ndcg@10"] for row in rows], preset.name

@@ -4,8 +4,8 @@ import json
 import math
 
 import pytest
-
 from conftest import data_path
+
 from headrank.data import Candidate
 from headrank.datasets import Benchmark, load_benchmark
 from headrank.evaluate import (
@@ -311,9 +311,9 @@ def test_a_presets_valve_stays_out_of_raw_runs_and_acts_per_window(tmp_path, tin
     """evaluate once scored a preset through a ranker that kept the preset's safety valve, so the 'unfused' run
     was valved; and a windowed run's rank-derived scores looked flat to the valve, which then fired on every
     list. Raw runs are now raw, and a windowed run takes fusion and valve inside each window."""
+    from conftest import make_tiny_preset
     from typer.testing import CliRunner
 
-    from conftest import make_tiny_preset
     from headrank.checkpoint import InferenceSettings
     from headrank.cli import app
     from headrank.rule import SafetyValve

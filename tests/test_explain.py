@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import tiny_llama
+
 from headrank.explain import explain, normalized_to_original
 from headrank.heads import HeadSet
 from headrank.models import wrap_model
@@ -92,7 +92,8 @@ def test_explain_command_writes_self_contained_html_and_png(tmp_path, tiny_base)
     assert result.exit_code == 0, result.output
     page = html.read_text()
     assert page.startswith("<!doctype html>") and 'class="tok"' in page and "Solar" in page
-    assert "<b>recipes" not in page and "recipes</b>" not in page and "&lt;" in page and "&amp;" in page  # passage text is escaped, never markup
+    # passage text is escaped, never markup
+    assert "<b>recipes" not in page and "recipes</b>" not in page and "&lt;" in page and "&amp;" in page
     for remote in ("http://", "https://", "<script src", "<link"):
         assert remote not in page
     assert png.read_bytes()[:4] == b"\x89PNG"

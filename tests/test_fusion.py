@@ -3,8 +3,8 @@
 import math
 
 import pytest
-
 from conftest import data_path
+
 from headrank.datasets import load_benchmark
 from headrank.evaluate import EvalSettings, compute_metrics, fused_records, rerank_benchmark
 from headrank.fusion import fuse_with_first_stage, rank_positions

@@ -28,6 +28,7 @@ HOSTILE = {
 @pytest.fixture(scope="module")
 def ranker(tmp_path_factory, llama_tokenizer):
     from conftest import tiny_llama
+
     from headrank.ranker import HeadRanker
 
     path = tmp_path_factory.mktemp("hostile") / "tiny"
@@ -204,7 +205,8 @@ def test_service_hostile_raw_bodies(server, name, raw):
 # ----------------------------------------------------------------------------------------------------------- CLI
 
 CLI_FILES = {
-    "only tabs.tsv": "\t\t\t\n", "no text.tsv": "d1\t\n", "nul.tsv": "d1\tso\x00lar\n", "huge line.tsv": "d1\t" + "x" * 200_000 + "\n",
+    "only tabs.tsv": "\t\t\t\n", "no text.tsv": "d1\t\n", "nul.tsv": "d1\tso\x00lar\n",
+    "huge line.tsv": "d1\t" + "x" * 200_000 + "\n",
     "surrogate.jsonl": '{"text": "a \\ud800 b"}\n', "list text.jsonl": '{"text": ["a"]}\n', "null.jsonl": "null\n",
     "number.jsonl": "5\n", "escape.tsv": "d1\t\x1b]0;title\x07 solar\n", "bom.tsv": "\ufeffd1\tsolar\n",
 }

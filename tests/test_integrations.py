@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from test_serve import HEADS, Server, tiny_dir  # noqa: F401 (tiny_dir: the fixture)
 
 pytest.importorskip("langchain_core")
@@ -227,8 +226,9 @@ def test_a_missing_framework_names_its_extra(module, package, extra):
 
 
 def test_core_install_pulls_no_framework():
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
     core = " ".join(project["dependencies"]).lower()

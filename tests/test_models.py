@@ -1,6 +1,6 @@
 import pytest
 
-from headrank.models import ModelUnavailableError, headrank_home, load_model, resolve_dtype, resolve_device, resolve_model
+from headrank.models import ModelUnavailableError, headrank_home, load_model, resolve_device, resolve_dtype, resolve_model
 
 
 def test_offline_without_cache_says_how_to_provide_a_model(isolated_home, monkeypatch):

@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import tiny_llama
+
 from headrank.heads import HeadSet
 from headrank.models import wrap_model
 from headrank.observe import SharedCapture

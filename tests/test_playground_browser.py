@@ -4,7 +4,6 @@ load the page from a real server on loopback, fill the form, submit, and see the
 import shutil
 
 import pytest
-
 from test_serve import DOCS, HEADS, Server, tiny_dir  # noqa: F401 (tiny_dir: the fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -7,9 +7,9 @@ import zipfile
 
 import pytest
 import torch
+from conftest import data_path, tiny_llama
 from typer.testing import CliRunner
 
-from conftest import data_path, tiny_llama
 from headrank.checkpoint import InferenceSettings
 from headrank.cli import app
 from headrank.heads import HeadSet, HeadSetMismatchError
@@ -72,7 +72,7 @@ def test_build_preset_end_to_end_on_a_tiny_model(tiny_base, toy_folder, tmp_path
 
 
 def test_inference_settings_of_a_preset_apply_and_can_be_overridden(tiny_base, toy_folder, tmp_path):
-    from headrank.align import add_adapters, TrainConfig
+    from headrank.align import TrainConfig, add_adapters
     from headrank.checkpoint import save_adapter, write_config
     from headrank.models import load_model
 
@@ -317,6 +317,7 @@ def test_a_preset_carries_its_safety_valve_and_a_call_can_switch_it_off(tiny_bas
     """The valve is stored with the preset, loaded with it, reported in the settings, and off per call or at load
     (an always-firing valve ranks in the input order)."""
     from conftest import make_tiny_preset
+
     from headrank.rule import SafetyValve
 
     always = SafetyValve("agreement", threshold=2.0, weight=1.0)
@@ -337,6 +338,7 @@ def test_build_preset_chooses_on_raw_scores_even_from_a_valved_preset(tiny_base,
     """build-preset --checkpoint on a preset with a safety valve once scored the validation lists through the
     valve, so 'one pass' was the first-stage order wherever it fired; the candidates now see raw attention."""
     from conftest import make_tiny_preset
+
     from headrank.presets.build import choose_inference
     from headrank.rule import SafetyValve
 

@@ -11,8 +11,15 @@ import torch
 from conftest import tiny_llama, tiny_qwen2
 from typer.testing import CliRunner
 
-from headrank.quantize import (Int8Linear, cache_key, check_quantize, check_quantize_device, quantize_model,
-                               quantize_rows, weights_identity)
+from headrank.quantize import (
+    Int8Linear,
+    cache_key,
+    check_quantize,
+    check_quantize_device,
+    quantize_model,
+    quantize_rows,
+    weights_identity,
+)
 
 DOCS = ["solar panels turn sunlight into electricity", "pasta is boiled in salted water",
         "wind turbines generate power from moving air", "the river floods every spring", "", "chess openings"]

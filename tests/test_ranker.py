@@ -5,8 +5,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import data_path, tiny_llama, tiny_qwen3
+
 from headrank.heads import HeadSet, HeadSetMismatchError
 from headrank.models import wrap_model
 from headrank.prompt import PromptSettings

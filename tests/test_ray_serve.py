@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_serve import DOCS, HEADS, _free_port, tiny_dir  # noqa: F401 (tiny_dir: the fixture)
 
 httpx = pytest.importorskip("httpx")

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import data_path
+
 from headrank.checkpoint import write_config
 from headrank.heads import HeadSet
 from headrank.relevance import Observation, RelevanceCalibration, fit, reliability
@@ -43,7 +43,8 @@ def test_calibration_values_and_refusals():
     for bad, match in [({"slope": -1, "intercept": 0}, "slope must be > 0"),
                        ({"slope": True, "intercept": 0}, "finite number"),
                        ({"slope": 1, "intercept": float("nan")}, "finite number"),
-                       ({"slope": 1, "intercept": 0, "bias": 2}, "unknown keys bias"), ({"slope": 1}, "missing intercept"), ([1, 2], "JSON object")]:
+                       ({"slope": 1, "intercept": 0, "bias": 2}, "unknown keys bias"), ({"slope": 1}, "missing intercept"),
+                       ([1, 2], "JSON object")]:
         with pytest.raises(ValueError, match=match):
             RelevanceCalibration.from_dict(bad)
     with pytest.raises(ValueError, match="relevant and non-relevant"):

@@ -80,9 +80,9 @@ def test_fused_records_apply_the_valve_per_query():
 def test_evaluate_safety_valve_needs_a_preset_with_one(tiny_base, tmp_path):
     """evaluate --safety-valve reads the valve of the --model preset; without one it says so before any model loads.
     (Both shipped presets now carry a valve: a tiny preset without one stands in.)"""
+    from conftest import make_tiny_preset
     from typer.testing import CliRunner
 
-    from conftest import make_tiny_preset
     from headrank.checkpoint import InferenceSettings
     from headrank.cli import app
 
@@ -110,6 +110,7 @@ def test_a_window_is_ordered_by_the_rule_on_its_members_first_stage_ranks():
 @pytest.fixture(scope="module")
 def tiny_ranker(request):
     from conftest import tiny_llama
+
     from headrank.heads import HeadSet
     from headrank.models import wrap_model
     from headrank.ranker import HeadRanker

@@ -6,9 +6,9 @@ import random
 import ir_measures
 import pytest
 import torch
+from conftest import data_path, tiny_llama
 from typer.testing import CliRunner
 
-from conftest import data_path, tiny_llama
 from headrank.cli import app
 from headrank.heads import HeadSet, HeadSetMismatchError
 from headrank.models import wrap_model

@@ -488,6 +488,7 @@ def test_safety_valve_per_request_and_server_default(tiny_base, tmp_path):
     """A served preset's valve applies by default, a request turns it off with "safety_valve": false, and
     --no-safety-valve turns it off for the server (/info says which)."""
     from conftest import make_tiny_preset
+
     from headrank.checkpoint import InferenceSettings
     from headrank.rule import SafetyValve
 

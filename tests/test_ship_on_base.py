@@ -8,8 +8,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import ship_on_base  # noqa: E402
-
 from conftest import make_tiny_preset  # noqa: E402
+
 from headrank.checkpoint import InferenceSettings  # noqa: E402
 from headrank.heads import HeadSet  # noqa: E402
 from headrank.presets import load_preset  # noqa: E402

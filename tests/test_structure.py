@@ -4,9 +4,13 @@ no private name taken from another module) and no function is longer than 80 lin
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "headrank"
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "headrank"
 MAX_FUNCTION_LINES = 80
 
 
@@ -113,3 +117,15 @@ def test_the_command_line_is_a_thin_shell_of_small_modules():
     assert not (PACKAGE / "cli.py").exists()
     assert max(sizes.values()) <= MAX_CLI_MODULE_LINES, sizes
     assert {c.name for c in app.registered_commands} == set(COMMANDS)
+
+
+def test_the_linter_passes():
+    """`ruff check .` with the rule set stated in pyproject.toml (CI runs it too, as `make lint`)."""
+    import shutil
+    import subprocess
+
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (it comes with the dev extra)")
+    done = subprocess.run([ruff, "check", "--no-cache", "."], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -3,12 +3,19 @@
 import json
 
 import pytest
+from conftest import tiny_llama
 from typer.testing import CliRunner
 
-from conftest import tiny_llama
 from headrank.cli import app
-from headrank.synthetic import (MIN_WORDS, QueryWriter, clean_query, prompt_template, query_messages,
-                                sample_passages, synthetic_benchmark)
+from headrank.synthetic import (
+    MIN_WORDS,
+    QueryWriter,
+    clean_query,
+    prompt_template,
+    query_messages,
+    sample_passages,
+    synthetic_benchmark,
+)
 
 TOPICS = ["solar panels convert sunlight into electricity on house roofs",
           "pasta dough needs flour eggs and a little olive oil",
@@ -147,6 +154,7 @@ def test_adapt_corpus_end_to_end_on_a_tiny_preset(tiny_base, tmp_path):
     must end with a clear message, never a traceback; the query cache is kept for a rerun. (The real model on a
     real corpus: docs/research/adaptation.md.)"""
     from conftest import make_tiny_preset
+
     from headrank.checkpoint import InferenceSettings
 
     preset = make_tiny_preset(tiny_base, tmp_path / "tiny-preset", InferenceSettings(fuse_first_stage=0.5))

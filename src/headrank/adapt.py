@@ -28,8 +28,7 @@ from pathlib import Path
 
 import torch
 
-from headrank.checkpoint import (ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config,
-                                 uses_adapter)
+from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config, uses_adapter
 from headrank.heads import HeadSet
 from headrank.observe import SharedCapture, all_head_observer, observe_cached
 from headrank.rule import SafetyValve, ScoringRule
@@ -39,7 +38,7 @@ from headrank.weighting import WeightConfig, fit_head_weights
 logger = logging.getLogger(__name__)
 
 
-FEW_VALIDATION_QUERIES = 50  # below this, adapt warns that its choice is noisy (docs/research/adaptation.md, "Adapting to a domain")
+FEW_VALIDATION_QUERIES = 50  # below this, adapt warns that its choice is noisy (docs/research/adaptation.md)
 
 
 @dataclass(frozen=True)
@@ -301,8 +300,8 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
     warning = None
     if len(val_q) < FEW_VALIDATION_QUERIES and after is not before:
         warning = (f"{len(val_q)} validation queries chose among {len(candidates)} candidates; with so few the choice "
-                   "is noisy (docs/research/adaptation.md, 'Adapting to a domain': 18 NFCorpus queries picked a set that lost on the "
-                   "test queries): measure it on held-out queries")
+                   "is noisy (docs/research/adaptation.md: 18 NFCorpus queries picked a set that lost on the test "
+                   "queries): measure it on held-out queries")
     return AdaptReport(str(preset), bench.name, train_q, val_q, before, after, candidates, str(out), warning,
                        p_value, kept_preset)
 

@@ -28,8 +28,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headrank.data import (DataFormatError, FirstKept, check_trec_token, id_text, jsonl_objects, read_text, read_topics,
-                           trec_lines, trec_run_rows)
+from headrank.data import (
+    DataFormatError,
+    FirstKept,
+    check_trec_token,
+    id_text,
+    jsonl_objects,
+    read_text,
+    read_topics,
+    trec_lines,
+    trec_run_rows,
+)
 
 logger = logging.getLogger(__name__)
 ON_ERROR = ("skip", "fail")
@@ -93,7 +102,7 @@ def read_run_lists(run: str | Path, topics: str | Path, corpus: str | Path, dept
     lists = []
     for qid, entries in ranked.items():
         seen, kept = set(), []
-        for rank, score, docid in sorted(entries, key=lambda e: (e[0], -e[1])):
+        for _rank, _score, docid in sorted(entries, key=lambda e: (e[0], -e[1])):
             if docid not in seen:
                 seen.add(docid)
                 kept.append(docid)

@@ -78,13 +78,12 @@ def reset_peak_rss() -> bool:
 
 def _child(method: str, model_name: str, heads: list | None, lists: list, budget: int, device: str, conn) -> None:
     import torch
+    from transformers.utils import logging as hf_logging
 
     from headrank.heads import HeadSet
     from headrank.models import load_model
     from headrank.prompt import PromptBuilder, PromptSettings
     from headrank.ranker import HeadRanker
-
-    from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one bar per fresh process would bury the progress lines
     loaded = load_model(model_name, device=device, dtype="auto")

@@ -54,17 +54,22 @@ from pathlib import Path
 import torch
 
 from headrank.capture import ListAttention, capture_lists, enable_capture
-from headrank.checkpoint import (ADAPTER_DIR, HEADSET_NAME, InferenceSettings, is_checkpoint,
-                                 load_checkpoint_config, merge_adapter)
+from headrank.checkpoint import ADAPTER_DIR, HEADSET_NAME, InferenceSettings, is_checkpoint, load_checkpoint_config, merge_adapter
 from headrank.defaults import ATTENTION_METHODS
 from headrank.heads import HeadSet
 from headrank.models import LoadedModel, load_model, pad_token_id
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
-from headrank.quantize import (cache_key, check_quantize, check_quantize_device, files_content_digest,
-                               quantize_model, weights_identity)
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings
+from headrank.quantize import (
+    cache_key,
+    check_quantize,
+    check_quantize_device,
+    files_content_digest,
+    quantize_model,
+    weights_identity,
+)
 from headrank.relevance import RelevanceCalibration
-from headrank.results import ListJob, RankResult, Ranking, documents_of
+from headrank.results import ListJob, Ranking, RankResult, documents_of
 from headrank.rule import SafetyValve, ScoringRule, final_scores, fusion_weight, valve_setting, window_order
 from headrank.scoring import ScoringConfig
 

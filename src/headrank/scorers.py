@@ -16,9 +16,10 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-ScoreFn = Callable[[str, Sequence[str]], "list[float] | tuple[list[float], dict]"]
 from headrank.defaults import BASELINE_METHODS, FIRST_STAGE_METHOD
 from headrank.defaults import EVALUATE_METHODS as METHODS
+
+ScoreFn = Callable[[str, Sequence[str]], "list[float] | tuple[list[float], dict]"]
 
 
 @dataclass

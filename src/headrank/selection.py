@@ -27,7 +27,6 @@ from headrank.data import Qrels
 from headrank.observe import HeadObservations, observe_list  # noqa: F401 (HeadObservations re-exported)
 from headrank.rule import ScoringRule
 
-
 SELECTION_ORDERS = ("first-stage", "reversed", "shuffled")
 
 

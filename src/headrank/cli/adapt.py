@@ -11,9 +11,16 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import (LineProgress, check_output_dir, check_output_file, err_console, fail, ints,
-                                 setup_logging, user_errors)
-
+from headrank.cli.common import (
+    LineProgress,
+    check_output_dir,
+    check_output_file,
+    err_console,
+    fail,
+    ints,
+    setup_logging,
+    user_errors,
+)
 
 ZERO_LABEL_NOTE = ("note: on Cranfield, CISI, NPL and NFCorpus written queries ranked candidate head sets unlike the "
                    "collections' real queries (docs/research/adaptation.md); where the guard let a change "

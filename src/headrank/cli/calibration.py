@@ -10,8 +10,16 @@ from typing import Annotated
 import typer
 
 from headrank.cli import options
-from headrank.cli.common import (LineProgress, check_output_file, err_console, fail, load_ranker, progress_columns,
-                                 setup_logging, user_errors)
+from headrank.cli.common import (
+    LineProgress,
+    check_output_file,
+    err_console,
+    fail,
+    load_ranker,
+    progress_columns,
+    setup_logging,
+    user_errors,
+)
 
 
 def calibrate(
@@ -32,8 +40,14 @@ def calibrate(
     relevance scores are comparable across requests and usable as a threshold."""
     from headrank.checkpoint import is_checkpoint
     from headrank.presets import is_preset_name, load_preset
-    from headrank.presets.calibrate import (VALIDATION_SETS, checkpoint_digest, fit_calibration, score_lists,
-                                            validation_lists, write_calibration)
+    from headrank.presets.calibrate import (
+        VALIDATION_SETS,
+        checkpoint_digest,
+        fit_calibration,
+        score_lists,
+        validation_lists,
+        write_calibration,
+    )
 
     setup_logging()
     names = [s.strip() for s in sets.split(",") if s.strip()]

@@ -10,8 +10,18 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import (LineProgress, check_output_dir, check_quantize_option, configure_threads,
-                                 err_console, fail, ints, progress_columns, setup_logging, user_errors)
+from headrank.cli.common import (
+    LineProgress,
+    check_output_dir,
+    check_quantize_option,
+    configure_threads,
+    err_console,
+    fail,
+    ints,
+    progress_columns,
+    setup_logging,
+    user_errors,
+)
 from headrank.defaults import DEFAULT_MODEL, DEFAULT_PRESET, EVALUATE_METHODS
 
 

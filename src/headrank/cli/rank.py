@@ -10,8 +10,17 @@ import typer
 from rich.console import Console
 
 from headrank.cli import options
-from headrank.cli.common import (check_output_file, check_quantize_option, configure_threads, err_console, fail,
-                                 load_ranker, ranker_label, setup_logging, user_errors)
+from headrank.cli.common import (
+    check_output_file,
+    check_quantize_option,
+    configure_threads,
+    err_console,
+    fail,
+    load_ranker,
+    ranker_label,
+    setup_logging,
+    user_errors,
+)
 from headrank.cli.output import ExplainOutput, Output, explanations_json, print_explanations, print_results
 from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
 

@@ -11,8 +11,17 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import (LineProgress, check_output_dir, check_quantize_option, configure_threads,
-                                 err_console, fail, progress_columns, setup_logging, user_errors)
+from headrank.cli.common import (
+    LineProgress,
+    check_output_dir,
+    check_quantize_option,
+    configure_threads,
+    err_console,
+    fail,
+    progress_columns,
+    setup_logging,
+    user_errors,
+)
 from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
 
 

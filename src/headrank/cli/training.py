@@ -12,8 +12,18 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import (LineProgress, check_output_dir, err_console, fail, floats, ints, load_ranker,
-                                 progress_columns, setup_logging, user_errors)
+from headrank.cli.common import (
+    LineProgress,
+    check_output_dir,
+    err_console,
+    fail,
+    floats,
+    ints,
+    load_ranker,
+    progress_columns,
+    setup_logging,
+    user_errors,
+)
 from headrank.defaults import DEFAULT_MODEL
 
 Benchmark = Annotated[str, typer.Option(help="Training benchmark (never a reporting set).")]

@@ -13,8 +13,18 @@ loader, so it imports nothing above ``checkpoint``), ``card`` (the model card) a
 trained checkpoint into a preset, and ``headrank build-preset``'s whole recipe; it sits above the ranker).
 """
 
-from headrank.presets.registry import (CARD_NAME, DEFAULT_PRESET, FAST_PRESET, PRESETS_DIR, Preset,
-                                       available_presets, base_model_of, is_preset_name, list_presets, load_preset)
+from headrank.presets.registry import (
+                                       CARD_NAME,
+                                       DEFAULT_PRESET,
+                                       FAST_PRESET,
+                                       PRESETS_DIR,
+                                       Preset,
+                                       available_presets,
+                                       base_model_of,
+                                       is_preset_name,
+                                       list_presets,
+                                       load_preset,
+)
 
 __all__ = ["CARD_NAME", "DEFAULT_PRESET", "FAST_PRESET", "PRESETS_DIR", "Preset", "available_presets", "base_model_of",
            "is_preset_name", "list_presets", "load_preset"]

@@ -8,8 +8,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from headrank.checkpoint import (ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config,
-                                 uses_adapter)
+from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings, load_checkpoint_config, uses_adapter
 from headrank.presets.card import head_fields, render_card
 from headrank.presets.registry import CARD_NAME, Preset, load_preset
 
@@ -125,12 +124,11 @@ def package_checkpoint(checkpoint: str | Path, out: str | Path, name: str, bench
                        device: str = "auto", dtype: str = "auto", card: dict | None = None,
                        on_list=None) -> Preset:
     """Choose a trained checkpoint's inference settings on its validation queries and write it as a preset."""
-    from headrank.heads import HeadSet
-    from headrank.ranker import HeadRanker
-
     import dataclasses
 
+    from headrank.heads import HeadSet
     from headrank.models import load_model
+    from headrank.ranker import HeadRanker
 
     head_set = HeadSet.load(Path(checkpoint) / HEADSET_NAME)
     lists = validation_lists(head_set, bench, depth)

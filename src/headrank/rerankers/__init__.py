@@ -15,10 +15,10 @@ one is adding one file.
 from __future__ import annotations
 
 import importlib
-from headrank.rerankers.base import Reranker, ScoreReranker
 
 from headrank.defaults import METHOD_ALIASES as _ALIASES
 from headrank.defaults import RERANKER_BACKENDS as BACKENDS
+from headrank.rerankers.base import Reranker, ScoreReranker
 
 __all__ = ["BACKENDS", "Reranker", "ScoreReranker", "load_attention_reranker", "load_reranker"]
 

@@ -7,8 +7,8 @@ import json
 import logging
 import os
 import threading
-from datetime import datetime
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError

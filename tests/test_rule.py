@@ -171,3 +171,32 @@ def test_the_rule_reads_per_head_masses_like_the_ranker_reads_its_capture(tiny_r
     calibrated = raw - head_passage_mass(cal, job.passage_spans)
     assert rule.from_attention(att, job.passage_spans, cal).tolist() == pytest.approx(
         rule.from_head_masses(raw, calibrated, att.heads).tolist(), abs=1e-6)
+
+
+def test_one_rule_for_a_fusion_weight_everywhere(tiny_base):
+    """0 (or False) is "no fusion" and None keeps the setting, at construction as in every call; anything else
+    outside (0, 1] is refused with the same message by the ranker, a call, the checkpoint settings and the
+    service's config (one validator, rule.fusion_weight)."""
+    import math
+
+    from headrank.heads import HeadSet
+    from headrank.models import load_model
+    from headrank.ranker import HeadRanker
+    from headrank.serve.config import ServeConfig
+
+    model = load_model(str(tiny_base), device="cpu", dtype="float32")
+    heads = HeadSet(heads=((1, 0),), num_layers=model.num_layers, num_heads=model.num_heads, model=str(tiny_base))
+    assert HeadRanker(model, heads, fuse_first_stage=0).fuse_first_stage is None
+    assert InferenceSettings(fuse_first_stage=0).fuse_first_stage is None
+    assert InferenceSettings(fuse_first_stage=0.4).fuse_first_stage == 0.4
+    ranker = HeadRanker(model, heads, fuse_first_stage=0.5)
+    messages = set()
+    for bad in (1.5, -0.1, math.nan, True, "0.5"):
+        for make in (lambda w: HeadRanker(model, heads, fuse_first_stage=w),
+                     lambda w: ranker.rank("q", ["a", "b"], fuse_first_stage=w),
+                     lambda w: InferenceSettings(fuse_first_stage=w),
+                     lambda w: ServeConfig(fuse_first_stage=w)):
+            with pytest.raises(ValueError, match="fuse_first_stage must be a weight in") as error:
+                make(bad)
+            messages.add(str(error.value).split(", got")[0])
+    assert len(messages) == 1, messages

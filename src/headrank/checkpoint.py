@@ -12,7 +12,6 @@ A shipped preset (``headrank.presets``) is such a directory with inference setti
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 
 from headrank.heads import HeadSet
-from headrank.rule import SafetyValve
+from headrank.rule import SafetyValve, fusion_weight
 
 CONFIG_NAME = "headrank_config.json"
 HEADSET_NAME = "headset.json"
@@ -53,10 +52,7 @@ class InferenceSettings:
         if self.window is not None and (isinstance(self.window, bool) or not isinstance(self.window, int)
                                         or self.window < 2):
             raise ValueError(f"window must be an integer >= 2 or null, got {self.window!r}")
-        weight = self.fuse_first_stage
-        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                                   or not math.isfinite(weight) or not 0.0 < weight <= 1.0):
-            raise ValueError(f"fuse_first_stage must be a weight in (0, 1] or null, got {weight!r}")
+        object.__setattr__(self, "fuse_first_stage", fusion_weight(None, self.fuse_first_stage))  # 0: no fusion
         if self.safety_valve is not None and not isinstance(self.safety_valve, SafetyValve):
             object.__setattr__(self, "safety_valve", SafetyValve.from_dict(self.safety_valve))
 

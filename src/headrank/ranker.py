@@ -57,7 +57,7 @@ from headrank.capture import ListAttention, capture_lists, enable_capture
 from headrank.checkpoint import ADAPTER_DIR, HEADSET_NAME, InferenceSettings, is_checkpoint, load_checkpoint_config, merge_adapter
 from headrank.defaults import ATTENTION_METHODS
 from headrank.heads import HeadSet
-from headrank.models import LoadedModel, load_model, pad_token_id
+from headrank.models import NAMED_MODELS, LoadedModel, load_model, pad_token_id, resolve_device, resolve_dtype
 from headrank.presets import DEFAULT_PRESET, is_preset_name, load_preset
 from headrank.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder, PromptSettings
 from headrank.quantize import (
@@ -106,8 +106,7 @@ class HeadRanker:
         relevance: RelevanceCalibration | None = None,
     ) -> None:
         heads.check_model(model.num_layers, model.num_heads)
-        if fuse_first_stage is not None:
-            InferenceSettings(fuse_first_stage=fuse_first_stage)  # validates the weight
+        fuse_first_stage = fusion_weight(None, fuse_first_stage)  # 0 / False: no fusion, as in every call
         safety_valve = valve_setting(None, safety_valve)  # validates; True / False / None: no valve here
         if window is not None and window < 2:
             raise ValueError(f"window must be >= 2 passages (or None: one prompt when it fits), got {window}")
@@ -576,8 +575,6 @@ def relevance_for(config: dict, path: Path, max_passage_tokens: int | None,
 
 def _model_for_head_set(heads, fallback: str) -> str:
     """The model an explicit head set records (a named model or an existing path), else ``fallback``."""
-    from headrank.models import NAMED_MODELS
-
     recorded = HeadSet.coerce(heads).model if isinstance(heads, (str, Path, HeadSet)) else None
     if recorded and (recorded in NAMED_MODELS or Path(recorded).exists()):
         return recorded
@@ -604,7 +601,6 @@ def _settings(base: InferenceSettings, overrides: dict) -> InferenceSettings:
 def check_quantize_request(quantize, device: str, dtype: str) -> str | None:
     """Validate ``quantize`` against the device and dtype asked for, before any model loads. An explicit
     ``"int8"`` on a GPU is refused; ``None`` (a preset's CPU setting, if any) and ``"none"`` pass through."""
-    from headrank.models import resolve_device, resolve_dtype
 
     mode = check_quantize(quantize)
     if mode is not None:
@@ -615,7 +611,6 @@ def check_quantize_request(quantize, device: str, dtype: str) -> str | None:
 
 def cpu_quantize(model, device: str) -> str | None:
     """The quantization a preset or checkpoint runs with on ``device``: its CPU setting on a CPU, else None."""
-    from headrank.models import resolve_device
 
     if not isinstance(model, (str, Path)) or not (is_preset_name(model) or is_checkpoint(model)):
         return None

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from headrank.defaults import DEFAULT_PRESET
+from headrank.rule import fusion_weight
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -50,9 +51,7 @@ class ServeConfig:
                 raise ValueError(f"{name} must be >= 1")
         if self.batch_wait_ms < 0 or self.request_timeout_s <= 0 or not self.warm_up_s >= 0:
             raise ValueError("batch_wait_ms and warm_up_s must be >= 0 and request_timeout_s > 0")
-        weight = self.fuse_first_stage
-        if weight is not None and (not math.isfinite(weight) or not 0.0 <= weight <= 1.0):
-            raise ValueError(f"fuse_first_stage must be a weight in [0, 1] (0: no fusion), got {weight}")
+        fusion_weight(None, self.fuse_first_stage)  # the one rule for a fusion weight; 0 here means "no fusion"
         if not (isinstance(self.drain_seconds, (int, float)) and math.isfinite(self.drain_seconds)
                 and self.drain_seconds >= 0):
             raise ValueError(f"drain_seconds must be >= 0, got {self.drain_seconds!r}")

@@ -181,6 +181,20 @@ def cold_start(mode: str, query: str, docs: list[str], threads: int, runs: int) 
     return statistics.fmean(times)
 
 
+def operations(ranker, lists: list, depth: int, peak: dict, seconds: dict) -> dict:
+    """Prefill operations per list, the achieved rate of each mode and its share of this CPU's GEMM peak."""
+    from headrank.bench import prefill_flops
+
+    config = ranker.model.model.config
+    tokens = statistics.fmean(len(_ids(ranker, q, d)) for q, d in lists[1:])
+    total, mlp = prefill_flops(config, depth, round(tokens)), mlp_flops(config, depth, round(tokens))
+    ideal = {"float32": total / (peak["float32_gflops"] * 1e9),
+             "int8": mlp / (peak["int8_gops"] * 1e9) + (total - mlp) / (peak["float32_gflops"] * 1e9)}
+    return {"tokens_per_list": tokens, "prefill_gop": total / 1e9, "mlp_gop": mlp / 1e9,
+            **{f"{m}_achieved_gops": total / seconds[m] / 1e9 for m in ideal},
+            **{f"{m}_share_of_peak": ideal[m] / seconds[m] for m in ideal}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=5)
@@ -222,18 +236,7 @@ def main() -> None:
     result["ratio_to_icr"] = {k: v / seconds["icr"] for k, v in seconds.items()}
     del icr, every_linear
 
-    config = rankers["float32"].model.model.config
-    tokens = statistics.fmean(len(_ids(rankers["float32"], q, d)) for q, d in lists[1:])
-    from headrank.bench import prefill_flops
-
-    total, mlp = prefill_flops(config, depth, round(tokens)), mlp_flops(config, depth, round(tokens))
-    peak = result["gemm_peak"]
-    ideal = {"float32": total / (peak["float32_gflops"] * 1e9),
-             "int8": mlp / (peak["int8_gops"] * 1e9) + (total - mlp) / (peak["float32_gflops"] * 1e9)}
-    result["operations"] = {
-        "tokens_per_list": tokens, "prefill_gop": total / 1e9, "mlp_gop": mlp / 1e9,
-        **{f"{m}_achieved_gops": total / seconds[m] / 1e9 for m in ideal},
-        **{f"{m}_share_of_peak": ideal[m] / seconds[m] for m in ideal}}
+    result["operations"] = operations(rankers["float32"], lists, depth, result["gemm_peak"], seconds)
     print(json.dumps(result["operations"]), flush=True)
 
     result["throughput"] = throughput(extra, rankers, [1, args.threads])

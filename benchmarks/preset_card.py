@@ -19,6 +19,31 @@ from pathlib import Path
 import torch
 
 
+def timed_lists(lists: list, fn, after_warmup=None) -> float:
+    """Mean seconds per list of ``fn(query, docs)`` after one warm-up list (``after_warmup`` runs between)."""
+    fn(*lists[0])
+    if after_warmup:
+        after_warmup()
+    times = []
+    for query, docs in lists[1:]:
+        started = time.perf_counter()
+        fn(query, docs)
+        times.append(time.perf_counter() - started)
+    return statistics.fmean(times)
+
+
+def generative_row(generative, base_model: str, timed) -> dict:
+    """The generative baseline's latency row with its formatting success (counters reset after the warm-up)."""
+    def reset_counters() -> None:  # the warm-up window is not counted
+        generative.windows_total = generative.windows_valid = generative.windows_identity = 0
+        generative.tokens_generated = 0
+
+    seconds = timed(generative.score, reset_counters)
+    return {"method": f"generative listwise (RankGPT) on {base_model}", "seconds_per_list": seconds,
+            "formatting_success": generative.formatting_success, "identity_share": generative.identity_share,
+            "tokens_per_window": generative.tokens_generated / max(generative.windows_total, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", required=True)
@@ -46,15 +71,7 @@ def main() -> None:
     generative = GenerativeRanker(base)
 
     def timed(fn, after_warmup=None) -> float:
-        fn(*lists[0])
-        if after_warmup:
-            after_warmup()
-        times = []
-        for query, docs in lists[1:]:
-            started = time.perf_counter()
-            fn(query, docs)
-            times.append(time.perf_counter() - started)
-        return statistics.fmean(times)
+        return timed_lists(lists, fn, after_warmup)
 
     rows = [
         {"method": f"{preset.name} ({preset.inference.describe()})",
@@ -68,17 +85,8 @@ def main() -> None:
                      "seconds_per_list": timed(lambda q, d, extra=extra: extra.rank(q, d))})
         rows[-1]["ratio_to_icr"] = rows[-1]["seconds_per_list"] / rows[1]["seconds_per_list"]
     rows[0]["ratio_to_icr"] = rows[0]["seconds_per_list"] / rows[1]["seconds_per_list"]
-    def reset_counters() -> None:  # the warm-up window is not counted
-        generative.windows_total = generative.windows_valid = generative.windows_identity = 0
-        generative.tokens_generated = 0
-
     if not args.no_generative:
-        generative_time = timed(generative.score, reset_counters)
-        rows.append({
-            "method": f"generative listwise (RankGPT) on {preset.base_model}", "seconds_per_list": generative_time,
-            "formatting_success": generative.formatting_success, "identity_share": generative.identity_share,
-            "tokens_per_window": generative.tokens_generated / max(generative.windows_total, 1),
-        })
+        rows.append(generative_row(generative, preset.base_model, timed))
     for row in rows:
         row["ratio_to_preset"] = row["seconds_per_list"] / rows[0]["seconds_per_list"]
     meta = {"lists": len(lists) - 1, "depth": args.depth, "threads": torch.get_num_threads(),

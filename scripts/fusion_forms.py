@@ -152,6 +152,63 @@ def reporting_rows(run_root: Path) -> dict[str, list[dict]]:
     return out
 
 
+def choices(domains: dict) -> dict:
+    """Issue 30's choice within each family of forms (RRF, z-score, both), with its leave-one-domain-out gains."""
+    report = {}
+    for forms in (("rrf",), ("zscore",), ("rrf", "zscore")):
+        key, setting = choose(domains, forms)
+        lodo = {}
+        for held in domains:
+            _, fold_setting = choose({n: d for n, d in domains.items() if n != held}, forms)
+            lodo[held] = domains[held].gain(domains[held].per_query(fold_setting["form"], fold_setting["fuse"],
+                                                                    fold_setting["valve"]))
+        gains = {n: d.gain(d.per_query(setting["form"], setting["fuse"], setting["valve"]))
+                 for n, d in domains.items()}
+        report["+".join(forms)] = {"chosen": label(setting), "key": key, "gain": gains, "lodo": lodo,
+                                   "setting": {**setting, "valve": setting["valve"] and setting["valve"].to_dict()}}
+        print("+".join(forms), label(setting), {n: round(g, 4) for n, g in gains.items()},
+              "LODO", {n: round(g, 4) for n, g in lodo.items()}, flush=True)
+    return report
+
+
+def against(domains: dict, shipped: dict, other: Path, scores: Path) -> dict:
+    """The shipped setting on these scores and on ``other`` scores of the same lists, paired per query."""
+    other_rows = [json.loads(line) for line in other.read_text().splitlines() if line.strip()]
+    report = {"scores": str(other)}
+    for name, s_name in DOMAINS.items():
+        mine, theirs = domains[name], Domain(s_name, [r for r in other_rows if r["set"] == s_name])
+        if [r["qid"] for r in mine.rows] != [r["qid"] for r in theirs.rows]:
+            raise SystemExit(f"{other} does not hold the same {s_name} lists as {scores}")
+        a, b = (d.per_query(shipped["form"], shipped["fuse"], shipped["valve"]) for d in (mine, theirs))
+        report[name] = {"these": float(a.sum()) / mine.total, "against": float(b.sum()) / mine.total,
+                        "p": sign_flip_p_value((a - b).tolist(), 20000, 0)}
+        print("against", name, {k: round(v, 4) for k, v in report[name].items()})
+    return report
+
+
+def reporting(chosen: dict, shipped: dict, run: Path, run_against: Path | None) -> dict:
+    """The chosen and shipped settings on an unfused reporting run (and the shipped preset's own run), once."""
+    report = {}
+    others = reporting_rows(run_against) if run_against else {}
+    for name, set_rows in reporting_rows(run).items():
+        d = Domain(name, set_rows)
+        if not d.complete:  # a run still going: its mean would be over whichever queries it reached
+            raise SystemExit(f"the {name} run under {run} is not finished ({len(set_rows)} lists): "
+                             "rerun its evaluate command (it resumes) first")
+        a = d.per_query(chosen["form"], chosen["fuse"], chosen["valve"])
+        b = d.per_query(shipped["form"], shipped["fuse"], shipped["valve"])
+        report[name] = {"chosen": float(a.sum()) / d.total, "shipped": float(b.sum()) / d.total,
+                        "bm25": float(d.bm25.sum()) / d.total, "p": sign_flip_p_value((a - b).tolist(), 20000, 0)}
+        if others:
+            other = Domain(name, others[name])
+            if not other.complete or [r["qid"] for r in other.rows] != [r["qid"] for r in d.rows]:
+                raise SystemExit(f"{run_against} does not hold the same finished {name} lists")
+            c = other.per_query(shipped["form"], shipped["fuse"], shipped["valve"])
+            report[name].update(preset=float(c.sum()) / d.total, p_preset=sign_flip_p_value((a - c).tolist(), 20000, 0))
+        print(name, {k: round(v, 4) for k, v in report[name].items()})
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scores", type=Path, required=True)
@@ -173,55 +230,15 @@ def main() -> None:
     for n, d in domains.items():
         report.setdefault("shipped_ndcg", {})[n] = float(d.per_query(shipped["form"], shipped["fuse"],
                                                                      shipped["valve"]).sum()) / d.total
-    for forms in (("rrf",), ("zscore",), ("rrf", "zscore")):
-        key, setting = choose(domains, forms)
-        lodo = {}
-        for held in domains:
-            _, fold_setting = choose({n: d for n, d in domains.items() if n != held}, forms)
-            lodo[held] = domains[held].gain(domains[held].per_query(fold_setting["form"], fold_setting["fuse"],
-                                                                    fold_setting["valve"]))
-        gains = {n: d.gain(d.per_query(setting["form"], setting["fuse"], setting["valve"]))
-                 for n, d in domains.items()}
-        report["+".join(forms)] = {"chosen": label(setting), "key": key, "gain": gains, "lodo": lodo,
-                                   "setting": {**setting, "valve": setting["valve"] and setting["valve"].to_dict()}}
-        print("+".join(forms), label(setting), {n: round(g, 4) for n, g in gains.items()},
-              "LODO", {n: round(g, 4) for n, g in lodo.items()}, flush=True)
+    report.update(choices(domains))
     print("shipped", label(shipped), {n: round(v, 4) for n, v in report["shipped_ndcg"].items()}, "BM25",
           {n: round(v, 4) for n, v in report["bm25"].items()})
     if args.against:
-        other_rows = [json.loads(line) for line in args.against.read_text().splitlines() if line.strip()]
-        report["against"] = {"scores": str(args.against)}
-        for name, s_name in DOMAINS.items():
-            mine, theirs = domains[name], Domain(s_name, [r for r in other_rows if r["set"] == s_name])
-            if [r["qid"] for r in mine.rows] != [r["qid"] for r in theirs.rows]:
-                raise SystemExit(f"{args.against} does not hold the same {s_name} lists as {args.scores}")
-            a, b = (d.per_query(shipped["form"], shipped["fuse"], shipped["valve"]) for d in (mine, theirs))
-            report["against"][name] = {"these": float(a.sum()) / mine.total, "against": float(b.sum()) / mine.total,
-                                       "p": sign_flip_p_value((a - b).tolist(), 20000, 0)}
-            print("against", name, {k: round(v, 4) for k, v in report["against"][name].items()})
+        report["against"] = against(domains, shipped, args.against, args.scores)
     if args.reporting:
         chosen = report["rrf+zscore"]["setting"]
         chosen = {**chosen, "valve": SafetyValve.from_dict(chosen["valve"])}
-        report["reporting"] = {}
-        others = reporting_rows(args.reporting_against) if args.reporting_against else {}
-        for name, set_rows in reporting_rows(args.reporting).items():
-            d = Domain(name, set_rows)
-            if not d.complete:  # a run still going: its mean would be over whichever queries it reached
-                raise SystemExit(f"the {name} run under {args.reporting} is not finished ({len(set_rows)} lists): "
-                                 "rerun its evaluate command (it resumes) first")
-            a, b = d.per_query(chosen["form"], chosen["fuse"], chosen["valve"]), d.per_query(
-                shipped["form"], shipped["fuse"], shipped["valve"])
-            report["reporting"][name] = {"chosen": float(a.sum()) / d.total, "shipped": float(b.sum()) / d.total,
-                                         "bm25": float(d.bm25.sum()) / d.total,
-                                         "p": sign_flip_p_value((a - b).tolist(), 20000, 0)}
-            if others:
-                other = Domain(name, others[name])
-                if not other.complete or [r["qid"] for r in other.rows] != [r["qid"] for r in d.rows]:
-                    raise SystemExit(f"{args.reporting_against} does not hold the same finished {name} lists")
-                c = other.per_query(shipped["form"], shipped["fuse"], shipped["valve"])
-                report["reporting"][name].update(preset=float(c.sum()) / d.total,
-                                                 p_preset=sign_flip_p_value((a - c).tolist(), 20000, 0))
-            print(name, {k: round(v, 4) for k, v in report["reporting"][name].items()})
+        report["reporting"] = reporting(chosen, shipped, args.reporting, args.reporting_against)
     args.out.write_text(json.dumps(report, indent=1))
 
 

@@ -70,6 +70,69 @@ def mean(xs):
     return sum(xs) / len(xs)
 
 
+def split_pool(pool: dict) -> tuple[dict, dict, dict]:
+    """Training observations, validation (first-stage, reversed, qrels) and training qrels per domain."""
+    from headrank.heads import HeadSet
+
+    qrels = {name: qrels_of(name) for name in ("dl21", "nfcorpus-train", "nfcorpus-dev")}
+    preset_heads = HeadSet.load(Path("src/headrank/presets/headrank-qwen2.5-coder-0.5b/headset.json"))
+    dl21_train_q = set(preset_heads.split_queries("train"))  # the adapter's DL21 training split
+    shuffled = pool[("dl21", "shuffled")]
+    train = {"dl21": shuffled.subset([q for q in shuffled.qids if q in dl21_train_q]),
+             "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
+    val = {"dl21": (pool[("dl21", "first-stage")], pool.get(("dl21", "reversed")), qrels["dl21"]),
+           "nfcorpus": (pool[("nfcorpus-dev", "first-stage")], pool.get(("nfcorpus-dev", "reversed")),
+                        qrels["nfcorpus-dev"])}
+    return train, val, {"dl21": qrels["dl21"], "nfcorpus": qrels["nfcorpus-train"]}
+
+
+def candidate_sets(heads: list, d: dict, train: dict, train_qrels: dict) -> list:
+    """Stage 1's head sets: the preset's, top-K by D_h and fitted weights over the top M, per selection domain."""
+    merged_train, merged_qrels = merged(train, train_qrels)
+    sets = [("preset heads (plain sum)", [heads.index(h) for h in PRESET_HEADS], None, {"select_on": "dl21 (shipped)"})]
+    for select_on in ("dl21", "nfcorpus", "both"):
+        order = torch.argsort(d[select_on], descending=True, stable=True).tolist()
+        for k in (4, 8, 16, 32):
+            sets.append((f"top-{k} by D_h (plain sum)", order[:k], None, {"select_on": select_on, "k": k}))
+        fit_on = merged_train if select_on == "both" else train[select_on]
+        fit_qrels = merged_qrels if select_on == "both" else train_qrels[select_on]
+        for m in (8, 16, 32, 64):
+            for l2 in (0.001, 0.01, 0.1):
+                cand = order[:m]
+                w = fit_head_weights(fit_on, fit_qrels, cand, WeightConfig(l2=l2))
+                keep = [i for i, x in zip(cand, w.tolist()) if x > 0]
+                sets.append((f"weights over top-{m} (l2 {l2})", keep, w[w > 0], {"select_on": select_on, "m": m, "l2": l2}))
+    return sets
+
+
+def card_validation(rows: list[dict], best: dict, val: dict, fusions: tuple) -> list[dict]:
+    """The card's validation rows: the previous preset and the chosen set, unfused and fused."""
+    n_dl21, n_nfc = len(val["dl21"][0].qids), len(val["nfcorpus"][0].qids)
+
+    def card_row(setting: str, row: dict) -> dict:
+        return {"setting": setting, "ndcg@10": {f"DL21 validation ({n_dl21})": row["val_dl21"],
+                                                f"NFCorpus dev ({n_nfc})": row["val_nfcorpus"],
+                                                "mean of the two": row["val_macro"]}}
+
+    preset_rows = {r["fuse"]: r for r in rows if r["recipe"].startswith("preset")}
+    chosen_rows = {r["fuse"]: r for r in rows if r["recipe"] == best["recipe"] and r["select_on"] == best["select_on"]}
+    return [card_row("previous preset: 4 DL21 heads, plain sum, one pass", preset_rows[None]),
+            card_row("previous preset, one pass, fused with the first stage (RRF 0.5)", preset_rows[0.5]),
+            card_row(f"{len(best['heads'])} weighted heads, one pass", chosen_rows[None]),
+            *[card_row(f"{len(best['heads'])} weighted heads, one pass, fused (RRF {f:g})", chosen_rows[f])
+              for f in fusions if f is not None]]
+
+
+def print_tables(rows: list[dict], stage2: list[dict], chosen: dict) -> None:
+    for title, table in (("stage 1 (one pass, all validation lists)", sorted(rows, key=lambda r: -r["val_macro"])[:25]),
+                         ("stage 2 (validation lists captured in both orders)", sorted(stage2, key=lambda r: -r["val_macro"]))):
+        print(f"== {title}")
+        for r in table:
+            print(f"{r['val_macro']:.4f}  dl21 {r['val_dl21']:.4f}  nfc {r['val_nfcorpus']:.4f}  {r['recipe']:<32} "
+                  f"on={r['select_on']:<14} n={len(r['heads']):>3} prior={int(r['prior'])} {r['mode']:<4} fuse={r['fuse']}")
+    print("chosen:", json.dumps({k: v for k, v in chosen.items() if k not in ("heads", "weights")}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pool", type=Path, required=True)
@@ -78,24 +141,11 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=14)
     args = parser.parse_args()
     pool = load_pool(args.pool, args.layers, args.heads)
-    qrels = {name: qrels_of(name) for name in ("dl21", "nfcorpus-train", "nfcorpus-dev")}
-    from headrank.heads import HeadSet
-
-    preset_heads = HeadSet.load(Path("src/headrank/presets/headrank-qwen2.5-coder-0.5b/headset.json"))
-    dl21_train_q = set(preset_heads.split_queries("train"))  # the adapter's DL21 training split
-    train = {"dl21": pool[("dl21", "shuffled")].subset([q for q in pool[("dl21", "shuffled")].qids if q in dl21_train_q]),
-             "nfcorpus": pool[("nfcorpus-train", "shuffled")]}
-    val = {"dl21": (pool[("dl21", "first-stage")], pool.get(("dl21", "reversed")), qrels["dl21"]),
-           "nfcorpus": (pool[("nfcorpus-dev", "first-stage")], pool.get(("nfcorpus-dev", "reversed")),
-                        qrels["nfcorpus-dev"])}
-    train_qrels = {"dl21": qrels["dl21"], "nfcorpus": qrels["nfcorpus-train"]}
+    train, val, train_qrels = split_pool(pool)
     heads = pool[("dl21", "first-stage")].heads
     d = {dom: discriminability(obs, train_qrels[dom]) for dom, obs in train.items()}
     d["both"] = (d["dl21"] + d["nfcorpus"]) / 2
     prior = position_prior(list(train.values()))
-    merged_train, merged_qrels = merged(train, train_qrels)
-
-    rows = []
     fusions = (None, 0.3, 0.5, 0.7)
 
     def score_row(label: str, idx: list[int], w: torch.Tensor | None, extra: dict, mode: str = "one",
@@ -112,23 +162,8 @@ def main() -> None:
                 "val_macro": mean([mean(v) for v in per_dom.values()])}
 
     # stage 1: which heads, weights and fusion, in one pass over every validation list
-    sets = [("preset heads (plain sum)", [heads.index(h) for h in PRESET_HEADS], None, {"select_on": "dl21 (shipped)"})]
-    for select_on in ("dl21", "nfcorpus", "both"):
-        order = torch.argsort(d[select_on], descending=True, stable=True).tolist()
-        for k in (4, 8, 16, 32):
-            sets.append((f"top-{k} by D_h (plain sum)", order[:k], None, {"select_on": select_on, "k": k}))
-        for m in (8, 16, 32, 64):
-            for l2 in (0.001, 0.01, 0.1):
-                cand = order[:m]
-                fit_on = merged_train if select_on == "both" else train[select_on]
-                fit_qrels = merged_qrels if select_on == "both" else train_qrels[select_on]
-                w = fit_head_weights(fit_on, fit_qrels, cand, WeightConfig(l2=l2))
-                keep = [i for i, x in zip(cand, w.tolist()) if x > 0]
-                sets.append((f"weights over top-{m} (l2 {l2})", keep, w[w > 0], {"select_on": select_on, "m": m,
-                                                                                  "l2": l2}))
-    for label, idx, w, extra in sets:
-        for fuse in fusions:
-            rows.append(score_row(label, idx, w, extra, fuse=fuse))
+    rows = [score_row(label, idx, w, extra, fuse=fuse)
+            for label, idx, w, extra in candidate_sets(heads, d, train, train_qrels) for fuse in fusions]
     best = max(rows, key=lambda r: round(r["val_macro"], 6))  # ties: the first (simpler) row
     args.out.with_suffix(".stage1.json").write_text(json.dumps(rows, indent=1))
     # stage 2: how to read the chosen set (one pass, reversed, both orders; a position prior), on the
@@ -137,52 +172,24 @@ def main() -> None:
         sys.exit("stage 2 needs validation lists captured reversed too (observe_pool.py --plan dl21:val:reversed "
                  "nfcorpus-dev:30:reversed); stage 1 alone is not a recipe")
     only = {dom: set(rv.qids) for dom, (_, rv, _) in val.items()}
-    chosen_idx = [heads.index(tuple(h)) for h in best["heads"]]
-    chosen_w = torch.tensor(best["weights"])
-    stage2 = []
-    for label, idx, w in (("chosen", chosen_idx, chosen_w),
-                          ("preset heads (plain sum)", [heads.index(h) for h in PRESET_HEADS], None)):
-        for mode in ("one", "rev", "both"):
-            for use_prior in (False, True):
-                for fuse in fusions:
-                    stage2.append(score_row(label, idx, w, {"select_on": best["select_on"]}, mode, use_prior,
-                                            fuse, only))
+    readings = (("chosen", [heads.index(tuple(h)) for h in best["heads"]], torch.tensor(best["weights"])),
+                ("preset heads (plain sum)", [heads.index(h) for h in PRESET_HEADS], None))
+    stage2 = [score_row(label, idx, w, {"select_on": best["select_on"]}, mode, use_prior, fuse, only)
+              for label, idx, w in readings
+              for mode in ("one", "rev", "both") for use_prior in (False, True) for fuse in fusions]
     chosen2 = max((r for r in stage2 if r["recipe"] == "chosen"), key=lambda r: round(r["val_macro"], 6))
     fuse = chosen2["fuse"] if chosen2["mode"] != "one" or chosen2["prior"] else best["fuse"]
     summary = {
-        "rows": rows, "stage2": stage2, "chosen_stage1": best, "chosen": {**best, "mode": chosen2["mode"],
-                                                                        "prior": chosen2["prior"],
-                                                                        "fuse": fuse},
+        "rows": rows, "stage2": stage2, "chosen_stage1": best,
+        "chosen": {**best, "mode": chosen2["mode"], "prior": chosen2["prior"], "fuse": fuse},
         "prior": prior.tolist(), "heads": [list(h) for h in heads],
         "train": {dom: {"queries": len(obs.qids), "order": "shuffled"} for dom, obs in train.items()},
         "validation": {dom: {"queries": len(fs.qids), "reversed_captured": len(rv.qids) if rv else 0}
                        for dom, (fs, rv, _) in val.items()},
+        "card_validation": card_validation(rows, best, val, fusions),
     }
-    n_dl21, n_nfc = len(val["dl21"][0].qids), len(val["nfcorpus"][0].qids)
-
-    def card_row(setting: str, row: dict) -> dict:
-        return {"setting": setting, "ndcg@10": {f"DL21 validation ({n_dl21})": row["val_dl21"],
-                                                f"NFCorpus dev ({n_nfc})": row["val_nfcorpus"],
-                                                "mean of the two": row["val_macro"]}}
-
-    preset_rows = {r["fuse"]: r for r in rows if r["recipe"].startswith("preset")}
-    chosen_rows = {r["fuse"]: r for r in rows if r["recipe"] == best["recipe"] and r["select_on"] == best["select_on"]}
-    summary["card_validation"] = [
-        card_row("previous preset: 4 DL21 heads, plain sum, one pass", preset_rows[None]),
-        card_row("previous preset, one pass, fused with the first stage (RRF 0.5)", preset_rows[0.5]),
-        card_row(f"{len(best['heads'])} weighted heads, one pass", chosen_rows[None]),
-        *[card_row(f"{len(best['heads'])} weighted heads, one pass, fused (RRF {f:g})", chosen_rows[f])
-          for f in fusions if f is not None],
-    ]
     args.out.write_text(json.dumps(summary, indent=1))
-    for title, table in (("stage 1 (one pass, all validation lists)", sorted(rows, key=lambda r: -r["val_macro"])[:25]),
-                         ("stage 2 (validation lists captured in both orders)", sorted(stage2, key=lambda r: -r["val_macro"]))):
-        print(f"== {title}")
-        for r in table:
-            print(f"{r['val_macro']:.4f}  dl21 {r['val_dl21']:.4f}  nfc {r['val_nfcorpus']:.4f}  {r['recipe']:<32} "
-                  f"on={r['select_on']:<14} n={len(r['heads']):>3} prior={int(r['prior'])} {r['mode']:<4} fuse={r['fuse']}")
-    print("chosen:", json.dumps({k: v for k, v in summary["chosen"].items() if k not in ("heads", "weights")}))
-
+    print_tables(rows, stage2, summary["chosen"])
 
 if __name__ == "__main__":
     main()

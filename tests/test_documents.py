@@ -105,3 +105,17 @@ def test_every_card_validation_row_comes_from_the_recorded_choice():
     for preset, rows in ((qwen, validation_rows(choice)), (smol, validation_rows(recorded("robust-choice-smol.json")))):
         shown = [row["ndcg@10"] for row in preset.card["validation"]]
         assert shown == [row["ndcg@10"] for row in rows], preset.name
+
+
+def test_every_measured_number_in_the_readme_is_in_its_source():
+    """A number the README states outside its generated blocks (a score, a p-value, a speed ratio) appears in the
+    record it cites (RESULTS.md, BENCHMARKS.md or docs/research/), so it cannot drift from it unnoticed."""
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    prose = re.sub(r"<!-- generated: [\w-]+ -->\n.*?<!-- /generated -->", "", readme, flags=re.S)
+    sources = "".join((ROOT / name).read_text(encoding="utf-8") for name in ("RESULTS.md", "BENCHMARKS.md"))
+    sources += "".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "research").glob("*.md"))
+    numbers = set(re.findall(r"(?<![\w.])\d+\.\d{2,}x?(?![\w.])|\b\d+x\b|\d\.\de-\d+", prose)) - {"2604.17237"}
+    assert numbers, "the pattern finds the README's numbers"
+    assert sorted(n for n in numbers if n not in sources) == []

@@ -136,6 +136,33 @@ def test_summary_outputs(tmp_path):
     assert "| toy | toy | 6 |" in markdown_table([result])
 
 
+def test_without_the_plots_extra_a_run_goes_on_and_says_so(tmp_path, monkeypatch, caplog):
+    """matplotlib is the optional 'plots' extra: evaluate writes everything but the figure and names the extra;
+    select-heads skips its heatmap; explain --png refuses before any model loads."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from headrank.cli import app
+    from headrank.selection import plot_heatmaps
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    bench = _toy_benchmark()
+    settings = EvalSettings(method="toy", depth=6)
+    records = rerank_benchmark(bench, lambda q, p: [1.0 / (i + 1) for i in range(len(p))], settings, tmp_path)
+    with caplog.at_level("WARNING"):
+        summarize(bench, records, settings, tmp_path)
+        plot_heatmaps(*[None] * 7, tmp_path / "heat.png")
+    assert (tmp_path / "metrics.json").is_file() and not (tmp_path / "diagnostics.png").exists()
+    assert not (tmp_path / "heat.png").exists()
+    assert caplog.text.count("headrank[plots]") == 2
+    passages = tmp_path / "p.txt"
+    passages.write_text("one passage\n")
+    result = CliRunner().invoke(app, ["explain", str(passages), "-q", "x", "--png", str(tmp_path / "f.png"),
+                                      "--model", "./no/such/model"])
+    assert result.exit_code == 2 and "headrank[plots]" in result.output and "Traceback" not in result.output
+
+
 def test_window_setting_keys_its_own_run_folder_and_leaves_older_keys_alone(tmp_path):
     plain = EvalSettings(method="heads", depth=50)
     assert "window" not in plain.to_dict()  # run folders made before the setting existed keep their key

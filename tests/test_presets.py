@@ -100,7 +100,7 @@ def test_inference_settings_of_a_preset_apply_and_can_be_overridden(tiny_base, t
     assert [r.corpus_id for r in ranked] == sorted(range(5), key=lambda i: (-expected[i], i))
 
 
-@pytest.mark.parametrize("bad", [{"window": 1}, {"window": 2.5}, {"fuse_first_stage": 0.0},
+@pytest.mark.parametrize("bad", [{"window": 1}, {"window": 2.5}, {"fuse_first_stage": True},
                                  {"fuse_first_stage": 1.5}, {"fuse_first_stage": float("nan")},
                                  {"both_orders": "yes"}])
 def test_bad_inference_settings(bad):

@@ -437,3 +437,21 @@ def test_a_long_windowed_list_reports_progress_with_an_eta(tiny_base, monkeypatc
         ranker.rank("query about solar", [f"passage {i} about solar and wind" for i in range(10)])
     lines = [r.getMessage() for r in caplog.records if "in windows" in r.getMessage()]
     assert lines and all("s left" in line and "/4 windows" in line for line in lines), lines
+
+
+def test_ranking_knows_its_query_cuts_to_top_k_and_finds_a_result_by_id(tiny_ranker):
+    """Like rerankers' RankedResults: ``query``, ``top_k(k)`` and lookup by the caller's id (else input index)."""
+    ids = [f"doc-{i}" for i in range(len(DOCS))]
+    ranking = tiny_ranker.rank("a query", DOCS, doc_ids=ids)
+    assert ranking.query == "a query"
+    best = ranking.top_k(2)
+    assert [r.doc_id for r in best] == [r.doc_id for r in ranking[:2]] and best.query == "a query"
+    assert best.settings == ranking.settings and ranking.top_k(0) == []
+    assert ranking.get("doc-3").corpus_id == 3 and ranking.get("doc-3").text == DOCS[3]
+    with pytest.raises(KeyError, match="doc-9"):
+        ranking.get("doc-9")
+    with pytest.raises(ValueError, match="k must be"):
+        ranking.top_k(-1)
+    plain = tiny_ranker.rank("a query", DOCS)
+    assert plain.get(4).text == DOCS[4]  # no ids given: the input index
+    assert tiny_ranker.rank_batch(["q one", "q two"], [DOCS, DOCS])[1].query == "q two"

@@ -15,6 +15,7 @@ def test_first_stage_backend_keeps_the_input_order():
     ranking = ranker.rank("q", DOCS)
     assert [r.corpus_id for r in ranking] == [0, 2, 3, 1]  # the empty passage last
     assert math.isinf(ranking[-1].score) and ranking.settings.fuse_first_stage is None
+    assert ranking.query == "q" and ranking.get(2).rank == 2 and len(ranking.top_k(2)) == 2  # every backend's Ranking
     assert ranker.score("q", DOCS)[1] == -math.inf
     assert [r.corpus_id for r in load_reranker("bm25").rank("q", DOCS, top_k=2)] == [0, 2]
     with pytest.raises(NotImplementedError, match="attention"):

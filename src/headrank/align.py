@@ -309,74 +309,103 @@ def check_resumable(saved: dict | None, current: dict, state_path: Path) -> None
                          "resume with the same settings or write to a new --out directory")
 
 
-def train(
-    model: torch.nn.Module,
-    builder: PromptBuilder,
-    heads: HeadSet,
-    train_items: Sequence[tuple[str, str, list[tuple[str, str]]]],
-    val_items: Sequence[tuple[str, str, list[tuple[str, str]]]],
-    qrels: dict[str, dict[str, int]],
-    config: TrainConfig,
-    out_dir: Path,
-    pad_id: int,
-    base_model_name: str,
-    resume: bool = False,
-    on_step: Callable[[int, int, float], None] | None = None,
-    on_epoch: Callable[[int, float, float], None] | None = None,
-    on_phase: Callable[[str, int, int], None] | None = None,
-    domains: dict[str, str] | None = None,
-) -> dict:
+@dataclass
+class _Run:
+    """What every epoch of one training run reads: the model, validation lists and where state is kept."""
+
+    model: torch.nn.Module
+    val_lists: list
+    heads: HeadSet
+    builder: PromptBuilder
+    qrels: dict
+    pad_id: int
+    out_dir: Path
+    config: TrainConfig
+    base_model_name: str
+    state_path: Path
+    optimizer: torch.optim.Optimizer
+    rng: random.Random
+    reference: dict
+    phase: Callable[[str], Callable[[int, int], None] | None]
+
+
+def _resumable_state(state_path: Path, config: TrainConfig) -> dict | None:
+    """A saved training state to resume, checked against this run's config before the costly reference pass."""
+    state = _load_state(state_path)
+    if state is not None:
+        check_resumable(state.get("config"), asdict(config), state_path)
+    return state
+
+
+def _phase_reporter(on_phase: Callable[[str, int, int], None] | None) -> Callable[[str], Callable | None]:
+    """``phase(name)``: a ``(done, total)`` callback that reports progress of the named pass, or None."""
+    def phase(name: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total: on_phase(name, done, total)) if on_phase else None
+
+    return phase
+
+
+def _validate(run: _Run, history: list[dict], epoch: int, loss: float | None, started: float) -> float:
+    """Validation nDCG@10 (domains averaged first), recorded in ``history`` with the epoch's wall time."""
+    by_domain = validation_by_domain(run.model, run.val_lists, run.heads, run.builder, run.qrels, run.pad_id,
+                                     on_list=run.phase("validation"))
+    val = macro_mean(by_domain)
+    history.append({"epoch": epoch, "train_loss": loss, "val_ndcg@10": val,
+                    "seconds": round(time.perf_counter() - started, 1),  # epoch 0: reference pass + validation
+                    **_domain_columns(by_domain)})
+    return val
+
+
+def _epoch_zero(run: _Run, history: list[dict], started: float) -> float:
+    """The untrained head set's validation score, kept as the checkpoint until an epoch beats it."""
+    best = _validate(run, history, 0, None, started)
+    _keep_best(run.model, run.out_dir, run.heads, run.config, run.base_model_name, history)
+    _save_state(run.state_path, run.model, run.optimizer, 0, best, 0, history, run.config, run.rng, run.reference)
+    return best
+
+
+Items = Sequence[tuple[str, str, list[tuple[str, str]]]]  # (qid, query, [(docid, text), ...]) per list
+
+
+def train(model: torch.nn.Module, builder: PromptBuilder, heads: HeadSet, train_items: Items, val_items: Items,
+          qrels: dict[str, dict[str, int]], config: TrainConfig, out_dir: Path, pad_id: int, base_model_name: str,
+          resume: bool = False, on_step: Callable[[int, int, float], None] | None = None,
+          on_epoch: Callable[[int, float, float], None] | None = None,
+          on_phase: Callable[[str, int, int], None] | None = None, domains: dict[str, str] | None = None) -> dict:
     """Train adapters; keeps the best epoch by validation nDCG@10 in ``out_dir`` (a HeadRank checkpoint).
 
     ``on_phase(name, done, total)`` reports the passes without a loss: "reference" and "validation".
     ``domains`` maps query ids to their benchmark; validation is then averaged per domain first.
     """
-    def phase(name: str) -> Callable[[int, int], None] | None:
-        return (lambda done, total: on_phase(name, done, total)) if on_phase else None
-
+    phase = _phase_reporter(on_phase)
     started, rng = time.perf_counter(), random.Random(config.seed)
     torch.manual_seed(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / "training_state.pt"
-    state = _load_state(state_path) if resume else None
-    if state is not None:
-        check_resumable(state.get("config"), asdict(config), state_path)  # before the costly reference pass
+    state = _resumable_state(state_path, config) if resume else None
     peft_model = add_adapters(model, heads, config)
-    train_lists = build_lists(train_items, qrels, builder, config, rng, domains)
-    val_config = replace(config, list_order="first-stage", lists_per_query=1)
-    val_lists = build_lists(val_items, qrels, builder, val_config, rng, domains)
     peft_model.eval()  # no dropout; gradients still flow
+    train_lists = build_lists(train_items, qrels, builder, config, rng, domains)
+    val_lists = build_lists(val_items, qrels, builder, replace(config, list_order="first-stage", lists_per_query=1),
+                            rng, domains)
     first_adapter = frozen_layers(peft_model, heads, config)
     reference = _reference_pass(peft_model, train_lists, heads, pad_id, first_adapter, config, rng,
                                 phase("reference"), (state or {}).get("reference"), base_model_name)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr)
-    history: list[dict] = []
-    start_epoch, best, since_best = 0, -1.0, 0
-    if state is not None:
-        start_epoch, best, since_best, history = _restore_state(state, peft_model, optimizer, rng)
+    run = _Run(peft_model, val_lists, heads, builder, qrels, pad_id, out_dir, config, base_model_name, state_path,
+               optimizer, rng, reference, phase)
+    start_epoch, best, since_best, history = (_restore_state(state, peft_model, optimizer, rng) if state is not None
+                                              else (0, -1.0, 0, []))
     if start_epoch == 0 and not history:
-        by_domain = validation_by_domain(peft_model, val_lists, heads, builder, qrels, pad_id,
-                                         on_list=phase("validation"))
-        base_val = macro_mean(by_domain)
-        history.append({"epoch": 0, "train_loss": None, "val_ndcg@10": base_val,
-                        "seconds": round(time.perf_counter() - started, 1),  # reference pass + validation
-                        **_domain_columns(by_domain)})
-        best = base_val
-        _keep_best(peft_model, out_dir, heads, config, base_model_name, history)
-        _save_state(state_path, peft_model, optimizer, 0, best, since_best, history, config, rng, reference)
+        best = _epoch_zero(run, history, started)
     if since_best > config.patience:
         start_epoch = config.epochs  # a resumed run that had stopped early stays stopped
     for epoch in range(start_epoch + 1, config.epochs + 1):
         started = time.perf_counter()
         mean_loss = _train_epoch(peft_model, train_lists, heads, pad_id, first_adapter, config, rng, optimizer,
                                  params, lambda step, loss, epoch=epoch: on_step(epoch, step, loss) if on_step else None)
-        by_domain = validation_by_domain(peft_model, val_lists, heads, builder, qrels, pad_id,
-                                         on_list=phase("validation"))
-        val = macro_mean(by_domain)
-        history.append({"epoch": epoch, "train_loss": mean_loss, "val_ndcg@10": val,
-                        "seconds": round(time.perf_counter() - started, 1),  # wall time, validation included
-                        **_domain_columns(by_domain)})
+        val = _validate(run, history, epoch, mean_loss, started)
         if on_epoch:
             on_epoch(epoch, history[-1]["train_loss"], val)
         if val > best:

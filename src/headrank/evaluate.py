@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import statistics
 import subprocess
@@ -21,6 +22,8 @@ from ir_measures import RR, R, nDCG
 from headrank.data import Qrels, appendable_lines, write_trec_run
 from headrank.datasets import Benchmark
 from headrank.rule import SafetyValve, final_scores
+
+logger = logging.getLogger(__name__)
 
 # A reranker for evaluation: (query, passages in input order) -> one score per passage, same order;
 # it may also return (scores, info) where info is a dict of per-query counters saved with the query
@@ -243,13 +246,34 @@ def formatting_success(records: Sequence[QueryRecord]) -> dict[str, float]:
     return out
 
 
+PLOTS_EXTRA = "pip install 'headrank[plots]'"
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend; an ImportError naming the 'plots' extra without it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(f"figures need matplotlib: {PLOTS_EXTRA}") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plots_available() -> bool:
+    """Whether figures can be drawn (the 'plots' extra is installed)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def plot_diagnostics(records: Sequence[QueryRecord], qrels: Qrels, relevant_grade: int, title: str, path: Path) -> None:
     """Left: share of each first-stage position that lands in the top quartile, relevant vs not.
     Right: per-list z-scored score by first-stage position (mean and spread), middle zone shaded."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = max(len(r.docids) for r in records)
     hits = {"rel": [[0, 0] for _ in range(n)], "nonrel": [[0, 0] for _ in range(n)]}
@@ -436,7 +460,9 @@ def summarize(bench: Benchmark, records: list[QueryRecord], settings: EvalSettin
                    tag=f"headrank-{settings.method}")
     aggregate, per_query = compute_metrics(records, bench.qrels, bench.relevant_grade, settings.depth)
     plot_file = None
-    if plot:
+    if plot and not plots_available():
+        logger.warning("no diagnostics plot: matplotlib is not installed (%s)", PLOTS_EXTRA)
+    elif plot:
         plot_file = run_dir / "diagnostics.png"
         plot_diagnostics(records, bench.qrels, bench.relevant_grade, f"{bench.name} - {settings.method} "
                          f"(K={settings.depth}, {settings.order})", plot_file)

@@ -307,10 +307,9 @@ def plot_explanations(query: str, explanations: Sequence[PassageExplanation], pa
     import textwrap
     from pathlib import Path
 
-    import matplotlib
+    from headrank.evaluate import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     shown = [e for e in explanations if e.tokens][:top]
     if not shown:

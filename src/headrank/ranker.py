@@ -185,13 +185,7 @@ class HeadRanker:
         place), "none" (float), None (a preset's CPU setting).
         """
         quantize = check_quantize_request(quantize, device, dtype)
-        if isinstance(model, Path):
-            model = str(model)
-        if not isinstance(model, (str, LoadedModel)):
-            raise TypeError(f"model must be a preset name, a path, a model name or a LoadedModel, "
-                            f"got {type(model).__name__}")
-        if isinstance(model, str) and not model.strip():
-            raise ValueError("model is an empty string; pass a preset name, a model name or a path")
+        model = _check_model_argument(model)
         overrides = dict(window=window, both_orders=both_orders, fuse_first_stage=fuse_first_stage,
                          safety_valve=safety_valve)
         _check_load_options(overrides, max_passage_tokens)  # before any model loads
@@ -206,13 +200,7 @@ class HeadRanker:
                                  f"(for another head set or ICR, pass its base model {base_model!r})")
             model = _model_for_head_set(heads, base_model) if heads is not None else base_model
             logger.info("running %s on %s instead of the trained preset", method or "heads", model)
-        method = method or ("heads" if heads is not None else "icr")
-        if method not in METHODS:
-            raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-        if method == "heads" and heads is None:
-            raise ValueError("method 'heads' needs a head set (list of (layer, head) pairs or a JSON file)")
-        if method == "icr" and heads is not None:
-            raise ValueError("method 'icr' reads every head; drop heads=... or use method='heads'")
+        method = _check_method(method, heads)
         loaded = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
         if method == "icr":
             head_set = HeadSet.all_heads(loaded.num_layers, loaded.num_heads, model=loaded.name)
@@ -220,9 +208,7 @@ class HeadRanker:
         else:
             head_set = HeadSet.coerce(heads)
             scoring = ScoringConfig(calibrate=calibrate, token_mask=False)
-        prompt_args = dict(head_set.prompt)
-        if max_passage_tokens is not None:
-            prompt_args["max_passage_tokens"] = max_passage_tokens
+        prompt_args = {**head_set.prompt, **({} if max_passage_tokens is None else {"max_passage_tokens": max_passage_tokens})}
         settings = _settings(InferenceSettings(), overrides)
         ranker = cls(loaded, head_set, scoring=scoring, prompt=PromptSettings(**prompt_args), truncate=truncate,
                      max_length=max_length, method=method, window=settings.window, both_orders=settings.both_orders,
@@ -249,9 +235,7 @@ class HeadRanker:
         enable_capture(merged)
         preset = config.get("preset")
         model = LoadedModel(model=merged, tokenizer=loaded.tokenizer, name=preset or str(path), path=str(path))
-        prompt_args = dict(head_set.prompt)
-        if max_passage_tokens is not None:
-            prompt_args["max_passage_tokens"] = max_passage_tokens
+        prompt_args = {**head_set.prompt, **({} if max_passage_tokens is None else {"max_passage_tokens": max_passage_tokens})}
         ranker = cls(model, head_set, scoring=ScoringConfig(calibrate=config.get("calibrate", True)),
                      prompt=PromptSettings(**prompt_args), truncate=truncate, max_length=max_length,
                      method="headrank", verify_fingerprint=False, window=settings.window,
@@ -571,6 +555,29 @@ def relevance_for(config: dict, path: Path, max_passage_tokens: int | None,
                        "results carry no relevance probability", max_passage_tokens, fitted_budget)
         return None
     return calibration
+
+
+def _check_model_argument(model) -> str | LoadedModel:
+    """``from_pretrained``'s model as a string or a loaded model; anything else refused by name."""
+    if isinstance(model, Path):
+        model = str(model)
+    if not isinstance(model, (str, LoadedModel)):
+        raise TypeError(f"model must be a preset name, a path, a model name or a LoadedModel, got {type(model).__name__}")
+    if isinstance(model, str) and not model.strip():
+        raise ValueError("model is an empty string; pass a preset name, a model name or a path")
+    return model
+
+
+def _check_method(method: str | None, heads) -> str:
+    """The method a head set or its absence implies (heads / ICR), checked against what was asked."""
+    method = method or ("heads" if heads is not None else "icr")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "heads" and heads is None:
+        raise ValueError("method 'heads' needs a head set (list of (layer, head) pairs or a JSON file)")
+    if method == "icr" and heads is not None:
+        raise ValueError("method 'icr' reads every head; drop heads=... or use method='heads'")
+    return method
 
 
 def _model_for_head_set(heads, fallback: str) -> str:

@@ -15,17 +15,32 @@ from headrank.rule import SafetyValve, final_scores
 
 
 class Ranking(list):
-    """One query's results, best first (a plain list of ``RankResult``), with what produced them:
+    """One query's results, best first (a plain list of ``RankResult``), with what produced them: ``query``,
     ``settings`` (the inference settings this call used, fusion included) and ``prompt_tokens`` (tokens of
     every prompt the call ran: both orders and windows count each prompt), ``valve_fired`` (the safety valve
-    moved this list, or one of its windows, toward the first-stage order)."""
+    moved this list, or one of its windows, toward the first-stage order). Like rerankers' ``RankedResults``:
+    ``top_k(k)`` and ``get(doc_id)``."""
 
     def __init__(self, results: Iterable = (), settings: InferenceSettings | None = None,
-                 prompt_tokens: int = 0, valve_fired: bool = False) -> None:
+                 prompt_tokens: int = 0, valve_fired: bool = False, query: str | None = None) -> None:
         super().__init__(results)
         self.settings = settings or InferenceSettings()
         self.prompt_tokens = prompt_tokens
         self.valve_fired = valve_fired
+        self.query = query
+
+    def top_k(self, k: int) -> Ranking:
+        """The best ``k`` results, with this ranking's query and settings."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"k must be an integer >= 0, got {k!r}")
+        return Ranking(self[:k], self.settings, self.prompt_tokens, self.valve_fired, self.query)
+
+    def get(self, doc_id) -> RankResult:
+        """The result of one passage: by the caller's id where passages came with ids, else by input index."""
+        for result in self:
+            if (result.doc_id if result.doc_id is not None else result.corpus_id) == doc_id:
+                return result
+        raise KeyError(f"no result with id {doc_id!r} in this ranking (top_k may have cut it)")
 
 
 @dataclass(frozen=True)
@@ -150,7 +165,7 @@ class ListJob:
         results = self.results(top_k, return_documents, settings.fuse_first_stage, settings.safety_valve, fired,
                                relevance)
         return Ranking(results, settings, self.prompt_tokens,
-                       valve_fired=bool(fired and fired[0]) or self.valve_windows > 0)
+                       valve_fired=bool(fired and fired[0]) or self.valve_windows > 0, query=self.query)
 
     def model_scores(self) -> dict[int, tuple[float, int]]:
         """Per input index of a read passage: the heads' score and how many passages its prompt held."""

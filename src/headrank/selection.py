@@ -15,6 +15,7 @@ always come from ir-measures.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -26,6 +27,8 @@ import torch
 from headrank.data import Qrels
 from headrank.observe import HeadObservations, observe_list  # noqa: F401 (HeadObservations re-exported)
 from headrank.rule import ScoringRule
+
+logger = logging.getLogger(__name__)
 
 SELECTION_ORDERS = ("first-stage", "reversed", "shuffled")
 
@@ -170,11 +173,13 @@ def sweep_selection(train: HeadObservations, val: HeadObservations, qrels: Qrels
 
 def plot_heatmaps(d: torch.Tensor, e: torch.Tensor, heads: Sequence[tuple[int, int]], chosen: Sequence[tuple[int, int]],
                   num_layers: int, num_heads: int, title: str, path: Path) -> None:
-    """Layer x head heatmaps of D_h and E_h, selected heads marked."""
-    import matplotlib
+    """Layer x head heatmaps of D_h and E_h, selected heads marked (skipped with a warning without matplotlib)."""
+    from headrank.evaluate import PLOTS_EXTRA, plots_available, pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    if not plots_available():
+        logger.warning("no heatmap: matplotlib is not installed (%s)", PLOTS_EXTRA)
+        return
+    plt = pyplot()
 
     grids = []
     for values in (d, e):
@@ -194,6 +199,24 @@ def plot_heatmaps(d: torch.Tensor, e: torch.Tensor, heads: Sequence[tuple[int, i
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _observations_file(ranker, bench, depth: int, order: str, seed: int, cache_dir: Path | None) -> Path | None:
+    """Where the all-head observations of these lists are cached: keyed on the model's weights, the lists read,
+    the prompt and the code version, not only on names."""
+    if cache_dir is None:
+        return None
+    from headrank.evaluate import SCORING_VERSION, data_hash
+    from headrank.prompt import prompt_hash
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    loaded = ranker.model
+    order_tag = "" if order == "first-stage" else f"-{order}" + (f"{seed}" if order == "shuffled" else "")
+    dtype_tag = "" if loaded.dtype == torch.float32 else f"-{str(loaded.dtype).removeprefix('torch.')}"
+    content = f"{SCORING_VERSION}|{data_hash(bench, depth)}|{prompt_hash(loaded.tokenizer, ranker.prompt_settings)}"
+    content_tag = hashlib.sha256(content.encode()).hexdigest()[:8]
+    budget = ranker.prompt_settings.max_passage_tokens
+    return cache_dir / f"heads-{loaded.fingerprint}-{bench.name}-k{depth}-p{budget}{order_tag}{dtype_tag}-{content_tag}.pt"
 
 
 def select_head_set(ranker, bench, *, depth: int = 20, order: str = "first-stage", preset: str = "headrank",
@@ -220,20 +243,7 @@ def select_head_set(ranker, bench, *, depth: int = 20, order: str = "first-stage
     train_q, val_q = split_queries(list(bench.queries), val_fraction, seed)
     loaded = ranker.model
     fingerprint = loaded.fingerprint
-    max_passage_tokens = ranker.prompt_settings.max_passage_tokens
-    order_tag = "" if order == "first-stage" else f"-{order}" + (f"{seed}" if order == "shuffled" else "")
-    obs_path = None
-    if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        from headrank.evaluate import SCORING_VERSION, data_hash
-        from headrank.prompt import prompt_hash
-
-        dtype_tag = "" if loaded.dtype == torch.float32 else f"-{str(loaded.dtype).removeprefix('torch.')}"
-        # keyed on the lists actually read, the prompt and the code version, not only on names
-        content = f"{SCORING_VERSION}|{data_hash(bench, depth)}|{prompt_hash(loaded.tokenizer, ranker.prompt_settings)}"
-        content_tag = hashlib.sha256(content.encode()).hexdigest()[:8]
-        obs_path = cache_dir / (f"heads-{fingerprint}-{bench.name}-k{depth}-p{max_passage_tokens}{order_tag}{dtype_tag}"
-                                f"-{content_tag}.pt")
+    obs_path = _observations_file(ranker, bench, depth, order, seed, cache_dir)
     if obs_path is not None and obs_path.is_file():
         observations = HeadObservations.load(obs_path)
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from headrank.cli import adapt, calibration, demo, evaluation, rank, service, training
+from headrank.cli import adapt, batch, calibration, demo, evaluation, rank, service, training
 from headrank.cli.demo import DEMO_PASSAGES, DEMO_QUERY
 
 app = typer.Typer(
@@ -27,7 +27,7 @@ COMMANDS = {
     "select-heads": training.select_heads,
     "train": training.train,
     "serve": service.serve,
-    "rerank-batch": service.rerank_batch,
+    "rerank-batch": batch.rerank_batch,
     "presets": service.presets,
     "adapt": adapt.adapt,
     "build-preset": training.build_preset,

@@ -39,47 +39,66 @@ RequireP = Annotated[float, typer.Option(min=0.0, max=1.0,
                                               "best). Default: 0.05 with --corpus, 1 with --data.")]
 
 
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory to write (load it with --model "
+                                                             "OUT).")]
+
+BenchmarkOption = Annotated[str, typer.Option("--data", "-d", help="Your judged queries: a BEIR folder (corpus, "
+                                              "queries, qrels/<split>.tsv), a folder with a RankGPT candidate .json and "
+                                              "qrels.txt, nfcorpus (with --split train or dev) or dl21. Never a "
+                                              "reporting set.")]
+
+CorpusOption = Annotated[Path, typer.Option(help="Instead of --data, no judged queries: your corpus (BEIR folder, "
+                                                 "corpus.jsonl or docid<TAB>text TSV). The preset's base LLM writes a "
+                                                 "query for sampled passages; each source passage is the "
+                                                 "positive.")]
+
+SyntheticQueriesOption = Annotated[int, typer.Option(min=8, help="With --corpus: written-query lists to build. With "
+                                                     "--hard-only (default) up to 4x as many passages are written "
+                                                     "for, about 3 s each on 2 CPU threads.")]
+
+KeepFusionOption = Annotated[bool, typer.Option("--keep-fusion/--choose-fusion",
+                                                help="Keep the preset's fusion weight (re-choose heads and weights "
+                                                     "only) or also choose it. Default: keep with --corpus (written "
+                                                     "queries favour whatever matches their own words), choose with "
+                                                     "--data.")]
+
+PresetOption = Annotated[str, typer.Option("--from", help="Preset or checkpoint to adapt (default: the default "
+                                                          "preset).")]
+
+ValFractionOption = Annotated[float, typer.Option(help="Share of your queries held out to choose among "
+                                                       "candidates.")]
+
+MaxQueriesOption = Annotated[int, typer.Option(min=4, help="Use at most this many judged queries (a seeded "
+                                                           "sample).")]
+
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint already in --out (its head "
+                                                                   "set, adapter, settings and card).")]
+
+
 def adapt(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint directory to write (load it with --model "
-                                                          "OUT).")],
-    benchmark: Annotated[str, typer.Option("--data", "-d", help="Your judged queries: a BEIR folder (corpus, "
-                                           "queries, qrels/<split>.tsv), a folder with a RankGPT candidate .json and "
-                                           "qrels.txt, nfcorpus (with --split train or dev) or dl21. Never a "
-                                           "reporting set.")] = None,
-    corpus: Annotated[Path, typer.Option(help="Instead of --data, no judged queries: your corpus (BEIR folder, "
-                                              "corpus.jsonl or docid<TAB>text TSV). The preset's base LLM writes a "
-                                              "query for sampled passages; each source passage is the "
-                                              "positive.")] = None,
-    synthetic_queries: Annotated[int, typer.Option(min=8, help="With --corpus: written-query lists to build. With "
-                                                   "--hard-only (default) up to 4x as many passages are written "
-                                                   "for, about 3 s each on 2 CPU threads.")] = 100,
+    out: OutOption,
+    benchmark: BenchmarkOption = None,
+    corpus: CorpusOption = None,
+    synthetic_queries: SyntheticQueriesOption = 100,
     hard_only: HardOnly = True,
     prompt_version: PromptVersion = "synthetic-query-v2",
     require_p: RequireP = None,
-    keep_fusion: Annotated[bool, typer.Option("--keep-fusion/--choose-fusion",
-                                              help="Keep the preset's fusion weight (re-choose heads and weights "
-                                                   "only) or also choose it. Default: keep with --corpus (written "
-                                                   "queries favour whatever matches their own words), choose with "
-                                                   "--data.")] = None,
-    preset: Annotated[str, typer.Option("--from", help="Preset or checkpoint to adapt (default: the default "
-                                                       "preset).")] = None,
+    keep_fusion: KeepFusionOption = None,
+    preset: PresetOption = None,
     split: Annotated[str, typer.Option(help="BEIR split to read.")] = "train",
     depth: Annotated[int, typer.Option("--depth", "-K", min=2, help="First-stage candidates per list.")] = 20,
-    val_fraction: Annotated[float, typer.Option(help="Share of your queries held out to choose among "
-                                                     "candidates.")] = 0.3,
+    val_fraction: ValFractionOption = 0.3,
     seed: options.Seed = 0,
     ks: Annotated[str, typer.Option(help="Plain head-set sizes to try.")] = "4,8,16,32",
     pools: Annotated[str, typer.Option(help="Head pools to fit per-head weights over.")] = "8,16,32,64",
-    max_queries: Annotated[int, typer.Option(min=4, help="Use at most this many judged queries (a seeded "
-                                                         "sample).")] = None,
+    max_queries: MaxQueriesOption = None,
     queries: Annotated[Path, typer.Option(help="Use only the query ids listed in this file (one per line).")] = None,
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     data_root: options.DataRoot = None,
     cache: Annotated[Path, typer.Option(help="Where all-head captures are cached.")] = Path("runs") / "cache" / "adapt",
     report: Annotated[Path, typer.Option(help="Also write the report (every candidate) as JSON here.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a checkpoint already in --out (its head "
-                                                                "set, adapter, settings and card).")] = False,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Adapt a preset to your domain: re-select and re-weight its heads on your judged queries.
 

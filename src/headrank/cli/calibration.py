@@ -21,16 +21,20 @@ from headrank.cli.common import (
     user_errors,
 )
 
+SetsOption = Annotated[str, typer.Option(help="Validation sets, comma-separated: dl21-val, nfcorpus-dev, cranfield, "
+                                              "cisi, npl (never a reporting set).")]
+
+WriteOption = Annotated[bool, typer.Option("--write/--no-write", help="Store the calibration in the checkpoint's "
+                                                                      "config (a preset's card is re-rendered).")]
+
 
 def calibrate(
     model: Annotated[str, typer.Argument(help="Preset name or checkpoint directory to calibrate.")],
-    sets: Annotated[str, typer.Option(help="Validation sets, comma-separated: dl21-val, nfcorpus-dev, cranfield, "
-                                           "cisi, npl (never a reporting set).")] = "dl21-val,nfcorpus-dev,cranfield,cisi,npl",
+    sets: SetsOption = "dl21-val,nfcorpus-dev,cranfield,cisi,npl",
     queries: Annotated[int, typer.Option(min=2, help="The first N judged queries of each set.")] = 30,
     depth: options.Depth = 20,
     report: Annotated[Path, typer.Option(help="JSON report to write (fit, reliability in sample and held out).")] = None,
-    write: Annotated[bool, typer.Option("--write/--no-write", help="Store the calibration in the checkpoint's "
-                                                                   "config (a preset's card is re-rendered).")] = False,
+    write: WriteOption = False,
     cache: Annotated[Path, typer.Option(help="Where scored lists are cached (resumable).")] = Path("runs") / "cache",
     data_root: options.DataRoot = None,
     device: options.Device = "auto",

@@ -24,20 +24,46 @@ from headrank.cli.common import (
 )
 from headrank.defaults import DEFAULT_MODEL, DEFAULT_PRESET, EVALUATE_METHODS
 
+BenchmarksOption = Annotated[str, typer.Option("--benchmarks", "-b", help="Comma-separated: dl19, dl20, dl21, "
+                                               "noveleval, nfcorpus, a path, or ir_datasets:<id>.")]
+
+MethodOption = Annotated[str, typer.Option(help="bm25 (first-stage passthrough), icr, heads (a head set, or the "
+                                                "trained heads of the preset or checkpoint given as --model), "
+                                                "generative (RankGPT-style) or pointwise.")]
+
+OrderOption = Annotated[str, typer.Option(help="Input order: first-stage, reversed (first-stage top next to the "
+                                               "query), or both (mean of the two orders' scores: less position bias, "
+                                               "two passes; reuses finished runs).")]
+
+ModelOption = Annotated[str, typer.Option(help="Preset, checkpoint, named model, hub id, local directory or .gguf "
+                                               "file; with a preset, icr, --heads and the baselines run on its base "
+                                               "model. Default: the default preset.")]
+
+FuseFirstStageOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Also report the method fused with the "
+                                                     "first-stage ranking (weighted RRF, this weight on the first "
+                                                     "stage; 0.5 = plain RRF). Reuses the method's run: no extra "
+                                                     "model work (with --window: fused in each window, only the "
+                                                     "fused run).")]
+
+SafetyValveOption = Annotated[bool, typer.Option(help="Also apply the safety valve of the preset or checkpoint given "
+                                                      "as --model to the fused report (no extra model work; with "
+                                                      "--window: in each window).")]
+
+SharedCaptureOption = Annotated[bool, typer.Option(help="icr / heads: read scores from one cached all-head capture "
+                                                        "per list, shared by every method on the same weights (a "
+                                                        "checkpoint's merged weights have their own; latency: that "
+                                                        "full-depth pass).")]
+
+WindowOption = Annotated[int, typer.Option(min=2, help="icr / heads: rank the K candidates in sliding windows of this "
+                                                       "many passages (RankGPT-style, bottom up, half overlap).")]
+
 
 def evaluate(
-    benchmarks: Annotated[str, typer.Option("--benchmarks", "-b", help="Comma-separated: dl19, dl20, dl21, "
-                                            "noveleval, nfcorpus, a path, or ir_datasets:<id>.")] = "dl19,dl20",
-    method: Annotated[str, typer.Option(help="bm25 (first-stage passthrough), icr, heads (a head set, or the "
-                                             "trained heads of the preset or checkpoint given as --model), "
-                                             "generative (RankGPT-style) or pointwise.")] = "heads",
+    benchmarks: BenchmarksOption = "dl19,dl20",
+    method: MethodOption = "heads",
     depth: Annotated[int, typer.Option("--depth", "-K", help="Rerank the first K candidates.")] = 20,
-    order: Annotated[str, typer.Option(help="Input order: first-stage, reversed (first-stage top next to the "
-                                            "query), or both (mean of the two orders' scores: less position bias, "
-                                            "two passes; reuses finished runs).")] = "first-stage",
-    model: Annotated[str, typer.Option(help="Preset, checkpoint, named model, hub id, local directory or .gguf "
-                                            "file; with a preset, icr, --heads and the baselines run on its base "
-                                            "model. Default: the default preset.")] = DEFAULT_PRESET,
+    order: OrderOption = "first-stage",
+    model: ModelOption = DEFAULT_PRESET,
     heads: Annotated[str, typer.Option(help="Head set for --method heads: JSON file or 'layer:head,...'.")] = None,
     max_passage_tokens: Annotated[int, typer.Option(help="Per-passage token budget.")] = 100,
     calibrate: Annotated[bool, typer.Option(help="Subtract the N/A-query scores (heads method).")] = True,
@@ -46,21 +72,12 @@ def evaluate(
     data_root: options.DataRoot = None,
     out: Annotated[Path, typer.Option(help="Output folder: per-run TREC files, metrics, plots.")] = Path("runs"),
     split: Annotated[str, typer.Option(help="BEIR split for BEIR benchmarks.")] = "test",
-    plot: Annotated[bool, typer.Option(help="Draw the diagnostics PNG of each run.")] = True,
-    fuse_first_stage: Annotated[float, typer.Option(min=0.0, max=1.0, help="Also report the method fused with the "
-                                                    "first-stage ranking (weighted RRF, this weight on the first "
-                                                    "stage; 0.5 = plain RRF). Reuses the method's run: no extra "
-                                                    "model work (with --window: fused in each window, only the "
-                                                    "fused run).")] = None,
-    safety_valve: Annotated[bool, typer.Option(help="Also apply the safety valve of the preset or checkpoint given "
-                                                    "as --model to the fused report (no extra model work; with "
-                                                    "--window: in each window).")] = False,
-    shared_capture: Annotated[bool, typer.Option(help="icr / heads: read scores from one cached all-head capture "
-                                                      "per list, shared by every method on the same weights (a "
-                                                      "checkpoint's merged weights have their own; latency: that "
-                                                      "full-depth pass).")] = False,
-    window: Annotated[int, typer.Option(min=2, help="icr / heads: rank the K candidates in sliding windows of this "
-                                                    "many passages (RankGPT-style, bottom up, half overlap).")] = None,
+    plot: Annotated[bool, typer.Option(help="Draw the diagnostics PNG of each run (needs the 'plots' extra; "
+                                            "skipped with a warning without it).")] = True,
+    fuse_first_stage: FuseFirstStageOption = None,
+    safety_valve: SafetyValveOption = False,
+    shared_capture: SharedCaptureOption = False,
+    window: WindowOption = None,
     quantize: options.Quantize = None,
     threads: options.Threads = None,
 ) -> None:
@@ -85,13 +102,8 @@ def evaluate(
                                 device=device, dtype=dtype, calibrate=calibrate,
                                 capture="shared" if shared_capture else "own", window=window,
                                 quantize=None if method == "bm25" else quantize)
-        from headrank.data import check_split
-
-        check_split(split)  # it names a qrels file and run folders: never a path
-        names = [b.strip() for b in benchmarks.split(",") if b.strip()]
-        if not names:
-            raise ValueError(f"--benchmarks {benchmarks!r} names no benchmark")
-        loaded = [load_benchmark(n, data_root=data_root, cache_dir=out / "cache", split=split) for n in names]
+        loaded = [load_benchmark(n, data_root=data_root, cache_dir=out / "cache", split=split)
+                  for n in _benchmark_names(benchmarks, split)]
     with user_errors():
         placed = place_rule(settings, fuse_first_stage, valve)
         from transformers.utils import logging as hf_logging
@@ -152,6 +164,17 @@ def _evaluate_with_progress(loaded, scorer, settings, out: Path, fuse_first_stag
         except KeyboardInterrupt:
             progress.stop()
             fail(f"interrupted; finished queries are saved under {out}: rerun the same command to resume", code=130)
+
+
+def _benchmark_names(benchmarks: str, split: str) -> list[str]:
+    """The benchmarks named by --benchmarks; the split names a qrels file and run folders, never a path."""
+    from headrank.data import check_split
+
+    check_split(split)
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    if not names:
+        raise ValueError(f"--benchmarks {benchmarks!r} names no benchmark")
+    return names
 
 
 def _check_evaluate_options(method: str, order: str, fuse_first_stage, shared_capture: bool, window) -> None:

@@ -59,6 +59,20 @@ def _check_rerank_options(method, window: int | None, both_orders: bool | None, 
                 check_trec_token(value, what)
 
 
+MaxLengthOption = Annotated[int, typer.Option(min=1, help="Max prompt tokens before windowing (default: model "
+                                                          "context).")]
+
+WindowOption = Annotated[int, typer.Option(min=0, help="Rank longer lists in sliding windows of this many passages "
+                                                       "(small models read 50-passage prompts poorly; head sets are "
+                                                       "chosen on 20); fusion and valve act per window. 0: no window. "
+                                                       "Default: the preset's setting.")]
+
+BothOrdersOption = Annotated[bool, typer.Option("--both-orders/--one-order",
+                                                help="Read the list as given and reversed and average each passage's "
+                                                     "two scores: less position bias, twice the work (icr, heads). "
+                                                     "Default: the preset's setting.")]
+
+
 def rerank(
     input: options.Input,
     query: options.Query = None,
@@ -71,16 +85,9 @@ def rerank(
     method: options.Method = None,
     heads: options.Heads = None,
     max_passage_tokens: Annotated[int, typer.Option(min=1, help="Per-passage token budget (default 100).")] = None,
-    max_length: Annotated[int, typer.Option(min=1, help="Max prompt tokens before windowing (default: model "
-                                                        "context).")] = None,
-    window: Annotated[int, typer.Option(min=0, help="Rank longer lists in sliding windows of this many passages "
-                                                    "(small models read 50-passage prompts poorly; head sets are "
-                                                    "chosen on 20); fusion and valve act per window. 0: no window. "
-                                                    "Default: the preset's setting.")] = None,
-    both_orders: Annotated[bool, typer.Option("--both-orders/--one-order",
-                                              help="Read the list as given and reversed and average each passage's "
-                                                   "two scores: less position bias, twice the work (icr, heads). "
-                                                   "Default: the preset's setting.")] = None,
+    max_length: MaxLengthOption = None,
+    window: WindowOption = None,
+    both_orders: BothOrdersOption = None,
     calibrate: Annotated[bool, typer.Option(help="Subtract the N/A-query scores (heads method).")] = True,
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
@@ -190,6 +197,10 @@ def check_explain_outputs(html: Path | None, png: Path | None) -> None:
             fail(f"--html {html}: the folder {html.parent} does not exist")
         check_output_file(html, "--html")
     if png is not None:
+        from headrank.evaluate import PLOTS_EXTRA, plots_available
+
+        if not plots_available():
+            fail(f"--png needs matplotlib: {PLOTS_EXTRA}")
         if png.is_dir():
             fail(f"--png {png} is a directory; give a file name")
         if png.suffix and png.suffix.lower() not in IMAGE_SUFFIXES:

@@ -1,9 +1,8 @@
-"""``headrank serve``, ``rerank-batch`` and ``presets``: the HTTP service, whole runs, what ships."""
+"""``headrank serve`` and ``presets``: the HTTP service and what ships."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,25 +11,46 @@ from rich.table import Table
 
 from headrank.cli import options
 from headrank.cli.common import (
-    LineProgress,
-    check_output_dir,
     check_quantize_option,
     configure_threads,
     err_console,
     fail,
-    progress_columns,
     setup_logging,
     user_errors,
 )
-from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
+from headrank.defaults import DEFAULT_PRESET
+
+MaxBatchOption = Annotated[int, typer.Option(min=1, help="Requests ranked together in one padded forward (1: no "
+                                                         "batching). Default: 1 on CPU, where padded batches were "
+                                                         "slower (BENCHMARKS.md), 8 on CUDA.")]
+
+BatchWaitMsOption = Annotated[float, typer.Option(min=0.0, help="How long the first request waits for others to "
+                                                                "batch.")]
+
+WarmUpOption = Annotated[float, typer.Option(min=0.0, help="On a GPU: seconds the start may spend running every "
+                                                           "(batch size, length) shape once before /health is "
+                                                           "ready; a shape left over slows the first request "
+                                                           "that meets it (0: none).")]
+
+PreloadOption = Annotated[list[str], typer.Option("--preload", help="Another shipped preset the playground may "
+                                                                    "explain with, loaded at start (repeatable).")]
+
+FuseFirstStageOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="Default fusion weight with the input "
+                                                     "order for every request (0: off; requests may set their own "
+                                                     "'fuse_first_stage'). Default: the model's setting.")]
+
+JsonLogsOption = Annotated[bool, typer.Option("--json-logs", help="Log JSON lines (time, level, logger, message, "
+                                              "method, route, status, latency_ms, request_id).")]
+
+
+HostOption = Annotated[str, typer.Option(help="Interface to bind (loopback by default; 0.0.0.0 exposes it).")]
 
 
 def serve(
     model: options.Model = DEFAULT_PRESET,
     method: options.AttentionMethod = None,
     heads: options.Heads = None,
-    host: Annotated[str, typer.Option(help="Interface to bind (loopback by default; 0.0.0.0 exposes it).")]
-    = "127.0.0.1",
+    host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     api_key: options.ApiKey = None,
     metrics_open: options.MetricsOpen = False,
@@ -40,27 +60,17 @@ def serve(
     max_document_chars: Annotated[int, typer.Option(min=1, help="Characters per document.")] = 20_000,
     max_body_bytes: Annotated[int, typer.Option(min=1, help="Request body size.")] = 8 * 1024 * 1024,
     max_queue: Annotated[int, typer.Option(min=1, help="Requests waiting for the model before 429.")] = 64,
-    max_batch: Annotated[int, typer.Option(min=1, help="Requests ranked together in one padded forward (1: no "
-                                                       "batching). Default: 1 on CPU, where padded batches were "
-                                                       "slower (BENCHMARKS.md), 8 on CUDA.")] = None,
-    batch_wait_ms: Annotated[float, typer.Option(min=0.0, help="How long the first request waits for others to "
-                                                               "batch.")] = 5.0,
+    max_batch: MaxBatchOption = None,
+    batch_wait_ms: BatchWaitMsOption = 5.0,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds before a request gets 504.")] = 120.0,
-    warm_up: Annotated[float, typer.Option(min=0.0, help="On a GPU: seconds the start may spend running every "
-                                                         "(batch size, length) shape once before /health is "
-                                                         "ready; a shape left over slows the first request "
-                                                         "that meets it (0: none).")] = 60.0,
+    warm_up: WarmUpOption = 60.0,
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
-    preload: Annotated[list[str], typer.Option("--preload", help="Another shipped preset the playground may "
-                                                                 "explain with, loaded at start (repeatable).")] = None,
-    fuse_first_stage: Annotated[float, typer.Option(min=0.0, max=1.0, help="Default fusion weight with the input "
-                                                    "order for every request (0: off; requests may set their own "
-                                                    "'fuse_first_stage'). Default: the model's setting.")] = None,
+    preload: PreloadOption = None,
+    fuse_first_stage: FuseFirstStageOption = None,
     safety_valve: options.SafetyValve = None,
     log_level: Annotated[str, typer.Option(help="critical, error, warning, info (access log) or debug.")] = "info",
-    json_logs: Annotated[bool, typer.Option("--json-logs", help="Log JSON lines (time, level, logger, message, "
-                                            "method, route, status, latency_ms, request_id).")] = False,
+    json_logs: JsonLogsOption = False,
     quantize: options.Quantize = None,
     threads: options.Threads = None,
     ray: options.Ray = False,
@@ -75,34 +85,34 @@ def serve(
     """Serve reranking over HTTP: Cohere/Jina /v1|v2/rerank, TEI /rerank, /health, /info, /metrics, /docs.
 
     With --ray the same service runs on Ray Serve with --replicas N (or autoscaling), one model per replica."""
-    from headrank.models import resolve_device
-
     setup_logging()
     check_quantize_option(quantize, method.value if method else None, device, dtype)
     configure_threads(threads)
     with user_errors(ImportError):  # the 'serve' extra, named by the import
         from headrank.serve import ServeConfig
         from headrank.serve import serve as run_service
-
-        max_batch = max_batch or (8 if resolve_device(device).type == "cuda" else 1)
+    max_batch = max_batch or _default_max_batch(device)
     _check_preload(preload)
     with user_errors():
-        config = ServeConfig(model=model, method=method.value if method else None, heads=heads, device=device,
-                             dtype=dtype, host=host, port=port, api_key=api_key, max_documents=max_documents,
-                             max_document_chars=max_document_chars, max_body_bytes=max_body_bytes,
-                             max_queue=max_queue, max_batch_lists=max_batch, batch_wait_ms=batch_wait_ms,
-                             request_timeout_s=timeout, warm_up_s=warm_up, preload=tuple(preload or ()),
-                             fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
-                             log_level=log_level.lower(), json_logs=json_logs,
-                             quantize=quantize.value if quantize else None, drain_seconds=drain_seconds,
-                             metrics_open=metrics_open, root_path=root_path)
-    if ray:
-        ray_options = {"replicas": replicas, "min_replicas": min_replicas, "max_replicas": max_replicas,
+        config = ServeConfig(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype,
+                             host=host, port=port, api_key=api_key, max_documents=max_documents, max_queue=max_queue,
+                             max_document_chars=max_document_chars, max_body_bytes=max_body_bytes, max_batch_lists=max_batch,
+                             batch_wait_ms=batch_wait_ms, request_timeout_s=timeout, warm_up_s=warm_up, json_logs=json_logs,
+                             preload=tuple(preload or ()), fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
+                             log_level=log_level.lower(), quantize=quantize.value if quantize else None,
+                             drain_seconds=drain_seconds, metrics_open=metrics_open, root_path=root_path)
+    if not ray:
+        return _serve_here(config, run_service)
+    serve_ray(config, {"replicas": replicas, "min_replicas": min_replicas, "max_replicas": max_replicas,
                        "target_ongoing_requests": target_ongoing_requests, "replica_cpus": replica_cpus,
-                       "replica_gpus": replica_gpus, "address": ray_address}
-        serve_ray(config, ray_options)
-        return
-    _serve_here(config, run_service)
+                       "replica_gpus": replica_gpus, "address": ray_address})
+
+
+def _default_max_batch(device: str) -> int:
+    """Requests ranked in one padded forward: 8 on CUDA, 1 on a CPU (where padded batches measured slower)."""
+    from headrank.models import resolve_device
+
+    return 8 if resolve_device(device).type == "cuda" else 1
 
 
 def _check_preload(preload: list[str] | None) -> None:
@@ -146,87 +156,6 @@ def serve_ray(config, ray_options: dict) -> None:
     with user_errors(RuntimeError):
         serve_on_ray(config, options, ready=lambda url: err_console.print(f"ready on {url} ({scale}); SIGTERM or "
                                                                           "Ctrl-C drains and stops"))
-
-
-def rerank_batch(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: shards/, run.trec, problems.txt.")],
-    run: Annotated[Path, typer.Option(help="First-stage TREC run to rerank.")] = None,
-    topics: Annotated[Path, typer.Option(help="Queries: 'qid<TAB>query' per line (with --run).")] = None,
-    corpus: Annotated[Path, typer.Option(help="Passages: BEIR folder or corpus.jsonl, or 'docid<TAB>text' TSV "
-                                              "(with --run).")] = None,
-    candidates: Annotated[Path, typer.Option(help="Instead of --run: RankGPT / rank_llm candidate JSON.")] = None,
-    benchmark: Annotated[str, typer.Option("--benchmark", "-b", help="Instead of --run: a named benchmark or "
-                                                                     "folder.")] = None,
-    depth: Annotated[int, typer.Option("--depth", "-K", min=1, help="Rerank the first K documents of each "
-                                                                    "query.")] = 20,
-    model: options.Model = DEFAULT_PRESET,
-    method: options.Method = None,
-    heads: options.Heads = None,
-    workers: Annotated[int, typer.Option(min=0, help="Ray actors, each with its own model (0: in this process, "
-                                                     "no Ray).")] = 0,
-    gpus_per_worker: Annotated[float, typer.Option(min=0.0, help="GPUs per Ray actor (e.g. 1, or 0.5 to share "
-                                                                 "one).")] = 0.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Lists per forward / per Ray batch (default: 4 on a GPU, "
-                                                        "1 on the CPU, where one list at a time is faster).")] = None,
-    ray_address: Annotated[str, typer.Option(help="Join this Ray cluster (e.g. 'auto' or ray://host:10001); "
-                                                  "default: a local Ray sized to this machine.")] = None,
-    on_error: Annotated[str, typer.Option(help="Malformed or dangling input rows, duplicate qids, empty queries: "
-                                               "skip (listed in problems.txt) or fail.")] = "skip",
-    fuse_first_stage: options.Fuse = None,
-    safety_valve: options.SafetyValve = None,
-    restart: Annotated[bool, typer.Option("--restart", help="Discard the results already in --out and start over "
-                                                            "(a rerun with other settings or inputs is refused "
-                                                            "without it).")] = False,
-    tag: Annotated[str, typer.Option(help="Run tag of the final TREC run.")] = "headrank",
-    device: options.Device = "auto",
-    dtype: options.Dtype = "auto",
-    data_root: options.DataRoot = None,
-    quantize: options.Quantize = None,
-    threads: options.Threads = None,
-) -> None:
-    """Rerank a whole run (every query's top K) in process or on Ray; resumable; writes one TREC run.
-
-    Rerunning the same command resumes; a rerun into the same --out with another model, method, head set,
-    depth or other passages for a finished query is refused with what changed (--restart starts over)."""
-    from headrank.batch import RankerSpec, read_batch_input, rerank_run, write_final_run, write_problems
-    from headrank.data import check_trec_token
-
-    setup_logging()
-    if method is not None and method.value in BASELINE_METHODS:
-        fail("rerank-batch runs HeadRank or ICR; use evaluate for the generative and pointwise baselines")
-    check_quantize_option(quantize, method.value if method else None, device, dtype)
-    configure_threads(threads)
-    check_output_dir(out, "--out")
-    with user_errors():
-        check_trec_token(tag, "--tag")
-        batch = read_batch_input(run, topics, corpus, candidates, benchmark, depth, on_error, data_root)
-    out.mkdir(parents=True, exist_ok=True)
-    spec = RankerSpec(model=model, method=method.value if method else None, heads=heads, device=device, dtype=dtype,
-                      fuse_first_stage=fuse_first_stage, safety_valve=safety_valve,
-                      quantize=quantize.value if quantize else None, threads=threads)
-
-    def report_problems() -> None:  # after the resume check: this run's problems.txt replaces an older one
-        path = write_problems(out, batch.problems)
-        if path is not None:
-            err_console.print(f"skipped {len(batch.problems)} input rows (listed in {path}); first: {batch.problems[0]}")
-
-    with LineProgress(*progress_columns("queries", elapsed=True)) as progress, user_errors(ImportError):
-        task = progress.add_task("rerank", total=len(batch.lists))
-
-        def on_done(done: int, total: int) -> None:  # the first call: the lists an earlier run finished
-            fields = {} if "resumed" in progress.fields(task) else {"resumed": done}
-            progress.update(task, completed=done, total=total, **fields)
-
-        try:
-            ranked = rerank_run(batch.lists, spec, out, workers=workers, batch_size=batch_size,
-                                gpus_per_worker=gpus_per_worker, ray_address=ray_address, on_done=on_done,
-                                depth=depth, restart=restart, on_resume_checked=report_problems)
-        except KeyboardInterrupt:
-            progress.stop()
-            fail(f"interrupted; finished queries are saved in {out / 'shards'}: rerun the same command to resume",
-                 code=130)
-    path = write_final_run(out, batch.lists, tag)
-    err_console.print(f"ranked {ranked} queries now ({len(batch.lists) - ranked} were already done); wrote {path}")
 
 
 def presets(

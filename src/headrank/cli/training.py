@@ -33,26 +33,39 @@ Ks = Annotated[str, typer.Option(help="Selection: head-set sizes to sweep.")]
 Cache = Annotated[Path, typer.Option(help="Where head observations are cached.")]
 
 
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Head set JSON to write (a heatmap PNG is written "
+                                                             "beside it).")]
+
+OrderOption = Annotated[str, typer.Option(help="Feed order of the training lists: first-stage, reversed or shuffled "
+                                               "(fixed per query and --seed).")]
+
+PresetOption = Annotated[str, typer.Option(help="headrank (sweep lambda and K on validation) or qrhead (lambda 0, "
+                                                "top 16, no sweep).")]
+
+ValFractionOption = Annotated[float, typer.Option(help="Share of training queries held out for choosing lambda, "
+                                                       "K.")]
+
+CalibrateOption = Annotated[bool, typer.Option(help="Rank by N/A-calibrated mass (D_h and the head set's "
+                                                    "scores).")]
+
+MaxDepthOption = Annotated[int, typer.Option(min=1, help="Only heads in the first N layers (a shallower L*: faster, "
+                                                         "usually less accurate).")]
+
+
 def select_heads(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Head set JSON to write (a heatmap PNG is written "
-                                                          "beside it).")],
+    out: OutOption,
     model: options.BaseModel = DEFAULT_MODEL,
     benchmark: Benchmark = "dl21",
     depth: options.Depth = 20,
-    order: Annotated[str, typer.Option(help="Feed order of the training lists: first-stage, reversed or shuffled "
-                                            "(fixed per query and --seed).")] = "first-stage",
+    order: OrderOption = "first-stage",
     max_passage_tokens: Annotated[int, typer.Option(help="Per-passage token budget (saved with the head set).")] = 100,
-    preset: Annotated[str, typer.Option(help="headrank (sweep lambda and K on validation) or qrhead (lambda 0, "
-                                             "top 16, no sweep).")] = "headrank",
+    preset: PresetOption = "headrank",
     lambdas: Lambdas = "0,0.1,0.3,1",
     ks: Ks = "4,8,16,32",
-    val_fraction: Annotated[float, typer.Option(help="Share of training queries held out for choosing lambda, "
-                                                     "K.")] = 0.25,
+    val_fraction: ValFractionOption = 0.25,
     seed: options.Seed = 0,
-    calibrate: Annotated[bool, typer.Option(help="Rank by N/A-calibrated mass (D_h and the head set's "
-                                                 "scores).")] = True,
-    max_depth: Annotated[int, typer.Option(min=1, help="Only heads in the first N layers (a shallower L*: faster, "
-                                                       "usually less accurate).")] = None,
+    calibrate: CalibrateOption = True,
+    max_depth: MaxDepthOption = None,
     device: options.Device = "auto",
     dtype: options.Dtype = "auto",
     data_root: options.DataRoot = None,

@@ -62,11 +62,6 @@ def render_card(config: dict, path: str | Path | None = None) -> str:
     """The model card (Markdown) of a preset, rendered from its config (so card and config never disagree).
     ``path``: where the preset lives, for the card's loading line when its name is not a shipped preset."""
     card = config.get("card", {})
-    heads = card.get("heads", [])
-    weights = card.get("weights")
-    inference = InferenceSettings.from_dict(config.get("inference"))
-    train = config.get("train_config", {})
-    history = config.get("history", [])
     lines = [f"# {config.get('preset', 'HeadRank preset')}", ""]
     lines += [card.get("summary", "A HeadRank preset: selected attention heads and a LoRA alignment adapter."), ""]
     lines += ["## Base model", "",
@@ -74,45 +69,15 @@ def render_card(config: dict, path: str | Path | None = None) -> str:
               f"- License of the base model: {card.get('base_model_license', 'see the base model')}. "
               f"This preset ships only the head set{' and the adapter' if config.get('adapter', True) else ''}; "
               "the base weights are fetched on first use.", ""]
-    lines += ["## How it was built", "",
-              f"- Training data: {card.get('training_data', '-')}",
-              f"- Command (one step, from scratch): `{card.get('command', '-')}`",
-              *([f"- Built here as: {'; then '.join(f'`{c}`' for c in card['built_with'])}"]
-                if card.get("built_with") else []),
-              f"- Commit of the code that built it: `{card.get('commit', '-')}`",
-              f"- Heads ({len(heads)}{', weighted' if weights else ''}): {_heads_text(heads, weights)}; "
-              f"L* = {card.get('deepest_layer', '-')}",
-              *(_adapter_lines(train, history) if config.get("adapter", True) else
-                ["- Adapter: none; the heads read the base model's own attention"]), ""]
-    lines += ["## Inference settings", "", f"{inference.describe()}.", "",
+    lines += _built_lines(config, card)
+    lines += ["## Inference settings", "", f"{InferenceSettings.from_dict(config.get('inference')).describe()}.", "",
               card.get("settings_choice", ""), ""]
-    validation = card.get("validation", [])
-    if validation:
-        lines += ["| setting (validation) | " + " | ".join(validation[0]["ndcg@10"]) + " |",
-                  "|---|" + "---|" * len(validation[0]["ndcg@10"])]
-        lines += [f"| {row['setting']} | " + " | ".join(_fmt(v) for v in row["ndcg@10"].values()) + " |"
-                  for row in validation]
-        lines += [""]
+    lines += _table_lines(card.get("validation", []), "setting", "setting (validation)")
     quality = card.get("quality", [])
     if quality:
-        sets = list(quality[0]["ndcg@10"])
-        lines += ["## Quality: nDCG@10, K = 20 (BM25 top 20), reporting sets never used for any choice", "",
-                  "| method | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
-        lines += [f"| {row['method']} | " + " | ".join(_fmt(v) for v in row["ndcg@10"].values()) + " |"
-                  for row in quality]
-        lines += ["", card.get("quality_source", ""), ""]
-    latency = card.get("latency", [])
-    if latency:
-        lines += ["## Latency at N = 20 (this project's 2-core CPU machine, float32)", "",
-                  "| method | s per list | time / this preset | formatting success | answers = input order | "
-                  "decoded tokens per window |", "|---|---|---|---|---|---|"]
-        for row in latency:
-            pct = [f"{100 * row[k]:.0f}%" if isinstance(row.get(k), float) else "-"
-                   for k in ("formatting_success", "identity_share")]
-            tokens = f"{row['tokens_per_window']:.1f}" if isinstance(row.get("tokens_per_window"), float) else "-"
-            lines.append(f"| {row['method']} | {row['seconds_per_list']:.2f} | {row.get('ratio_to_preset', 1.0):.2f}x "
-                         f"| {pct[0]} | {pct[1]} | {tokens} |")
-        lines += ["", card.get("latency_source", ""), ""]
+        lines += ["## Quality: nDCG@10, K = 20 (BM25 top 20), reporting sets never used for any choice", ""]
+        lines += _table_lines(quality, "method", "method")[:-1] + ["", card.get("quality_source", ""), ""]
+    lines += _latency_lines(card)
     lines += _int8_lines(card.get("int8"))
     weaknesses = card.get("weaknesses", [])
     if weaknesses:
@@ -125,6 +90,45 @@ def render_card(config: dict, path: str | Path | None = None) -> str:
               + ("; `relevance` is the calibrated probability above, comparable across calls (the service's "
                  "`relevance_score`)." if config.get("relevance") else "."), ""]
     return "\n".join(lines)
+
+
+def _built_lines(config: dict, card: dict) -> list[str]:
+    heads, weights = card.get("heads", []), card.get("weights")
+    return ["## How it was built", "",
+            f"- Training data: {card.get('training_data', '-')}",
+            f"- Command (one step, from scratch): `{card.get('command', '-')}`",
+            *([f"- Built here as: {'; then '.join(f'`{c}`' for c in card['built_with'])}"]
+              if card.get("built_with") else []),
+            f"- Commit of the code that built it: `{card.get('commit', '-')}`",
+            f"- Heads ({len(heads)}{', weighted' if weights else ''}): {_heads_text(heads, weights)}; "
+            f"L* = {card.get('deepest_layer', '-')}",
+            *(_adapter_lines(config.get("train_config", {}), config.get("history", [])) if config.get("adapter", True)
+              else ["- Adapter: none; the heads read the base model's own attention"]), ""]
+
+
+def _table_lines(rows: list[dict], key: str, title: str) -> list[str]:
+    """A table of nDCG@10 rows (``{key: label, "ndcg@10": {column: value}}``), blank line after; none if empty."""
+    if not rows:
+        return []
+    columns = list(rows[0]["ndcg@10"])
+    return (["| " + " | ".join([title, *columns]) + " |", "|---|" + "---|" * len(columns)]
+            + [f"| {row[key]} | " + " | ".join(_fmt(v) for v in row["ndcg@10"].values()) + " |" for row in rows] + [""])
+
+
+def _latency_lines(card: dict) -> list[str]:
+    latency = card.get("latency", [])
+    if not latency:
+        return []
+    lines = ["## Latency at N = 20 (this project's 2-core CPU machine, float32)", "",
+             "| method | s per list | time / this preset | formatting success | answers = input order | "
+             "decoded tokens per window |", "|---|---|---|---|---|---|"]
+    for row in latency:
+        pct = [f"{100 * row[k]:.0f}%" if isinstance(row.get(k), float) else "-"
+               for k in ("formatting_success", "identity_share")]
+        tokens = f"{row['tokens_per_window']:.1f}" if isinstance(row.get("tokens_per_window"), float) else "-"
+        lines.append(f"| {row['method']} | {row['seconds_per_list']:.2f} | {row.get('ratio_to_preset', 1.0):.2f}x "
+                     f"| {pct[0]} | {pct[1]} | {tokens} |")
+    return lines + ["", card.get("latency_source", ""), ""]
 
 
 def _load_name(config: dict, path: str | Path | None) -> str:

@@ -94,5 +94,6 @@ class ScoreReranker:
             job = ListJob.make(query, texts, i)
             job.doc_ids, job.metas = ids, metas
             job.scores = [s for s in self.score(query, texts) if s != float("-inf")]
-            out.append(Ranking(job.results(top_k, return_documents, fuse), InferenceSettings(fuse_first_stage=fuse)))
+            out.append(Ranking(job.results(top_k, return_documents, fuse), InferenceSettings(fuse_first_stage=fuse),
+                               query=query))
         return out

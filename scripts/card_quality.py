@@ -44,6 +44,24 @@ def set_values(source: dict, values: str) -> dict[str, float]:
     return {s: float(found[s]) for s in SETS}
 
 
+def per_query(preset: str, method_prefix: str, name: str) -> dict[str, float] | None:
+    """One row's nDCG@10 per query on one reporting set, where its recorded file keeps them (else None): an
+    evaluate summary's ``per_query``, or the spec's ``per_query`` path (``{set}``) and ``per_query_index``."""
+    spec = json.loads((SPECS / f"quality-{preset}.json").read_text(encoding="utf-8"))
+    row = next(r for r in spec["rows"] if r["method"].startswith(method_prefix))
+    source = json.loads((ROOT / row["source"]).read_text(encoding="utf-8"))
+    if row["values"].startswith("summary:"):
+        found = next(r for r in source[row["values"].split(":", 1)[1]] if r["benchmark"] == name)
+        return found.get("per_query")
+    if "per_query" not in row:
+        return None
+    node = source
+    for key in row["per_query"].format(set=name).split("."):
+        node = node[key]
+    index = row.get("per_query_index")
+    return {qid: float(v if index is None else v[index]) for qid, v in node.items()}
+
+
 def spec_rows(preset: str) -> tuple[list[dict], str]:
     """The card's quality rows as its spec's result files give them, and the rows' source note."""
     spec = json.loads((SPECS / f"quality-{preset}.json").read_text(encoding="utf-8"))
@@ -100,12 +118,14 @@ def write_cards() -> None:
 
 
 def record_summary(summary: Path, command: str, out: Path) -> None:
-    """An evaluate summary kept as a recorded result, with the command that made it (run paths dropped)."""
+    """An evaluate summary kept as a recorded result, with the command that made it and each query's nDCG@10
+    (from the runs' metrics.json; run paths dropped)."""
     data = json.loads(summary.read_text(encoding="utf-8"))
     for key in ("results", "fused_results"):
         for result in data.get(key, []):
-            result.pop("run_file", None)
-            result["per_query"] = None
+            metrics = Path(result.pop("run_file")).parent / "metrics.json"  # the run's per-query measures
+            per_query = json.loads(metrics.read_text(encoding="utf-8"))["per_query"]
+            result["per_query"] = {qid: m["nDCG@10"] for qid, m in per_query.items()}
     data = {"command": command, "recorded": date.today().isoformat()} | data
     out.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 

@@ -146,14 +146,26 @@ def presets_validation() -> str:
 
 
 def presets_reading() -> str:
-    """RESULTS.md's reading of the presets' table: where each preset, and its heads alone, stand against BM25."""
+    """RESULTS.md's reading of the presets' table: where each preset, and its heads alone, stand against BM25, and
+    per set the paired sign-flip p of the preset against BM25 (20,000 flips) where per-query values are recorded."""
+    from card_quality import per_query
+
+    from headrank.compare import sign_flip_p_value
     from headrank.presets import DEFAULT_PRESET, list_presets
 
     names = {"dl19": "DL19", "dl20": "DL20", "noveleval": "NovelEval", "nfcorpus": "NFCorpus test"}
 
     def sets(row: dict, bm25: dict, above: bool) -> str:
-        found = [names[s] for s in names if (row[s] > bm25[s]) == above]
-        return ", ".join(found) or "none"
+        return ", ".join(names[s] for s in names if (row[s] > bm25[s]) == above) or "none"
+
+    def p_values(preset: str) -> str:
+        out = []
+        for s, label in names.items():
+            mine, first = per_query(preset, "this preset", s), per_query(preset, "BM25", s)
+            if mine is None or first is None:
+                return "per-query values not recorded"
+            out.append(f"{label} {sign_flip_p_value([mine[q] - first[q] for q in first], 20000, 0):.3f}")
+        return "p against BM25 per query: " + ", ".join(out)
 
     lines = []
     for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
@@ -162,8 +174,8 @@ def presets_reading() -> str:
         bm25 = next(r for r in rows if r["method"] == "BM25")["ndcg@10"]
         gains = [mine[s] - bm25[s] for s in names]
         lines.append(f"- `{preset.name}`: above BM25 on {sets(mine, bm25, True)} (below on {sets(mine, bm25, False)}), "
-                     f"by {min(gains):+.4f} to {max(gains):+.4f}; its heads alone (no fusion, no valve) are above BM25 "
-                     f"on {sets(alone, bm25, True)} and below on {sets(alone, bm25, False)}.")
+                     f"by {min(gains):+.4f} to {max(gains):+.4f} ({p_values(preset.name)}); its heads alone (no fusion, "
+                     f"no valve) are above BM25 on {sets(alone, bm25, True)} and below on {sets(alone, bm25, False)}.")
     return "\n".join(lines) + "\n"
 
 

@@ -110,3 +110,35 @@ def test_evaluate_scores_its_baselines_through_the_factory(tiny_base, factory_sp
     first = build_scorer("bm25", str(tiny_base))
     assert first.score("q", passages) == [3.0, 2.0, 1.0] and first.model_fingerprint is None
     assert seen == ["generative", "pointwise", "bm25"]
+
+
+def test_every_backend_takes_the_same_keywords_and_refuses_what_it_cannot_do(tiny_base):
+    """One signature for rank / rank_batch / score: ids, metadata, batch_size, fusion per call work on a backend
+    without attention (ScoreReranker) as on HeadRanker; a safety valve it cannot run is refused by name."""
+    from headrank.ranker import HeadRanker
+    from headrank.results import Reranker as Base
+
+    first = load_reranker("firststage")
+    heads = HeadRanker.from_pretrained(str(tiny_base), heads=[(1, 0)], device="cpu", dtype="float32")
+    texts = ["alpha", "beta gamma", "delta"]
+    for backend in (first, heads):
+        assert isinstance(backend, Base)
+        ranking = backend.rank("q", texts, top_k=2, doc_ids=["a", "b", "c"], metadata=[{"n": 1}, {"n": 2}, {"n": 3}],
+                               fuse_first_stage=0, safety_valve=False)
+        assert len(ranking) == 2 and {r.doc_id for r in ranking} <= {"a", "b", "c"} and ranking[0].meta["n"] >= 1
+        batch = backend.rank_batch(["q", "r"], [texts, texts], batch_size=2, doc_ids=[["a", "b", "c"]] * 2)
+        assert [b.query for b in batch] == ["q", "r"]
+        assert len(backend.score("q", texts, fuse_first_stage=0.5)) == 3
+    with pytest.raises(ValueError, match="no safety valve"):
+        first.rank("q", texts, safety_valve=True)
+    with pytest.raises(ValueError, match="one list per query"):
+        first.rank_batch(["q", "r"], [texts, texts], doc_ids=[["a", "b", "c"]])
+    fused = first.score("q", ["x", "y", "z"], fuse_first_stage=1.0)
+    assert fused == sorted(fused, reverse=True)  # weight 1: the input order's scores
+
+    class Incomplete(Base):
+        def rank_batch(self, *args, **kwargs):
+            return []
+
+    with pytest.raises(TypeError, match="score"):
+        Incomplete()

@@ -69,7 +69,7 @@ from headrank.quantize import (
     weights_identity,
 )
 from headrank.relevance import RelevanceCalibration
-from headrank.results import ListJob, Ranking, RankResult, documents_of
+from headrank.results import ListJob, Ranking, RankResult, Reranker, documents_of
 from headrank.rule import SafetyValve, ScoringRule, final_scores, fusion_weight, valve_setting, window_order
 from headrank.scoring import ScoringConfig
 
@@ -85,7 +85,7 @@ def _check_load_options(overrides: dict, max_passage_tokens: int | None) -> None
     _settings(InferenceSettings(), overrides)  # the overrides' own rules (0 / False switch off)
 
 
-class HeadRanker:
+class HeadRanker(Reranker):
     """Rerank passages by the attention mass that chosen heads give them."""
 
     def __init__(

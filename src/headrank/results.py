@@ -1,10 +1,12 @@
 """What a ranking call works on and returns: a list's input checked and normalized (``ListJob``), one ranked
-passage (``RankResult``) and one query's ranking with the settings that made it (``Ranking``). Below the ranker,
+passage (``RankResult``), one query's ranking with the settings that made it (``Ranking``) and the interface
+every reranker implements (``Reranker``). Below the ranker,
 so that explanations and other consumers use the same input rules without importing the ranker."""
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -211,3 +213,33 @@ class ListJob:
             )
             for pos, (i, s) in enumerate(ranked)
         ]
+
+
+class Reranker(ABC):
+    """What every backend offers, with one signature: ``rank`` / ``rank_batch`` / ``score`` take the same options
+    in every backend, which either honours an option or refuses it by name (never a TypeError for a keyword
+    another backend accepts). Scores are listwise: they order one call's passages."""
+
+    def rank(self, query: str, docs: Sequence[str | Mapping], top_k: int | None = None, return_documents: bool = True,
+             doc_ids: Sequence | None = None, metadata: Sequence | None = None, fuse_first_stage: float | None = None,
+             safety_valve=None) -> Ranking:
+        """One query's ranking, best first (``rank_batch`` of one list)."""
+        return self.rank_batch([query], [docs], top_k=top_k, return_documents=return_documents,
+                               doc_ids=None if doc_ids is None else [doc_ids],
+                               metadata=None if metadata is None else [metadata],
+                               fuse_first_stage=fuse_first_stage, safety_valve=safety_valve)[0]
+
+    @abstractmethod
+    def rank_batch(self, queries: Sequence[str], docs: Sequence[Sequence[str | Mapping]], top_k: int | None = None,
+                   return_documents: bool = True, batch_size: int = 4, doc_ids: Sequence[Sequence] | None = None,
+                   metadata: Sequence[Sequence] | None = None, fuse_first_stage: float | None = None,
+                   safety_valve=None) -> list[Ranking]:
+        """Several queries' rankings; ``fuse_first_stage`` / ``safety_valve`` as in ``HeadRanker.rank``."""
+
+    @abstractmethod
+    def score(self, query: str, docs: Sequence[str], fuse_first_stage: float | None = None,
+              safety_valve=None) -> list[float]:
+        """Scores in input order (an empty passage gets -inf)."""
+
+    def explain(self, query: str, docs: Sequence[str], **options):
+        raise NotImplementedError(f"{type(self).__name__} does not read attention; explanations need headrank")

@@ -1,26 +1,13 @@
-"""The reranker interface, and ``ScoreReranker``: any ``score(query, passages) -> list[float]`` made into a
-full reranker (input checks, empty passages last, fusion with the input order, top_k) with the same rules and
-result types as ``HeadRanker`` (``headrank.results``)."""
+"""``ScoreReranker``: any ``score(query, passages) -> list[float]`` made into a full ``Reranker`` (the interface,
+defined with the result types in ``headrank.results``): input checks, empty passages last, fusion with the input
+order, top_k, with the same rules and result types as ``HeadRanker``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol, runtime_checkable
 
 from headrank.checkpoint import InferenceSettings
-from headrank.results import ListJob, Ranking, documents_of
-
-
-@runtime_checkable
-class Reranker(Protocol):
-    """What every backend offers. Scores are listwise: they order one call's passages."""
-
-    def rank(self, query: str, docs: Sequence[str | Mapping], top_k: int | None = None, **options) -> Ranking: ...
-
-    def rank_batch(self, queries: Sequence[str], docs: Sequence[Sequence[str | Mapping]], top_k: int | None = None,
-                   **options) -> list[Ranking]: ...
-
-    def score(self, query: str, docs: Sequence[str]) -> list[float]: ...
+from headrank.results import ListJob, Ranking, Reranker, documents_of
 
 
 def check_baseline_options(max_passage_tokens, fuse_first_stage) -> None:
@@ -44,7 +31,7 @@ def loaded_base_model(model, device: str = "auto", dtype: str = "auto"):
     return load_model(base_model_of(model or DEFAULT_MODEL), device=device, dtype=dtype)
 
 
-class ScoreReranker:
+class ScoreReranker(Reranker):
     """A reranker from a score function over the non-empty passages of one list (input order). The function may
     return ``(scores, info)`` with per-list counters (the generative baseline's windows), which
     ``score_with_info`` passes on; ``model`` is the ``LoadedModel`` it runs (None: no model), which evaluate's
@@ -63,9 +50,27 @@ class ScoreReranker:
     def explain(self, *args, **kwargs):
         raise NotImplementedError(f"the {self.name} reranker does not read attention; explanations need headrank")
 
-    def score(self, query: str, docs: Sequence[str]) -> list[float]:
-        """Scores in input order (an empty passage gets -inf), without fusion."""
-        return self.score_with_info(query, docs)[0]
+    def score(self, query: str, docs: Sequence[str], fuse_first_stage: float | None = None,
+              safety_valve=None) -> list[float]:
+        """Scores in input order (an empty passage gets -inf), fused with the input order when this call's or the
+        reranker's fusion weight says so (as ``HeadRanker.score``)."""
+        from headrank.rule import final_scores, fusion_weight
+
+        self._no_valve(safety_valve)
+        fuse = fusion_weight(self.fuse_first_stage, fuse_first_stage)
+        scores = self.score_with_info(query, docs)[0]
+        if fuse is None:
+            return scores
+        kept = [i for i, s in enumerate(scores) if s != float("-inf")]
+        fused = final_scores([scores[i] for i in kept], fuse, None).scores
+        for i, s in zip(kept, fused):
+            scores[i] = s
+        return scores
+
+    def _no_valve(self, safety_valve) -> None:
+        if safety_valve not in (None, False):
+            raise ValueError(f"the {self.name} reranker has no safety valve (it reads no attention); pass "
+                             "safety_valve=None or False")
 
     def score_with_info(self, query: str, docs: Sequence[str]) -> tuple[list[float], dict]:
         """``score`` and the backend's per-list counters (empty when it keeps none)."""
@@ -77,23 +82,29 @@ class ScoreReranker:
             out[i] = float(s)
         return out, info
 
-    def rank(self, query: str, docs: Sequence[str | Mapping], top_k: int | None = None, return_documents: bool = True,
-             fuse_first_stage: float | None = None) -> Ranking:
-        return self.rank_batch([query], [docs], top_k, return_documents, fuse_first_stage)[0]
-
     def rank_batch(self, queries: Sequence[str], docs: Sequence[Sequence[str | Mapping]], top_k: int | None = None,
-                   return_documents: bool = True, fuse_first_stage: float | None = None) -> list[Ranking]:
+                   return_documents: bool = True, batch_size: int = 4, doc_ids: Sequence[Sequence] | None = None,
+                   metadata: Sequence[Sequence] | None = None, fuse_first_stage: float | None = None,
+                   safety_valve=None) -> list[Ranking]:
+        """Each list scored on its own (``batch_size`` is accepted for the common signature)."""
         from headrank.rule import fusion_weight
 
         if isinstance(queries, str) or len(queries) != len(docs):
             raise ValueError("rank_batch takes a list of queries and one list of passages per query")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        for name, given in (("doc_ids", doc_ids), ("metadata", metadata)):
+            if given is not None and (isinstance(given, (str, bytes)) or len(given) != len(queries)):
+                raise ValueError(f"{name} must hold one list per query ({len(queries)})")
+        self._no_valve(safety_valve)
         fuse = fusion_weight(self.fuse_first_stage, fuse_first_stage)
         out = []
         for i, (query, passages) in enumerate(zip(queries, docs)):
-            texts, ids, metas = documents_of(passages, i, None, None)
+            texts, ids, metas = documents_of(passages, i, None if doc_ids is None else doc_ids[i],
+                                             None if metadata is None else metadata[i])
             job = ListJob.make(query, texts, i)
             job.doc_ids, job.metas = ids, metas
-            job.scores = [s for s in self.score(query, texts) if s != float("-inf")]
+            job.scores = [s for s in self.score_with_info(query, texts)[0] if s != float("-inf")]
             out.append(Ranking(job.results(top_k, return_documents, fuse), InferenceSettings(fuse_first_stage=fuse),
                                query=query))
         return out

@@ -35,15 +35,20 @@ def test_a_number_edited_by_hand_is_caught(tmp_path, monkeypatch):
 
 import card_quality  # noqa: E402
 
+# Rows whose recording run is still to be done (each named, with its command, in its spec); none may join silently.
+PENDING = ["headrank-smollm2-135m: this preset (one pass, fused with the first stage (RRF w 0.8), safety valve)",
+           "headrank-smollm2-135m: same heads and adapter, without the fusion or the valve"]
+
 
 def test_every_card_quality_row_comes_from_a_recorded_result_file():
     assert card_quality.stale_cards() == []
+    assert card_quality.pending_rows() == PENDING
     for preset in card_quality.presets():
         rows, _ = card_quality.spec_rows(preset)
         assert {r["method"] for r in rows} >= {"BM25"}, preset
         assert any(r["method"].startswith("ICR") for r in rows), preset
         for row in rows:
-            assert row["source"].startswith("results/") and (ROOT / row["source"]).is_file(), row
+            assert row.get("pending") or (row["source"].startswith("results/") and (ROOT / row["source"]).is_file()), row
 
 
 def test_a_card_number_edited_by_hand_is_caught(tmp_path, monkeypatch):

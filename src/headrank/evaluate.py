@@ -246,33 +246,11 @@ def formatting_success(records: Sequence[QueryRecord]) -> dict[str, float]:
     return out
 
 
-PLOTS_EXTRA = "pip install 'headrank[plots]'"
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend; an ImportError naming the 'plots' extra without it."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError(f"figures need matplotlib: {PLOTS_EXTRA}") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plots_available() -> bool:
-    """Whether figures can be drawn (the 'plots' extra is installed)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def plot_diagnostics(records: Sequence[QueryRecord], qrels: Qrels, relevant_grade: int, title: str, path: Path) -> None:
     """Left: share of each first-stage position that lands in the top quartile, relevant vs not.
     Right: per-list z-scored score by first-stage position (mean and spread), middle zone shaded."""
+    from headrank.explain import pyplot
+
     plt = pyplot()
 
     n = max(len(r.docids) for r in records)
@@ -460,6 +438,8 @@ def summarize(bench: Benchmark, records: list[QueryRecord], settings: EvalSettin
                    tag=f"headrank-{settings.method}")
     aggregate, per_query = compute_metrics(records, bench.qrels, bench.relevant_grade, settings.depth)
     plot_file = None
+    from headrank.explain import PLOTS_EXTRA, plots_available
+
     if plot and not plots_available():
         logger.warning("no diagnostics plot: matplotlib is not installed (%s)", PLOTS_EXTRA)
     elif plot:

@@ -299,6 +299,30 @@ def _wrapped_pieces(pieces: Sequence[tuple[str, float | None]], width: int) -> l
     return lines
 
 
+PLOTS_EXTRA = "pip install 'headrank[plots]'"
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend; an ImportError naming the 'plots' extra without it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError(f"figures need matplotlib: {PLOTS_EXTRA}") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plots_available() -> bool:
+    """Whether figures can be drawn (the 'plots' extra is installed)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def plot_explanations(query: str, explanations: Sequence[PassageExplanation], path, top: int = 10,
                       width: int = 96) -> str:
     """A figure for reports: the best ``top`` passages as text, each token shaded by its contribution (green
@@ -306,8 +330,6 @@ def plot_explanations(query: str, explanations: Sequence[PassageExplanation], pa
     Returns the path written (``.png`` is added when ``path`` has no extension)."""
     import textwrap
     from pathlib import Path
-
-    from headrank.evaluate import pyplot
 
     plt = pyplot()
 

@@ -174,7 +174,7 @@ def sweep_selection(train: HeadObservations, val: HeadObservations, qrels: Qrels
 def plot_heatmaps(d: torch.Tensor, e: torch.Tensor, heads: Sequence[tuple[int, int]], chosen: Sequence[tuple[int, int]],
                   num_layers: int, num_heads: int, title: str, path: Path) -> None:
     """Layer x head heatmaps of D_h and E_h, selected heads marked (skipped with a warning without matplotlib)."""
-    from headrank.evaluate import PLOTS_EXTRA, plots_available, pyplot
+    from headrank.explain import PLOTS_EXTRA, plots_available, pyplot
 
     if not plots_available():
         logger.warning("no heatmap: matplotlib is not installed (%s)", PLOTS_EXTRA)

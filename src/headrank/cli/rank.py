@@ -197,7 +197,7 @@ def check_explain_outputs(html: Path | None, png: Path | None) -> None:
             fail(f"--html {html}: the folder {html.parent} does not exist")
         check_output_file(html, "--html")
     if png is not None:
-        from headrank.evaluate import PLOTS_EXTRA, plots_available
+        from headrank.explain import PLOTS_EXTRA, plots_available
 
         if not plots_available():
             fail(f"--png needs matplotlib: {PLOTS_EXTRA}")

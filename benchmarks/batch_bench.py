@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
 
-    from headrank.datasets import default_data_root
+    from headrank.data.benchmarks import default_data_root
 
     entries = json.loads((default_data_root() / "msmarco-passage" / "dl19" / "bm25-top100.json").read_text())
     rows = []

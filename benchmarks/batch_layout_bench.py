@@ -16,8 +16,8 @@ import torch
 def dense_capture(model, prefixes: list[list[int]], tails: list[list[list[int]]], heads) -> list[list[torch.Tensor]]:
     """The replaced batched path: the same inputs in one forward under a dense block mask (``visible`` for every
     position), no pieces. Returns masses ``out[t][b]``."""
-    from headrank.capture import CaptureRequest, one_pass_inputs, run_with_capture, visible
-    from headrank.heads import group_by_layer
+    from headrank.engine.capture import CaptureRequest, one_pass_inputs, run_with_capture, visible
+    from headrank.engine.heads import group_by_layer
 
     by_layer = group_by_layer(heads)
     device = next(model.parameters()).device
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
-    from headrank.capture import capture_lists
+    from headrank.engine.capture import capture_lists
 
     ranker, entries, heads, model, na = load_bench(args)
     rows = []

@@ -30,7 +30,7 @@ def measure(preset: str, queries: list[str], lists: list[list[str]], **load) -> 
 
 
 def main() -> None:
-    from headrank.datasets import load_benchmark
+    from headrank.data.benchmarks import load_benchmark
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)

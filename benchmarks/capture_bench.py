@@ -27,10 +27,10 @@ EAGER_FITS_GIB = 12.0  # run eager only where its returned attention maps stay u
 def _child(kind: str, size: int, n_queries: int, heads_spec: str, conn) -> None:
     import torch
 
-    from headrank.bench import page_in_weights, reset_peak_rss, rss_mib
-    from headrank.capture import capture_lists
-    from headrank.models import load_model
-    from headrank.prompt import PromptBuilder, PromptSettings
+    from headrank.engine.capture import capture_lists
+    from headrank.engine.models import load_model
+    from headrank.engine.prompt import PromptBuilder, PromptSettings
+    from headrank.eval.bench import page_in_weights, reset_peak_rss, rss_mib
 
     torch.set_num_threads(torch.get_num_threads())
     loaded = load_model("smollm2-135m-instruct", device="cpu", dtype="float32")

@@ -55,10 +55,10 @@ def _seconds(fn) -> float:
 
 def kernel_comparison(tokens: int = 1600, reps: int = 5) -> dict:
     """One MLP-shaped linear layer (hidden 896 -> 4864, Qwen2.5-0.5B) in every int8 form at hand, as a share of
-    float32's time, with its error against float32: why ``headrank.quantize`` is built on ``torch._int_mm``."""
+    float32's time, with its error against float32: why ``headrank.engine.quantize`` is built on ``torch._int_mm``."""
     import warnings
 
-    from headrank.quantize import Int8Linear
+    from headrank.engine.quantize import Int8Linear
 
     gen = torch.Generator().manual_seed(0)
     linear = torch.nn.Linear(896, 4864, bias=False)
@@ -154,7 +154,7 @@ def status(key):
 def hwm():
     return status("VmHWM")
 torch.set_num_threads({threads})
-from headrank.ranker import HeadRanker
+from headrank.engine.ranker import HeadRanker
 r = HeadRanker.from_pretrained({preset!r}, device="cpu", quantize={mode!r})
 loaded = hwm()
 r.rank({query!r}, {docs!r})
@@ -183,7 +183,7 @@ def cold_start(mode: str, query: str, docs: list[str], threads: int, runs: int) 
 
 def operations(ranker, lists: list, depth: int, peak: dict, seconds: dict) -> dict:
     """Prefill operations per list, the achieved rate of each mode and its share of this CPU's GEMM peak."""
-    from headrank.bench import prefill_flops
+    from headrank.eval.bench import prefill_flops
 
     config = ranker.model.model.config
     tokens = statistics.fmean(len(_ids(ranker, q, d)) for q, d in lists[1:])
@@ -205,9 +205,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from headrank.datasets import load_benchmark
-    from headrank.quantize import quantize_model
-    from headrank.ranker import HeadRanker
+    from headrank.data.benchmarks import load_benchmark
+    from headrank.engine.quantize import quantize_model
+    from headrank.engine.ranker import HeadRanker
 
     bench = load_benchmark("dl19")
     qids = sorted(bench.queries)

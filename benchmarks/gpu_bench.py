@@ -57,7 +57,7 @@ WORDS = ("the immune system learns to recognise a pathogen after vaccination and
 def build_model(shape: dict, dtype: torch.dtype, device: str, vocab: int = VOCAB):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    from headrank.capture import enable_capture
+    from headrank.engine.capture import enable_capture
 
     config = Qwen3Config(vocab_size=vocab, max_position_embeddings=40960, rope_theta=1e6, tie_word_embeddings=True,
                          **shape)
@@ -112,7 +112,7 @@ def correctness(device: str) -> float:
     small float32 Qwen3 (real head_dim, GQA)."""
     import copy
 
-    from headrank.capture import capture_lists
+    from headrank.engine.capture import capture_lists
 
     shape = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=128)
@@ -144,8 +144,8 @@ def rankgpt_window_ids(prefix: list[int], tail: list[int], passages: int, n: int
 
 def micro_row(name: str, model, n: int, args, device: str, rng: random.Random) -> dict:
     """One shape and list size: HeadRank, ICR, plain forward and generate, batch 1."""
-    from headrank.bench import prefill_flops
-    from headrank.capture import capture_lists
+    from headrank.engine.capture import capture_lists
+    from headrank.eval.bench import prefill_flops
 
     shape = SHAPES[name]
     layers, num_heads = shape["num_hidden_layers"], shape["num_attention_heads"]
@@ -212,9 +212,9 @@ def e2e(args, device: str, dtype: torch.dtype) -> dict:
     """``HeadRanker.rank`` with the real tokenizer: cold first call, warm median, a new token length."""
     from transformers import AutoTokenizer
 
-    from headrank.heads import HeadSet
-    from headrank.models import wrap_model
-    from headrank.ranker import HeadRanker
+    from headrank.engine.heads import HeadSet
+    from headrank.engine.models import wrap_model
+    from headrank.engine.ranker import HeadRanker
 
     name = args.models[-1]
     shape = SHAPES[name]

@@ -41,9 +41,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from headrank.datasets import load_benchmark
-    from headrank.quantize import quantize_model
-    from headrank.ranker import HeadRanker
+    from headrank.data.benchmarks import load_benchmark
+    from headrank.engine.quantize import quantize_model
+    from headrank.engine.ranker import HeadRanker
 
     bench = load_benchmark("dl21")
     reference = HeadRanker.from_pretrained(PRESET, device="cpu", quantize="none")

@@ -26,8 +26,8 @@ def two_step_capture(model, prefixes: list[list[int]], tails: list[list[list[int
     padded, explicit positions), the cache cropped back after each. Returns masses ``out[t][b]``."""
     from transformers import DynamicCache
 
-    from headrank.capture import CaptureRequest, run_with_capture
-    from headrank.heads import group_by_layer
+    from headrank.engine.capture import CaptureRequest, run_with_capture
+    from headrank.engine.heads import group_by_layer
 
     by_layer = group_by_layer(heads)
     decoder = model.base_model
@@ -67,8 +67,8 @@ def bench_parser(doc: str) -> argparse.ArgumentParser:
 
 def load_bench(args):
     """The preset on the CPU in float32 with ``--threads``, the DL19 BM25 lists, its heads, model and N/A tail."""
-    from headrank.prompt import CALIBRATION_QUERY
-    from headrank.ranker import HeadRanker
+    from headrank.engine.prompt import CALIBRATION_QUERY
+    from headrank.engine.ranker import HeadRanker
 
     torch.set_num_threads(args.threads)
     ranker = HeadRanker.from_pretrained(args.model, device="cpu", dtype="float32")
@@ -103,7 +103,7 @@ def main() -> None:
     parser = bench_parser(__doc__)
     parser.add_argument("--queries", type=int, default=5)
     args = parser.parse_args()
-    from headrank.capture import capture_lists
+    from headrank.engine.capture import capture_lists
 
     ranker, entries, heads, model, na = load_bench(args)
     rows = []

@@ -55,11 +55,11 @@ def main() -> None:
     parser.add_argument("--no-generative", action="store_true", help="skip the (slow) generative baseline")
     args = parser.parse_args()
 
-    from headrank.baselines.generative import GenerativeRanker
-    from headrank.datasets import load_benchmark
-    from headrank.models import load_model
-    from headrank.presets import load_preset
-    from headrank.ranker import HeadRanker
+    from headrank.data.benchmarks import load_benchmark
+    from headrank.engine.models import load_model
+    from headrank.engine.presets import load_preset
+    from headrank.engine.ranker import HeadRanker
+    from headrank.rerankers.generative import GenerativeRanker
 
     bench = load_benchmark("dl19", data_root=args.data_root)
     qids = sorted(bench.queries)[: args.queries + 1]  # the first list warms up every method

@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from headrank.datasets import load_benchmark
+    from headrank.data.benchmarks import load_benchmark
 
     bench = load_benchmark("dl19")
     qids = list(bench.queries)[: args.requests]

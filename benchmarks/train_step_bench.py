@@ -3,7 +3,7 @@
     PYTHONPATH=src python3 benchmarks/train_step_bench.py --heads runs/heads/qwen-dl21.json --lists 4
 
 With ``--lora-layers head-layers`` the layers below the first selected head carry no adapter, so their
-output never changes during training; ``headrank.align`` records it in the reference pass and each step
+output never changes during training; ``headrank.learn.align`` records it in the reference pass and each step
 runs only the head layers. This times one optimizer-free step (forward through the capture, loss,
 backward) both ways on the same DL21 training lists, alternating the two so that background load hits
 both alike, and checks that both give the same loss. Prints a Markdown table row per path.
@@ -18,7 +18,11 @@ import time
 
 import torch
 
-from headrank.align import (
+from headrank.data.benchmarks import load_benchmark
+from headrank.engine.heads import HeadSet
+from headrank.engine.models import load_model
+from headrank.engine.prompt import PromptBuilder, PromptSettings
+from headrank.learn.align import (
     TrainConfig,
     add_adapters,
     build_lists,
@@ -28,10 +32,6 @@ from headrank.align import (
     make_pairs,
     score_reference,
 )
-from headrank.datasets import load_benchmark
-from headrank.heads import HeadSet
-from headrank.models import load_model
-from headrank.prompt import PromptBuilder, PromptSettings
 
 
 def main() -> None:

@@ -123,7 +123,7 @@ def headline(rows: list[dict]) -> dict:
 
 
 def write_cards() -> None:
-    from headrank.presets.card import update_card
+    from headrank.learn.card import update_card
 
     for preset in presets():
         rows, note = spec_rows(preset)
@@ -146,8 +146,8 @@ def record_summary(summary: Path, command: str, out: Path) -> None:
 
 def record_scores(scores: Path, column: str, command: str, out: Path) -> None:
     """nDCG@10 per reporting set of per-list scores recorded as JSON lines ({set, qid, docids, <column>})."""
-    from headrank.datasets import load_benchmark
-    from headrank.evaluate import QueryRecord, compute_metrics
+    from headrank.data.benchmarks import load_benchmark
+    from headrank.eval.evaluate import QueryRecord, compute_metrics
 
     rows = [json.loads(line) for line in scores.read_text(encoding="utf-8").splitlines() if line.strip()]
     sets = {}
@@ -166,6 +166,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("check")
     sub.add_parser("write")
+    queries = sub.add_parser("per-query", help="one row's per-query nDCG@10 per set, as JSON (scripts/documents.py)")
+    queries.add_argument("preset")
+    queries.add_argument("method_prefix")
     summary = sub.add_parser("record-summary")
     summary.add_argument("summary", type=Path)
     scores = sub.add_parser("record-scores")
@@ -181,6 +184,8 @@ def main() -> None:
         record_scores(args.scores, args.column, args.command, args.out)
     elif args.action == "write":
         write_cards()
+    elif args.action == "per-query":
+        print(json.dumps({s: per_query(args.preset, args.method_prefix, s) for s in SETS}))
     elif stale := stale_cards():
         print("cards differ from their recorded results (run scripts/card_quality.py write):\n  " + "\n  ".join(stale))
         sys.exit(1)

@@ -12,6 +12,7 @@ result files (``results/``) or the shipped presets' cards (themselves written fr
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -19,33 +20,38 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]  # where the documents are (a test points it elsewhere)
 RESULTS = Path(__file__).resolve().parents[1] / "results"  # recorded results: always the repository's
-sys.path.insert(0, str(Path(__file__).parent))
 DOCUMENTS = ("README.md", "RESULTS.md", "BENCHMARKS.md", *sorted(f"docs/research/{p.name}" for p in
                                                              (ROOT / "docs" / "research").glob("*.md")))
 BLOCK = re.compile(r"(<!-- generated: ([\w-]+) -->\n)(.*?)(<!-- /generated -->)", re.S)
 
 
-def domain_table() -> str:
-    from domain_table import table
+def printed(script: str, *args: str) -> str:
+    """A block another script owns, as that script prints it (scripts run each other, never import each other)."""
+    import subprocess
 
-    return table()
+    here = Path(__file__).resolve().parent
+    done = subprocess.run([sys.executable, str(here / f"{script}.py"), *args], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(here.parent / "src")})
+    if done.returncode:
+        raise SystemExit(f"scripts/{script}.py {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def domain_table() -> str:
+    return printed("domain_table", "table")
 
 
 def zero_label() -> str:
-    from domain_table import zero_label_table
-
-    return zero_label_table()
+    return printed("domain_table", "zero-label")
 
 
 def long_lists() -> str:
-    from long_lists import table
-
-    return table()
+    return printed("long_lists", "table")
 
 
 def build_choice() -> str:
     """RESULTS.md's table of build-preset's inference choice: the validation rows of cards chosen that way."""
-    from headrank.presets import list_presets
+    from headrank.engine.presets import list_presets
 
     lines, header = [], None
     for preset in list_presets():
@@ -66,14 +72,12 @@ def build_choice() -> str:
 
 
 def deep_rule() -> str:
-    from long_lists import deep_rule_table
-
-    return deep_rule_table()
+    return printed("long_lists", "deep-rule")
 
 
 def presets_table() -> str:
     """README's preset table: four-set nDCG@10 and CPU latency per preset, from the model cards."""
-    from headrank.presets import DEFAULT_PRESET, list_presets
+    from headrank.engine.presets import DEFAULT_PRESET, list_presets
 
     lines = ["| preset | base model | inference settings | nDCG@10, four sets | BM25 | ICR (same model) | "
              "s per list, N = 20 (2-core CPU) |", "|---|---|---|---|---|---|---|"]
@@ -91,7 +95,7 @@ def presets_table() -> str:
 
 def presets_latency() -> str:
     """BENCHMARKS.md's shipped-presets speed table: each card's recorded latency run (one process per preset)."""
-    from headrank.presets import DEFAULT_PRESET, list_presets
+    from headrank.engine.presets import DEFAULT_PRESET, list_presets
 
     lines = ["| preset (base model) | HeadRank preset (s / list) | ICR (s / list; preset / ICR) | generative listwise (s / list; "
              "generative / preset) | generative: formatting success | generative: answers = input order | generative: decoded "
@@ -114,7 +118,7 @@ def presets_latency() -> str:
 
 def presets_quality() -> str:
     """RESULTS.md's preset table: every quality row of every shipped preset's card (recorded evaluate runs)."""
-    from headrank.presets import DEFAULT_PRESET, list_presets
+    from headrank.engine.presets import DEFAULT_PRESET, list_presets
 
     lines = ["| preset | setting | dl19 | dl20 | noveleval | nfcorpus | average of four |", "|---|---|---|---|---|---|---|"]
     for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
@@ -129,7 +133,7 @@ def presets_quality() -> str:
 def presets_validation() -> str:
     """RESULTS.md's per-domain table: each shipped preset's validation rows from its card (written from the
     recorded choice: results/fusion-forms-qwen-on-base.json, results/robust-choice-smol.json)."""
-    from headrank.presets import DEFAULT_PRESET, list_presets
+    from headrank.engine.presets import DEFAULT_PRESET, list_presets
 
     lines, header = [], None
     for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
@@ -148,10 +152,10 @@ def presets_validation() -> str:
 def presets_reading() -> str:
     """RESULTS.md's reading of the presets' table: where each preset, and its heads alone, stand against BM25, and
     per set the paired sign-flip p of the preset against BM25 (20,000 flips) where per-query values are recorded."""
-    from card_quality import per_query
+    import json
 
-    from headrank.compare import sign_flip_p_value
-    from headrank.presets import DEFAULT_PRESET, list_presets
+    from headrank.engine.presets import DEFAULT_PRESET, list_presets
+    from headrank.eval.compare import sign_flip_p_value
 
     names = {"dl19": "DL19", "dl20": "DL20", "noveleval": "NovelEval", "nfcorpus": "NFCorpus test"}
 
@@ -160,8 +164,10 @@ def presets_reading() -> str:
 
     def p_values(preset: str) -> str:
         out = []
+        mine_all = json.loads(printed("card_quality", "per-query", preset, "this preset"))
+        first_all = json.loads(printed("card_quality", "per-query", preset, "BM25"))
         for s, label in names.items():
-            mine, first = per_query(preset, "this preset", s), per_query(preset, "BM25", s)
+            mine, first = mine_all[s], first_all[s]
             if mine is None or first is None:
                 return "per-query values not recorded"
             out.append(f"{label} {sign_flip_p_value([mine[q] - first[q] for q in first], 20000, 0):.3f}")
@@ -183,7 +189,7 @@ def presets_sources() -> str:
     """RESULTS.md's list of the recorded file and command behind every row of the presets' quality table."""
     import json
 
-    from headrank.presets import DEFAULT_PRESET, list_presets
+    from headrank.engine.presets import DEFAULT_PRESET, list_presets
 
     lines = []
     for preset in sorted(list_presets(), key=lambda p: p.name != DEFAULT_PRESET):
@@ -217,32 +223,24 @@ def on_base_reporting() -> str:
 
 
 def int8_quality() -> str:
-    from int8_tables import quality_table
-
-    return quality_table()
+    return printed("int8_tables", "--print", "quality")
 
 
 def int8_speed() -> str:
-    from int8_tables import speed_table
-
-    return speed_table()
+    return printed("int8_tables", "--print", "speed")
 
 
 def int8_parts() -> str:
-    from int8_tables import parts_table
-
-    return parts_table()
+    return printed("int8_tables", "--print", "parts")
 
 
 def int8_headline() -> str:
-    from int8_tables import readme_sentence
-
-    return readme_sentence()
+    return printed("int8_tables", "--print", "headline")
 
 
 def default_headline() -> str:
     """README's status sentence on the default preset, from its card."""
-    from headrank.presets import DEFAULT_PRESET, FAST_PRESET, load_preset
+    from headrank.engine.presets import DEFAULT_PRESET, FAST_PRESET, load_preset
 
     preset, fast = load_preset(DEFAULT_PRESET), load_preset(FAST_PRESET)
     head = preset.headline

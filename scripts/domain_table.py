@@ -30,7 +30,7 @@ REPORTING = ("dl19", "dl20", "noveleval", "nfcorpus")
 def previous_default() -> dict[str, float]:
     """The previous default's reporting-set nDCG@10, as its successor's card records it (issue 18;
     docs/research/head-selection.md)."""
-    from headrank.presets import DEFAULT_PRESET, load_preset
+    from headrank.engine.presets import DEFAULT_PRESET, load_preset
 
     row = next(r for r in load_preset(DEFAULT_PRESET).card["quality"] if r["method"].startswith("previous default"))
     return {name: row["ndcg@10"][name] for name in REPORTING}
@@ -56,7 +56,7 @@ def per_query(run_dir: Path, method: str) -> dict[str, dict[str, float]]:
 
 
 def record(args) -> None:
-    from headrank.compare import sign_flip_p_value
+    from headrank.eval.compare import sign_flip_p_value
 
     mine, bm25 = per_query(args.eval, args.method), per_query(args.bm25, "bm25")
     sets = {}
@@ -73,7 +73,7 @@ def record(args) -> None:
 def macro_p(mine: dict[str, dict[str, float]], other: dict[str, dict[str, float]]) -> float:
     """Paired sign-flip p of the difference in the mean over sets of per-set means (the "four-set average"):
     each query's difference is weighted by 1 / (sets x its set's queries), so small sets count as much as large."""
-    from headrank.compare import sign_flip_p_value
+    from headrank.eval.compare import sign_flip_p_value
 
     total = sum(len(q) for q in mine.values())
     diffs = []
@@ -180,11 +180,12 @@ def main() -> None:
     rec.add_argument("--bm25", type=Path, required=True)
     rec.add_argument("--out", type=Path, required=True)
     sub.add_parser("table")
+    sub.add_parser("zero-label")
     args = parser.parse_args()
     if args.command == "record":
         record(args)
     else:
-        print(table(), end="")
+        print(table() if args.command == "table" else zero_label_table(), end="")
 
 
 if __name__ == "__main__":

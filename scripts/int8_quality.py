@@ -1,9 +1,9 @@
 """int8 against float32, paired per query: a preset's scores on the same lists in both modes, resumably.
 
 Every list is scored twice in one process, by the preset in float32 and by the same preset with int8 linear
-layers (``headrank.quantize``), without fusion or valve; ``--summary`` then applies the preset's own rule
+layers (``headrank.engine.quantize``), without fusion or valve; ``--summary`` then applies the preset's own rule
 (``rule.final_scores``: its fusion and valve) to both, computes nDCG@10 per query with ir-measures, and tests
-the paired differences per set (sign-flip randomization, ``headrank.compare``). The sets: the five validation
+the paired differences per set (sign-flip randomization, ``headrank.eval.compare``). The sets: the five validation
 domains of the preset's choice (the lists of ``validation_scores.py``) and the four reporting sets (every
 query, BM25 top 20). One JSON line per list: set, qid, docids, both modes' scores and the run's key (preset
 files, quantization format and parts); a rerun resumes only lines with this key and the same docids.
@@ -19,22 +19,18 @@ import hashlib
 import json
 import logging
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from observe_pool import DEPTH, pick_queries  # noqa: E402
-from pool import load_set  # noqa: E402
-from validation_scores import VALIDATION_PLAN  # noqa: E402
-
 from headrank.batch import RankerSpec
-from headrank.data import appendable_lines
-from headrank.presets import load_preset
-from headrank.quantize import DEFAULT_PARTS, FORMAT
-from headrank.ranker import HeadRanker
+from headrank.data.formats import appendable_lines
+from headrank.engine.presets import load_preset
+from headrank.engine.quantize import DEFAULT_PARTS, FORMAT
+from headrank.engine.ranker import HeadRanker
+from headrank.learn.choose import load_domain_set as load_set
+from headrank.learn.pool import DEPTH, VALIDATION_PLAN, pick_queries
 
 REPORTING_PLAN = ("dl19:all", "dl20:all", "noveleval:all", "nfcorpus:all")
 # The order runs the small sets first, so that a stopped run has whole sets to show.
@@ -93,7 +89,7 @@ def ndcg_per_query(rows: list[dict], mode: str, bench, fuse, valve) -> dict[str,
     import ir_measures
     from ir_measures import nDCG
 
-    from headrank.rule import final_scores
+    from headrank.engine.rule import final_scores
 
     run = []
     for row in rows:
@@ -107,11 +103,11 @@ def ndcg_per_query(rows: list[dict], mode: str, bench, fuse, valve) -> dict[str,
 
 
 def summarize(preset: str, scores: Path, plan: list[str]) -> dict:
-    from headrank.compare import sign_flip_p_value
+    from headrank.eval.compare import sign_flip_p_value
 
     config = load_preset(preset)
     fuse, valve = config.inference.fuse_first_stage, config.inference.safety_valve
-    from headrank.heads import HeadSet
+    from headrank.engine.heads import HeadSet
 
     rows = list(finished(scores, run_key(preset)).values())
     heads = HeadSet.load(config.path / "headset.json")

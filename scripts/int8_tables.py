@@ -160,12 +160,21 @@ def card_entry() -> dict:
     }
 
 
+PRINTS = {"quality": quality_table, "speed": speed_table, "parts": parts_table, "headline": readme_sentence}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--card", type=Path, required=True, help="the preset folder whose card gets the section")
+    parser.add_argument("--card", type=Path, help="the preset folder whose card gets the section")
+    parser.add_argument("--print", choices=sorted(PRINTS), help="print one generated block instead (scripts/documents.py)")
     args = parser.parse_args()
-    from headrank.checkpoint import CONFIG_NAME
-    from headrank.presets.card import update_card
+    if args.print:
+        print(PRINTS[args.print](), end="")
+        return
+    if args.card is None:
+        parser.error("give --card PRESET_FOLDER or --print BLOCK")
+    from headrank.engine.checkpoint import CONFIG_NAME
+    from headrank.learn.card import update_card
 
     if _done(json.loads(QUALITY.read_text())["sets"]) < SETS:
         raise SystemExit(f"{QUALITY} holds fewer than {SETS} sets: finish scripts/int8_quality.py first")

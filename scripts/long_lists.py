@@ -26,7 +26,7 @@ def run_metrics(folder: Path, method: str, depth: int, benchmark: str = "dl19") 
 
 
 def record(args) -> None:
-    from headrank.compare import sign_flip_p_value
+    from headrank.eval.compare import sign_flip_p_value
 
     method = "heads+rrf0.6+valve"
     runs = {"k20": run_metrics(args.k20, method, 20), "k100": run_metrics(args.k100, method, 100),
@@ -82,11 +82,12 @@ def main() -> None:
     for flag in ("--k20", "--k100", "--bm25", "--out"):
         rec.add_argument(flag, type=Path, required=True)
     sub.add_parser("table")
+    sub.add_parser("deep-rule")
     args = parser.parse_args()
     if args.command == "record":
         record(args)
     else:
-        print(table(), end="")
+        print(table() if args.command == "table" else deep_rule_table(), end="")
 
 
 if __name__ == "__main__":

@@ -21,42 +21,16 @@ import argparse
 import json
 import logging
 import random
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from pool import load_set  # noqa: E402
-
-from headrank.data import appendable_lines
-from headrank.heads import HeadSet
-from headrank.observe import SharedCapture, all_head_observer
-from headrank.ranker import HeadRanker
-
-DEPTH = 20
-
-
-def pick_queries(bench, which: str, head_set: HeadSet, seed: int) -> list[str]:
-    qids = list(bench.queries)
-    if which == "all":
-        return qids
-    if which == "judged":  # a relevant passage in the top-20: other queries score 0 whatever the order
-        return [q for q in qids if any(bench.qrels[q].get(c.docid, 0) >= bench.relevant_grade
-                                       for c in bench.candidates[q][:DEPTH])]
-    if which in ("train", "val"):
-        split = head_set.split_queries(which)
-        return [q for q in qids if q in set(split)]
-    n = int(which)
-    judged = bench.qrels
-    usable = []
-    for q in sorted(qids):
-        grades = [judged[q].get(c.docid, 0) for c in bench.candidates[q][:DEPTH]]
-        if any(g >= bench.relevant_grade for g in grades) and any(g <= 0 for g in grades):
-            usable.append(q)
-    random.Random(f"pool/{bench.name}/{seed}").shuffle(usable)
-    return sorted(usable[:n])
+from headrank.data.formats import appendable_lines
+from headrank.engine.observe import SharedCapture, all_head_observer
+from headrank.engine.ranker import HeadRanker
+from headrank.learn.choose import load_domain_set as load_set
+from headrank.learn.pool import DEPTH, pick_queries
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from headrank.presets.card import update_card
+from headrank.learn.card import update_card
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from headrank.data import DataFormatError, RerankInput, read_rankgpt_file
+from headrank.data.formats import DataFormatError, RerankInput, read_rankgpt_file
 
 
 def union_of_candidates(lists: list[RerankInput]) -> dict[str, str]:

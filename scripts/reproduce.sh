@@ -12,6 +12,7 @@
 #                                    then both orders averaged
 #   scripts/reproduce.sh k50         both models, K = 50 on DL19 and DL20
 #   scripts/reproduce.sh ablations   the training ablations (default model)
+#   scripts/reproduce.sh default     the shipped default: its fusion and valve by the every-domain rule, its rows
 #   scripts/reproduce.sh --list      print the steps of the named sections without running them
 set -euo pipefail
 
@@ -170,6 +171,18 @@ section_ablations() {
         --order reversed -b dl19,dl20,noveleval
 }
 
+section_default() {
+    # The shipped default's fusion weight and safety valve, rebuilt by the every-domain rule (learn/choose.py)
+    # from the recorded scores of its heads on the 309 validation lists (seconds; the card's validation rows to
+    # the fourth decimal). Its heads came from an all-head pool by the same rule (hours on 2 cores):
+    #   python scripts/observe_pool.py --preset headrank-qwen2.5-coder-0.5b --out runs/pool-qwen --plan ...
+    #   headrank choose --pool runs/pool-qwen --cap 18   (the plan: the card's "Built here as")
+    step default-choose choose --scores results/int8-quality-qwen-scores.jsonl --column float32 \
+        --out runs/default-choice.json
+    step default-eval evaluate --method heads --model headrank-qwen2.5-coder-0.5b -b "$ALL" --fuse-first-stage 0.6 \
+        --safety-valve
+}
+
 main() {
     cd "$(dirname "$0")/.."
     mkdir -p runs/done runs/logs
@@ -177,11 +190,11 @@ main() {
     for arg in "$@"; do
         case $arg in
             --list) LIST_ONLY=1 ;;
-            smollm2 | qwen | reversed | k50 | ablations) sections+=("$arg") ;;
-            *) echo "unknown section: $arg (smollm2, qwen, reversed, k50, ablations, --list)" >&2; exit 2 ;;
+            smollm2 | qwen | reversed | k50 | ablations | default) sections+=("$arg") ;;
+            *) echo "unknown section: $arg (smollm2, qwen, reversed, k50, ablations, default, --list)" >&2; exit 2 ;;
         esac
     done
-    [[ ${#sections[@]} -gt 0 ]] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+    [[ ${#sections[@]} -gt 0 ]] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
     for section in "${sections[@]}"; do
         "section_$section"
     done

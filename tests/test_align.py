@@ -9,12 +9,12 @@ import pytest
 import torch
 from conftest import tiny_llama, tiny_qwen2
 
-from headrank import align
-from headrank.align import TrainConfig, TrainingList, list_loss, make_pairs, train
-from headrank.checkpoint import is_checkpoint
-from headrank.heads import HeadSet
-from headrank.prompt import PromptBuilder, PromptSettings
-from headrank.ranker import HeadRanker
+from headrank.engine.checkpoint import is_checkpoint
+from headrank.engine.heads import HeadSet
+from headrank.engine.prompt import PromptBuilder, PromptSettings
+from headrank.engine.ranker import HeadRanker
+from headrank.learn import align
+from headrank.learn.align import TrainConfig, TrainingList, list_loss, make_pairs, train
 
 
 def test_pairs():
@@ -55,7 +55,7 @@ def test_bad_config(bad):
 
 
 def test_several_shuffled_lists_per_query(llama_tokenizer):
-    from headrank.align import build_lists
+    from headrank.learn.align import build_lists
 
     items, qrels = _toy_data()
     builder = PromptBuilder(llama_tokenizer, PromptSettings(max_passage_tokens=16))
@@ -81,7 +81,7 @@ def _toy_data():
 
 def _train(base, llama_tokenizer, out, epochs, resume=False, lr=5e-3, on_phase=None, data=None, on_step=None,
            **settings):
-    from headrank.models import load_model
+    from headrank.engine.models import load_model
 
     loaded = load_model(str(base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(base),
@@ -166,7 +166,7 @@ def test_few_step_training_checkpoint_round_trip_and_determinism(tiny_base, llam
         warnings.simplefilter("always")
         ranker = HeadRanker.from_pretrained(str(out), device="cpu")
     assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]  # peft's noise is hidden
-    assert ranker.method == "headrank" and ranker.heads.deepest_layer == 2
+    assert ranker.method == "heads" and ranker.heads.deepest_layer == 2
     results = ranker.rank("query about solar", ["solar panels", "pasta recipes", "wind farms"])
     assert sorted(r.corpus_id for r in results) == [0, 1, 2]
     with pytest.raises(ValueError, match="brings its own head set"):
@@ -192,8 +192,8 @@ def test_every_ablation_recipe_trains_an_epoch(tiny_base, llama_tokenizer, tmp_p
 
 
 def test_training_changes_only_adapters_on_layers_up_to_l_star(tiny_base):
-    from headrank.align import add_adapters
-    from headrank.models import load_model
+    from headrank.engine.models import load_model
+    from headrank.learn.align import add_adapters
 
     loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
     peft_model = add_adapters(loaded.model, HeadSet(heads=((1, 0),)), TrainConfig(target_modules=("q_proj", "k_proj")))
@@ -204,8 +204,8 @@ def test_training_changes_only_adapters_on_layers_up_to_l_star(tiny_base):
 
 
 def test_head_layer_adapters_sit_only_on_the_selected_heads_layers(tiny_base):
-    from headrank.align import add_adapters
-    from headrank.models import load_model
+    from headrank.engine.models import load_model
+    from headrank.learn.align import add_adapters
 
     loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (3, 2)))
@@ -219,7 +219,7 @@ def test_head_layer_adapters_sit_only_on_the_selected_heads_layers(tiny_base):
 def test_resume_check_reads_settings_added_later_as_defaults(tmp_path):
     from dataclasses import asdict
 
-    from headrank.align import check_resumable
+    from headrank.learn.align import check_resumable
 
     current = asdict(TrainConfig())
     old = {k: v for k, v in current.items() if k != "lora_layers"}  # a state written before the option
@@ -230,9 +230,9 @@ def test_resume_check_reads_settings_added_later_as_defaults(tmp_path):
 
 def test_a_checkpoint_that_kept_epoch_0_scores_like_its_head_set_alone(tiny_base, tmp_path):
     """reproduce.sh skips evaluating such a checkpoint and reports the untrained rows for it."""
-    from headrank.align import add_adapters
-    from headrank.checkpoint import save_adapter, write_config
-    from headrank.models import load_model
+    from headrank.engine.checkpoint import save_adapter, write_config
+    from headrank.engine.models import load_model
+    from headrank.learn.align import add_adapters
 
     loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(tiny_base),
@@ -250,8 +250,8 @@ def test_a_checkpoint_that_kept_epoch_0_scores_like_its_head_set_alone(tiny_base
 @pytest.mark.parametrize("make", [tiny_llama, tiny_qwen2])
 def test_frozen_layer_cache_gives_the_full_forwards_scores_and_gradients(make, llama_tokenizer):
     """With head-layer adapters, training runs only the head layers on a recorded input; same numbers."""
-    from headrank.align import add_adapters, frozen_layers, list_logprobs, score_reference
-    from headrank.capture import enable_capture
+    from headrank.engine.capture import enable_capture
+    from headrank.learn.align import add_adapters, frozen_layers, list_logprobs, score_reference
 
     model = make(vocab_size=49152)
     enable_capture(model)
@@ -266,7 +266,7 @@ def test_frozen_layer_cache_gives_the_full_forwards_scores_and_gradients(make, l
             torch.nn.init.normal_(p, std=0.2)
     items, qrels = _toy_data()
     builder = PromptBuilder(llama_tokenizer, PromptSettings(max_passage_tokens=16))
-    from headrank.align import build_lists
+    from headrank.learn.align import build_lists
 
     item = build_lists(items[:1], qrels, builder, TrainConfig(list_size=6), random.Random(0))[0]
     full = list_logprobs(peft_model, [item], heads, pad_id=0)[0]
@@ -287,7 +287,7 @@ def test_frozen_layer_cache_gives_the_full_forwards_scores_and_gradients(make, l
 
 
 def test_frozen_layers_need_one_mask_type_for_all_layers():
-    from headrank.capture import can_skip_layers
+    from headrank.engine.capture import can_skip_layers
 
     model = tiny_qwen2()
     assert can_skip_layers(model, 2) and not can_skip_layers(model, 0)
@@ -299,7 +299,7 @@ def test_head_layer_training_with_the_frozen_cache_matches_the_full_forward(tiny
                                                                            monkeypatch):
     settings = {"lora_layers": "head-layers", "lists_per_query": 2}
     cached = _train(tiny_base, llama_tokenizer, tmp_path / "cached", epochs=2, **settings)["history"]
-    monkeypatch.setattr("headrank.align.frozen_layers", lambda *a: 0)
+    monkeypatch.setattr("headrank.learn.align.frozen_layers", lambda *a: 0)
     full = _train(tiny_base, llama_tokenizer, tmp_path / "full", epochs=2, **settings)["history"]
     assert [h["train_loss"] for h in cached[1:]] == pytest.approx([h["train_loss"] for h in full[1:]], rel=1e-4)
     assert [h["val_ndcg@10"] for h in cached] == pytest.approx([h["val_ndcg@10"] for h in full])
@@ -314,7 +314,7 @@ def test_head_layer_training_with_the_frozen_cache_matches_the_full_forward(tiny
     ("nfcorpus:dev:@ids.txt", ("nfcorpus", "dev", None, "ids.txt")),
 ])
 def test_data_sources_parse(spec, expected):
-    from headrank.align import parse_source
+    from headrank.learn.align import parse_source
 
     s = parse_source(spec)
     assert (s.benchmark, s.split, s.count, None if s.query_file is None else str(s.query_file)) == expected
@@ -328,8 +328,8 @@ def test_bad_data_sources_are_refused(spec):
 
 
 def test_validation_is_the_mean_over_domains(tiny_base, llama_tokenizer):
-    from headrank.align import build_lists, validation_ndcg
-    from headrank.models import load_model
+    from headrank.engine.models import load_model
+    from headrank.learn.align import build_lists, validation_ndcg
 
     loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4)
@@ -353,7 +353,7 @@ def test_validation_is_the_mean_over_domains(tiny_base, llama_tokenizer):
 def _two_domain_setup(tiny_base, toy_folder, tmp_path):
     import shutil
 
-    from headrank.models import load_model
+    from headrank.engine.models import load_model
 
     other = tmp_path / "other-domain"
     shutil.copytree(toy_folder, other)
@@ -421,8 +421,8 @@ def test_bad_extra_training_data_fails_clearly(tiny_base, toy_folder, tmp_path, 
 
 def test_reference_key_changes_with_everything_the_reference_scores_depend_on():
     """A resumed run reuses saved reference scores only for the same model, head set and list content."""
-    from headrank.align import reference_key
-    from headrank.prompt import ListwisePrompt
+    from headrank.engine.prompt import ListwisePrompt
+    from headrank.learn.align import reference_key
 
     def item(docids=("a", "b"), prefix=(1, 2, 3)):
         prompt = ListwisePrompt(prefix_ids=list(prefix), tail_ids=[4, 5], passage_spans=[(0, 1), (1, 2)],

@@ -268,20 +268,20 @@ def test_cli_non_utf8_stdin(files):
 
 @pytest.fixture(scope="module")
 def ranker(files):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     return HeadRanker.from_pretrained(str(files / "tiny"), heads=[(1, 0), (2, 3)], device="cpu")
 
 
 def _api_cases():
-    from headrank.align import TrainConfig
-    from headrank.checkpoint import InferenceSettings
-    from headrank.fusion import fuse_with_first_stage
-    from headrank.heads import HeadSet, HeadSetMismatchError
-    from headrank.models import ModelUnavailableError, load_model, resolve_device, resolve_dtype
-    from headrank.presets import load_preset
-    from headrank.prompt import PromptSettings
-    from headrank.ranker import HeadRanker
+    from headrank.engine.checkpoint import InferenceSettings
+    from headrank.engine.fusion import fuse_with_first_stage
+    from headrank.engine.heads import HeadSet, HeadSetMismatchError
+    from headrank.engine.models import ModelUnavailableError, load_model, resolve_device, resolve_dtype
+    from headrank.engine.presets import load_preset
+    from headrank.engine.prompt import PromptSettings
+    from headrank.engine.ranker import HeadRanker
+    from headrank.learn.align import TrainConfig
 
     docs = ["solar panels", "pasta recipes"]
     return [
@@ -372,7 +372,7 @@ def test_there_are_enough_cases():
 # fail); conflicting judgments keep the first; ids that are not strings or integers are refused; every backend
 # checks its options at load, before a model loads. Each case failed before: a later line replaced the first.
 
-from headrank.data import DataFormatError, read_beir, read_qrels, read_rerank_input, read_topics  # noqa: E402
+from headrank.data.formats import DataFormatError, read_beir, read_qrels, read_rerank_input, read_topics  # noqa: E402
 
 
 def test_topics_keep_the_first_query_text_and_say_so(tmp_path, caplog):
@@ -461,7 +461,7 @@ def test_rerank_batch_ranks_the_first_text_of_a_repeated_corpus_id_and_lists_it(
 
 
 def test_evaluate_on_a_beir_folder_with_a_repeated_id_uses_the_first_text(tmp_path, caplog):
-    from headrank.datasets import load_benchmark
+    from headrank.data.benchmarks import load_benchmark
 
     folder = _beir(tmp_path / "beir", [{"_id": "d1", "text": "solar panels make power"}, {"_id": "d2", "text": "pasta"},
                                        {"_id": "d1", "text": "pasta pasta pasta"}])
@@ -474,7 +474,7 @@ def test_evaluate_on_a_beir_folder_with_a_repeated_id_uses_the_first_text(tmp_pa
 
 def test_adapt_says_when_a_corpus_repeats_ids(tmp_path, caplog):
     """adapt --corpus reads with the same rule and says how many rows became how many documents."""
-    from headrank.synthetic import corpus_benchmark
+    from headrank.learn.synthetic import corpus_benchmark
 
     corpus = tmp_path / "corpus.tsv"
     corpus.write_text("".join(f"d{i}\tpassage number {i} about solar panels and wind farms\n" for i in range(19))
@@ -497,8 +497,8 @@ def test_every_backend_checks_its_options_at_load_before_any_model_loads(backend
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded before the options were checked")
 
-    monkeypatch.setattr("headrank.models.load_model", no_model)
-    monkeypatch.setattr("headrank.ranker.load_model", no_model, raising=False)
+    monkeypatch.setattr("headrank.engine.models.load_model", no_model)
+    monkeypatch.setattr("headrank.engine.ranker.load_model", no_model, raising=False)
     with pytest.raises(ValueError, match=message):
         load_reranker(backend, "smollm2-135m-instruct", **options)
 
@@ -507,7 +507,7 @@ def test_every_backend_checks_its_options_at_load_before_any_model_loads(backend
 def test_load_reranker_names_the_valid_backends(backend):
     from headrank.rerankers import load_reranker
 
-    with pytest.raises(ValueError, match="choose one of headrank, icr, generative, pointwise, firststage"):
+    with pytest.raises(ValueError, match="choose one of heads, icr, generative, pointwise, bm25, headrank, firststage"):
         load_reranker(backend)
 
 
@@ -516,7 +516,7 @@ def test_fusion_weights_of_any_real_number_type_and_never_a_bool():
 
     import numpy as np
 
-    from headrank.rule import fusion_weight
+    from headrank.engine.rule import fusion_weight
 
     for value, want in ((np.float32(0.5), 0.5), (np.int64(1), 1.0), (decimal.Decimal("0.25"), 0.25),
                         (np.float64(0.0), None), (0, None)):
@@ -527,7 +527,7 @@ def test_fusion_weights_of_any_real_number_type_and_never_a_bool():
 
 
 def test_metadata_must_be_a_dict(tmp_path, tiny_base):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
     from headrank.rerankers import load_reranker
 
     ranker = HeadRanker.from_pretrained(str(tiny_base), heads="1:0,2:3", device="cpu")
@@ -553,8 +553,8 @@ def test_rerank_says_when_the_valve_fired_and_names_only_what_was_on(files, tmp_
     input-order note names the safety valve alone when fusion is off (it used to say 'fusion' anyway)."""
     from conftest import make_tiny_preset
 
-    from headrank.checkpoint import InferenceSettings
-    from headrank.rule import SafetyValve
+    from headrank.engine.checkpoint import InferenceSettings
+    from headrank.engine.rule import SafetyValve
 
     always = SafetyValve("agreement", threshold=2.0, weight=1.0)
     preset = make_tiny_preset(files / "tiny", tmp_path / "valved", InferenceSettings(safety_valve=always))

@@ -3,9 +3,9 @@
 import pytest
 from conftest import tiny_llama
 
-from headrank.baselines.generative import GenerativeRanker, parse_permutation, rankgpt_messages
-from headrank.baselines.pointwise import PointwiseRanker
-from headrank.models import wrap_model
+from headrank.engine.models import wrap_model
+from headrank.rerankers.generative import GenerativeRanker, parse_permutation, rankgpt_messages
+from headrank.rerankers.pointwise import PointwiseRanker
 
 
 @pytest.mark.parametrize(

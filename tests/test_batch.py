@@ -229,7 +229,7 @@ def test_default_batch_size_is_one_list_per_forward_on_the_cpu(run_files, tmp_pa
     """Without --batch-size, each forward takes one list on the CPU (faster per list there than batches of 4,
     BENCHMARKS.md) and four where the model runs on a GPU."""
     from headrank.batch import RankerSpec, default_batch_size
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     assert default_batch_size(RankerSpec(model="m", device="cpu")) == 1
     assert default_batch_size(RankerSpec(model="m", device="cuda")) == 4

@@ -3,7 +3,7 @@
 import pytest
 from conftest import tiny_llama
 
-from headrank.bench import BenchRow, markdown, measure, passage_budget, prefill_flops
+from headrank.eval.bench import BenchRow, markdown, measure, passage_budget, prefill_flops
 
 
 def test_passage_budget_fits_the_context():
@@ -26,13 +26,13 @@ def test_measure_every_method_on_a_tiny_model(tmp_path, llama_tokenizer):
     llama_tokenizer.save_pretrained(path)
     lists = [("first query", ["alpha", "beta gamma", "delta"]), ("second", ["x y", "z", "w v u"])]
     rows = [measure(m, str(path), [[1, 0], [2, 3]], lists, budget=8, device="cpu")
-            for m in ("headrank", "icr", "generative", "pointwise")]
-    assert [r.method for r in rows] == ["headrank", "icr", "generative", "pointwise"]
+            for m in ("headrank", "icr", "generative", "pointwise")]  # "headrank": an alias of "heads"
+    assert [r.method for r in rows] == ["heads", "icr", "generative", "pointwise"]
     assert all(r.n == 3 and r.latency_s > 0 and r.tokens > 0 for r in rows)
     assert rows[0].prefill_gflop < rows[1].prefill_gflop  # truncated at layer 2 of 4
     assert rows[2].prefill_gflop is None
     table = markdown(rows, "cmd", "note")
-    assert "| 3 | headrank | 8 |" in table and "1.00x" in table and "Command: `cmd`" in table
+    assert "| 3 | heads | 8 |" in table and "1.00x" in table and "Command: `cmd`" in table
 
 
 def test_markdown_without_headrank_row():
@@ -41,7 +41,7 @@ def test_markdown_without_headrank_row():
 
 
 def test_peak_memory_counts_work_after_loading_only():
-    from headrank.bench import reset_peak_rss, rss_mib
+    from headrank.eval.bench import reset_peak_rss, rss_mib
 
     if not reset_peak_rss():
         pytest.skip("no /proc/self/clear_refs on this system")

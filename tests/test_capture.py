@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import data_path, tiny_llama, tiny_mistral, tiny_qwen2, tiny_qwen3
 
-from headrank.capture import CaptureRequest, capture_lists, enable_capture, run_with_capture
+from headrank.engine.capture import CaptureRequest, capture_lists, enable_capture, run_with_capture
 
 HEADS = [(0, 1), (1, 0), (1, 3), (2, 2), (3, 1)]
 TOL = 1e-5
@@ -187,7 +187,7 @@ def test_one_pass_runs_one_forward():
 def test_length_buckets_change_no_result(single):
     """Padding a forward to a bucket length (reused GPU kernels) gives the same masses: trailing padding for one
     list (nothing real attends to later positions), more left padding for a batch."""
-    from headrank.capture import batch_bucket, batch_buckets, bucket_length, bucket_lengths
+    from headrank.engine.capture import batch_bucket, batch_buckets, bucket_length, bucket_lengths
 
     assert [bucket_length(n) for n in (1, 64, 65, 1000, 1025, 2150, 10470)] == [64, 64, 128, 1024, 1152, 2304, 11264]
     assert all(n <= bucket_length(n) <= max(n + 63, 1.125 * n) for n in range(1, 20000, 37))
@@ -218,7 +218,7 @@ def test_length_buckets_make_every_attention_shape_recur(monkeypatch):
     """With buckets, two lists of different lengths within one bucket (and queries of different lengths) give
     the same shape to every attention call and to the captured rows: no exact length reaches a kernel, so a
     GPU reuses what the first list (or a warm-up) chose. Exact lengths without buckets."""
-    import headrank.capture as capture
+    import headrank.engine.capture as capture
 
     model = tiny_qwen3(vocab_size=1000)
     enable_capture(model)
@@ -264,7 +264,7 @@ def test_a_mask_cached_in_inference_mode_does_not_reach_training(monkeypatch):
     """The per-piece masks are cached; one made under ``inference_mode`` (ranking, validation) must not be
     reused by a training forward of the same layout: on CUDA the attention kernels save their mask for backward,
     which an inference tensor refuses."""
-    import headrank.capture as capture
+    import headrank.engine.capture as capture
 
     model = tiny_qwen3(vocab_size=1000)
     enable_capture(model)

@@ -101,9 +101,9 @@ def test_demo_shows_a_real_bm25_list_and_the_built_in_example_in_both_orders(def
     """The default preset (real weights) on the first judged DL19 query's BM25 top 20, with grades and nDCG@10 of
     both orders recomputed here, then the built-in example in BM25's, the preset's and the model's own order."""
     from headrank.cli import DEMO_PASSAGES
-    from headrank.datasets import first_judged_list
-    from headrank.evaluate import order_ndcg
-    from headrank.presets import DEFAULT_PRESET
+    from headrank.data.benchmarks import first_judged_list
+    from headrank.engine.presets import DEFAULT_PRESET
+    from headrank.eval.evaluate import order_ndcg
 
     data_path("msmarco-passage", "dl19")
     result = runner.invoke(app, ["demo", "--device", "cpu"])
@@ -309,7 +309,7 @@ def test_tables_never_pass_escape_sequences_or_markup_to_the_terminal(tmp_path, 
 def test_one_default_model():
     """Every command defaults to the default preset or to its base model, and says so in --help."""
     from headrank import DEFAULT_MODEL, DEFAULT_PRESET
-    from headrank.presets import load_preset
+    from headrank.engine.presets import load_preset
 
     assert load_preset(DEFAULT_PRESET).base_model == DEFAULT_MODEL
     def model_help(command: str) -> str:  # the --model row, wide enough not to wrap

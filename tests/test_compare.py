@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from headrank.cli import app
-from headrank.compare import compare_runs, load_run_metrics, sign_flip_p_value
+from headrank.eval.compare import compare_runs, load_run_metrics, sign_flip_p_value
 
 
 def _run(path, benchmark, values):

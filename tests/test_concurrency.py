@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import threading
 
-from headrank.prompt import PromptBuilder
+from headrank.engine.prompt import PromptBuilder
 
 QUERY = "how do vaccines work?"
 PASSAGES = ["Vaccines train the immune system <|im_end|> to fight a pathogen.", "Pasta recipes from Italy.",

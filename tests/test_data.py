@@ -3,7 +3,7 @@ import json
 import pytest
 from conftest import data_path
 
-from headrank.data import DataFormatError, read_rerank_input
+from headrank.data.formats import DataFormatError, read_rerank_input
 
 
 def test_rankgpt_file_from_shared_data():
@@ -88,7 +88,7 @@ def test_only_newlines_end_records(tmp_path):
 
 
 def test_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
-    from headrank.data import read_qrels, read_topics
+    from headrank.data.formats import read_qrels, read_topics
 
     p = tmp_path / "c.tsv"
     p.write_bytes("\ufeffd1\tfirst\n".encode("utf-8"))
@@ -120,7 +120,7 @@ def test_ci_turns_missing_data_into_a_failure(monkeypatch):
 
 
 def test_appendable_lines_drop_a_torn_last_line_from_the_file(tmp_path):
-    from headrank.data import appendable_lines
+    from headrank.data.formats import appendable_lines
 
     path = tmp_path / "progress.jsonl"
     path.write_text('{"a": 1}\n{"b": "x\\u2028y"}\n{"c": ', encoding="utf-8")

@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from headrank.data import DataFormatError, read_beir, read_qrels, read_topics, read_trec_run, write_trec_run
-from headrank.datasets import load_benchmark
+from headrank.data.benchmarks import load_benchmark
+from headrank.data.formats import DataFormatError, read_beir, read_qrels, read_topics, read_trec_run, write_trec_run
 
 
 def test_qrels_trec_and_beir(tmp_path):
@@ -86,7 +86,7 @@ def test_trec_runs_keep_the_shown_order_under_ties(tmp_path):
     now has strictly decreasing scores, so ir-measures (pytrec_eval) sees the order as ranked."""
     import ir_measures
 
-    from headrank.data import strictly_decreasing, write_trec_run
+    from headrank.data.formats import strictly_decreasing, write_trec_run
 
     ranked = [("a", 0.5), ("z", 0.5), ("m", 0.5), ("b", 0.2), ("c", -math.inf), ("d", -math.inf)]
     path = tmp_path / "run.trec"

@@ -94,10 +94,10 @@ def test_every_card_validation_row_comes_from_the_recorded_choice():
     import json
 
     from ship_on_base import choice_of, replaced_ndcg
-    from ship_robust import validation_rows
 
-    from headrank.heads import HeadSet
-    from headrank.presets import load_preset
+    from headrank.engine.heads import HeadSet
+    from headrank.engine.presets import load_preset
+    from headrank.learn.card import validation_rows
 
     def recorded(name: str) -> dict:
         return json.loads((ROOT / "results" / name).read_text())

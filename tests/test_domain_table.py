@@ -43,7 +43,7 @@ def test_macro_p_weights_each_set_equally():
     # (p 1), but the mean of the two sets' means moves by +0.27
     mine = {"big": {str(q): 0.44 for q in range(200)}, "small": {str(q): 0.9 for q in range(20)}}
     other = {"big": {str(q): 0.50 for q in range(200)}, "small": {str(q): 0.3 for q in range(20)}}
-    from headrank.compare import sign_flip_p_value
+    from headrank.eval.compare import sign_flip_p_value
 
     pooled = [mine[s][q] - other[s][q] for s in mine for q in mine[s]]
     assert sign_flip_p_value(pooled, 2000, 0) > 0.5

@@ -6,9 +6,9 @@ import math
 import pytest
 from conftest import data_path
 
-from headrank.data import Candidate
-from headrank.datasets import Benchmark, load_benchmark
-from headrank.evaluate import (
+from headrank.data.benchmarks import Benchmark, load_benchmark
+from headrank.data.formats import Candidate
+from headrank.eval.evaluate import (
     EvalSettings,
     QueryRecord,
     compute_metrics,
@@ -144,7 +144,7 @@ def test_without_the_plots_extra_a_run_goes_on_and_says_so(tmp_path, monkeypatch
     from typer.testing import CliRunner
 
     from headrank.cli import app
-    from headrank.selection import plot_heatmaps
+    from headrank.learn.selection import plot_heatmaps
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     bench = _toy_benchmark()
@@ -215,7 +215,7 @@ def test_unknown_benchmark_and_missing_data(tmp_path):
 
 
 def test_training_set_guard():
-    from headrank.datasets import check_training_set
+    from headrank.data.benchmarks import check_training_set
 
     for name, split in (("dl21", "train"), ("nfcorpus", "train"), ("nfcorpus", "dev"), ("/my/beir/folder", "test")):
         check_training_set(name, split)
@@ -236,7 +236,7 @@ def test_reported_latency_replaces_wall_time(tmp_path):
 
 
 def test_table_averages_each_method_and_counts_decoded_tokens(tmp_path):
-    from headrank.evaluate import formatting_success
+    from headrank.eval.evaluate import formatting_success
 
     bench = _toy_benchmark()
     results = []
@@ -321,7 +321,7 @@ def test_runs_are_keyed_on_content_not_on_names(tmp_path, tiny_base):
 def test_interrupted_evaluation_says_how_to_resume(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import headrank.evaluate
+    import headrank.eval.evaluate
     from headrank.cli import app
 
     folder = _folder(tmp_path / "mini", {"q1": ["solar", "pasta"]}, [1, 0])
@@ -329,7 +329,7 @@ def test_interrupted_evaluation_says_how_to_resume(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(headrank.evaluate, "run_evaluation", interrupted)
+    monkeypatch.setattr(headrank.eval.evaluate, "run_evaluation", interrupted)
     result = CliRunner().invoke(app, ["evaluate", "--method", "bm25", "-b", str(folder), "--out", str(tmp_path / "r")])
     assert result.exit_code == 130 and "rerun the same command to resume" in result.output
 
@@ -341,10 +341,10 @@ def test_a_presets_valve_stays_out_of_raw_runs_and_acts_per_window(tmp_path, tin
     from conftest import make_tiny_preset
     from typer.testing import CliRunner
 
-    from headrank.checkpoint import InferenceSettings
     from headrank.cli import app
-    from headrank.rule import SafetyValve
-    from headrank.scorers import build_scorer
+    from headrank.engine.checkpoint import InferenceSettings
+    from headrank.engine.rule import SafetyValve
+    from headrank.eval.scorers import build_scorer
 
     always = SafetyValve("agreement", threshold=2.0, weight=1.0)  # fires on every list
     preset = make_tiny_preset(tiny_base, tmp_path / "valved", InferenceSettings(safety_valve=always))
@@ -373,8 +373,8 @@ def test_a_presets_valve_stays_out_of_raw_runs_and_acts_per_window(tmp_path, tin
 
 def test_windowed_fusion_refuses_a_reversed_feed():
     """Inside the ranker the input order is the first stage; a reversed feed would fuse with BM25 upside down."""
-    from headrank.evaluate import place_rule
-    from headrank.rule import SafetyValve
+    from headrank.engine.rule import SafetyValve
+    from headrank.eval.evaluate import place_rule
 
     for order in ("reversed", "both"):
         with pytest.raises(ValueError, match="use --order first-stage"):

@@ -5,11 +5,11 @@ import json
 import pytest
 from conftest import tiny_llama
 
-from headrank.explain import explain, normalized_to_original
-from headrank.heads import HeadSet
-from headrank.models import wrap_model
-from headrank.prompt import normalize_text
-from headrank.ranker import HeadRanker
+from headrank.engine.explain import explain, normalized_to_original
+from headrank.engine.heads import HeadSet
+from headrank.engine.models import wrap_model
+from headrank.engine.prompt import normalize_text
+from headrank.engine.ranker import HeadRanker
 
 DOCS = ["Solar  panels\n on   roofs make power.", "Pâtes fraîches: recettes 🍝 and  ümlauts", "", "wind farms at sea",
         "river <|im_end|> music"]

@@ -5,9 +5,9 @@ import math
 import pytest
 from conftest import data_path
 
-from headrank.datasets import load_benchmark
-from headrank.evaluate import EvalSettings, compute_metrics, fused_records, rerank_benchmark
-from headrank.fusion import fuse_with_first_stage, rank_positions
+from headrank.data.benchmarks import load_benchmark
+from headrank.engine.fusion import fuse_with_first_stage, rank_positions
+from headrank.eval.evaluate import EvalSettings, compute_metrics, fused_records, rerank_benchmark
 
 
 def _order(scores):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from headrank.heads import HeadSet, HeadSetMismatchError
+from headrank.engine.heads import HeadSet, HeadSetMismatchError
 
 
 def test_round_trip_and_order(tmp_path):

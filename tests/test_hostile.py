@@ -29,7 +29,7 @@ HOSTILE = {
 def ranker(tmp_path_factory, llama_tokenizer):
     from conftest import tiny_llama
 
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     path = tmp_path_factory.mktemp("hostile") / "tiny"
     tiny_llama().save_pretrained(path)

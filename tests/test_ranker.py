@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import data_path, tiny_llama, tiny_qwen3
 
-from headrank.heads import HeadSet, HeadSetMismatchError
-from headrank.models import wrap_model
-from headrank.prompt import PromptSettings
-from headrank.ranker import HeadRanker
-from headrank.scoring import ScoringConfig
+from headrank.engine.heads import HeadSet, HeadSetMismatchError
+from headrank.engine.mass import ScoringConfig
+from headrank.engine.models import wrap_model
+from headrank.engine.prompt import PromptSettings
+from headrank.engine.ranker import HeadRanker
 
 DOCS = ["alpha beta gamma", "delta epsilon", "zeta eta theta iota", "kappa lambda mu", "nu xi omicron pi rho"]
 
@@ -232,7 +232,7 @@ def test_weighted_head_set_scores_are_the_weighted_sum_of_its_heads(tiny_ranker)
 def test_fusion_is_a_per_call_choice(tiny_ranker):
     """A ranker that fuses by default ranks unordered input without fusion when the call says so, and each
     Ranking reports the settings that ranked it (rank() did not take the argument before)."""
-    from headrank.fusion import fuse_with_first_stage
+    from headrank.engine.fusion import fuse_with_first_stage
 
     fused_ranker = HeadRanker(tiny_ranker.model, tiny_ranker.heads, scoring=tiny_ranker.scoring, fuse_first_stage=0.9)
     raw = tiny_ranker.score("a query", DOCS)
@@ -261,8 +261,8 @@ def test_ranking_reports_prompt_tokens(tiny_ranker):
 
 
 def test_both_orders_must_be_a_bool():
-    from headrank.checkpoint import InferenceSettings
-    from headrank.ranker import _settings
+    from headrank.engine.checkpoint import InferenceSettings
+    from headrank.engine.ranker import _settings
 
     with pytest.raises(ValueError, match="both_orders"):
         _settings(InferenceSettings(), {"both_orders": "no"})  # a truthy string once switched both orders on
@@ -274,7 +274,7 @@ def test_long_windowed_lists_report_progress(tiny_ranker, caplog):
     import logging
 
     ranker = HeadRanker(tiny_ranker.model, tiny_ranker.heads, window=4)
-    with caplog.at_level(logging.INFO, logger="headrank.ranker"):
+    with caplog.at_level(logging.INFO, logger="headrank.engine.ranker"):
         ranker.rank("a query", [f"passage number {i}" for i in range(60)])
     lines = [r.getMessage() for r in caplog.records if "windows" in r.getMessage()]
     assert lines and "about" in lines[0] and "s left" in lines[0]
@@ -283,7 +283,7 @@ def test_long_windowed_lists_report_progress(tiny_ranker, caplog):
 def test_safety_valve_is_a_setting_and_a_per_call_switch(tiny_ranker):
     """A ranker with a valve that always fires ranks in the input order and says so; safety_valve=False ranks by
     attention; the explanation and score() follow the same rule."""
-    from headrank.rule import SafetyValve
+    from headrank.engine.rule import SafetyValve
 
     always = SafetyValve("agreement", threshold=2.0, weight=1.0)  # agreement <= 1 < 2: fires on every list
     ranker = HeadRanker(tiny_ranker.model, tiny_ranker.heads, scoring=tiny_ranker.scoring, safety_valve=always)
@@ -306,7 +306,7 @@ def test_windows_apply_the_fusion_and_the_valve_window_by_window(tiny_ranker):
     """A windowed list was once ranked by rank-derived scores with the valve ignored (and evaluate then read
     those uniform ranks as 'unreliable' on every list); now each window runs the rule: an always-firing valve
     keeps every window, hence the list, in the input order, and says it fired."""
-    from headrank.rule import SafetyValve
+    from headrank.engine.rule import SafetyValve
 
     always = SafetyValve("agreement", threshold=2.0, weight=1.0)
     docs = [f"passage {i} about {w}" for i, w in enumerate("solar wind rivers chess pasta music roofs farms".split())]
@@ -325,7 +325,7 @@ def test_warm_up_runs_every_shape_a_later_request_needs(llama_tokenizer, monkeyp
     """With length buckets (on by default on CUDA, forced here on the CPU), ``warm_up`` runs every attention shape
     that a later list within its budget reaches, so no request meets a new kernel shape; the scores are those
     of the exact-length path. Without buckets it runs nothing."""
-    import headrank.capture as capture
+    import headrank.engine.capture as capture
 
     loaded = wrap_model(tiny_llama(), llama_tokenizer, name="tiny-llama")
     ranker = HeadRanker(loaded, HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4),
@@ -361,7 +361,7 @@ def test_warm_up_covers_batches_of_any_size_up_to_max_batch(llama_tokenizer, mon
     dropped), and ``warm_up(max_batch=...)`` runs every such size: batches of 1 to 5 lists of different lengths
     then meet no shape the warm-up did not run, with each list's scores those of the exact path. Before, batch
     sizes were exact and the warm-up ran one list only, so a service batching 8 met a new shape per size."""
-    import headrank.capture as capture
+    import headrank.engine.capture as capture
 
     loaded = wrap_model(tiny_llama(), llama_tokenizer, name="tiny-llama")
     ranker = HeadRanker(loaded, HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4),
@@ -398,8 +398,8 @@ def test_warm_up_skips_shapes_the_device_cannot_hold(llama_tokenizer, monkeypatc
     the start (the service would never become ready): it is logged, and shapes at least as large are skipped."""
     import logging
 
-    import headrank.ranker as ranker_module
-    from headrank.capture import batch_buckets, bucket_lengths
+    import headrank.engine.ranker as ranker_module
+    from headrank.engine.capture import batch_buckets, bucket_lengths
 
     loaded = wrap_model(tiny_llama(), llama_tokenizer, name="tiny-llama")
     ranker = HeadRanker(loaded, HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4),
@@ -415,7 +415,7 @@ def test_warm_up_skips_shapes_the_device_cannot_hold(llama_tokenizer, monkeypatc
         return real(model, prefixes, *args, **kwargs)
 
     monkeypatch.setattr(ranker_module, "capture_lists", small_card)
-    with caplog.at_level(logging.WARNING, logger="headrank.ranker"):
+    with caplog.at_level(logging.WARNING, logger="headrank.engine.ranker"):
         runs = ranker.warm_up(400, max_batch=4)
     assert 0 < runs < len(batch_buckets(4)) * len(bucket_lengths(400)) and runs == len(ran)
     assert "do not fit in the device's memory" in caplog.text
@@ -427,13 +427,13 @@ def test_a_long_windowed_list_reports_progress_with_an_eta(tiny_base, monkeypatc
     Now a line with the windows done and the time left follows any window after 5 s without a word."""
     import itertools
 
-    import headrank.ranker as ranker_module
-    from headrank.ranker import HeadRanker
+    import headrank.engine.ranker as ranker_module
+    from headrank.engine.ranker import HeadRanker
 
     ranker = HeadRanker.from_pretrained(str(tiny_base), heads="1:0,2:3", device="cpu", window=4)
     clock = itertools.count(0.0, 3.0)  # every reading of the clock: 3 s later
     monkeypatch.setattr(ranker_module.time, "perf_counter", lambda: next(clock))
-    with caplog.at_level("INFO", logger="headrank.ranker"):
+    with caplog.at_level("INFO", logger="headrank.engine.ranker"):
         ranker.rank("query about solar", [f"passage {i} about solar and wind" for i in range(10)])
     lines = [r.getMessage() for r in caplog.records if "in windows" in r.getMessage()]
     assert lines and all("s left" in line and "/4 windows" in line for line in lines), lines

@@ -61,7 +61,7 @@ class RayServer:
 
 @pytest.fixture(scope="module")
 def local(tiny_dir):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     return HeadRanker.from_pretrained(str(tiny_dir), heads=HEADS, device="cpu")
 

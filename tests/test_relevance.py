@@ -1,4 +1,4 @@
-"""Relevance probabilities (``headrank.relevance``, ``headrank calibrate``): the fit, a calibrated checkpoint's
+"""Relevance probabilities (``headrank.engine.relevance``, ``headrank calibrate``): the fit, a calibrated checkpoint's
 results, and the served scores that are comparable across requests (issue 44, the service's contract)."""
 
 import json
@@ -10,9 +10,9 @@ import sys
 import pytest
 from conftest import data_path
 
-from headrank.checkpoint import write_config
-from headrank.heads import HeadSet
-from headrank.relevance import Observation, RelevanceCalibration, fit, reliability
+from headrank.engine.checkpoint import write_config
+from headrank.engine.heads import HeadSet
+from headrank.engine.relevance import Observation, RelevanceCalibration, fit, reliability
 
 DOCS = ["solar panels on roofs make power", "pasta recipes from italy", "wind farms at sea", "river music",
         "chess openings for beginners"]
@@ -58,7 +58,7 @@ CALIBRATION = {"slope": 2.0, "intercept": -1.5, "fitted_on": ["cisi"], "lists": 
 @pytest.fixture()
 def calibrated(tiny_base, tmp_path):
     """A checkpoint on the tiny base model (no adapter) with fusion 0.5 and a relevance calibration."""
-    from headrank.models import load_model
+    from headrank.engine.models import load_model
 
     loaded = load_model(str(tiny_base), device="cpu", dtype="float32")
     heads = HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4, model=str(tiny_base),
@@ -73,7 +73,7 @@ def calibrated(tiny_base, tmp_path):
 
 
 def test_a_calibrated_checkpoint_gives_each_passage_its_probability(calibrated, caplog):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     ranker = HeadRanker.from_pretrained(str(calibrated), device="cpu")
     assert ranker.relevance == RelevanceCalibration.from_dict(CALIBRATION)
@@ -99,7 +99,7 @@ def test_a_calibrated_checkpoint_gives_each_passage_its_probability(calibrated, 
 def test_windowed_lists_carry_each_passage_s_last_window_score(calibrated):
     """Windows of 3 over 5 passages run from the bottom up; the final top three were last read together, in a
     prompt of three passages: their probabilities read their scores as shares of three."""
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     ranker = HeadRanker.from_pretrained(str(calibrated), device="cpu", window=3)
     ranking = ranker.rank("query about solar", DOCS, fuse_first_stage=0)
@@ -116,7 +116,7 @@ def test_served_scores_are_calibrated_probabilities_not_fusion_values(calibrated
     httpx = pytest.importorskip("httpx")
     from test_serve import Server
 
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     local = HeadRanker.from_pretrained(str(calibrated), device="cpu")
     server = Server(str(calibrated))
@@ -157,8 +157,8 @@ def test_calibrate_command_fits_writes_and_resumes(tmp_path):
     """On a copy of the small shipped preset (real SmolLM2, real DL21 validation and CISI lists)."""
     import shutil
 
-    from headrank.presets import load_preset
-    from headrank.ranker import HeadRanker
+    from headrank.engine.presets import load_preset
+    from headrank.engine.ranker import HeadRanker
 
     data_path("classic", "cisi")
     preset = tmp_path / "smol"
@@ -201,7 +201,7 @@ def test_shipped_calibrations_and_card_numbers_come_from_the_recorded_result(pre
     """What the preset ships (config, card) is what ``headrank calibrate`` recorded in results/, not typed."""
     from conftest import REPO
 
-    from headrank.presets import load_preset
+    from headrank.engine.presets import load_preset
 
     path = load_preset(preset).path
     recorded = json.loads((REPO / "results" / f"relevance-{preset}.json").read_text())

@@ -33,7 +33,7 @@ def test_score_reranker_fuses_per_call_and_takes_ids():
 
 
 def test_headrank_backend_is_the_head_ranker(tiny_base):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     ranker = load_reranker("headrank", model=str(tiny_base), heads="1:0,2:3", device="cpu")
     assert isinstance(ranker, HeadRanker) and isinstance(ranker, Reranker)
@@ -96,7 +96,7 @@ def test_the_service_batch_jobs_and_cli_load_through_the_factory(tiny_base, fact
 def test_evaluate_scores_its_baselines_through_the_factory(tiny_base, factory_spy):
     """evaluate's bm25, generative and pointwise scorers are the factory's backends (one place decides what a
     baseline is); the generative backend still reports its window counters per list."""
-    from headrank.scorers import build_scorer
+    from headrank.eval.scorers import build_scorer
 
     seen = factory_spy
     passages = ["cats purr", "dogs bark loudly", "fish swim"]
@@ -115,8 +115,8 @@ def test_evaluate_scores_its_baselines_through_the_factory(tiny_base, factory_sp
 def test_every_backend_takes_the_same_keywords_and_refuses_what_it_cannot_do(tiny_base):
     """One signature for rank / rank_batch / score: ids, metadata, batch_size, fusion per call work on a backend
     without attention (ScoreReranker) as on HeadRanker; a safety valve it cannot run is refused by name."""
-    from headrank.ranker import HeadRanker
-    from headrank.results import Reranker as Base
+    from headrank.engine.ranker import HeadRanker
+    from headrank.engine.results import Reranker as Base
 
     first = load_reranker("firststage")
     heads = HeadRanker.from_pretrained(str(tiny_base), heads=[(1, 0)], device="cpu", dtype="float32")

@@ -1,12 +1,12 @@
-"""The scoring rule's last step (headrank.rule): reliability signals, the safety valve, fusion, per-call switches."""
+"""The scoring rule's last step (headrank.engine.rule): reliability signals, the safety valve, fusion, per-call switches."""
 
 import math
 
 import pytest
 
-from headrank.checkpoint import InferenceSettings
-from headrank.fusion import fuse_with_first_stage
-from headrank.rule import SIGNALS, SafetyValve, final_scores, signal, valve_setting
+from headrank.engine.checkpoint import InferenceSettings
+from headrank.engine.fusion import fuse_with_first_stage
+from headrank.engine.rule import SIGNALS, SafetyValve, final_scores, signal, valve_setting
 
 
 def test_signals_read_the_list():
@@ -65,7 +65,7 @@ def test_a_new_signal_is_one_decorated_function():
 
 
 def test_fused_records_apply_the_valve_per_query():
-    from headrank.evaluate import QueryRecord, fused_records
+    from headrank.eval.evaluate import QueryRecord, fused_records
 
     ids = ["a", "b", "c", "d", "e", "f"]
     records = [QueryRecord("flat", ids, [0.1, 0.1, 0.11, 0.12, 0.11, 0.12], 0.0),
@@ -83,8 +83,8 @@ def test_evaluate_safety_valve_needs_a_preset_with_one(tiny_base, tmp_path):
     from conftest import make_tiny_preset
     from typer.testing import CliRunner
 
-    from headrank.checkpoint import InferenceSettings
     from headrank.cli import app
+    from headrank.engine.checkpoint import InferenceSettings
 
     preset = make_tiny_preset(tiny_base, tmp_path / "no-valve", InferenceSettings(fuse_first_stage=0.5))
     runner = CliRunner()
@@ -96,7 +96,7 @@ def test_evaluate_safety_valve_needs_a_preset_with_one(tiny_base, tmp_path):
 
 
 def test_a_window_is_ordered_by_the_rule_on_its_members_first_stage_ranks():
-    from headrank.rule import window_order
+    from headrank.engine.rule import window_order
 
     scores, first_stage = [1.0, 3.0, 2.0], [5, 2, 9]  # member 1 is the best in the first stage, then 0, then 2
     assert window_order(scores, first_stage, None) == ([1, 2, 0], False)
@@ -111,9 +111,9 @@ def test_a_window_is_ordered_by_the_rule_on_its_members_first_stage_ranks():
 def tiny_ranker(request):
     from conftest import tiny_llama
 
-    from headrank.heads import HeadSet
-    from headrank.models import wrap_model
-    from headrank.ranker import HeadRanker
+    from headrank.engine.heads import HeadSet
+    from headrank.engine.models import wrap_model
+    from headrank.engine.ranker import HeadRanker
 
     loaded = wrap_model(tiny_llama(), request.getfixturevalue("llama_tokenizer"), name="tiny-llama")
     return HeadRanker(loaded, HeadSet(heads=((1, 0), (2, 3)), num_layers=4, num_heads=4))
@@ -126,12 +126,12 @@ def test_a_scoring_rule_of_your_own_is_one_file(tmp_path, monkeypatch, tiny_rank
 
     import torch
 
-    from headrank.ranker import HeadRanker
-    from headrank.rule import ScoringRule
-    from headrank.scoring import COMBINERS, ScoringConfig
+    from headrank.engine.mass import COMBINERS, ScoringConfig
+    from headrank.engine.ranker import HeadRanker
+    from headrank.engine.rule import ScoringRule
 
     (tmp_path / "toy_rule.py").write_text(
-        "from headrank.scoring import combiner\n\n\n"
+        "from headrank.engine.mass import combiner\n\n\n"
         "@combiner('toy_best_head')\n"
         "def best_head(masses, weights):\n"
         "    return masses.max(dim=0).values  # each passage scored by the head that gives it most\n")
@@ -142,7 +142,7 @@ def test_a_scoring_rule_of_your_own_is_one_file(tmp_path, monkeypatch, tiny_rank
         toy = HeadRanker(tiny_ranker.model, tiny_ranker.heads, scoring=ScoringConfig(combine="toy_best_head"))
         job = toy.builder.build("a query", docs)
         att, cal = toy.capture([job])[0]
-        from headrank.scoring import head_passage_mass
+        from headrank.engine.mass import head_passage_mass
 
         per_head = head_passage_mass(att, job.passage_spans) - head_passage_mass(cal, job.passage_spans)
         assert toy.score("a query", docs) == pytest.approx(per_head.max(dim=0).values.tolist(), abs=1e-6)
@@ -159,9 +159,9 @@ def test_a_scoring_rule_of_your_own_is_one_file(tmp_path, monkeypatch, tiny_rank
 
 def test_the_rule_reads_per_head_masses_like_the_ranker_reads_its_capture(tiny_ranker):
     """One rule, two inputs: scores from the token-level capture equal those from per-head passage masses."""
-    from headrank.heads import HeadSet
-    from headrank.rule import ScoringRule
-    from headrank.scoring import head_passage_mass
+    from headrank.engine.heads import HeadSet
+    from headrank.engine.mass import head_passage_mass
+    from headrank.engine.rule import ScoringRule
 
     heads = HeadSet(heads=tiny_ranker.heads.heads, weights=[0.5 + i for i in range(len(tiny_ranker.heads.heads))])
     rule = ScoringRule.of(heads)
@@ -179,9 +179,9 @@ def test_one_rule_for_a_fusion_weight_everywhere(tiny_base):
     service's config (one validator, rule.fusion_weight)."""
     import math
 
-    from headrank.heads import HeadSet
-    from headrank.models import load_model
-    from headrank.ranker import HeadRanker
+    from headrank.engine.heads import HeadSet
+    from headrank.engine.models import load_model
+    from headrank.engine.ranker import HeadRanker
     from headrank.serve.config import ServeConfig
 
     model = load_model(str(tiny_base), device="cpu", dtype="float32")

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from headrank.capture import ListAttention
-from headrank.scoring import ScoringConfig, masked_calibrated_scores, passage_mass, score_passages
+from headrank.engine.capture import ListAttention
+from headrank.engine.mass import ScoringConfig, masked_calibrated_scores, passage_mass, score_passages
 
 SPANS = [(1, 3), (3, 6), (7, 8)]
 

@@ -10,10 +10,10 @@ from conftest import data_path, tiny_llama
 from typer.testing import CliRunner
 
 from headrank.cli import app
-from headrank.heads import HeadSet, HeadSetMismatchError
-from headrank.models import wrap_model
-from headrank.ranker import HeadRanker
-from headrank.selection import (
+from headrank.engine.heads import HeadSet, HeadSetMismatchError
+from headrank.engine.models import wrap_model
+from headrank.engine.ranker import HeadRanker
+from headrank.learn.selection import (
     HeadObservations,
     focus_entropy,
     ndcg_at_10,
@@ -160,7 +160,7 @@ def test_select_heads_cli_on_a_small_training_folder(default_model_dir, tmp_path
 
 
 def test_selection_list_orders():
-    from headrank.selection import order_lists
+    from headrank.learn.selection import order_lists
 
     lists = [("q1", "a", [(f"d{i}", f"t{i}") for i in range(8)]), ("q2", "b", [(f"e{i}", f"u{i}") for i in range(8)])]
     assert order_lists(lists, "first-stage") == lists
@@ -175,11 +175,11 @@ def test_selection_list_orders():
 
 def test_observation_cache_is_keyed_on_the_lists_read(tmp_path, llama_tokenizer):
     """Two training sets with the same name but other passages must not share cached observations."""
-    from headrank.data import Candidate
-    from headrank.datasets import Benchmark
-    from headrank.models import wrap_model
-    from headrank.ranker import HeadRanker
-    from headrank.selection import select_head_set
+    from headrank.data.benchmarks import Benchmark
+    from headrank.data.formats import Candidate
+    from headrank.engine.models import wrap_model
+    from headrank.engine.ranker import HeadRanker
+    from headrank.learn.selection import select_head_set
 
     ranker = HeadRanker.from_pretrained(wrap_model(tiny_llama(), llama_tokenizer), method="icr")
 

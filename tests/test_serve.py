@@ -80,7 +80,7 @@ def server(tiny_dir):
 
 @pytest.fixture(scope="module")
 def local(tiny_dir):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     return HeadRanker.from_pretrained(str(tiny_dir), heads=HEADS, device="cpu")
 
@@ -394,7 +394,7 @@ def test_explain_route_and_playground_page(server, local):
 
 
 def test_max_tokens_per_doc_cuts_documents_like_the_prompt_builder(server, local):
-    from headrank.prompt import normalize_text
+    from headrank.engine.prompt import normalize_text
 
     body = {"query": "query about solar", "documents": DOCS, "raw_scores": True, "max_tokens_per_doc": 2}
     got = {r["index"]: r["relevance_score"] for r in httpx.post(f"{server.url}/v2/rerank", json=body).json()["results"]}
@@ -489,8 +489,8 @@ def test_safety_valve_per_request_and_server_default(tiny_base, tmp_path):
     --no-safety-valve turns it off for the server (/info says which)."""
     from conftest import make_tiny_preset
 
-    from headrank.checkpoint import InferenceSettings
-    from headrank.rule import SafetyValve
+    from headrank.engine.checkpoint import InferenceSettings
+    from headrank.engine.rule import SafetyValve
 
     always = SafetyValve("agreement", threshold=2.0, weight=1.0)
     preset = make_tiny_preset(tiny_base, tmp_path / "valved", InferenceSettings(safety_valve=always))
@@ -520,7 +520,7 @@ def test_start_warms_every_batch_size_it_serves_within_its_budget(tiny_dir, monk
     """With length buckets (CUDA; forced here on the CPU) the loading thread warms every (batch size, length)
     shape that ``--max-batch`` requests can reach, smaller ones first, and stops after ``--warm-up`` seconds;
     before, it warmed one list only, so each new batch size met new kernel shapes under load."""
-    import headrank.capture as capture
+    import headrank.engine.capture as capture
     import headrank.rerankers as rerankers
     from headrank.serve import ServeConfig
     from headrank.serve.service import Service
@@ -540,7 +540,7 @@ def test_start_warms_every_batch_size_it_serves_within_its_budget(tiny_dir, monk
         return real_capture(model, prefixes, *args, **kwargs)
 
     monkeypatch.setattr(rerankers, "load_attention_reranker", bucketed)
-    monkeypatch.setattr("headrank.ranker.capture_lists", spy)
+    monkeypatch.setattr("headrank.engine.ranker.capture_lists", spy)
     for budget, want in ((60.0, {1, 2, 4}), (0.0, set())):
         batches.clear()
         service = Service(ServeConfig(model=str(tiny_dir), heads=HEADS, device="cpu", max_documents=2,
@@ -556,7 +556,7 @@ def test_start_warms_every_batch_size_it_serves_within_its_budget(tiny_dir, monk
 def test_playground_example_model_alone_puts_the_solar_passages_first_with_the_small_preset(default_model_dir):
     """The playground's typed example, ranked by the model alone (what the page sends for typed passages) with the
     real small preset: the photovoltaic and inverter passages rank above Sourdough and the Great Wall."""
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
     from headrank.serve.routes.explain import PLAYGROUND_EXAMPLE
 
     docs = PLAYGROUND_EXAMPLE["documents"]
@@ -599,7 +599,7 @@ def test_tei_truncate_false_and_truncation_direction(server, local):
     assert "document 0" in refused.json()["error"] and f"{budget} tokens" in refused.json()["error"]
     fits = httpx.post(f"{server.url}/rerank", json={"query": "q", "texts": DOCS[:3], "truncate": False})
     assert fits.status_code == 200
-    from headrank.prompt import normalize_text
+    from headrank.engine.prompt import normalize_text
 
     for direction, cut in (("Left", local.builder.cut_left), ("Right", local.builder.cut)):
         body = {"query": "query about solar", "texts": texts, "raw_scores": True, "truncation_direction": direction}

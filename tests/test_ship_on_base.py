@@ -10,11 +10,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import ship_on_base  # noqa: E402
 from conftest import make_tiny_preset  # noqa: E402
 
-from headrank.checkpoint import InferenceSettings  # noqa: E402
-from headrank.heads import HeadSet  # noqa: E402
-from headrank.presets import load_preset  # noqa: E402
-from headrank.ranker import HeadRanker  # noqa: E402
-from headrank.rule import SafetyValve  # noqa: E402
+from headrank.engine.checkpoint import InferenceSettings  # noqa: E402
+from headrank.engine.heads import HeadSet  # noqa: E402
+from headrank.engine.presets import load_preset  # noqa: E402
+from headrank.engine.ranker import HeadRanker  # noqa: E402
+from headrank.engine.rule import SafetyValve  # noqa: E402
 
 DOMAINS = ("dl21-val", "nfcorpus-dev", "cranfield", "cisi", "npl")
 

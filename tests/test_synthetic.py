@@ -1,4 +1,4 @@
-"""Zero-label adaptation data (headrank.synthetic): written queries, BM25 lists, the consistency filter, caching."""
+"""Zero-label adaptation data (headrank.learn.synthetic): written queries, BM25 lists, the consistency filter, caching."""
 
 import json
 
@@ -7,7 +7,7 @@ from conftest import tiny_llama
 from typer.testing import CliRunner
 
 from headrank.cli import app
-from headrank.synthetic import (
+from headrank.learn.synthetic import (
     MIN_WORDS,
     QueryWriter,
     clean_query,
@@ -85,7 +85,7 @@ def test_synthetic_lists_judge_the_source_passage_and_drop_lists_without_it():
 def test_hard_only_keeps_lists_whose_source_bm25_does_not_rank_first_and_writes_more_to_get_them():
     """A list BM25 already solves cannot tell heads apart under fusion: with hard_only it is dropped and more
     passages are written for, in the seeded sample's order, up to OVERSAMPLE * n."""
-    from headrank.synthetic import OVERSAMPLE
+    from headrank.learn.synthetic import OVERSAMPLE
 
     corpus = {f"d{i}": (t + " ") * 3 for i, t in enumerate(TOPICS)}
     corpus["x0"] = "solar panels " * 3 + "and many other words about something else entirely " * 3
@@ -111,7 +111,7 @@ def test_hard_only_keeps_lists_whose_source_bm25_does_not_rank_first_and_writes_
 
 
 def test_writer_generates_once_per_passage_and_resumes_from_its_cache(tmp_path, llama_tokenizer):
-    from headrank.models import wrap_model
+    from headrank.engine.models import wrap_model
 
     model = wrap_model(tiny_llama(), llama_tokenizer, name="tiny")
     cache = tmp_path / "queries.jsonl"
@@ -155,7 +155,7 @@ def test_adapt_corpus_end_to_end_on_a_tiny_preset(tiny_base, tmp_path):
     real corpus: docs/research/adaptation.md.)"""
     from conftest import make_tiny_preset
 
-    from headrank.checkpoint import InferenceSettings
+    from headrank.engine.checkpoint import InferenceSettings
 
     preset = make_tiny_preset(tiny_base, tmp_path / "tiny-preset", InferenceSettings(fuse_first_stage=0.5))
     corpus = tmp_path / "corpus"
@@ -181,15 +181,15 @@ def test_adapt_corpus_tells_users_what_zero_label_adaptation_did_on_real_judgmen
     command says so after its report."""
     from types import SimpleNamespace
 
-    import headrank.adapt
-    import headrank.synthetic
+    import headrank.learn.adapt
+    import headrank.learn.synthetic
 
     candidate = SimpleNamespace(label="x", heads=[(0, 0)], weights=None, fuse=0.6, val_ndcg=0.9)
     fake = SimpleNamespace(train_queries=["a"], val_queries=["b"], before=candidate, after=candidate, warning=None,
                            kept_preset=None, p_value=None,
                            to_dict=dict)
-    monkeypatch.setattr(headrank.synthetic, "corpus_benchmark", lambda *a, **k: SimpleNamespace(name="mine"))
-    monkeypatch.setattr(headrank.adapt, "adapt_preset", lambda *a, **k: fake)
+    monkeypatch.setattr(headrank.learn.synthetic, "corpus_benchmark", lambda *a, **k: SimpleNamespace(name="mine"))
+    monkeypatch.setattr(headrank.learn.adapt, "adapt_preset", lambda *a, **k: fake)
     result = CliRunner().invoke(app, ["adapt", "--corpus", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 0, result.output
     assert "did not help on real judgments" in " ".join(result.output.split())
@@ -197,7 +197,7 @@ def test_adapt_corpus_tells_users_what_zero_label_adaptation_did_on_real_judgmen
     result = CliRunner().invoke(app, ["adapt", "--corpus", str(tmp_path), "--out", str(tmp_path / "o")])
     assert "kept the preset: top-4 heads scored 0.95" in " ".join(result.output.split())
     seen = {}
-    monkeypatch.setattr(headrank.adapt, "adapt_preset", lambda *a, **k: seen.setdefault("config", a[3]) and fake)
+    monkeypatch.setattr(headrank.learn.adapt, "adapt_preset", lambda *a, **k: seen.setdefault("config", a[3]) and fake)
     CliRunner().invoke(app, ["adapt", "--corpus", str(tmp_path), "--out", str(tmp_path / "o")])
     assert seen["config"].require_p == 0.05 and seen["config"].keep_fusion  # the guards are on with --corpus
 

@@ -11,17 +11,20 @@ import importlib
 from headrank.defaults import DEFAULT_MODEL, DEFAULT_PRESET, FAST_PRESET, ModelUnavailableError
 
 _LAZY = {
-    "InferenceSettings": "headrank.checkpoint",
-    "HeadSet": "headrank.heads",
-    "HeadSetMismatchError": "headrank.heads",
-    "load_model": "headrank.models",
-    "available_presets": "headrank.presets",
-    "load_preset": "headrank.presets",
-    "PromptSettings": "headrank.prompt",
-    "HeadRanker": "headrank.ranker",
-    "RankResult": "headrank.ranker",
-    "Ranking": "headrank.ranker",
-    "ScoringConfig": "headrank.scoring",
+    "InferenceSettings": "headrank.engine.checkpoint",
+    "HeadSet": "headrank.engine.heads",
+    "HeadSetMismatchError": "headrank.engine.heads",
+    "load_model": "headrank.engine.models",
+    "available_presets": "headrank.engine.presets",
+    "load_preset": "headrank.engine.presets",
+    "PromptSettings": "headrank.engine.prompt",
+    "HeadRanker": "headrank.engine.ranker",
+    "RankResult": "headrank.engine.ranker",
+    "Ranking": "headrank.engine.ranker",
+    "ScoringConfig": "headrank.engine.mass",
+    "Method": "headrank.methods",
+    "Reranker": "headrank.rerankers",
+    "load_reranker": "headrank.rerankers",
 }
 
 __all__ = ["DEFAULT_MODEL", "DEFAULT_PRESET", "FAST_PRESET", "ModelUnavailableError", *_LAZY]

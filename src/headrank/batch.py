@@ -28,12 +28,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headrank.data import (
+from headrank.data.formats import (
     DataFormatError,
-    FirstKept,
     check_trec_token,
-    id_text,
-    jsonl_objects,
+    collect_problem,
+    is_encodable,
+    read_corpus,
     read_text,
     read_topics,
     trec_lines,
@@ -64,12 +64,6 @@ class BatchInput:
     problems: list[str] = field(default_factory=list)  # "file:line: what", for skipped rows
 
 
-def _problem(problems: list[str], on_error: str, message: str) -> None:
-    if on_error == "fail":
-        raise DataFormatError(message)
-    problems.append(message)
-
-
 def read_run_lists(run: str | Path, topics: str | Path, corpus: str | Path, depth: int | None = None,
                    on_error: str = "skip") -> BatchInput:
     """Group a TREC run by query (its rank order, up to ``depth``) and attach query and passage texts.
@@ -82,21 +76,21 @@ def read_run_lists(run: str | Path, topics: str | Path, corpus: str | Path, dept
     if depth is not None and depth < 1:
         raise ValueError("depth must be >= 1")
     problems: list[str] = []
-    queries = _read_id_text(topics, on_error, problems, what="topics")
+    queries = read_topics(topics, on_problem=lambda message: collect_problem(problems, on_error, message), what="topics")
     docs = read_corpus(corpus, on_error, problems)
     text, name = read_text(run)
     ranked: dict[str, list[tuple[int, float, str]]] = {}
     for where, row, problem in trec_run_rows(text, name):
         if problem:
-            _problem(problems, on_error, f"{where}: {problem}")
+            collect_problem(problems, on_error, f"{where}: {problem}")
             continue
         qid, docid, rank, score = row
         entry = (rank, score, docid)
         if qid not in queries:
-            _problem(problems, on_error, f"{where}: query {qid!r} is not in the topics")
+            collect_problem(problems, on_error, f"{where}: query {qid!r} is not in the topics")
             continue
         if docid not in docs:
-            _problem(problems, on_error, f"{where}: document {docid!r} is not in the corpus")
+            collect_problem(problems, on_error, f"{where}: document {docid!r} is not in the corpus")
             continue
         ranked.setdefault(qid, []).append(entry)
     lists = []
@@ -108,7 +102,7 @@ def read_run_lists(run: str | Path, topics: str | Path, corpus: str | Path, dept
                 kept.append(docid)
         kept = kept[:depth] if depth else kept
         if not queries[qid].strip():
-            _problem(problems, on_error, f"{Path(topics).name}: query {qid!r} has an empty text; skipped")
+            collect_problem(problems, on_error, f"{Path(topics).name}: query {qid!r} has an empty text; skipped")
             continue
         lists.append(QueryList(qid, queries[qid], kept, [docs[d] for d in kept]))
     if not lists:
@@ -121,7 +115,7 @@ def read_rankgpt_lists(path: str | Path, depth: int | None = None, on_error: str
 
     An entry whose qid was already seen, whose query is empty or that has no candidates is listed by its
     entry number and qid and skipped (``on_error="skip"``), or stops the job (``"fail"``)."""
-    from headrank.data import read_rankgpt_file
+    from headrank.data.formats import read_rankgpt_file
 
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {', '.join(ON_ERROR)}")
@@ -131,23 +125,23 @@ def read_rankgpt_lists(path: str | Path, depth: int | None = None, on_error: str
         qid = entry.qid or str(i)
         where = f"{name}: entry {i} (qid {qid!r})"
         if qid in first_entry:
-            _problem(problems, on_error, f"{where}: the qid appears again (first in entry {first_entry[qid]}); "
+            collect_problem(problems, on_error, f"{where}: the qid appears again (first in entry {first_entry[qid]}); "
                                          "skipped: one ranking per qid")
             continue
         first_entry[qid] = i
         if not (entry.query or "").strip():
-            _problem(problems, on_error, f"{where}: the query is empty; skipped")
+            collect_problem(problems, on_error, f"{where}: the query is empty; skipped")
             continue
-        if not _encodable(entry.query):
-            _problem(problems, on_error, f"{where}: the query is not valid Unicode (a lone surrogate); skipped")
+        if not is_encodable(entry.query):
+            collect_problem(problems, on_error, f"{where}: the query is not valid Unicode (a lone surrogate); skipped")
             continue
         cands = entry.candidates[:depth] if depth else entry.candidates
-        for c in [c for c in cands if not _encodable(c.text)]:
-            _problem(problems, on_error, f"{where}: passage {c.docid!r} is not valid Unicode (a lone surrogate); "
+        for c in [c for c in cands if not is_encodable(c.text)]:
+            collect_problem(problems, on_error, f"{where}: passage {c.docid!r} is not valid Unicode (a lone surrogate); "
                                          "skipped")
-        cands = [c for c in cands if _encodable(c.text)]
+        cands = [c for c in cands if is_encodable(c.text)]
         if not cands:
-            _problem(problems, on_error, f"{where}: no candidate passages; skipped")
+            collect_problem(problems, on_error, f"{where}: no candidate passages; skipped")
             continue
         lists.append(QueryList(qid, entry.query, [c.docid for c in cands], [c.text for c in cands]))
     if not lists:
@@ -157,7 +151,7 @@ def read_rankgpt_lists(path: str | Path, depth: int | None = None, on_error: str
 
 def benchmark_lists(name: str, depth: int = 20, data_root: Path | None = None) -> BatchInput:
     """A named benchmark's first-stage lists (``dl19``, ``nfcorpus``, a folder ...)."""
-    from headrank.datasets import load_benchmark
+    from headrank.data.benchmarks import load_benchmark
 
     bench = load_benchmark(name, data_root=data_root)
     return BatchInput([QueryList(q, bench.queries[q], [c.docid for c in bench.candidates[q][:depth]],
@@ -179,45 +173,6 @@ def read_batch_input(run=None, topics=None, corpus=None, candidates=None, benchm
     if candidates is not None:
         return read_rankgpt_lists(candidates, depth, on_error)
     return benchmark_lists(benchmark, depth, data_root)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _read_id_text(path, on_error: str, problems: list[str], what: str) -> dict[str, str]:
-    return read_topics(path, on_problem=lambda message: _problem(problems, on_error, message), what=what)
-
-
-def read_corpus(path: str | Path, on_error: str = "skip", problems: list[str] | None = None) -> dict[str, str]:
-    """A corpus: BEIR folder or ``corpus.jsonl`` (``_id``/``docid``/``id``, ``title`` + ``text``), or TSV."""
-    problems = [] if problems is None else problems
-    path = Path(path)
-    if path.is_dir():
-        path = path / "corpus.jsonl"
-    if path.suffix != ".jsonl":
-        return _read_id_text(path, on_error, problems, what="corpus")
-    text, name = read_text(path)
-    report = lambda message: _problem(problems, on_error, message)  # noqa: E731
-    docs = FirstKept(name, "document id", report)
-    for lineno, obj in jsonl_objects(text, name, report):
-        key = next((obj[k] for k in ("_id", "docid", "id") if k in obj), None)
-        body = " ".join(obj[k] for k in ("title", "text") if isinstance(obj.get(k), str) and obj[k]) or obj.get("contents")
-        if key is None or not isinstance(body, str) or not body:
-            report(f"{name}:{lineno}: a document needs an id and a text")
-            continue
-        if not _encodable(body):  # a JSON escape such as "\ud800": no tokenizer takes it
-            report(f"{name}:{lineno}: the text of document {key!r} is not valid Unicode (a lone surrogate)")
-            continue
-        try:
-            docs.add(id_text(key, f"{name}:{lineno}", "document id"), body, lineno)
-        except DataFormatError as err:
-            report(str(err))
-    return docs
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -351,7 +306,7 @@ class RankerSpec:
     dtype: str = "auto"
     fuse_first_stage: float | None = None  # None: the preset's setting; 0: no fusion
     safety_valve: bool | None = None  # None: the preset's setting; False: off
-    quantize: str | None = None  # None: the preset's CPU setting; "none": float; "int8": headrank.quantize
+    quantize: str | None = None  # None: the preset's CPU setting; "none": float; "int8": headrank.engine.quantize
     threads: int | None = None  # torch CPU threads in the process that loads it (a Ray actor too)
 
     def fingerprint(self) -> dict:
@@ -364,7 +319,7 @@ class RankerSpec:
                 **({"quantize": self.quantize} if self.quantize is not None else {})}
 
     def load(self):
-        from headrank.models import set_threads
+        from headrank.engine.models import set_threads
         from headrank.rerankers import load_attention_reranker
 
         if self.threads is not None:
@@ -378,7 +333,7 @@ class RankerSpec:
 def _files_digest(name: str | None) -> str | None:
     """Digest of the files behind a preset name, a directory or a file (names, sizes and the contents of files
     under 64 MB); ``None`` for a name that is not on disk (a pinned named model or a hub id)."""
-    from headrank.presets import PRESETS_DIR, is_preset_name
+    from headrank.engine.presets import PRESETS_DIR, is_preset_name
 
     if not name:
         return None

@@ -6,15 +6,7 @@ FAST_PRESET = "headrank-smollm2-135m"  # faster per pass (BENCHMARKS.md), lower 
 # bench, load_model) uses unless told otherwise, so that there is one default (tests check they agree).
 DEFAULT_MODEL = "qwen2.5-coder-0.5b-instruct"
 
-# Method names, in one place. Attention methods read heads of one forward; baselines generate or score pairs;
-# the first stage passes the input order through.
-ATTENTION_METHODS = ("heads", "icr")
-BASELINE_METHODS = ("generative", "pointwise")
-FIRST_STAGE_METHOD = "bm25"
-EVALUATE_METHODS = (FIRST_STAGE_METHOD, "icr", "heads", *BASELINE_METHODS)  # headrank evaluate --method
-BENCH_METHODS = ("headrank", "icr", *BASELINE_METHODS)  # "headrank": a trained preset
-RERANKER_BACKENDS = ("headrank", "icr", *BASELINE_METHODS, "firststage")  # rerankers.load_reranker
-METHOD_ALIASES = {"heads": "headrank", FIRST_STAGE_METHOD: "firststage"}  # evaluate's names -> backends
+# Method names live in headrank.methods (one vocabulary for the CLI, the API, the service and evaluate).
 
 
 class ModelUnavailableError(RuntimeError):

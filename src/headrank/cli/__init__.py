@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from headrank.cli import adapt, batch, calibration, demo, evaluation, rank, service, training
+from headrank.cli import adapt, batch, calibrate, choose, demo, evaluate, one_query, service, training
 from headrank.cli.demo import DEMO_PASSAGES, DEMO_QUERY
 
 app = typer.Typer(
@@ -19,11 +19,11 @@ app = typer.Typer(
 )
 
 COMMANDS = {
-    "rerank": rank.rerank,
-    "explain": rank.explain,
+    "rerank": one_query.rerank,
+    "explain": one_query.explain,
     "demo": demo.demo,
-    "evaluate": evaluation.evaluate,
-    "compare": evaluation.compare,
+    "evaluate": evaluate.evaluate,
+    "compare": evaluate.compare,
     "select-heads": training.select_heads,
     "train": training.train,
     "serve": service.serve,
@@ -31,8 +31,9 @@ COMMANDS = {
     "presets": service.presets,
     "adapt": adapt.adapt,
     "build-preset": training.build_preset,
-    "calibrate": calibration.calibrate,
-    "bench": evaluation.bench,
+    "calibrate": calibrate.calibrate,
+    "choose": choose.choose,
+    "bench": evaluate.bench,
 }
 for _name, _command in COMMANDS.items():
     app.command(_name)(_command)

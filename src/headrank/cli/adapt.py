@@ -106,9 +106,9 @@ def adapt(
     unchanged, top-K head sets and per-head weights, with and without first-stage fusion, and keeps the best on
     a validation split of your queries. Prints before/after on that split; measure on queries it never saw.
     """
-    from headrank.adapt import AdaptConfig, adapt_preset, judged_benchmark
-    from headrank.presets import DEFAULT_PRESET, load_preset
-    from headrank.synthetic import corpus_benchmark
+    from headrank.engine.presets import DEFAULT_PRESET, load_preset
+    from headrank.learn.adapt import AdaptConfig, adapt_preset, judged_benchmark
+    from headrank.learn.synthetic import corpus_benchmark
 
     setup_logging()
     preset = preset or DEFAULT_PRESET
@@ -139,7 +139,7 @@ def adapt(
 def check_sources_and_outputs(benchmark, corpus, queries, max_queries, preset, out: Path, report: Path | None,
                               overwrite: bool) -> None:
     """One input source; --out and --report writable and --out free (or --overwrite): before any model loads."""
-    from headrank.adapt import check_adapt_output
+    from headrank.learn.adapt import check_adapt_output
 
     if (benchmark is None) == (corpus is None):
         fail("give your judged queries (--data) or, without judgments, your corpus (--corpus): one of the two")

@@ -19,7 +19,8 @@ from headrank.cli.common import (
     setup_logging,
     user_errors,
 )
-from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
+from headrank.defaults import DEFAULT_PRESET
+from headrank.methods import BASELINES, names
 
 CorpusOption = Annotated[Path, typer.Option(help="Passages: BEIR folder or corpus.jsonl, or 'docid<TAB>text' TSV "
                                                  "(with --run).")]
@@ -81,10 +82,10 @@ def rerank_batch(
     Rerunning the same command resumes; a rerun into the same --out with another model, method, head set,
     depth or other passages for a finished query is refused with what changed (--restart starts over)."""
     from headrank.batch import RankerSpec, read_batch_input, write_final_run
-    from headrank.data import check_trec_token
+    from headrank.data.formats import check_trec_token
 
     setup_logging()
-    if method is not None and method.value in BASELINE_METHODS:
+    if method is not None and method.value in names(BASELINES):
         fail("rerank-batch runs HeadRank or ICR; use evaluate for the generative and pointwise baselines")
     check_quantize_option(quantize, method.value if method else None, device, dtype)
     configure_threads(threads)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
-from headrank.data import DataFormatError
+from headrank.data.formats import DataFormatError
 from headrank.defaults import ModelUnavailableError
 
 err_console = Console(stderr=True, soft_wrap=True)  # no hard wraps inside error messages
@@ -122,7 +122,7 @@ def load_ranker(model, method=None, heads=None, max_passage_tokens=None, device=
     """A HeadRanker; ``None`` settings keep a preset's inference settings (see HeadRanker.from_pretrained)."""
     from transformers.utils import logging as hf_logging
 
-    from headrank.heads import HeadSet
+    from headrank.engine.heads import HeadSet
     from headrank.rerankers import load_attention_reranker  # torch/transformers import only when needed
 
     hf_logging.disable_progress_bar()  # the CLI prints its own output; no per-load weight bars
@@ -136,13 +136,13 @@ def load_ranker(model, method=None, heads=None, max_passage_tokens=None, device=
 def check_quantize_option(quantize, method: str | None, device: str = "auto", dtype: str = "auto") -> None:
     """--quantize int8 applies to the attention rankers on a CPU in float32; anything else is refused before a
     model loads."""
-    from headrank.defaults import BASELINE_METHODS
+    from headrank.methods import ATTENTION, resolve
 
     if getattr(quantize, "value", quantize) != "int8":
         return
-    if method in (*BASELINE_METHODS, "bm25", "firststage"):
+    if method is not None and resolve(method) not in ATTENTION:
         fail(f"--quantize int8 applies to HeadRank presets, heads and icr, not to --method {method}")
-    from headrank.ranker import check_quantize_request
+    from headrank.engine.ranker import check_quantize_request
 
     with user_errors():
         check_quantize_request("int8", device, dtype)
@@ -151,7 +151,7 @@ def check_quantize_option(quantize, method: str | None, device: str = "auto", dt
 def configure_threads(threads: int | None) -> None:
     """--threads (or $HEADRANK_THREADS, which typer reads into it): torch's intra-op thread count."""
     if threads is not None:
-        from headrank.models import set_threads
+        from headrank.engine.models import set_threads
 
         set_threads(threads)
 

@@ -12,7 +12,8 @@ from rich.text import Text
 from headrank.cli import options
 from headrank.cli.common import fail, load_ranker, ranker_label, setup_logging, user_errors
 from headrank.cli.output import plain
-from headrank.defaults import BASELINE_METHODS, DEFAULT_PRESET
+from headrank.defaults import DEFAULT_PRESET
+from headrank.methods import BASELINES, names
 
 DEMO_QUERY = "How do vaccines train the immune system?"
 DEMO_PASSAGES = [  # a keyword search's typical mistake: the "trains ... system" passage shares the most words
@@ -54,7 +55,7 @@ def demo(
     the preset's (fused) order and the model's order alone.
     """
     setup_logging()
-    if method is not None and method.value in BASELINE_METHODS:
+    if method is not None and method.value in names(BASELINES):
         fail("the demo runs icr or the preset's heads; use `headrank rerank --method ...` for the baselines")
     with user_errors():
         ranker = load_ranker(model, method, device=device)
@@ -72,7 +73,7 @@ def _say(console: Console, text: str) -> None:
 def orders(ranker, query: str, docs: list[str]) -> tuple[list[int], list[int], bool, float]:
     """Input indices in the preset's order (its fusion and valve) and in the model's order alone, from one
     forward; whether the valve fired; the seconds it took."""
-    from headrank.results import ListJob
+    from headrank.engine.results import ListJob
 
     started = time.perf_counter()
     raw = ranker.score(query, docs, fuse_first_stage=0, safety_valve=False)
@@ -86,8 +87,8 @@ def orders(ranker, query: str, docs: list[str]) -> tuple[list[int], list[int], b
 
 def real_list(ranker, console: Console) -> None:
     """BM25's and HeadRank's top 5 of a real list, with grades, and nDCG@10 of BM25, the preset and the model."""
-    from headrank.datasets import first_judged_list
-    from headrank.evaluate import order_ndcg
+    from headrank.data.benchmarks import first_judged_list
+    from headrank.eval.evaluate import order_ndcg
 
     try:
         example = first_judged_list("dl19", REAL_DEPTH)
@@ -113,7 +114,7 @@ def real_list(ranker, console: Console) -> None:
 
 def built_in_example(ranker, console: Console) -> None:
     """The built-in example's passages, then BM25's, the preset's and the model's own order, one line each."""
-    from headrank.firststage import bm25_search
+    from headrank.data.bm25 import bm25_search
 
     corpus = {str(i + 1): p for i, p in enumerate(DEMO_PASSAGES)}
     first_stage = [docid for docid, _ in bm25_search(corpus, {"demo": DEMO_QUERY}, len(corpus))["demo"]]

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from headrank.defaults import ATTENTION_METHODS, BASELINE_METHODS
+from headrank.methods import ATTENTION, BASELINES, names
 
-MethodName = Enum("Method", {m: m for m in (*ATTENTION_METHODS[::-1], *BASELINE_METHODS)}, type=str)  # icr first
-AttentionMethodName = Enum("AttentionMethod", {m: m for m in ATTENTION_METHODS[::-1]}, type=str)
+MethodName = Enum("Method", {m: m for m in names((*ATTENTION, *BASELINES))}, type=str)  # icr first
+AttentionMethodName = Enum("AttentionMethod", {m: m for m in names(ATTENTION)}, type=str)
 
 
 class QuantizeMode(str, Enum):
@@ -53,7 +53,7 @@ Fuse = Annotated[float, typer.Option(min=0.0, max=1.0, help="Fuse with the input
                                                             "RRF; 0 = no fusion. Default: the preset's setting.")]
 SafetyValve = Annotated[bool, typer.Option("--safety-valve/--no-safety-valve",
                                            help="Move lists the heads read poorly toward the input order (the "
-                                                "preset's valve, headrank.rule). Default: the preset's setting.")]
+                                                "preset's valve, headrank.engine.rule). Default: the preset's setting.")]
 DataRoot = Annotated[Path, typer.Option(help="Folder with the named benchmarks (default: $HEADRANK_DATA or "
                                              "../shared/data).")]
 Depth = Annotated[int, typer.Option("--depth", "-K", min=1, help="Candidates per list (the first-stage top K).")]

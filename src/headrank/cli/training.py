@@ -73,10 +73,10 @@ def select_heads(
     split: TrainSplit = "train",
 ) -> None:
     """Choose a head set: D_h (nDCG@10 of each head) and E_h (its entropy) on training queries."""
-    from headrank.datasets import check_training_set, load_benchmark
-    from headrank.evaluate import git_commit
-    from headrank.presets import base_model_of
-    from headrank.selection import SELECTION_ORDERS, plot_heatmaps, select_head_set
+    from headrank.data.benchmarks import check_training_set, load_benchmark
+    from headrank.engine.presets import base_model_of
+    from headrank.eval.evaluate import git_commit
+    from headrank.learn.selection import SELECTION_ORDERS, plot_heatmaps, select_head_set
 
     setup_logging()
     if preset not in ("headrank", "qrhead"):
@@ -149,9 +149,9 @@ def train(
                                                      "validation nDCG@10 is then the mean over domains.")] = [],  # noqa: B006
 ) -> None:
     """Preference-align the head set's attention with LoRA; writes a HeadRank checkpoint directory."""
-    from headrank.align import TrainConfig, train_head_set
-    from headrank.datasets import check_training_set, load_benchmark
-    from headrank.heads import HeadSet
+    from headrank.data.benchmarks import check_training_set, load_benchmark
+    from headrank.engine.heads import HeadSet
+    from headrank.learn.align import TrainConfig, train_head_set
 
     setup_logging()
     with user_errors():
@@ -231,10 +231,10 @@ def build_preset(
     cache: Cache = Path("runs") / "cache",
 ) -> None:
     """Build a preset: select heads, train the alignment, choose inference settings on validation, package it."""
-    from headrank.align import TrainConfig
-    from headrank.datasets import check_training_set, load_benchmark
-    from headrank.evaluate import git_commit
-    from headrank.presets.build import build_from_scratch, package_checkpoint
+    from headrank.data.benchmarks import check_training_set, load_benchmark
+    from headrank.eval.evaluate import git_commit
+    from headrank.learn.align import TrainConfig
+    from headrank.learn.build import build_from_scratch, package_checkpoint
 
     setup_logging()
     name = name or out.name

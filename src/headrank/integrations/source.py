@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from headrank.rule import fusion_weight
+from headrank.engine.rule import fusion_weight
 
 URL_PREFIXES = ("http://", "https://")
 
@@ -47,7 +47,7 @@ class LocalSource:
 
     def load(self) -> Any:
         if self.ranker is None:
-            from headrank.ranker import HeadRanker
+            from headrank.engine.ranker import HeadRanker
 
             self.ranker = HeadRanker.from_pretrained(self.name, **self.load_options)
         return self.ranker

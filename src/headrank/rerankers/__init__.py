@@ -7,18 +7,20 @@ and, where the backend reads attention, ``explain``; one small module per backen
     ranker = load_reranker("firststage")                          # the input order itself: a baseline
     ranker.rank("how do vaccines work?", docs, top_k=5)          # a Ranking, best first
 
-Backends: ``headrank``, ``icr``, ``generative``, ``pointwise``, ``firststage``. A backend is a module (in this
-package, or any importable module given by its name) with ``load(model=None, **options) -> Reranker``; adding
-one is adding one file.
+Backends, named by method (``headrank.methods``): ``heads`` (alias ``headrank``), ``icr``, ``generative``,
+``pointwise``, ``bm25`` (alias ``firststage``: the input order). Each method's code is its backend module here
+(``Method.backend``). A backend of your own is any importable module with ``load(model=None, **options) ->
+Reranker``, given by its dotted name; adding one is adding one file.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from headrank.defaults import METHOD_ALIASES as _ALIASES
-from headrank.defaults import RERANKER_BACKENDS as BACKENDS
+from headrank.methods import ALIASES, Method, names
 from headrank.rerankers.base import Reranker, ScoreReranker
+
+BACKENDS = (*names(), *ALIASES)  # every name load_reranker takes besides a module of your own
 
 __all__ = ["BACKENDS", "Reranker", "ScoreReranker", "load_attention_reranker", "load_reranker"]
 
@@ -29,9 +31,12 @@ def load_reranker(backend: str = "headrank", model: str | None = None, **options
     ``model`` and ``options`` go to the backend's ``load`` (e.g. ``device``, ``dtype``, ``heads``,
     ``fuse_first_stage``)."""
     valid = f"choose one of {', '.join(BACKENDS)} or give an importable module's name"
+    if isinstance(backend, Method):
+        backend = backend.value
     if not isinstance(backend, str) or not all(part.isidentifier() for part in backend.split(".")):
         raise ValueError(f"reranker backend must be a name, got {backend!r}; {valid}")
-    name = _ALIASES.get(backend, backend)
+    known = ALIASES.get(backend) or next((m for m in Method if m.value == backend), None)
+    name = known.backend if known else backend
     module = None
     for module_name in (f"headrank.rerankers.{name}", name):  # ours first, then a module of your own
         try:

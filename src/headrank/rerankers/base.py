@@ -1,19 +1,19 @@
 """``ScoreReranker``: any ``score(query, passages) -> list[float]`` made into a full ``Reranker`` (the interface,
-defined with the result types in ``headrank.results``): input checks, empty passages last, fusion with the input
+defined with the result types in ``headrank.engine.results``): input checks, empty passages last, fusion with the input
 order, top_k, with the same rules and result types as ``HeadRanker``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from headrank.checkpoint import InferenceSettings
-from headrank.results import ListJob, Ranking, Reranker, documents_of
+from headrank.engine.checkpoint import InferenceSettings
+from headrank.engine.results import ListJob, Ranking, Reranker, list_jobs
 
 
 def check_baseline_options(max_passage_tokens, fuse_first_stage) -> None:
     """A baseline's options by the same rules as HeadRanker's, checked before its model loads."""
-    from headrank.prompt import PromptSettings
-    from headrank.rule import fusion_weight
+    from headrank.engine.prompt import PromptSettings
+    from headrank.engine.rule import fusion_weight
 
     PromptSettings(max_passage_tokens=max_passage_tokens)
     fusion_weight(None, fuse_first_stage)
@@ -25,8 +25,8 @@ def loaded_base_model(model, device: str = "auto", dtype: str = "auto"):
     if hasattr(model, "tokenizer"):
         return model
     from headrank.defaults import DEFAULT_MODEL
-    from headrank.models import load_model
-    from headrank.presets import base_model_of
+    from headrank.engine.models import load_model
+    from headrank.engine.presets import base_model_of
 
     return load_model(base_model_of(model or DEFAULT_MODEL), device=device, dtype=dtype)
 
@@ -39,7 +39,7 @@ class ScoreReranker(Reranker):
 
     def __init__(self, name: str, score_fn: Callable[[str, list[str]], list[float] | tuple[list[float], dict]],
                  fuse_first_stage: float | None = None, model=None) -> None:
-        from headrank.rule import fusion_weight
+        from headrank.engine.rule import fusion_weight
 
         fusion_weight(None, fuse_first_stage)  # the rule of every call, checked once at construction too
         self.name, self._score_fn, self.fuse_first_stage, self.model = name, score_fn, fuse_first_stage, model
@@ -54,7 +54,7 @@ class ScoreReranker(Reranker):
               safety_valve=None) -> list[float]:
         """Scores in input order (an empty passage gets -inf), fused with the input order when this call's or the
         reranker's fusion weight says so (as ``HeadRanker.score``)."""
-        from headrank.rule import final_scores, fusion_weight
+        from headrank.engine.rule import final_scores, fusion_weight
 
         self._no_valve(safety_valve)
         fuse = fusion_weight(self.fuse_first_stage, fuse_first_stage)
@@ -87,7 +87,7 @@ class ScoreReranker(Reranker):
                    metadata: Sequence[Sequence] | None = None, fuse_first_stage: float | None = None,
                    safety_valve=None) -> list[Ranking]:
         """Each list scored on its own (``batch_size`` is accepted for the common signature)."""
-        from headrank.rule import fusion_weight
+        from headrank.engine.rule import fusion_weight
 
         if isinstance(queries, str) or len(queries) != len(docs):
             raise ValueError("rank_batch takes a list of queries and one list of passages per query")
@@ -99,12 +99,8 @@ class ScoreReranker(Reranker):
         self._no_valve(safety_valve)
         fuse = fusion_weight(self.fuse_first_stage, fuse_first_stage)
         out = []
-        for i, (query, passages) in enumerate(zip(queries, docs)):
-            texts, ids, metas = documents_of(passages, i, None if doc_ids is None else doc_ids[i],
-                                             None if metadata is None else metadata[i])
-            job = ListJob.make(query, texts, i)
-            job.doc_ids, job.metas = ids, metas
-            job.scores = [s for s in self.score_with_info(query, texts)[0] if s != float("-inf")]
+        for job in list_jobs(queries, docs, doc_ids, metadata):
+            job.scores = [s for s in self.score_with_info(job.query, list(job.docs))[0] if s != float("-inf")]
             out.append(Ranking(job.results(top_k, return_documents, fuse), InferenceSettings(fuse_first_stage=fuse),
-                               query=query))
+                               query=job.query))
         return out

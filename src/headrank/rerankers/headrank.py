@@ -6,6 +6,6 @@ from headrank.defaults import DEFAULT_PRESET
 
 
 def load(model: str | None = None, **options):
-    from headrank.ranker import HeadRanker
+    from headrank.engine.ranker import HeadRanker
 
     return HeadRanker.from_pretrained(model or DEFAULT_PRESET, **options)

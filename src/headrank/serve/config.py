@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from headrank.defaults import DEFAULT_PRESET
-from headrank.rule import fusion_weight
+from headrank.engine.rule import fusion_weight
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -39,7 +39,7 @@ class ServeConfig:
     safety_valve: bool | None = None  # None: the model's setting
     log_level: str = "info"
     json_logs: bool = False
-    quantize: str | None = None  # None: the model's CPU setting; "none": float; "int8" (headrank.quantize)
+    quantize: str | None = None  # None: the model's CPU setting; "none": float; "int8" (headrank.engine.quantize)
     drain_seconds: float = 0.0  # after SIGTERM: /health answers 503 this long before the listener closes
     metrics_open: bool = False  # /metrics without the API key (for a scraper inside the cluster)
     root_path: str = ""  # the path prefix a reverse proxy serves this under (it strips it before forwarding)
@@ -62,7 +62,7 @@ class ServeConfig:
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         self.preload = tuple(self.preload)
-        from headrank.quantize import check_quantize
+        from headrank.engine.quantize import check_quantize
 
         check_quantize(self.quantize)
 

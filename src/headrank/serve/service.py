@@ -140,7 +140,7 @@ class Service:
 
     def check_fits(self, texts: Sequence[str]) -> None:
         """413 for the first document longer than the passage budget (TEI's answer when truncation is off)."""
-        from headrank.prompt import normalize_text
+        from headrank.engine.prompt import normalize_text
 
         limit = self.ranker.prompt_settings.max_passage_tokens
         for i, text in enumerate(texts):
@@ -221,7 +221,7 @@ def _cut(ranker, text: str, limit: int, direction: str = "right") -> str:
     """A document cut to ``limit`` tokens (Cohere's ``max_tokens_per_doc``), as the prompt builder cuts; a
     limit at or above the ranker's own passage budget changes nothing (the builder cuts there anyway).
     ``direction`` "left" keeps the end of the document (TEI's ``truncation_direction``)."""
-    from headrank.prompt import normalize_text
+    from headrank.engine.prompt import normalize_text
 
     budget = ranker.prompt_settings.max_passage_tokens
     if direction == "left":

@@ -1,5 +1,5 @@
 """The playground page (``GET /``: no build step, no CDN), its examples (``GET /v1/examples``) and ``POST
-/v1/explain`` behind it: the ranking with per-token contributions (``headrank.explain``), through the same queue,
+/v1/explain`` behind it: the ranking with per-token contributions (``headrank.engine.explain``), through the same queue,
 timeout and cancellation as rerank."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ FIRST_STAGE_DEPTH = 10  # passages of the real first-stage example: ten cards fi
 def first_stage_example() -> dict | None:
     """The first judged DL19 query's BM25 top 10 with its judgments, when the benchmark data is on this server
     (``$HEADRANK_DATA`` or ``../shared/data``); None otherwise."""
-    from headrank.datasets import first_judged_list
+    from headrank.data.benchmarks import first_judged_list
 
     try:
         example = first_judged_list("dl19", FIRST_STAGE_DEPTH)

@@ -1,1 +1,0 @@
-"""Comparison rerankers that share HeadRank's models and harness: generative listwise, pointwise yes/no."""

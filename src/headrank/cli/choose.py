@@ -1,0 +1,104 @@
+"""``headrank choose``: a preset's fusion weight and safety valve, and from an all-head pool its heads, by the
+every-domain rule on the validation domains (``headrank.learn.choose``), the procedure that chose the default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from headrank.cli import options
+from headrank.cli.common import check_output_file, err_console, fail, setup_logging, user_errors
+
+ScoresOption = Annotated[Path, typer.Option(help="Recorded attention scores of the validation lists (JSONL: set, "
+                                                 "qid, docids in first-stage order, and the --column scores).")]
+PoolOption = Annotated[Path, typer.Option(help="An all-head pool (scripts/observe_pool.py): choose the heads too.")]
+DomainsOption = Annotated[str, typer.Option(help="Validation domains, comma-separated (never a reporting set).")]
+RuleOption = Annotated[str, typer.Option(help="floor-mean: the largest mean gain over the first stage among settings "
+                                              "gaining --floor on every domain (else the largest worst-domain gain); "
+                                              "worst: the largest worst-domain gain.")]
+WritePreset = Annotated[Path, typer.Option(help="Write the choice into this preset or checkpoint folder.")]
+TrainingSplit = Annotated[Path, typer.Option(help="With --pool: the preset whose head set records the DL21 "
+                                                  "training split (default: the default preset).")]
+
+
+def choose(
+    scores: ScoresOption = None,
+    column: Annotated[str, typer.Option(help="Which scores of each --scores line to read.")] = "scores",
+    pool: PoolOption = None,
+    layers: Annotated[int, typer.Option(min=1, help="With --pool: the model's layers.")] = 24,
+    heads: Annotated[int, typer.Option(min=1, help="With --pool: attention heads per layer.")] = 14,
+    cap: Annotated[int, typer.Option(min=1, help="With --pool: only heads in the first N layers.")] = 18,
+    training_split: TrainingSplit = None,
+    domains: DomainsOption = "dl21-val,nfcorpus-dev,cranfield,cisi,npl",
+    rule: RuleOption = "floor-mean",
+    floor: Annotated[float, typer.Option(help="With --rule floor-mean: the gain every domain must reach.")] = 0.0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON report to write.")] = None,
+    write_preset: WritePreset = None,
+    data_root: options.DataRoot = None,
+) -> None:
+    """Choose fusion and safety valve (and heads, with --pool) on the validation domains by the every-domain rule,
+    with the leave-one-domain-out estimate of what a new domain can expect."""
+    from headrank.learn import choose as rule_module
+
+    setup_logging()
+    if (scores is None) == (pool is None):
+        fail("give --scores (choose fusion and valve for fixed heads) or --pool (choose the heads too), not both")
+    check_output_file(out, "--out")
+    with user_errors():
+        names = _domains(domains, rule_module.VALIDATION_DOMAINS)
+        floor_value = rule_module.rule_floor(rule, floor)
+        if scores is not None:
+            scored = rule_module.read_scored_lists(scores, column)
+            result = rule_module.choose_setting(rule_module.validation_domains(scored, names, data_root), floor_value)
+        else:
+            result = _choose_heads(pool, layers, heads, cap, training_split, names, floor_value, data_root)
+        if out is not None:
+            rule_module.write_choice(result, out)
+        if write_preset is not None:
+            rule_module.write_to_preset(result, write_preset)
+    _print(result)
+
+
+def _domains(text: str, known: dict[str, str]) -> dict[str, str]:
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    unknown = [d for d in names if d not in known]
+    if len(names) < 2 or unknown:
+        raise ValueError(f"--domains takes two or more validation domains of {', '.join(known)}; got "
+                         f"{', '.join(unknown) or text!r}")
+    return {d: known[d] for d in names}
+
+
+def _choose_heads(pool: Path, layers: int, heads: int, cap: int, training_split: Path | None, names: dict,
+                  floor: float, data_root) -> dict:
+    from headrank.engine.presets import DEFAULT_PRESET, load_preset
+    from headrank.learn.choose import choose_heads
+    from headrank.learn.pool import load_pool, merged, pool_domains, training_lists
+    from headrank.learn.selection import discriminability
+
+    observed = load_pool(pool, layers, heads)
+    train, train_qrels = training_lists(observed, training_split or load_preset(DEFAULT_PRESET).path, data_root)
+    d_train = {dom: discriminability(obs, train_qrels[dom]) for dom, obs in train.items()}
+    train_all, all_qrels = merged(train, train_qrels)
+    return choose_heads(pool_domains(observed, names, data_root=data_root), train_all, all_qrels, d_train, cap, floor)
+
+
+def _print(result: dict) -> None:
+    setting = result["setting"]
+    valve = setting["valve"]
+    what = f"fusion {setting['fuse']:g}, " + (f"valve {valve['signal']} < {valve['threshold']:.6g} -> first-stage "
+                                              f"weight {valve['weight']:g}" if valve else "no valve")
+    if "heads" in result:
+        what = f"{len(result['heads'])} heads ({result['label']}, {result['deepest']} layers), " + what
+    table = Table("domain", "queries", "first stage", "chosen", "leave-one-domain-out", title=what)
+    for name, (lists, total) in result["queries"].items():
+        table.add_row(name, f"{lists} of {total}", f"{result['first_stage'][name]:.4f}", f"{result['chosen'][name]:.4f}",
+                      f"{result['lodo'][name]:.4f}")
+    mean = {k: sum(result[k].values()) / len(result[k]) for k in ("first_stage", "chosen", "lodo")}
+    table.add_row("mean", "", f"{mean['first_stage']:.4f}", f"{mean['chosen']:.4f}", f"{mean['lodo']:.4f}")
+    Console().print(table)
+    err_console.print("nDCG@10 means over every judged query of a domain (a query without a relevant passage in the "
+                      "top 20 counts 0)")

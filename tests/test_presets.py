@@ -400,3 +400,28 @@ def test_a_preset_without_adapter_reads_the_base_model_and_says_so(tiny_base, tm
     (out / "adapter").mkdir()
     with pytest.raises(ValueError, match="\"adapter\": false but an adapter/ directory is present"):
         HeadRanker.from_pretrained(str(out), device="cpu")
+
+
+def test_build_preset_chooses_by_the_every_domain_rule_with_ties_to_the_cheaper():
+    """choose_inference is learn.choose's rule on one domain: fusion wins where it helps; where candidates tie, the
+    cheaper (one pass before both orders, unfused before fused) is kept."""
+    from headrank.learn.build import choose_inference
+
+    class Fixed:
+        both_orders, fuse_first_stage, window = False, None, None
+
+        def __init__(self, scores):
+            self.scores = scores
+
+        def score(self, query, texts, safety_valve=None):
+            return self.scores if texts[0] == "a" else self.scores[::-1]  # the same per passage in both orders
+
+    lists = [("q", "query", [("x", "a"), ("y", "b"), ("z", "c"), ("w", "d")])]
+    qrels = {"q": {"x": 1, "z": 1}}
+    # the heads put z first and x last; the first stage has x first: fusion puts both relevant passages on top
+    chosen, rows = choose_inference(Fixed([0.0, 2.0, 3.0, 1.0]), lists, qrels)
+    assert chosen == InferenceSettings(fuse_first_stage=0.5) and len(rows) == 4
+    assert max(r["ndcg@10"] for r in rows) == next(r for r in rows if r["inference"] == chosen.to_dict())["ndcg@10"]
+    # heads that already rank both relevant passages first: every candidate ties, the cheapest (one pass) is kept
+    chosen, _ = choose_inference(Fixed([3.0, 0.0, 2.0, 1.0]), lists, qrels)
+    assert chosen == InferenceSettings()

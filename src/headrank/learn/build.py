@@ -54,55 +54,48 @@ def build_preset(checkpoint: str | Path, out: str | Path, name: str, inference: 
     return load_preset(out)
 
 
-INFERENCE_CANDIDATES = (
-    InferenceSettings(),
-    InferenceSettings(fuse_first_stage=0.5),
-    InferenceSettings(both_orders=True),
-    InferenceSettings(both_orders=True, fuse_first_stage=0.5),
-)
+# build-preset's candidates on its one validation domain: one pass or both orders, unfused or fused with the
+# first stage (RRF, w 0.5), no valve. A dozen queries of one domain cannot choose among the hundreds of settings
+# `headrank choose` compares on several domains; the rule (learn.choose) is the same.
+BUILD_FUSIONS = (0.0, 0.5)
+ORDERS = {"one pass": False, "both orders": True}
 
 
-def choose_inference(ranker, lists, qrels, candidates=INFERENCE_CANDIDATES,
-                     on_list=None) -> tuple[InferenceSettings, list[dict]]:
-    """Pick the inference settings with the best validation nDCG@10 (ties: the first, i.e. the cheapest).
+def choose_inference(ranker, lists, qrels, on_list=None) -> tuple[InferenceSettings, list[dict]]:
+    """The inference settings with the best validation nDCG@10 by the every-domain rule (``learn.choose``) on one
+    domain; ties go to the cheaper (one pass before both orders, unfused before fused).
 
     ``lists``: (qid, query, [(docid, text), ...]) in first-stage order, validation queries only. Each list is
     read once as given and once reversed; every candidate is computed from those two passes. Returns the
     choice and one row per candidate (for the model card).
     """
-    import ir_measures
-
-    from headrank.engine.fusion import rank_positions
-    from headrank.engine.rule import final_scores
+    from headrank.learn.choose import Domain, ScoredList, Setting, Table, choose
 
     if not lists:
         raise ValueError("no validation lists to choose inference settings on")
     if ranker.both_orders or ranker.fuse_first_stage or ranker.window:
         raise ValueError("choose_inference needs a ranker that reads one order without fusion or windows")
-    forward, backward = {}, {}
+    forward, both = [], []
     for done, (qid, query, docs) in enumerate(lists, start=1):
         texts = [text for _, text in docs]
         # raw attention scores: a preset's own valve must not leak into the candidates it is compared with
-        forward[qid] = ranker.score(query, texts, safety_valve=False)
-        backward[qid] = ranker.score(query, texts[::-1], safety_valve=False)[::-1]
+        ahead = ranker.score(query, texts, safety_valve=False)
+        back = ranker.score(query, texts[::-1], safety_valve=False)[::-1]
+        forward.append(ScoredList(qid, tuple(d for d, _ in docs), tuple(ahead)))
+        both.append([(a + b) / 2 for a, b in zip(ahead, back)])
         if on_list:
             on_list(done, len(lists))
-    metric = ir_measures.parse_measure("nDCG@10")
-    judged = {q: {d: int(g) for d, g in qrels.get(q, {}).items()} for q, _, _ in lists}
+    domain = Domain("validation", forward, qrels, len(lists))
+    tables = {"one pass": {"validation": Table.build(domain, BUILD_FUSIONS)},
+              "both orders": {"validation": Table.build(domain.with_scores(both), BUILD_FUSIONS)}}
+    choice = choose(tables, 0.0, BUILD_FUSIONS, valves=False)
     rows = []
-    for settings in candidates:
-        run = {}
-        for qid, _, docs in lists:
-            scores = forward[qid]
-            if settings.both_orders:
-                scores = [(a + b) / 2 for a, b in zip(forward[qid], backward[qid])]
-            scores = final_scores(scores, settings.fuse_first_stage, settings.safety_valve).scores
-            ranks = rank_positions(scores)  # ties broken by position, as rank() and evaluate do (not by docid)
-            run[qid] = {docid: float(len(docs) - r) for (docid, _), r in zip(docs, ranks)}
-        value = ir_measures.calc_aggregate([metric], judged, run)[metric]
-        rows.append({"setting": settings.describe(), "inference": settings.to_dict(), "ndcg@10": float(value)})
-    best = max(range(len(rows)), key=lambda i: (round(rows[i]["ndcg@10"], 6), -i))
-    return candidates[best], rows
+    for label, table in tables.items():
+        for fuse in BUILD_FUSIONS:
+            settings = InferenceSettings(both_orders=ORDERS[label], fuse_first_stage=fuse or None)
+            rows.append({"setting": settings.describe(), "inference": settings.to_dict(),
+                         "ndcg@10": table["validation"].mean(Setting(fuse))})
+    return InferenceSettings(both_orders=ORDERS[choice.label], fuse_first_stage=choice.setting.fuse or None), rows
 
 
 def validation_lists(head_set, bench, depth: int = 20) -> list[tuple[str, str, list[tuple[str, str]]]]:

@@ -149,10 +149,11 @@ def valve_grid(tables: Iterable[Table]) -> list[SafetyValve | None]:
     return out
 
 
-def settings_grid(tables: Iterable[Table]) -> list[Setting]:
-    """Every setting the rule compares: each valve with each fusion weight below the valve's weight."""
-    return [Setting(fuse, valve) for valve in valve_grid(tables) for fuse in FUSIONS
-            if valve is None or valve.weight > fuse]
+def settings_grid(tables: Iterable[Table], fusions: Sequence[float] = FUSIONS, valves: bool = True) -> list[Setting]:
+    """Every setting the rule compares: each valve (or none, only, without ``valves``) with each fusion weight
+    below the valve's weight."""
+    grid = valve_grid(tables) if valves else [None]
+    return [Setting(fuse, valve) for valve in grid for fuse in fusions if valve is None or valve.weight > fuse]
 
 
 @dataclass(frozen=True)
@@ -164,12 +165,13 @@ class Choice:
     key: tuple
 
 
-def choose(candidates: Mapping[str, Mapping[str, Table]], floor: float = 0.0) -> Choice:
+def choose(candidates: Mapping[str, Mapping[str, Table]], floor: float = 0.0, fusions: Sequence[float] = FUSIONS,
+           valves: bool = True) -> Choice:
     """The best (candidate, setting) by ``objective`` over the candidates' tables (label -> domain -> table);
-    ties keep the first in candidate, valve and fusion order."""
+    ties keep the first in candidate, valve and fusion order (list the cheaper first)."""
     best: Choice | None = None
     for label, tables in candidates.items():
-        for setting in settings_grid(tables.values()):
+        for setting in settings_grid(tables.values(), fusions, valves):
             key = objective([t.gain(setting) for t in tables.values()], floor)
             if best is None or key > best.key:
                 best = Choice(label, setting, key)

@@ -5,7 +5,7 @@ Two settings act here, per list: ``fuse_first_stage`` (weighted reciprocal rank 
 attention scores; when it is below the valve's threshold, the list is ranked with the valve's (larger)
 first-stage weight instead, so a query the heads cannot read moves toward the first-stage order. Signals are
 small functions registered in ``SIGNALS``: add one by decorating a function ``scores -> float`` with
-``@signal("name")``. Thresholds are chosen on validation domains only (``scripts/robust_choice.py``).
+``@signal("name")``. Thresholds are chosen on validation domains only (``headrank choose``, ``learn.choose``).
 """
 
 from __future__ import annotations

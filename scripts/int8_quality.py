@@ -25,11 +25,11 @@ from pathlib import Path
 import torch
 
 from headrank.batch import RankerSpec
+from headrank.data.benchmarks import load_set
 from headrank.data.formats import appendable_lines
 from headrank.engine.presets import load_preset
 from headrank.engine.quantize import DEFAULT_PARTS, FORMAT
 from headrank.engine.ranker import HeadRanker
-from headrank.learn.choose import load_domain_set as load_set
 from headrank.learn.pool import DEPTH, VALIDATION_PLAN, pick_queries
 
 REPORTING_PLAN = ("dl19:all", "dl20:all", "noveleval:all", "nfcorpus:all")

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import torch
 
+from headrank.data.benchmarks import load_set
 from headrank.data.formats import appendable_lines
 from headrank.engine.observe import SharedCapture, all_head_observer
 from headrank.engine.ranker import HeadRanker
-from headrank.learn.choose import load_domain_set as load_set
 from headrank.learn.pool import DEPTH, pick_queries
 
 

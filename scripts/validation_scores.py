@@ -24,12 +24,12 @@ from pathlib import Path
 import torch
 
 from headrank.batch import RankerSpec
+from headrank.data.benchmarks import load_set
 from headrank.data.formats import appendable_lines
 from headrank.engine.checkpoint import HEADSET_NAME
 from headrank.engine.heads import HeadSet
 from headrank.engine.presets import load_preset
 from headrank.engine.ranker import HeadRanker
-from headrank.learn.choose import load_domain_set as load_set
 from headrank.learn.pool import DEPTH, VALIDATION_PLAN, pick_queries
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +97,7 @@ def test_observe_pool_captures_every_head_once_and_resumes(tiny_base, tmp_path):
     pool = load_pool(out, 4, 4)
     obs = pool[("cisi", "first-stage")]
     assert len(obs.qids) == 3 and obs.raw[0].shape[0] == 16 and len(obs.docids[0]) == obs.raw[0].shape[1]
-    shutil.rmtree(out / "cache")
+    with pytest.raises(ValueError, match="observed 16 heads per list, not 24 layers x 14 heads"):
+        load_pool(out, 24, 14)  # another model's shape would silently mislabel every head
     with pytest.raises(FileNotFoundError):
         load_pool(tmp_path / "nowhere", 4, 4)

@@ -168,6 +168,20 @@ def first_judged_list(name: str = "dl19", depth: int = 20, data_root: Path | Non
                        dict(bench.qrels[qid]))
 
 
+CLASSIC = ("cranfield", "cisi", "npl")  # validation domains in BEIR layout under <data root>/classic/
+
+
+def load_set(set_name: str, data_root: Path | None = None, cache_dir: Path | None = None) -> Benchmark:
+    """A set as the choosing and training steps name it: a named benchmark (``dl21``, ...), ``nfcorpus-<split>``,
+    or a classic validation domain (``cranfield``, ``cisi``, ``npl`` under ``<data root>/classic``)."""
+    root = Path(data_root) if data_root else default_data_root()
+    if set_name.startswith("nfcorpus-"):
+        return load_benchmark("nfcorpus", root, cache_dir, split=set_name.split("-", 1)[1])
+    if set_name in CLASSIC:
+        return load_benchmark(str(root / "classic" / set_name), root, cache_dir)
+    return load_benchmark(set_name, root, cache_dir)
+
+
 def data_hash(bench: Benchmark, depth: int) -> str:
     """Hash of what a run reads: each query, its top-``depth`` candidates (ids and texts) and its judgments."""
     h = hashlib.sha256()

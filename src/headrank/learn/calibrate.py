@@ -23,7 +23,6 @@ from headrank.engine.relevance import Observation, RelevanceCalibration, fit, re
 logger = logging.getLogger(__name__)
 
 VALIDATION_SETS = ("dl21-val", "nfcorpus-dev", "cranfield", "cisi", "npl")
-CLASSIC = ("cranfield", "cisi", "npl")
 
 
 @dataclass
@@ -39,23 +38,18 @@ def validation_lists(set_name: str, head_set, queries: int, depth: int, data_roo
                      cache_dir: Path | None = None) -> list[ValidationList]:
     """The first ``queries`` judged queries of a validation set (in the set's order: a rule, not a pick), each
     with its first-stage top ``depth`` and which passages count as relevant (the set's relevance grade)."""
-    from headrank.data.benchmarks import default_data_root, load_benchmark
+    from headrank.data.benchmarks import load_set
 
-    root = Path(data_root) if data_root else default_data_root()
+    if set_name not in VALIDATION_SETS:
+        raise ValueError(f"unknown validation set {set_name!r}; choose from {', '.join(VALIDATION_SETS)}")
+    bench = load_set("dl21" if set_name == "dl21-val" else set_name, data_root, cache_dir)
     if set_name == "dl21-val":
-        bench = load_benchmark("dl21", root, cache_dir)
         keep = set(head_set.split_queries("val"))
         if not keep:
             raise ValueError("dl21-val: the head set records no DL21 validation queries; use other sets")
         qids = [q for q in bench.queries if q in keep]
-    elif set_name == "nfcorpus-dev":
-        bench = load_benchmark("nfcorpus", root, cache_dir, split="dev")
-        qids = list(bench.queries)
-    elif set_name in CLASSIC:
-        bench = load_benchmark(str(root / "classic" / set_name), root, cache_dir)
-        qids = list(bench.queries)
     else:
-        raise ValueError(f"unknown validation set {set_name!r}; choose from {', '.join(VALIDATION_SETS)}")
+        qids = list(bench.queries)
     out = []
     for qid in qids[:queries]:
         top = bench.candidates[qid][:depth]

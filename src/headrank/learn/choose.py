@@ -230,18 +230,6 @@ def read_scored_lists(path: str | Path, column: str = "scores") -> dict[str, lis
     return out
 
 
-def load_domain_set(set_name: str, data_root=None):
-    """A validation set by name as a benchmark: ``dl21``, ``nfcorpus-<split>``, or a classic domain."""
-    from headrank.data.benchmarks import default_data_root, load_benchmark
-
-    if set_name.startswith("nfcorpus-"):
-        return load_benchmark("nfcorpus", split=set_name.split("-", 1)[1], data_root=data_root)
-    if set_name in ("cranfield", "cisi", "npl"):
-        root = Path(data_root) if data_root else default_data_root()
-        return load_benchmark(str(root / "classic" / set_name))
-    return load_benchmark(set_name, data_root=data_root)
-
-
 def domain_from_benchmark(name: str, lists: list[ScoredList], bench, depth: int = 20) -> Domain:
     """A domain of ``lists`` on ``bench``: the mean is over all judged queries when every query with a relevant
     passage in the top ``depth`` is listed (the rest score 0 under any order), else over the lists."""
@@ -254,11 +242,13 @@ def domain_from_benchmark(name: str, lists: list[ScoredList], bench, depth: int 
 def validation_domains(scored: Mapping[str, list[ScoredList]], names: Mapping[str, str] = VALIDATION_DOMAINS,
                        data_root=None) -> dict[str, Domain]:
     """The named validation domains of recorded scores (domain name -> recorded set name)."""
+    from headrank.data.benchmarks import load_set
+
     missing = [s for s in names.values() if s not in scored]
     if missing:
         raise ValueError(f"the recorded scores hold no lists of {', '.join(missing)} (they hold "
                          f"{', '.join(sorted(scored))})")
-    return {n: domain_from_benchmark(n, scored[s], load_domain_set(s, data_root)) for n, s in names.items()}
+    return {n: domain_from_benchmark(n, scored[s], load_set(s, data_root)) for n, s in names.items()}
 
 
 def write_choice(result: dict, path: str | Path) -> None:

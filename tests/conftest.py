@@ -102,6 +102,21 @@ def isolated_home(tmp_path, monkeypatch):
     return tmp_path / "home"
 
 
+@pytest.fixture()
+def home_with_real_models(tmp_path, monkeypatch):
+    """A fresh HEADRANK_HOME (its int8 and other caches start empty) that shares the converted base models of
+    the real one: converting the default's base model again costs minutes and tests nothing new."""
+    from headrank.engine.models import headrank_home
+
+    models = headrank_home() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "models").symlink_to(models, target_is_directory=True)
+    monkeypatch.setenv("HEADRANK_HOME", str(home))
+    return home
+
+
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # No telemetry from the frameworks under test (Haystack's posthog, Ray's usage stats): loopback only.
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")

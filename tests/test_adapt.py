@@ -38,7 +38,8 @@ def test_adapt_writes_a_checkpoint_that_ranks_as_its_report_says(tiny_base, toy_
     assert (data0["warning"] is not None) == noisy and (("choice is noisy" in result.output) == noisy)
     data = json.loads(report.read_text())
     assert data["after"]["val_ndcg"] >= data["before"]["val_ndcg"]  # the preset itself is a candidate
-    assert len(data["candidates"]) == 1 + 2 * (2 + 3)  # preset + (2 plain sets + 3 weighted) x (no fusion, RRF)
+    # (the preset's heads + 2 plain sets + 3 weighted) x (the preset's RRF weight, no fusion)
+    assert len(data["candidates"]) == 2 * (1 + 2 + 3)
     assert set(data["train_queries"]).isdisjoint(data["val_queries"])
     head_set = HeadSet.load(out / "headset.json")
     assert head_set.selection["adapted_from"] == str(preset)
@@ -164,13 +165,44 @@ def test_search_stays_within_the_presets_depth_and_runs_its_valve():
     preset = HeadSet(heads=((0, 0), (1, 1)), num_layers=4, num_heads=2)
     config = AdaptConfig(ks=(1, 2), pools=(2,), l2s=(0.1,), fusion=(None,))
     plain = search(obs, obs, qrels, preset, 0.3, config)
-    assert all(layer <= 1 for c in plain for layer, _ in c.heads)
-    assert {c.fuse for c in plain} == {None, 0.3}
+    assert all(layer <= 1 for c in plain.candidates for layer, _ in c.heads)
+    assert {c.fuse for c in plain.candidates} == {None, 0.3}
+    assert plain.candidates[0].label == "preset unchanged" and plain.candidates[0].fuse == 0.3
+    assert plain.best.val_ndcg == max(c.val_ndcg for c in plain.candidates)  # one domain: the rule is the best mean
     kept = search(obs, obs, qrels, preset, 0.3, AdaptConfig(ks=(1, 2), pools=(2,), l2s=(0.1,), keep_fusion=True))
-    assert {c.fuse for c in kept} == {0.3}  # adapt --corpus: written queries do not choose the fusion weight
+    assert {c.fuse for c in kept.candidates} == {0.3}  # adapt --corpus: written queries do not choose the fusion
     always = SafetyValve("agreement", 2.0, 1.0)  # fires on every list: every candidate ranks like the first stage
     valved = search(obs, obs, qrels, preset, 0.3, config, valve=always)
-    assert all(c.val_ndcg == 1.0 for c in valved)  # the relevant passage is first in every input list
+    assert all(c.val_ndcg == 1.0 for c in valved.candidates)  # the relevant passage is first in every input list
+    assert valved.best is valved.candidates[0]  # all tie: the preset unchanged keeps its place
+
+
+def test_search_scores_each_candidate_as_the_ranker_would():
+    """A candidate's validation nDCG@10 is what a ranker with its heads, fusion and valve gets on the lists:
+    scores through rule.final_scores (one path for adapt, build-preset and headrank choose)."""
+    import torch
+
+    from headrank.engine.heads import HeadSet
+    from headrank.engine.rule import SafetyValve, ScoringRule
+    from headrank.learn.adapt import AdaptConfig, search
+    from headrank.learn.choose import ndcg10
+    from headrank.learn.selection import HeadObservations
+
+    torch.manual_seed(1)
+    heads = [(layer, h) for layer in range(2) for h in range(2)]
+    qids = [f"q{i}" for i in range(10)]
+    docids = [[f"{q}-{j}" for j in range(5)] for q in qids]
+    qrels = {q: {d[j]: 1 for j in (1, 3)} for q, d in zip(qids, docids)}
+    mass = [torch.rand(len(heads), 5) for _ in qids]
+    obs = HeadObservations(heads, qids, docids, mass, mass)
+    valve = SafetyValve("agreement", 0.2, 1.0)
+    found = search(obs, obs, qrels, HeadSet(heads=((0, 0), (1, 1)), num_layers=2, num_heads=2), 0.4,
+                   AdaptConfig(ks=(1,), pools=(2,), l2s=(0.1,), fusion=(None, 0.6)), valve=valve)
+    for c in found.candidates:
+        rule = ScoringRule(tuple(c.heads), None if c.weights is None else tuple(c.weights), True, False, c.fuse, valve)
+        want = [ndcg10(rule.final(rule.from_head_masses(m, m, heads).tolist()).scores, d, qrels[q])
+                for m, d, q in zip(mass, docids, qids)]
+        assert c.val_ndcg == pytest.approx(sum(want) / len(want), abs=1e-12)
 
 
 def test_the_adoption_guard_keeps_the_preset_unless_the_best_candidate_is_clearly_better():
@@ -185,13 +217,13 @@ def test_the_adoption_guard_keeps_the_preset_unless_the_best_candidate_is_clearl
     steady = Candidate("steady", [(2, 2)], None, 0.6, 0.0, {q: 0.5 + (0.05 if i % 10 else -0.01) for i, q in enumerate(qids)})
     steady.val_ndcg = sum(steady.per_query.values()) / len(qids)
 
-    chosen, p, why = guarded_choice([preset, lucky], 0.05)
+    chosen, p, why = guarded_choice([preset, lucky], lucky, 0.05)
     assert chosen is preset and p > 0.05 and "not clearly better" in why
-    chosen, p, why = guarded_choice([preset, lucky], None)  # no bar: the best on validation, as before
+    chosen, p, why = guarded_choice([preset, lucky], lucky, None)  # no bar: the best on validation, as before
     assert chosen is lucky and why is None
-    chosen, p, why = guarded_choice([preset, steady, lucky], 0.05)
+    chosen, p, why = guarded_choice([preset, steady, lucky], steady, 0.05)
     assert chosen is steady and p < 0.05 and why is None
-    chosen, p, why = guarded_choice([preset], 0.05)
+    chosen, p, why = guarded_choice([preset], preset, 0.05)
     assert chosen is preset and p is None and why is None
     with pytest.raises(ValueError, match="require_p"):
         AdaptConfig(require_p=0.0)

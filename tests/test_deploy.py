@@ -50,6 +50,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # a fresh venv and a full install: over a minute on 2 cores (make test-slow runs it)
 def test_the_images_steps_install_fetch_and_serve(tmp_path):
     docker = _dockerfile()
     assert docker["RUN"] == ['TORCH_SPEC="${TORCH_SPEC}" sh deploy/install.sh', 'headrank presets --fetch "${PRESET}"']

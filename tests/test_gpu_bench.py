@@ -14,9 +14,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_bench_rehearsal_on_cpu(tmp_path, qwen3_tokenizer):
     """The exact prepared command (benchmarks/gpu_run.sh, as the device runs it), with --tiny: on a machine
-    without CUDA it picks the CPU by itself."""
+    without CUDA it picks the CPU by itself. A long run (1.5 min on 2 cores): behind the slow marker, run it
+    (``pytest -m slow tests/test_gpu_bench.py``) before spending device time."""
     qwen3_tokenizer.save_pretrained(tmp_path / "tok")
     (tmp_path / "no-wheels").mkdir()
     env = {**os.environ, "PYTHON": sys.executable, "OUT": str(tmp_path / "out"),

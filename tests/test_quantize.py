@@ -246,19 +246,39 @@ def test_batch_spec_fingerprint_names_int8():
 
 
 @pytest.mark.integration
-def test_real_default_ranks_the_demo_list_identically_in_int8(isolated_home):
+def test_real_default_ranks_the_demo_list_identically_in_int8(home_with_real_models):
     """The default preset in int8 against float32 on the demo's list (BM25 order, as the demo feeds it): the same
     order fused (the preset's settings) and by the heads alone."""
     from headrank.cli.demo import DEMO_PASSAGES, DEMO_QUERY
     from headrank.data.bm25 import bm25_search
     from headrank.engine.ranker import HeadRanker
+    from headrank.engine.rule import final_scores
 
     corpus = {str(i): p for i, p in enumerate(DEMO_PASSAGES)}
     docs = [corpus[d] for d, _ in bm25_search(corpus, {"q": DEMO_QUERY}, len(corpus))["q"]]
     float32 = HeadRanker.from_pretrained(device="cpu", quantize="none")
     int8 = HeadRanker.from_pretrained(device="cpu", quantize="int8")
     assert int8.quantize == "int8" and float32.quantize is None
-    for fuse in (None, 0):
-        a = [r.corpus_id for r in float32.rank(DEMO_QUERY, docs, fuse_first_stage=fuse)]
-        b = [r.corpus_id for r in int8.rank(DEMO_QUERY, docs, fuse_first_stage=fuse)]
-        assert a == b
+    assert any((home_with_real_models / "int8").iterdir())  # quantized here, in the fresh cache
+    # one forward each (int8 is slow on CPUs without VNNI): the heads' scores, then the preset's fusion and valve
+    raw = [r.score(DEMO_QUERY, docs, fuse_first_stage=0, safety_valve=False) for r in (float32, int8)]
+    for fuse, valve in ((None, None), (int8.fuse_first_stage, int8.safety_valve)):
+        a, b = (final_scores(s, fuse, valve).scores for s in raw)
+        assert sorted(range(len(docs)), key=lambda i: -a[i]) == sorted(range(len(docs)), key=lambda i: -b[i])
+
+
+def test_int8_warns_where_its_kernel_is_slower_than_float32(monkeypatch, caplog):
+    """On a CPU without fast int8 dot products (AVX2 only) int8 ranking is many times slower than float32: the
+    quantize step says so instead of silently making a ranker slower."""
+    import logging
+
+    from headrank.engine import quantize
+
+    ratio = quantize.int8_kernel_ratio()
+    assert ratio > 0 and ratio == quantize.int8_kernel_ratio()  # measured once per process
+    for measured, warns in ((35.0, True), (0.3, False)):
+        monkeypatch.setattr(quantize, "int8_kernel_ratio", lambda measured=measured: measured)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="headrank.engine.quantize"):
+            assert quantize.warn_if_int8_is_slow() == measured
+        assert ("slower than float32" in caplog.text) == warns

@@ -102,8 +102,8 @@ def adapt(
 ) -> None:
     """Adapt a preset to your domain: re-select and re-weight its heads on your judged queries.
 
-    Captures every head of the preset's model once per list (cached: a rerun resumes), tries the preset
-    unchanged, top-K head sets and per-head weights, with and without first-stage fusion, and keeps the best on
+    Captures every head of the preset's model once per list (cached: a rerun resumes), tries the preset's
+    heads, top-K head sets and per-head weights, at the preset's fusion weight and without, and keeps the best on
     a validation split of your queries. Prints before/after on that split; measure on queries it never saw.
     """
     from headrank.engine.presets import DEFAULT_PRESET, load_preset

@@ -26,9 +26,11 @@ import hashlib
 import json
 import logging
 import os
+import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -153,6 +155,40 @@ class QuantizeReport:
     cache_path: str | None
 
 
+@cache
+def int8_kernel_ratio(rows: int = 64, width: int = 896, out: int = 1024, repeats: int = 3) -> float:
+    """The int8 kernel's time over float32's for one MLP-sized product on this CPU (best of ``repeats``).
+
+    int8 pays off only where the CPU has fast int8 dot products (AVX-512 VNNI, AMX): on an AVX2-only AMD EPYC
+    ``torch._int_mm`` measured 35x slower than the float32 product (2026-12-06), so a ranker asked for int8
+    there would be many times slower than without it. Measured once per process (a few ms where int8 is fast)."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randint(-127, 128, (rows, width), dtype=torch.int8, generator=gen)
+    b = torch.randint(-127, 128, (width, out), dtype=torch.int8, generator=gen)
+    af, bf = a.float(), b.float()
+
+    def best(fn) -> float:
+        fn()  # warm-up: the first call picks and prepares the kernel
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(lambda: torch._int_mm(a, b)) / max(best(lambda: af @ bf), 1e-9)
+
+
+def warn_if_int8_is_slow() -> float:
+    """Log a warning when int8 products are slower than float32 ones here; returns the measured ratio."""
+    ratio = int8_kernel_ratio()
+    if ratio > 1.0:
+        logger.warning("int8 on this CPU (%s): the int8 matrix product took %.1fx the float32 one, so int8 ranking "
+                       "will be slower than float32, not faster (it needs AVX-512 VNNI or AMX); use quantize='none'",
+                       torch.backends.cpu.get_cpu_capability(), ratio)
+    return ratio
+
+
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
     """The decoder blocks of a causal LM (``model.model.layers`` in Llama/Qwen-family models)."""
     inner = getattr(model, "model", model)
@@ -183,6 +219,7 @@ def quantize_model(model: nn.Module, layers: Iterable[int], cache_key: str | Non
     With ``cache_key`` the int8 weights are read from (or written to) ``cache_root/<key>.safetensors``; without
     one (a model built in memory) they are computed and not cached."""
     blocks = decoder_layers(model)
+    warn_if_int8_is_slow()
     chosen = sorted(set(layers))
     if any(i < 0 or i >= len(blocks) for i in chosen):
         raise ValueError(f"layers {chosen} outside the model's 0..{len(blocks) - 1}")

@@ -4,11 +4,12 @@ queries the preset's base LLM writes for the user's corpus (``headrank.learn.syn
 Heads chosen in one domain travel poorly to another, and heads chosen in-domain on a few dozen queries beat
 heads chosen elsewhere (docs/research/adaptation.md, "Adapting to a domain"). ``adapt_preset`` keeps the preset's base model
 and LoRA adapter, captures every head of that model once per judged list (cached, resumable), and picks on
-a validation split of the user's queries among: the preset unchanged, the top-K heads by discriminability
+a validation split of the user's queries among: the preset's heads, the top-K heads by discriminability
 on the training split (plain sum), and non-negative per-head weights fit over the top-M heads
-(``weighting.fit_head_weights``), each with and without fusion with the first stage (and with the preset's
-own fusion weight), within the preset's depth (an adapted preset is never slower; the capture stops there
-too) and with the preset's safety valve. The winner is written
+(``weighting.fit_head_weights``), each at the preset's own fusion weight and the others tried, within the
+preset's depth (an adapted preset is never slower; the capture stops there too) and with the preset's safety
+valve. Candidates are scored and chosen by ``learn.choose`` (its tables and rule, on one domain: the
+validation split), the code that chose the shipped default and that build-preset uses. The winner is written
 as a new checkpoint directory (same adapter, new head set, chosen inference settings) that every headrank
 entry point loads by path. The preset itself is one of the candidates, so the result is never worse than
 the preset on the validation split; that split chose it, so report quality on queries it never saw. With
@@ -39,12 +40,15 @@ from headrank.engine.checkpoint import (
 from headrank.engine.heads import HeadSet
 from headrank.engine.observe import SharedCapture, all_head_observer, observe_cached
 from headrank.engine.rule import SafetyValve, ScoringRule
-from headrank.learn.selection import HeadObservations, discriminability, ndcg_at_10, order_lists, split_queries
+from headrank.learn.choose import Domain, ScoredList, Setting, Table, choose
+from headrank.learn.selection import HeadObservations, discriminability, order_lists, split_queries
 from headrank.learn.weighting import WeightConfig, fit_head_weights
 
 logger = logging.getLogger(__name__)
 
 
+VALIDATION = "validation"  # the one domain adapt chooses on: the user's validation split
+PRESET, PRESET_UNCHANGED = "preset heads", "preset unchanged"
 FEW_VALIDATION_QUERIES = 50  # below this, adapt warns that its choice is noisy (docs/research/adaptation.md)
 
 
@@ -165,14 +169,14 @@ def restrict_queries(bench, qids):
     return replace(bench, queries={q: t for q, t in bench.queries.items() if q in keep})
 
 
-def score_lists(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights: Sequence[float] | None,
-                fuse: float | None, qrels, reversed_obs: HeadObservations | None = None,
-                valve: SafetyValve | None = None) -> dict[str, float]:
-    """Per-query nDCG@10 of a (weighted) head set on observed first-stage-order lists, optionally fused; with
-    ``reversed_obs`` (the same lists read backwards) each passage gets the mean of its two scores."""
-    rule = ScoringRule(tuple(heads), None if weights is None else tuple(weights), True, False, fuse, valve)
+def scored_domain(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights: Sequence[float] | None,
+                  qrels, reversed_obs: HeadObservations | None = None) -> Domain:
+    """The observed lists (first-stage order) scored by a (weighted) head set before fusion, as a one-domain
+    ``learn.choose.Domain``; with ``reversed_obs`` (the same lists read backwards) each passage gets the mean of
+    its two scores, as a preset that reads both orders does."""
+    rule = ScoringRule(tuple(heads), None if weights is None else tuple(weights), True, False)
     backwards = {} if reversed_obs is None else {q: i for i, q in enumerate(reversed_obs.qids)}
-    out = {}
+    lists = []
     for i, (docids, qid) in enumerate(zip(obs.docids, obs.qids)):
         scores = rule.from_head_masses(obs.raw[i], obs.calibrated[i], obs.heads)
         if reversed_obs is not None:
@@ -180,30 +184,31 @@ def score_lists(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights
             back = rule.from_head_masses(reversed_obs.raw[j], reversed_obs.calibrated[j], reversed_obs.heads)
             where = {d: k for k, d in enumerate(reversed_obs.docids[j])}
             scores = (scores + back[[where[d] for d in docids]]) / 2
-        if fuse is not None or valve is not None:
-            scores = torch.tensor(rule.final(scores.tolist()).scores)
-        out[qid] = float(ndcg_at_10(scores[None], docids, qrels.get(qid, {}))[0])
-    return out
+        lists.append(ScoredList(qid, tuple(docids), tuple(scores.tolist())))
+    return Domain(VALIDATION, lists, qrels, len(lists))
 
 
-def _candidate(label, heads, weights, fuse, val, qrels, val_reversed=None, valve=None) -> Candidate:
-    per_query = score_lists(val, heads, weights, fuse, qrels, val_reversed, valve)
-    return Candidate(label, list(heads), None if weights is None else [float(w) for w in weights], fuse,
-                     sum(per_query.values()) / len(per_query), per_query)
+def domain_table(domain: Domain, fusions: Sequence[float | None], valve: SafetyValve | None) -> Table:
+    """The domain's ``learn.choose.Table`` at every first-stage weight the settings can apply."""
+    return Table.build(domain, [f or 0.0 for f in fusions] + ([valve.weight] if valve else []))
 
 
-def search(train: HeadObservations, val: HeadObservations, qrels, preset_heads: HeadSet,
-           preset_fuse: float | None, config: AdaptConfig,
-           val_reversed: HeadObservations | None = None, valve: SafetyValve | None = None) -> list[Candidate]:
-    """Every candidate of the search space scored on ``val`` (in both orders when ``val_reversed`` is given),
-    each with the preset's safety valve as it will run; the preset unchanged comes first. Heads stay within the
-    preset's depth (an adapted preset is never slower), and the preset's own fusion weight is tried too."""
-    out = [_candidate("preset unchanged", preset_heads.heads, preset_heads.weights, preset_fuse, val, qrels,
-                      val_reversed, valve)]
+def score_lists(obs: HeadObservations, heads: Sequence[tuple[int, int]], weights: Sequence[float] | None,
+                fuse: float | None, qrels, reversed_obs: HeadObservations | None = None,
+                valve: SafetyValve | None = None) -> dict[str, float]:
+    """Per-query nDCG@10 of a (weighted) head set on observed lists, with fusion and the valve as they run."""
+    table = domain_table(scored_domain(obs, heads, weights, qrels, reversed_obs), [fuse], valve)
+    return dict(zip((x.qid for x in table.domain.lists), table.per_query(Setting(fuse or 0.0, valve))))
+
+
+def head_sets(train: HeadObservations, qrels, preset_heads: HeadSet,
+              config: AdaptConfig) -> list[tuple[str, list[tuple[int, int]], list[float] | None]]:
+    """The head sets the search compares, the preset's first: top-K by discriminability on the training lists
+    and weights fitted over the top M, within the preset's depth (an adapted preset is never slower)."""
+    sets = [(PRESET, list(preset_heads.heads), None if preset_heads.weights is None else list(preset_heads.weights))]
     d = discriminability(train, qrels)
     depth = preset_heads.deepest_layer
     order = [i for i in torch.argsort(d, descending=True, stable=True).tolist() if train.heads[i][0] <= depth]
-    sets: list[tuple[str, list[tuple[int, int]], list[float] | None]] = []
     for k in config.ks:
         sets.append((f"top-{k} heads", [train.heads[i] for i in order[:k]], None))
     for m in config.pools:
@@ -216,26 +221,49 @@ def search(train: HeadObservations, val: HeadObservations, qrels, preset_heads: 
                 continue
             keep = [(train.heads[i], float(x)) for i, x in zip(pool, w.tolist()) if x > 0]
             sets.append((f"weighted top-{m} (l2 {l2})", [h for h, _ in keep], [x for _, x in keep]))
-    fusions = [preset_fuse] if config.keep_fusion else \
-        list(config.fusion) + ([preset_fuse] if preset_fuse not in config.fusion else [])
+    return sets
+
+
+@dataclass
+class Search:
+    """Every candidate scored on the validation split (the preset unchanged first) and the one the every-domain
+    rule (``learn.choose.choose``, one domain) picks."""
+
+    candidates: list[Candidate]
+    best: Candidate
+
+
+def search(train: HeadObservations, val: HeadObservations, qrels, preset_heads: HeadSet,
+           preset_fuse: float | None, config: AdaptConfig,
+           val_reversed: HeadObservations | None = None, valve: SafetyValve | None = None) -> Search:
+    """Every head set (``head_sets``) at every fusion weight tried (the preset's own first), each with the
+    preset's safety valve as it will run, scored on ``val`` (in both orders when ``val_reversed`` is given)
+    through ``learn.choose``'s tables; the choice is ``learn.choose.choose``'s, ties to the earlier candidate
+    (the preset unchanged first)."""
+    fusions = [preset_fuse] + ([] if config.keep_fusion else [f for f in config.fusion if f != preset_fuse])
+    sets = head_sets(train, qrels, preset_heads, config)
+    tables = {label: {VALIDATION: domain_table(scored_domain(val, heads, weights, qrels, val_reversed), fusions,
+                                               valve)} for label, heads, weights in sets}
+    settings = [Setting(f or 0.0, valve) for f in fusions]
+    candidates, by_key = [], {}
     for label, heads, weights in sets:
-        for fuse in fusions:
-            out.append(_candidate(label, heads, weights, fuse, val, qrels, val_reversed, valve))
-    return out
+        table = tables[label][VALIDATION]
+        for fuse, setting in zip(fusions, settings):
+            per_query = dict(zip((x.qid for x in table.domain.lists), table.per_query(setting)))
+            name = PRESET_UNCHANGED if (label, fuse) == (PRESET, preset_fuse) else label
+            candidates.append(Candidate(name, heads, weights, fuse, table.mean(setting), per_query))
+            by_key[(label, setting)] = candidates[-1]
+    choice = choose(tables, settings=settings)
+    return Search(candidates, by_key[(choice.label, choice.setting)])
 
 
-def best_candidate(candidates: Sequence[Candidate]) -> Candidate:
-    """Highest validation nDCG@10; ties (to 1e-6) go to the earlier candidate (the preset first)."""
-    return max(enumerate(candidates), key=lambda c: (round(c[1].val_ndcg, 6), -c[0]))[1]
-
-
-def guarded_choice(candidates: Sequence[Candidate], require_p: float | None) -> tuple[Candidate, float | None,
-                                                                                       str | None]:
-    """The best candidate, its paired p-value against the preset (``candidates[0]``) on the validation split,
-    and, when ``require_p`` is set and the best does not clear it, the preset with the reason it was kept."""
+def guarded_choice(candidates: Sequence[Candidate], best: Candidate,
+                   require_p: float | None) -> tuple[Candidate, float | None, str | None]:
+    """``best`` (the rule's pick), its paired p-value against the preset (``candidates[0]``) on the validation
+    split, and, when ``require_p`` is set and the best does not clear it, the preset with the reason it was kept."""
     from headrank.eval.compare import sign_flip_p_value
 
-    preset, best = candidates[0], best_candidate(candidates)
+    preset = candidates[0]
     if best is preset:
         return preset, None, None
     p = sign_flip_p_value([best.per_query[q] - preset.per_query[q] for q in preset.per_query])
@@ -297,10 +325,10 @@ def adapt_preset(preset: str | Path, bench, out: str | Path, config: AdaptConfig
     if ranker.both_orders:  # the preset reads both orders: so does every candidate
         val_reversed = observe_cached(shared, order_lists([lists[q] for q in val_q], "reversed"),
                                       progress("observing reversed validation lists"))
-    candidates = search(train, val, bench.qrels, ranker.heads, ranker.fuse_first_stage, config, val_reversed,
-                        ranker.safety_valve)
-    before = candidates[0]
-    after, p_value, kept_preset = guarded_choice(candidates, config.require_p)
+    found = search(train, val, bench.qrels, ranker.heads, ranker.fuse_first_stage, config, val_reversed,
+                   ranker.safety_valve)
+    candidates, before = found.candidates, found.candidates[0]
+    after, p_value, kept_preset = guarded_choice(candidates, found.best, config.require_p)
     write_adapted(Path(ranker.model.path), out, ranker.heads, after, bench.name, train_q, val_q, str(preset), config)
     logger.info("adapted %s on %s: validation nDCG@10 %.4f -> %.4f (%s)", preset, bench.name, before.val_ndcg,
                 after.val_ndcg, after.label)

@@ -166,12 +166,13 @@ class Choice:
 
 
 def choose(candidates: Mapping[str, Mapping[str, Table]], floor: float = 0.0, fusions: Sequence[float] = FUSIONS,
-           valves: bool = True) -> Choice:
+           valves: bool = True, settings: Sequence[Setting] | None = None) -> Choice:
     """The best (candidate, setting) by ``objective`` over the candidates' tables (label -> domain -> table);
-    ties keep the first in candidate, valve and fusion order (list the cheaper first)."""
+    ties keep the first in candidate, valve and fusion order (list the cheaper first). ``settings``: an explicit
+    grid instead of ``settings_grid`` (adapt keeps the preset's valve)."""
     best: Choice | None = None
     for label, tables in candidates.items():
-        for setting in settings_grid(tables.values(), fusions, valves):
+        for setting in settings if settings is not None else settings_grid(tables.values(), fusions, valves):
             key = objective([t.gain(setting) for t in tables.values()], floor)
             if best is None or key > best.key:
                 best = Choice(label, setting, key)

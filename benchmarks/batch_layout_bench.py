@@ -10,6 +10,8 @@ dense mask's size and the largest difference between the two paths' captured mas
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 
@@ -31,15 +33,15 @@ def dense_capture(model, prefixes: list[list[int]], tails: list[list[list[int]]]
 
 
 def main() -> None:
-    from one_pass_bench import alternate, bench_parser, load_bench, record, summary  # this folder is on sys.path
+    from headrank.eval.bench import alternate, capture_bench_parser, load_capture_bench, paths_summary
 
-    parser = bench_parser(__doc__)
+    parser = capture_bench_parser(__doc__)
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
     from headrank.engine.capture import capture_lists
 
-    ranker, entries, heads, model, na = load_bench(args)
+    ranker, entries, heads, model, na = load_capture_bench(args.model, args.threads)
     rows = []
     for start in range(0, args.batches * args.batch_size, args.batch_size):
         prompts = [ranker.builder.build(e["query"], [h["content"] for h in e["hits"][: args.depth]])
@@ -52,9 +54,10 @@ def main() -> None:
             diff = max(float((a[g][i].token_mass - b[g][i]).abs().max()) for g in range(2) for i in range(len(prompts)))
             times = alternate({"dense": dense, "pieces": pieces}, args.reps, per=len(prompts))
         width = max(len(p) for p in prompts) + len(na)
-        record(rows, {"lists": len(prompts), "tokens": width, "dense_mask_mib": len(prompts) * width * width / 2**20,
-                      **times, "max_abs_diff": diff})
-    print(summary(rows, f"{args.model}, batches of {args.batch_size}", "pieces", "dense", ("pieces", "dense mask")))
+        rows.append({"lists": len(prompts), "tokens": width, "dense_mask_mib": len(prompts) * width * width / 2**20,
+                     **times, "max_abs_diff": diff})
+        print(json.dumps(rows[-1]), flush=True)
+    print(paths_summary(rows, f"{args.model}, batches of {args.batch_size}", "pieces", "dense", ("pieces", "dense mask")))
 
 
 if __name__ == "__main__":

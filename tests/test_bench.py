@@ -58,3 +58,17 @@ def test_peak_memory_counts_work_after_loading_only():
     assert 60 <= peak < 200
     reset_peak_rss()
     assert rss_mib("VmHWM") - rss_mib() < 60  # the counter starts again from the current size
+
+
+def test_alternate_and_paths_summary_time_two_paths_in_turn():
+    """The capture benchmarks' helpers (benchmarks/one_pass_bench.py, batch_layout_bench.py): each path's median
+    seconds per list, timed in turn, and the one-line ratio."""
+    from headrank.eval.bench import alternate, paths_summary
+
+    calls: list[str] = []
+    times = alternate({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, reps=3, per=2)
+    assert calls == ["a", "b"] * 3 and set(times) == {"a", "b"} and all(t >= 0 for t in times.values())
+    rows = [{"new": 1.0, "old": 2.0, "max_abs_diff": 1e-7}, {"new": 3.0, "old": 4.0, "max_abs_diff": 3e-7}]
+    line = paths_summary(rows, "m", "new", "old", ("one pass", "two-step"))
+    assert "one pass 2.000 s per list" in line and "two-step 3.000 s" in line and "ratio 0.667" in line
+    assert "3.0e-07" in line

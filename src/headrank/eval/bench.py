@@ -186,3 +186,54 @@ def bench_section(rows: list[BenchRow], command: str, deepest_layer: int, model:
             "memory = peak above the loaded model, each cell in a fresh process. FLOPs: matmuls of the listwise "
             "prefill through the layers that run (none for the baselines, which are not one prefill).")
     return markdown(rows, command, note)
+
+
+# ------------------------------------------------------------------ two capture paths, same process (benchmarks/)
+
+
+def capture_bench_parser(doc: str):
+    """The options the CPU capture benchmarks share (benchmarks/one_pass_bench.py, batch_layout_bench.py)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", default="headrank-smollm2-135m")
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
+def load_capture_bench(model: str, threads: int, data_root=None):
+    """The preset on the CPU in float32 with ``threads``, the DL19 BM25 lists (RankGPT JSON entries), its heads,
+    model and N/A tail."""
+    import json
+
+    import torch
+
+    from headrank.data.benchmarks import default_data_root
+    from headrank.engine.prompt import CALIBRATION_QUERY
+    from headrank.engine.ranker import HeadRanker
+
+    torch.set_num_threads(threads)
+    ranker = HeadRanker.from_pretrained(model, device="cpu", dtype="float32")
+    path = (data_root or default_data_root()) / "msmarco-passage" / "dl19" / "bm25-top100.json"
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    return ranker, entries, list(ranker.heads.heads), ranker.model.model, ranker.builder.tail_ids(CALIBRATION_QUERY)
+
+
+def alternate(fns: dict, reps: int, per: int = 1) -> dict[str, float]:
+    """Median seconds of each function (divided by ``per``), timed in turn ``reps`` times so drift hits all."""
+    times: dict[str, list[float]] = {}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            times.setdefault(name, []).append((time.perf_counter() - started) / per)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def paths_summary(rows: list[dict], label: str, new: str, old: str, names: tuple[str, str]) -> str:
+    """One line: the two paths' mean seconds per list, their ratio and the largest difference seen."""
+    new_s, old_s = (statistics.mean(r[k] for r in rows) for k in (new, old))
+    return (f"{label}: {names[0]} {new_s:.3f} s per list, {names[1]} {old_s:.3f} s, ratio {new_s / old_s:.3f}; "
+            f"max |difference| {max(r['max_abs_diff'] for r in rows):.1e}")

@@ -99,6 +99,8 @@ def _built_lines(config: dict, card: dict) -> list[str]:
             f"- Command (one step, from scratch): `{card.get('command', '-')}`",
             *([f"- Built here as: {'; then '.join(f'`{c}`' for c in card['built_with'])}"]
               if card.get("built_with") else []),
+            *([f"- Scripts named above that the tree no longer holds are at commit `{card['scripts_at']}` "
+               f"(`git show {card['scripts_at']}:scripts/<name>`)"] if card.get("scripts_at") else []),
             f"- Commit of the code that built it: `{card.get('commit', '-')}`",
             f"- Heads ({len(heads)}{', weighted' if weights else ''}): {_heads_text(heads, weights)}; "
             f"L* = {card.get('deepest_layer', '-')}",

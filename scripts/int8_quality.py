@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--preset", required=True)
     parser.add_argument("--out", type=Path, required=True, help="per-list scores (JSON lines, resumable)")
     parser.add_argument("--summary", type=Path, help="write the paired per-set comparison here (JSON)")
-    parser.add_argument("--plan", nargs="+", default=list(PLAN), help="SET:WHICH as in observe_pool.py")
+    parser.add_argument("--plan", nargs="+", default=list(PLAN), help="SET:WHICH as in headrank pool")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--summary-only", action="store_true", help="summarize what --out holds; score nothing")

@@ -13,6 +13,7 @@
 #   scripts/reproduce.sh k50         both models, K = 50 on DL19 and DL20
 #   scripts/reproduce.sh ablations   the training ablations (default model)
 #   scripts/reproduce.sh default     the shipped default: its fusion and valve by the every-domain rule, its rows
+#   scripts/reproduce.sh default-heads   the default's heads, chosen again from an all-head pool (about an hour)
 #   scripts/reproduce.sh --list      print the steps of the named sections without running them
 set -euo pipefail
 
@@ -174,13 +175,27 @@ section_ablations() {
 section_default() {
     # The shipped default's fusion weight and safety valve, rebuilt by the every-domain rule (learn/choose.py)
     # from the recorded scores of its heads on the 309 validation lists (seconds; the card's validation rows to
-    # the fourth decimal). Its heads came from an all-head pool by the same rule (hours on 2 cores):
-    #   python scripts/observe_pool.py --preset headrank-qwen2.5-coder-0.5b --out runs/pool-qwen --plan ...
-    #   headrank choose --pool runs/pool-qwen --cap 18   (the plan: the card's "Built here as")
+    # the fourth decimal). Its heads came from an all-head pool by the same rule: section default-heads.
     step default-choose choose --scores results/int8-quality-qwen-scores.jsonl --column float32 \
         --out runs/default-choice.json
     step default-eval evaluate --method heads --model headrank-qwen2.5-coder-0.5b -b "$ALL" --fuse-first-stage 0.6 \
         --safety-valve
+}
+
+section_default-heads() {
+    # The default's heads, chosen again by the every-domain rule from an all-head pool of the preset's previous
+    # version (the LoRA adapter its heads were observed through, before a87f172 replaced it): one full-depth
+    # capture per list of the 409 in the plan (learn.pool.POOL_PLAN), then heads, fusion and valve under the
+    # depth cap. The heads should be the shipped 16; fusion and valve are those of the adapter version (the
+    # shipped ones were re-chosen on the base model: section default).
+    local previous=runs/preset-previous
+    if [[ $LIST_ONLY == 0 && ! -e $previous/headset.json ]]; then
+        mkdir -p "$previous"
+        git archive a87f172^ src/headrank/presets/headrank-qwen2.5-coder-0.5b | tar -x --strip-components=4 -C "$previous"
+    fi
+    step default-heads-pool pool --preset "$previous" --out runs/pool-qwen
+    step default-heads-choose choose --pool runs/pool-qwen --cap 18 --training-split "$previous" \
+        --out runs/default-heads.json
 }
 
 main() {
@@ -190,11 +205,12 @@ main() {
     for arg in "$@"; do
         case $arg in
             --list) LIST_ONLY=1 ;;
-            smollm2 | qwen | reversed | k50 | ablations | default) sections+=("$arg") ;;
-            *) echo "unknown section: $arg (smollm2, qwen, reversed, k50, ablations, default, --list)" >&2; exit 2 ;;
+            smollm2 | qwen | reversed | k50 | ablations | default | default-heads) sections+=("$arg") ;;
+            *) echo "unknown section: $arg (smollm2, qwen, reversed, k50, ablations, default, default-heads," \
+                "--list)" >&2; exit 2 ;;
         esac
     done
-    [[ ${#sections[@]} -gt 0 ]] || { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+    [[ ${#sections[@]} -gt 0 ]] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
     for section in "${sections[@]}"; do
         "section_$section"
     done

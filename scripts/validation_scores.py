@@ -2,7 +2,7 @@
 
 Fusion forms and valves only recombine a list's attention scores with its first-stage order, so one pass of
 the shipped heads per list serves every form: ``scripts/fusion_forms.py`` compares them on these lists.
-The lists are those of issue 30's pool (``scripts/observe_pool.py``'s plan, same seeded samples), BM25 top 20
+The lists are those of issue 30's pool (``headrank pool``'s plan, same seeded samples), BM25 top 20
 in first-stage order; one JSON line per list: set, qid, docids (input order), scores (input order), and the
 ranker's key (the digest of the preset's files and ``--on-base``): a rerun resumes only lines with this ranker's
 key and the same docids, and stops with a message on a file written by another ranker.
@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--plan", nargs="+", default=list(VALIDATION_PLAN), help="SET:WHICH as in observe_pool.py")
+    parser.add_argument("--plan", nargs="+", default=list(VALIDATION_PLAN), help="SET:WHICH as in headrank pool")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--on-base", action="store_true", help="the preset's heads (and weights) on its base model, "

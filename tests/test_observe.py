@@ -72,7 +72,7 @@ def test_a_capture_through_a_layer_matches_the_full_one_on_its_heads(loaded, tmp
     full = SharedCapture(all_head_observer(ranker), tmp_path / "full")
     capped = SharedCapture(all_head_observer(ranker, through_layer=1), tmp_path / "capped")
     assert capped.heads == [h for h in full.heads if h[0] <= 1] and len(capped.heads) == 8
-    assert capped._path("a query", DOCS) != full._path("a query", DOCS)
+    assert capped.path_of("a query", DOCS) != full.path_of("a query", DOCS)
     a, b = full.observe("a query", DOCS), capped.observe("a query", DOCS)
     rows = [full.heads.index(h) for h in capped.heads]
     assert torch.allclose(a.calibrated[rows], b.calibrated, atol=1e-6) and torch.allclose(a.raw[rows], b.raw, atol=1e-6)

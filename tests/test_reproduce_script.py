@@ -13,7 +13,7 @@ import typer
 from headrank.cli import app
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reproduce.sh"
-SECTIONS = ["smollm2", "qwen", "reversed", "k50", "ablations", "default"]
+SECTIONS = ["smollm2", "qwen", "reversed", "k50", "ablations", "default", "default-heads"]
 
 
 def _listed_steps() -> list[tuple[str, list[str]]]:
@@ -30,7 +30,8 @@ def test_every_step_parses_with_the_cli():
     steps = _listed_steps()
     names = [name for name, _ in steps]
     assert len(names) == len(set(names)), "step names must be unique (they are the done markers)"
-    assert {"qwen-train", "qwen-k20-trained", "smollm2-k20-reversed-icr", "qwen-k50-icr", "default-choose"} <= set(names)
+    assert {"qwen-train", "qwen-k20-trained", "smollm2-k20-reversed-icr", "qwen-k50-icr", "default-choose",
+                                   "default-heads-choose"} <= set(names)
     group = typer.main.get_command(app)
     for name, argv in steps:
         command = group.commands[argv[0]]

@@ -10,8 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from conftest import REPO, data_path, make_tiny_preset
+from conftest import REPO, make_tiny_preset
 
 SCRIPTS = REPO / "scripts"
 # Where each script is run (besides this file): a new script needs a test before it lands.
@@ -22,7 +21,6 @@ RUN_BY = {
     "int8_quality": "tests/test_int8_scripts.py",
     "int8_tables": "tests/test_int8_scripts.py",
     "long_lists": "tests/test_scripts.py",
-    "observe_pool": "tests/test_scripts.py",
     "preset_card_numbers": "tests/test_scripts.py",
     "pseudo_corpus": "tests/test_pseudo_corpus.py",
     "ship_on_base": "tests/test_ship_on_base.py",
@@ -77,27 +75,3 @@ def test_preset_card_numbers_fills_the_latency_rows(tiny_base, tmp_path):
     card = load_preset(preset).card
     assert card["latency"] == [{"method": "this preset", "seconds_per_list": 1.25}] and "--queries 2" in card["latency_source"]
     assert "| this preset | 1.25 | 1.00x" in (preset / "README.md").read_text()
-
-
-def test_observe_pool_captures_every_head_once_and_resumes(tiny_base, tmp_path):
-    """A tiny preset on three CISI lists: one index line per list, every head's masses cached; a rerun adds nothing;
-    learn.pool reads the pool back with every head."""
-    from headrank.engine.checkpoint import InferenceSettings
-    from headrank.learn.pool import load_pool
-
-    data_path("classic", "cisi")
-    preset = make_tiny_preset(tiny_base, tmp_path / "p", InferenceSettings())
-    out = tmp_path / "pool"
-    for _ in range(2):
-        done = run("observe_pool", "--preset", str(preset), "--out", str(out), "--plan", "cisi:3:first-stage",
-                   "--threads", "1")
-        assert done.returncode == 0, done.stderr[-2000:]
-    rows = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 and {r["set"] for r in rows} == {"cisi"}
-    pool = load_pool(out, 4, 4)
-    obs = pool[("cisi", "first-stage")]
-    assert len(obs.qids) == 3 and obs.raw[0].shape[0] == 16 and len(obs.docids[0]) == obs.raw[0].shape[1]
-    with pytest.raises(ValueError, match="observed 16 heads per list, not 24 layers x 14 heads"):
-        load_pool(out, 24, 14)  # another model's shape would silently mislabel every head
-    with pytest.raises(FileNotFoundError):
-        load_pool(tmp_path / "nowhere", 4, 4)

@@ -32,6 +32,7 @@ COMMANDS = {
     "adapt": adapt.adapt,
     "build-preset": training.build_preset,
     "calibrate": calibrate.calibrate,
+    "pool": choose.pool,
     "choose": choose.choose,
     "bench": evaluate.bench,
 }

@@ -1,5 +1,6 @@
-"""``headrank choose``: a preset's fusion weight and safety valve, and from an all-head pool its heads, by the
-every-domain rule on the validation domains (``headrank.learn.choose``), the procedure that chose the default."""
+"""``headrank pool`` and ``headrank choose``: observe every head once on the validation and training lists, then
+choose a preset's heads, fusion weight and safety valve by the every-domain rule on the validation domains
+(``headrank.learn.pool``, ``headrank.learn.choose``): the procedure that chose the default."""
 
 from __future__ import annotations
 
@@ -11,11 +12,23 @@ from rich.console import Console
 from rich.table import Table
 
 from headrank.cli import options
-from headrank.cli.common import check_output_file, err_console, fail, setup_logging, user_errors
+from headrank.cli.common import (
+    LineProgress,
+    check_output_file,
+    configure_threads,
+    err_console,
+    fail,
+    setup_logging,
+    user_errors,
+)
 
 ScoresOption = Annotated[Path, typer.Option(help="Recorded attention scores of the validation lists (JSONL: set, "
                                                  "qid, docids in first-stage order, and the --column scores).")]
-PoolOption = Annotated[Path, typer.Option(help="An all-head pool (scripts/observe_pool.py): choose the heads too.")]
+PoolOption = Annotated[Path, typer.Option(help="An all-head pool (headrank pool): choose the heads too.")]
+PlanOption = Annotated[list[str], typer.Option(help="A plan item SET:WHICH:ORDER (repeat it); WHICH is all, judged, "
+                                                    "train, val (the preset's DL21 split) or a number of sampled "
+                                                    "queries; ORDER first-stage, reversed or shuffled. Default: the "
+                                                    "plan the default's heads were chosen from.")]
 DomainsOption = Annotated[str, typer.Option(help="Validation domains, comma-separated (never a reporting set).")]
 RuleOption = Annotated[str, typer.Option(help="floor-mean: the largest mean gain over the first stage among settings "
                                               "gaining --floor on every domain (else the largest worst-domain gain); "
@@ -23,6 +36,32 @@ RuleOption = Annotated[str, typer.Option(help="floor-mean: the largest mean gain
 WritePreset = Annotated[Path, typer.Option(help="Write the choice into this preset or checkpoint folder.")]
 TrainingSplit = Annotated[Path, typer.Option(help="With --pool: the preset whose head set records the DL21 "
                                                   "training split (default: the default preset).")]
+
+
+def pool(
+    preset: Annotated[str, typer.Option(help="Preset or checkpoint whose model (adapter merged) is observed.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Pool folder (index.jsonl and cache/); a rerun resumes.")],
+    plan: PlanOption = None,
+    seed: options.Seed = 0,
+    device: options.Device = "auto",
+    threads: options.Threads = None,
+    data_root: options.DataRoot = None,
+) -> None:
+    """Observe every head of a model once on the plan's lists (BM25 top 20), resumably: the all-head pool that
+    `headrank choose --pool` chooses heads from. Processes given disjoint --plan items may share --out."""
+    from headrank.engine.ranker import HeadRanker
+    from headrank.learn.pool import POOL_PLAN, PlanItem, observe_pool
+
+    setup_logging()
+    configure_threads(threads)
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; a pool is a folder")
+    with user_errors():
+        items = [str(PlanItem.parse(text)) for text in plan or POOL_PLAN]
+        ranker = HeadRanker.from_pretrained(preset, device=device, dtype="float32")  # float32: the cache's key
+    with LineProgress() as progress, user_errors():
+        observed = observe_pool(ranker, out, items, seed, data_root, progress.stage_callback())
+    err_console.print(f"{observed} lists observed now; pool: {out} (headrank choose --pool {out})")
 
 
 def choose(

@@ -110,7 +110,8 @@ class SharedCapture:
         if self.through_layer < model.num_layers - 1:  # a capture that stops early is another capture
             self._salt += f"|through-layer-{self.through_layer}"
 
-    def _path(self, query: str, passages: Sequence[str]) -> Path:
+    def path_of(self, query: str, passages: Sequence[str]) -> Path:
+        """The cache file of this list (a pool index names it)."""
         h = hashlib.sha256(self._salt.encode())
         for text in (query, *passages):
             h.update(text.encode())
@@ -119,7 +120,7 @@ class SharedCapture:
 
     def observe(self, query: str, passages: Sequence[str]) -> ListObservation:
         """The cached observation of this list, capturing it first if needed."""
-        path = self._path(query, passages)
+        path = self.path_of(query, passages)
         if path.is_file():
             return ListObservation(**torch.load(path, weights_only=True))
         obs = observe_list(self.ranker, query, passages)

@@ -1,31 +1,105 @@
-"""An all-head pool: every head of a model observed once on lists of named sets (``scripts/observe_pool.py``
-writes it with ``engine.observe``): ``index.jsonl`` (set, feed order, qid, docids, cache file) and the cached
-per-head masses. The every-domain choice (``learn.choose``) and the recipe studies read it from here."""
+"""An all-head pool: every head of a model observed once on lists of named sets (``observe_pool``, run by
+``headrank pool``, writes it with ``engine.observe``): ``index.jsonl`` (set, feed order, qid, docids, cache file)
+and the cached per-head masses. The every-domain choice (``learn.choose``) and the recipe studies read it from here."""
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from headrank.data.benchmarks import load_set
+from headrank.data.formats import appendable_lines
 from headrank.engine.heads import HeadSet
-from headrank.engine.observe import HeadObservations
+from headrank.engine.observe import HeadObservations, SharedCapture, all_head_observer
 from headrank.learn.choose import Domain, PoolDomain, ScoredList, domain_from_benchmark
 
 DEPTH = 20  # BM25 top 20: the lists of every pool and of the validation scores
 # The validation lists the default was chosen on (SET:WHICH, as a pool plan item without its order).
 VALIDATION_PLAN = ("dl21:val", "nfcorpus-dev:60", "cranfield:80", "cisi:judged", "npl:judged")
+# The pool the default's heads were chosen from: the validation lists in first-stage order, and shuffled training
+# lists (the head set's DL21 training split, 60 NFCorpus train queries) that rank each head by its own nDCG@10.
+POOL_PLAN = (*(f"{item}:first-stage" for item in VALIDATION_PLAN), "dl21:train:shuffled", "nfcorpus-train:60:shuffled")
+ORDERS = ("first-stage", "reversed", "shuffled")
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One line of a pool's plan, ``SET:WHICH:ORDER`` (see ``pick_queries`` for WHICH)."""
+
+    set_name: str
+    which: str
+    order: str
+
+    @classmethod
+    def parse(cls, text: str) -> PlanItem:
+        parts = text.split(":")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"a plan item is SET:WHICH:ORDER (e.g. cisi:judged:first-stage), got {text!r}")
+        item = cls(*parts)
+        if item.order not in ORDERS:
+            raise ValueError(f"{text!r}: ORDER is one of {', '.join(ORDERS)}")
+        if item.which not in ("all", "judged", "train", "val") and not (item.which.isdigit() and int(item.which)):
+            raise ValueError(f"{text!r}: WHICH is all, judged, train, val or a number of queries")
+        return item
+
+    def __str__(self) -> str:
+        return f"{self.set_name}:{self.which}:{self.order}"
+
+
+def plan_lists(item: PlanItem, head_set: HeadSet, seed: int, data_root=None) -> list[tuple[str, str, list]]:
+    """(qid, query, [(docid, text)]) of a plan item: the BM25 top 20 of each query, in the item's feed order."""
+    bench = load_set(item.set_name, data_root)
+    lists = []
+    for qid in pick_queries(bench, item.which, head_set, seed):
+        docs = [(c.docid, c.text) for c in bench.candidates[qid][:DEPTH]]
+        if item.order == "reversed":
+            docs.reverse()
+        elif item.order == "shuffled":
+            random.Random(f"{seed}/{qid}").shuffle(docs)
+        lists.append((qid, bench.queries[qid], docs))
+    return lists
+
+
+def observe_pool(ranker, out: str | Path, plan: Sequence[str] = POOL_PLAN, seed: int = 0, data_root=None,
+                 on_list: Callable[[str, int, int], None] | None = None) -> int:
+    """Observe every head of ``ranker``'s model once on each list of ``plan``, resumably (lists already in
+    ``out/index.jsonl`` are skipped, each new one is cached and indexed as soon as it is captured); the
+    lists observed now. Processes given disjoint plans may share ``out``."""
+    items = [PlanItem.parse(text) for text in plan]  # every item checked before an hour of capture
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / "index.jsonl"
+    seen = {(r["set"], r["qid"], r["order"]) for r in map(json.loads, appendable_lines(index_path))} \
+        if index_path.is_file() else set()
+    shared, observed = SharedCapture(all_head_observer(ranker), out / "cache"), 0
+    with index_path.open("a", encoding="utf-8") as index:
+        for item in items:
+            lists = plan_lists(item, ranker.heads, seed, data_root)
+            for done, (qid, query, docs) in enumerate(lists, start=1):
+                if (item.set_name, qid, item.order) not in seen:
+                    texts = [t for _, t in docs]
+                    shared.observe(query, texts)
+                    index.write(json.dumps({"set": item.set_name, "qid": qid, "order": item.order, "query": query,
+                                            "docids": [d for d, _ in docs],
+                                            "path": shared.path_of(query, texts).name}) + "\n")
+                    index.flush()
+                    seen.add((item.set_name, qid, item.order))
+                    observed += 1
+                if on_list:
+                    on_list(str(item), done, len(lists))
+    return observed
 
 
 def load_pool(folder: str | Path, num_layers: int, num_heads: int) -> dict[tuple[str, str], HeadObservations]:
     """The pool's observations per (set, feed order), heads in (layer, head) order."""
     folder = Path(folder)
     if not (folder / "index.jsonl").is_file():
-        raise FileNotFoundError(f"{folder} is not an all-head pool (no index.jsonl; scripts/observe_pool.py writes one)")
+        raise FileNotFoundError(f"{folder} is not an all-head pool (no index.jsonl; headrank pool writes one)")
     heads = [(layer, head) for layer in range(num_layers) for head in range(num_heads)]
     groups: dict[tuple[str, str], dict] = {}
     for line in (folder / "index.jsonl").read_text(encoding="utf-8").splitlines():

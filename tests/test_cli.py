@@ -409,3 +409,24 @@ def test_eta_of_a_resumed_run_counts_only_what_it_computes():
     lines = [line for line in log.getvalue().splitlines() if line.startswith("rerank:")]
     assert lines[0].startswith("rerank: 50/100 (") and "eta" not in lines[0]  # nothing computed yet
     assert lines[1].startswith("rerank: 60/100 (") and lines[1].endswith(", eta 0:06:40)")
+
+
+def test_progress_prints_a_plan_item_as_typed():
+    """A pool's plan item 'dl21:train:shuffled' once read 'dl21🚋shuffled' in the log: rich turned ':train:' into
+    an emoji, in the bar and in the plain lines."""
+    import io
+
+    from rich.console import Console
+
+    from headrank.cli.common import LineProgress, err_console, progress_columns
+
+    log = io.StringIO()
+    with LineProgress(console=Console(file=log, force_terminal=False)) as progress:
+        task = progress.add_task("dl21:train:shuffled", total=2)
+        progress.advance(task, 2)
+        label = progress_columns()[0].render(progress.tasks[0])
+    assert "dl21:train:shuffled: 2/2 (" in log.getvalue()
+    assert label.plain == "dl21:train:shuffled"
+    with err_console.capture() as captured:
+        err_console.print("pool: runs/a:train:b")
+    assert "runs/a:train:b" in captured.get()

@@ -27,6 +27,7 @@ def test_pool_captures_every_head_once_and_resumes(tiny_base, tmp_path):
         assert result.exit_code == 0, result.output
         said.append(result.output)
     assert "3 lists observed now" in said[0] and "0 lists observed now" in said[1]
+    assert "Loading weights" not in said[1]  # the command draws its own progress, not transformers' bars
     rows = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
     assert len(rows) == 3 and {r["set"] for r in rows} == {"cisi"}
     assert all((out / "cache" / r["path"]).is_file() for r in rows)
@@ -36,6 +37,23 @@ def test_pool_captures_every_head_once_and_resumes(tiny_base, tmp_path):
         load_pool(out, 24, 14)  # another model's shape would silently mislabel every head
     with pytest.raises(FileNotFoundError, match="headrank pool"):
         load_pool(tmp_path / "nowhere", 4, 4)
+
+
+def test_lists_read_back_are_reported_as_resumed(tiny_base, tmp_path):
+    """A resumed item's lists take no time: they are reported as resumed so that the ETA counts only new ones."""
+    from headrank.engine.checkpoint import InferenceSettings
+    from headrank.engine.ranker import HeadRanker
+    from headrank.learn.pool import observe_pool
+
+    data_path("classic", "cisi")
+    ranker = HeadRanker.from_pretrained(make_tiny_preset(tiny_base, tmp_path / "p", InferenceSettings()),
+                                        device="cpu", dtype="float32")
+    assert observe_pool(ranker, tmp_path / "pool", ["cisi:2:first-stage"]) == 2
+    calls = []
+    assert observe_pool(ranker, tmp_path / "pool", ["cisi:3:first-stage"],
+                        on_list=lambda *args: calls.append(args)) == 1
+    assert [c[:3] for c in calls] == [("cisi:3:first-stage", done, 3) for done in (1, 2, 3)]
+    assert calls[-1][3] == 2 and [c[3] for c in calls] == sorted(c[3] for c in calls)  # the 2 of the first run
 
 
 def test_shuffled_lists_are_seeded_per_query(tiny_base):

@@ -49,10 +49,13 @@ def pool(
 ) -> None:
     """Observe every head of a model once on the plan's lists (BM25 top 20), resumably: the all-head pool that
     `headrank choose --pool` chooses heads from. Processes given disjoint --plan items may share --out."""
+    from transformers.utils import logging as hf_logging
+
     from headrank.engine.ranker import HeadRanker
     from headrank.learn.pool import POOL_PLAN, PlanItem, observe_pool
 
     setup_logging()
+    hf_logging.disable_progress_bar()  # the command draws its own progress
     configure_threads(threads)
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file; a pool is a folder")

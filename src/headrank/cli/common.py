@@ -20,7 +20,9 @@ from rich.text import Text
 from headrank.data.formats import DataFormatError
 from headrank.defaults import ModelUnavailableError
 
-err_console = Console(stderr=True, soft_wrap=True)  # no hard wraps inside error messages
+# No hard wraps inside error messages; no emoji codes either: a plan item "dl21:train:shuffled" or a file name
+# holding ":train:" is printed as typed, not with a train in it.
+err_console = Console(stderr=True, soft_wrap=True, emoji=False)
 
 
 def setup_logging() -> None:
@@ -79,10 +81,10 @@ class LineProgress(Progress):
         """``on_list(stage, done, total)`` that draws one bar per stage (adapt, build-preset)."""
         tasks: dict[str, int] = {}
 
-        def on_list(stage: str, done: int, total: int | None) -> None:
+        def on_list(stage: str, done: int, total: int | None, resumed: int = 0) -> None:
             if stage not in tasks:
                 tasks[stage] = self.add_task(stage, total=total)
-            self.update(tasks[stage], completed=done, total=total)
+            self.update(tasks[stage], completed=done, total=total, resumed=resumed)  # resumed: read back, not timed
 
         return on_list
 
@@ -97,7 +99,7 @@ class LineProgress(Progress):
             self._printed[task_id] = tenth
             eta = f", eta {datetime.timedelta(seconds=round(left))}" if (left := _time_left(task)) else ""
             self.console.print(f"{task.description}: {int(task.completed)}/{int(task.total)} "
-                               f"({time.strftime('%H:%M:%S')}{eta})", markup=False, highlight=False)
+                               f"({time.strftime('%H:%M:%S')}{eta})", markup=False, highlight=False, emoji=False)
 
 
 def _time_left(task) -> float | None:
@@ -112,7 +114,7 @@ def _time_left(task) -> float | None:
 
 def progress_columns(label: str = "{task.description}", elapsed: bool = False) -> tuple:
     """A bar with done/total and an ETA (and the time so far with ``elapsed``)."""
-    return (TextColumn(label), BarColumn(), MofNCompleteColumn(), *((TimeElapsedColumn(),) if elapsed else ()),
+    return (TextColumn(label, markup=False), BarColumn(), MofNCompleteColumn(), *((TimeElapsedColumn(),) if elapsed else ()),
             TextColumn("eta"), TimeRemainingColumn())
 
 

@@ -66,10 +66,11 @@ def plan_lists(item: PlanItem, head_set: HeadSet, seed: int, data_root=None) -> 
 
 
 def observe_pool(ranker, out: str | Path, plan: Sequence[str] = POOL_PLAN, seed: int = 0, data_root=None,
-                 on_list: Callable[[str, int, int], None] | None = None) -> int:
+                 on_list: Callable[..., None] | None = None) -> int:
     """Observe every head of ``ranker``'s model once on each list of ``plan``, resumably (lists already in
     ``out/index.jsonl`` are skipped, each new one is cached and indexed as soon as it is captured); the
-    lists observed now. Processes given disjoint plans may share ``out``."""
+    lists observed now. Processes given disjoint plans may share ``out``. ``on_list(item, done, total, resumed)``
+    follows each item (``resumed``: its lists read back from the index, which take no time)."""
     items = [PlanItem.parse(text) for text in plan]  # every item checked before an hour of capture
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,8 +81,11 @@ def observe_pool(ranker, out: str | Path, plan: Sequence[str] = POOL_PLAN, seed:
     with index_path.open("a", encoding="utf-8") as index:
         for item in items:
             lists = plan_lists(item, ranker.heads, seed, data_root)
+            resumed = 0
             for done, (qid, query, docs) in enumerate(lists, start=1):
-                if (item.set_name, qid, item.order) not in seen:
+                if (item.set_name, qid, item.order) in seen:
+                    resumed += 1
+                else:
                     texts = [t for _, t in docs]
                     shared.observe(query, texts)
                     index.write(json.dumps({"set": item.set_name, "qid": qid, "order": item.order, "query": query,
@@ -91,7 +95,7 @@ def observe_pool(ranker, out: str | Path, plan: Sequence[str] = POOL_PLAN, seed:
                     seen.add((item.set_name, qid, item.order))
                     observed += 1
                 if on_list:
-                    on_list(str(item), done, len(lists))
+                    on_list(str(item), done, len(lists), resumed)
     return observed
 
 

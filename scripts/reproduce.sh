@@ -13,7 +13,7 @@
 #   scripts/reproduce.sh k50         both models, K = 50 on DL19 and DL20
 #   scripts/reproduce.sh ablations   the training ablations (default model)
 #   scripts/reproduce.sh default     the shipped default: its fusion and valve by the every-domain rule, its rows
-#   scripts/reproduce.sh default-heads   the default's heads, chosen again from an all-head pool (about an hour)
+#   scripts/reproduce.sh default-heads   the default's heads, chosen again from an all-head pool (RESULTS.md: its time)
 #   scripts/reproduce.sh --list      print the steps of the named sections without running them
 set -euo pipefail
 

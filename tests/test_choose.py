@@ -217,3 +217,25 @@ def test_writing_a_choice_keeps_the_presets_record_of_its_split(tmp_path):
     (tmp_path / "headrank_config.json").write_text(json.dumps({"format": "other"}))
     with pytest.raises(ValueError, match="not a headrank checkpoint"):
         ch.write_to_preset({"setting": {"fuse": 0.5, "valve": None}}, tmp_path)
+
+
+def test_the_heads_chosen_again_from_a_new_pool_are_the_recorded_choice():
+    """scripts/reproduce.sh default-heads (headrank pool on the preset's previous, adapter version, then headrank
+    choose --pool) wrote results/choose-heads-qwen.json from a pool observed anew; it is the choice recorded when
+    the default was chosen (results/robust-choice-qwen.json): the shipped heads, fusion and valve, the card's
+    'replaced default' row and each domain's leave-one-domain-out estimate, to the fourth decimal."""
+    new = json.loads((REPO / "results" / "choose-heads-qwen.json").read_text())
+    old = json.loads((REPO / "results" / "robust-choice-qwen.json").read_text())
+    shipped = json.loads((DEFAULT / "headset.json").read_text())["heads"]
+    assert new["heads"] == old["chosen"]["heads"] and sorted(new["heads"]) == sorted(shipped)
+    assert new["weights"] == old["chosen"]["weights"] and new["cap"] == old["cap"] == 18
+    assert new["setting"]["fuse"] == old["chosen"]["fuse"]
+    valve, recorded = new["setting"]["valve"], old["chosen"]["valve"]
+    assert (valve["signal"], valve["weight"]) == (recorded["signal"], recorded["weight"])
+    assert abs(valve["threshold"] - recorded["threshold"]) < 1e-6  # float32 captures on another CPU
+    order = list(ch.VALIDATION_DOMAINS)
+    chosen = [round(new["chosen"][d], 4) for d in order]
+    assert chosen == [round(old["chosen"]["ndcg"][d], 4) for d in order]
+    assert chosen + [round(sum(new["chosen"].values()) / 5, 4)] == card_row("replaced default")
+    assert [round(new["lodo"][d], 4) for d in order] == [round(old["lodo"][d]["config"]["ndcg"][d], 4) for d in order]
+    assert new["queries"] == old["queries"]

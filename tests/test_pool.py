@@ -91,3 +91,13 @@ def test_the_default_plan_is_the_one_the_default_was_chosen_from():
     recorded = card["built_with"][0].split("--plan ")[1].split(" (")[0].split()
     assert sorted(recorded) == sorted(POOL_PLAN)
     assert [str(PlanItem.parse(item)) for item in POOL_PLAN] == list(POOL_PLAN)
+
+
+def test_a_missing_preset_or_a_file_for_out_is_a_clear_error(tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    for args in (["--preset", str(tmp_path / "no-such-preset"), "--out", str(tmp_path / "p")],
+                 ["--preset", str(tmp_path / "no-such-preset"), "--out", str(tmp_path / "a-file")]):
+        result = CliRunner().invoke(app, ["pool", *args])
+        assert result.exit_code in (2, 3) and "error:" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert "is a file" in result.output

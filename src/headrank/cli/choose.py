@@ -63,7 +63,11 @@ def pool(
         items = [str(PlanItem.parse(text)) for text in plan or POOL_PLAN]
         ranker = HeadRanker.from_pretrained(preset, device=device, dtype="float32")  # float32: the cache's key
     with LineProgress() as progress, user_errors():
-        observed = observe_pool(ranker, out, items, seed, data_root, progress.stage_callback())
+        try:
+            observed = observe_pool(ranker, out, items, seed, data_root, progress.stage_callback())
+        except KeyboardInterrupt:
+            progress.stop()
+            fail(f"interrupted; the lists observed so far are in {out}: rerun the same command to resume", code=130)
     err_console.print(f"{observed} lists observed now; pool: {out} (headrank choose --pool {out})")
 
 

@@ -151,10 +151,11 @@ def train(
     """Preference-align the head set's attention with LoRA; writes a HeadRank checkpoint directory."""
     from headrank.data.benchmarks import check_training_set, load_benchmark
     from headrank.engine.heads import HeadSet
-    from headrank.learn.align import TrainConfig, train_head_set
+    from headrank.learn.align import TrainConfig, require_peft, train_head_set
 
     setup_logging()
-    with user_errors():
+    with user_errors(ImportError):
+        require_peft()
         check_training_set(benchmark, split)
         head_set = HeadSet.load(heads)
         config = TrainConfig(lora_r=lora_r, lora_alpha=2 * lora_r, target_modules=tuple(targets.split(",")),
@@ -266,8 +267,13 @@ def build_preset(
 
 def check_build_paths(out: Path, name: str, checkpoint: Path | None, card: Path | None) -> dict:
     """Before any model loads: --out a writable folder, --name a plain name (it names the work folder),
-    --checkpoint a folder, --card a UTF-8 JSON object file (returned)."""
+    --checkpoint a folder, --card a UTF-8 JSON object file (returned); without --checkpoint, peft to train with."""
+    from headrank.learn.align import require_peft
+
     check_output_dir(out, "--out")
+    if checkpoint is None:
+        with user_errors(ImportError):
+            require_peft()
     if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")):
         fail(f"--name {name!r} must be a plain name (no '/' or '..'): it names the preset and its work folder")
     if checkpoint is not None and not checkpoint.is_dir():

@@ -3,7 +3,8 @@
     my-checkpoint/headrank_config.json   base model, scoring, training config and history; optionally the
                                          inference settings it should run with ("inference", see below)
     my-checkpoint/headset.json           the head set (with the base weights' fingerprint)
-    my-checkpoint/adapter/               peft LoRA adapter (merged into the weights at load time); absent when
+    my-checkpoint/adapter/               LoRA adapter in peft's format (merged into the weights at load time,
+                                         without peft for a plain LoRA); absent when
                                          the config says ``"adapter": false`` (heads read the base model)
 
 A shipped preset (``headrank.engine.presets``) is such a directory with inference settings and a model card.
@@ -12,6 +13,7 @@ A shipped preset (``headrank.engine.presets``) is such a directory with inferenc
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,13 +147,64 @@ def uses_adapter(checkpoint: str | Path, config: dict | None = None) -> bool:
     return flag
 
 
+TRAIN_EXTRA = "pip install 'headrank[train]'"
+_LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
+
+
 def merge_adapter(model: torch.nn.Module, checkpoint: str | Path) -> torch.nn.Module:
     """Apply a checkpoint's LoRA adapter to a loaded base model and merge it (plain weights at inference);
-    a checkpoint without adapter (``uses_adapter``) returns the model unchanged."""
+    a checkpoint without adapter (``uses_adapter``) returns the model unchanged.
+
+    A plain LoRA on linear layers (what ``headrank train`` writes) is merged here, W += (alpha / r) B A, so that
+    ranking needs no peft; any other adapter peft saved (DoRA, rank patterns, extra modules, ...) goes to peft,
+    which the ``train`` extra installs."""
     if not uses_adapter(checkpoint):
         return model
-    from peft import PeftModel
-
     adapter = Path(checkpoint) / ADAPTER_DIR
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    pairs = _plain_lora_pairs(model, adapter, config)
+    if pairs is None:
+        return _merge_with_peft(model, adapter)
+    scale = config["lora_alpha"] / (config["r"] ** 0.5 if config.get("use_rslora") else config["r"])
+    with torch.no_grad():
+        for linear, (down, up) in pairs.items():
+            delta = (up.float() @ down.float()) * scale
+            linear.weight.copy_((linear.weight.float() + delta.to(linear.weight.device)).to(linear.weight.dtype))
+    return model
+
+
+def _plain_lora_pairs(model: torch.nn.Module, adapter: Path, config: dict) -> dict | None:
+    """{linear layer: (A, B)} of a plain LoRA adapter, or None when it uses anything else."""
+    from safetensors.torch import load_file
+
+    plain = (config.get("peft_type") == "LORA" and not config.get("use_dora") and not config.get("rank_pattern")
+             and not config.get("alpha_pattern") and not config.get("modules_to_save")
+             and config.get("bias", "none") == "none" and not config.get("lora_bias")
+             and not config.get("fan_in_fan_out") and (adapter / "adapter_model.safetensors").is_file())
+    if not plain:
+        return None
+    parts: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in load_file(adapter / "adapter_model.safetensors").items():
+        match = _LORA_KEY.match(key)
+        if match is None:
+            return None
+        parts.setdefault(match["module"], {})[match["part"]] = tensor
+    modules = dict(model.named_modules())
+    pairs = {}
+    for name, ab in parts.items():
+        linear = modules.get(name)
+        if not isinstance(linear, torch.nn.Linear) or set(ab) != {"A", "B"} or \
+                (ab["B"].shape[0], ab["A"].shape[1]) != tuple(linear.weight.shape):
+            return None
+        pairs[linear] = (ab["A"], ab["B"])
+    return pairs
+
+
+def _merge_with_peft(model: torch.nn.Module, adapter: Path) -> torch.nn.Module:
+    try:
+        from peft import PeftModel
+    except ImportError as err:
+        raise ImportError(f"{adapter} is not a plain LoRA on linear layers; merging it needs peft: "
+                          f"{TRAIN_EXTRA}") from err
     with quiet_peft():
         return PeftModel.from_pretrained(model, adapter).merge_and_unload()

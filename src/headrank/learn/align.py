@@ -15,6 +15,7 @@ Ablations switch pieces off or swap them (see ``TrainConfig``).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import random
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 
 from headrank.engine.capture import can_skip_layers, capture_from_layer, capture_lists, layer_inputs
-from headrank.engine.checkpoint import quiet_peft, save_adapter, write_config
+from headrank.engine.checkpoint import TRAIN_EXTRA, quiet_peft, save_adapter, write_config
 from headrank.engine.heads import HeadSet
 from headrank.engine.mass import combine_heads, passage_mass
 from headrank.engine.prompt import CALIBRATION_QUERY, ListwisePrompt, PromptBuilder
@@ -286,8 +287,16 @@ def adapter_layers(heads: HeadSet, config: TrainConfig) -> list[int]:
     return list(range(heads.deepest_layer + 1))
 
 
+def require_peft() -> None:
+    """Training writes its LoRA adapter with peft, which only the ``train`` extra installs (ranking merges a
+    plain adapter without it); say so before data or a model is loaded."""
+    if importlib.util.find_spec("peft") is None:
+        raise ImportError(f"training needs peft: {TRAIN_EXTRA}")
+
+
 def add_adapters(model: torch.nn.Module, heads: HeadSet, config: TrainConfig):
     """LoRA on the target projections of the adapter layers (``adapter_layers``)."""
+    require_peft()
     from peft import LoraConfig, get_peft_model
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=0.0,

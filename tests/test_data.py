@@ -24,6 +24,21 @@ def test_jsonl_with_query_line(tmp_path):
     assert [(c.docid, c.text) for c in data.candidates] == [("d1", "one"), ("1", "two")]
 
 
+def test_jsonl_whose_passage_lines_carry_the_query(tmp_path):
+    """qid/query/docid/text lines (the shape of a flattened run) once read as 'no query' for the CLI."""
+    p = tmp_path / "c.jsonl"
+    p.write_text('{"qid": "3", "query": "q?", "docid": "a", "text": "one"}\n'
+                 '{"qid": "3", "query": "q?", "docid": "b", "text": "two"}\n')
+    data = read_rerank_input(p)
+    assert (data.query, data.qid) == ("q?", "3") and [c.docid for c in data.candidates] == ["a", "b"]
+    p.write_text('{"query": "q?", "docid": "a", "text": "one"}\n{"query": "other", "docid": "b", "text": "two"}\n')
+    with pytest.raises(DataFormatError, match="c.jsonl:2: the query differs"):
+        read_rerank_input(p)
+    p.write_text('{"query": "q?", "docid": "a", "text": "one"}\n{"query": "other"}\n')
+    with pytest.raises(DataFormatError, match="c.jsonl:2: the query differs"):
+        read_rerank_input(p)
+
+
 def test_tsv(tmp_path):
     p = tmp_path / "c.tsv"
     p.write_text("first passage\nsecond passage\n")

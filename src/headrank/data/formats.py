@@ -2,7 +2,8 @@
 
 - RankGPT / rank_llm JSON: ``[{"query": str, "hits": [{"content", "qid", "docid", ...}]}]`` (or one object)
 - JSONL: one passage object per line (``text``/``content``/``contents``/``passage``, optional
-  ``docid``/``id``/``pid``/``_id``); a line holding only ``query`` (and ``qid``) sets the query
+  ``docid``/``id``/``pid``/``_id``); a line holding only ``query`` (and ``qid``) sets the query, or every
+  passage line carries the same ``query``
 - TSV: ``docid<TAB>text`` per line, or just ``text``
 
 A malformed line raises DataFormatError naming the file and line.
@@ -219,7 +220,8 @@ def jsonl_objects(text: str, name: str, on_problem=None):
 
 
 def _parse_jsonl(text: str, name: str) -> RerankInput:
-    """Passage lines, and at most one ``query`` line (a second one would silently replace the first)."""
+    """Passage lines, and at most one ``query`` line (a second one would silently replace the first); passage
+    lines may also carry the query, the same on every line."""
     out = RerankInput(query=None)
     query_line = None
     for lineno, obj in jsonl_objects(text, name):
@@ -229,12 +231,20 @@ def _parse_jsonl(text: str, name: str) -> RerankInput:
                 if query_line is not None:
                     raise DataFormatError(f"{name}:{lineno}: a second query line (the first is line {query_line}); "
                                           "a JSONL file holds one query (use rerank-batch for several)")
+                if out.query is not None and obj["query"] != out.query:
+                    raise DataFormatError(f"{name}:{lineno}: the query differs from an earlier line's; a JSONL file "
+                                          "holds one query (use rerank-batch for several)")
                 query_line = lineno
                 out.query, out.qid = obj["query"], str(obj["qid"]) if "qid" in obj else out.qid
                 continue
             raise DataFormatError(f"{name}:{lineno}: no passage text (one of {', '.join(TEXT_KEYS)})")
         if not isinstance(obj[text_key], str):
             raise DataFormatError(f"{name}:{lineno}: '{text_key}' must be a string")
+        if isinstance(obj.get("query"), str):  # passage lines that repeat their query (qid, query, docid, text)
+            if out.query is not None and obj["query"] != out.query:
+                raise DataFormatError(f"{name}:{lineno}: the query differs from an earlier line's; a JSONL file holds "
+                                      "one query (use rerank-batch for several)")
+            out.query, out.qid = obj["query"], str(obj["qid"]) if "qid" in obj else out.qid
         id_key = next((k for k in ID_KEYS if k in obj), None)
         docid = id_text(obj[id_key], f"{name}:{lineno}", f"'{id_key}'") if id_key else str(len(out.candidates))
         out.candidates.append(Candidate(docid=docid, text=obj[text_key]))

@@ -226,25 +226,21 @@ def _parse_jsonl(text: str, name: str) -> RerankInput:
     query_line = None
     for lineno, obj in jsonl_objects(text, name):
         text_key = next((k for k in TEXT_KEYS if k in obj), None)
-        if text_key is None:
-            if isinstance(obj.get("query"), str):
-                if query_line is not None:
-                    raise DataFormatError(f"{name}:{lineno}: a second query line (the first is line {query_line}); "
-                                          "a JSONL file holds one query (use rerank-batch for several)")
-                if out.query is not None and obj["query"] != out.query:
-                    raise DataFormatError(f"{name}:{lineno}: the query differs from an earlier line's; a JSONL file "
-                                          "holds one query (use rerank-batch for several)")
-                query_line = lineno
-                out.query, out.qid = obj["query"], str(obj["qid"]) if "qid" in obj else out.qid
-                continue
+        if text_key is None and not isinstance(obj.get("query"), str):
             raise DataFormatError(f"{name}:{lineno}: no passage text (one of {', '.join(TEXT_KEYS)})")
+        if text_key is None and query_line is not None:
+            raise DataFormatError(f"{name}:{lineno}: a second query line (the first is line {query_line}); "
+                                  "a JSONL file holds one query (use rerank-batch for several)")
+        if isinstance(obj.get("query"), str):  # a query line, or passage lines repeating it (qid, query, docid, text)
+            if out.query is not None and obj["query"] != out.query:
+                raise DataFormatError(f"{name}:{lineno}: the query differs from an earlier line's; a JSONL file "
+                                      "holds one query (use rerank-batch for several)")
+            out.query, out.qid = obj["query"], str(obj["qid"]) if "qid" in obj else out.qid
+        if text_key is None:
+            query_line = lineno
+            continue
         if not isinstance(obj[text_key], str):
             raise DataFormatError(f"{name}:{lineno}: '{text_key}' must be a string")
-        if isinstance(obj.get("query"), str):  # passage lines that repeat their query (qid, query, docid, text)
-            if out.query is not None and obj["query"] != out.query:
-                raise DataFormatError(f"{name}:{lineno}: the query differs from an earlier line's; a JSONL file holds "
-                                      "one query (use rerank-batch for several)")
-            out.query, out.qid = obj["query"], str(obj["qid"]) if "qid" in obj else out.qid
         id_key = next((k for k in ID_KEYS if k in obj), None)
         docid = id_text(obj[id_key], f"{name}:{lineno}", f"'{id_key}'") if id_key else str(len(out.candidates))
         out.candidates.append(Candidate(docid=docid, text=obj[text_key]))

@@ -74,3 +74,31 @@ def test_training_without_peft_names_the_extra(args, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "peft", None)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and "headrank[train]" in result.output and "Traceback" not in result.output
+
+
+def test_an_adapter_config_without_a_rank_is_not_merged_by_hand(tmp_path, monkeypatch):
+    checkpoint = _checkpoint(tmp_path)
+    config_path = checkpoint / ADAPTER_DIR / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    del config["r"]
+    config_path.write_text(json.dumps(config))
+    monkeypatch.setitem(sys.modules, "peft", None)
+    with pytest.raises(ImportError, match=r"not a plain LoRA"):  # never a KeyError from a config we cannot read
+        merge_adapter(tiny_llama(), checkpoint)
+
+
+def test_ranking_with_an_adapter_only_peft_can_merge_names_the_extra_without_a_traceback(tiny_base, tmp_path,
+                                                                                         monkeypatch):
+    from conftest import make_tiny_preset
+    from typer.testing import CliRunner
+
+    from headrank.cli import app
+    from headrank.engine.checkpoint import InferenceSettings
+
+    preset = make_tiny_preset(tiny_base, tmp_path / "preset", InferenceSettings())
+    config_path = preset / ADAPTER_DIR / "adapter_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "use_dora": True}))
+    (tmp_path / "c.jsonl").write_text('{"text": "one"}\n{"text": "two"}\n')
+    monkeypatch.setitem(sys.modules, "peft", None)
+    result = CliRunner().invoke(app, ["rerank", str(tmp_path / "c.jsonl"), "-q", "q", "--model", str(preset)])
+    assert result.exit_code == 2 and "headrank[train]" in result.output and "Traceback" not in result.output

@@ -43,13 +43,13 @@ def fail(message: str, code: int = 2) -> None:
 
 @contextmanager
 def user_errors(*more: type[BaseException]) -> Iterator[None]:
-    """Bad input and a missing model end the command with a clear message (exit 2, or 3 for the model),
-    never a traceback."""
+    """Bad input, a missing model and a missing extra end the command with a clear message (exit 2, or 3 for
+    the model), never a traceback (headrank's ImportErrors name the extra to install)."""
     try:
         yield
     except ModelUnavailableError as err:
         fail(str(err), code=3)
-    except (ValueError, TypeError, FileNotFoundError, DataFormatError, *more) as err:
+    except (ValueError, TypeError, FileNotFoundError, DataFormatError, ImportError, *more) as err:
         fail(str(err))
 
 

@@ -180,7 +180,9 @@ def _plain_lora_pairs(model: torch.nn.Module, adapter: Path, config: dict) -> di
     plain = (config.get("peft_type") == "LORA" and not config.get("use_dora") and not config.get("rank_pattern")
              and not config.get("alpha_pattern") and not config.get("modules_to_save")
              and config.get("bias", "none") == "none" and not config.get("lora_bias")
-             and not config.get("fan_in_fan_out") and (adapter / "adapter_model.safetensors").is_file())
+             and not config.get("fan_in_fan_out") and (adapter / "adapter_model.safetensors").is_file()
+             and isinstance(config.get("r"), int) and config["r"] > 0
+             and isinstance(config.get("lora_alpha"), int | float))
     if not plain:
         return None
     parts: dict[str, dict[str, torch.Tensor]] = {}

@@ -30,7 +30,7 @@ from headrank.data.formats import appendable_lines
 from headrank.engine.presets import load_preset
 from headrank.engine.quantize import DEFAULT_PARTS, FORMAT
 from headrank.engine.ranker import HeadRanker
-from headrank.learn.pool import DEPTH, VALIDATION_PLAN, pick_queries
+from headrank.learn.pool import VALIDATION_PLAN, PlanItem, pick_queries, plan_lists
 
 REPORTING_PLAN = ("dl19:all", "dl20:all", "noveleval:all", "nfcorpus:all")
 # The order runs the small sets first, so that a stopped run has whole sets to show.
@@ -63,25 +63,23 @@ def score_lists(preset: str, out: Path, plan: list[str], seed: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("a") as sink:
         for item in plan:
-            set_name, which = item.split(":")
-            bench = load_set(set_name)
-            qids = pick_queries(bench, which, rankers["float32"].heads, seed)
+            plan_item = PlanItem.parse(f"{item}:first-stage")
+            set_name, lists = plan_item.set_name, plan_lists(plan_item, rankers["float32"].heads, seed)
             started, ran = time.time(), 0
-            for n, qid in enumerate(qids):
-                cands = bench.candidates[qid][:DEPTH]
-                docids = [c.docid for c in cands]
+            for n, (qid, query, docs) in enumerate(lists):
+                docids = [d for d, _ in docs]
                 if (set_name, qid) in done and done[(set_name, qid)]["docids"] == docids:
                     continue
-                texts = [c.text for c in cands]
+                texts = [t for _, t in docs]
                 row = {"set": set_name, "qid": qid, "docids": docids, "key": key}
                 for mode, ranker in rankers.items():
-                    row[mode] = ranker.score(bench.queries[qid], texts, fuse_first_stage=0, safety_valve=False)
+                    row[mode] = ranker.score(query, texts, fuse_first_stage=0, safety_valve=False)
                 sink.write(json.dumps(row) + "\n")
                 sink.flush()
                 ran += 1
                 per_list = (time.time() - started) / ran
-                logging.info("%s %d/%d %.1fs/list, eta for this set %.0f min", item, n + 1, len(qids), per_list,
-                             per_list * (len(qids) - n - 1) / 60)
+                logging.info("%s %d/%d %.1fs/list, eta for this set %.0f min", item, n + 1, len(lists), per_list,
+                             per_list * (len(lists) - n - 1) / 60)
 
 
 def ndcg_per_query(rows: list[dict], mode: str, bench, fuse, valve) -> dict[str, float]:

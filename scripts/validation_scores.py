@@ -24,13 +24,12 @@ from pathlib import Path
 import torch
 
 from headrank.batch import RankerSpec
-from headrank.data.benchmarks import load_set
 from headrank.data.formats import appendable_lines
 from headrank.engine.checkpoint import HEADSET_NAME
 from headrank.engine.heads import HeadSet
 from headrank.engine.presets import load_preset
 from headrank.engine.ranker import HeadRanker
-from headrank.learn.pool import DEPTH, VALIDATION_PLAN, pick_queries
+from headrank.learn.pool import VALIDATION_PLAN, PlanItem, plan_lists
 
 
 def ranker_key(preset: str, on_base: bool) -> str:
@@ -75,23 +74,21 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as out:
         for item in args.plan:
-            set_name, which = item.split(":")
-            bench = load_set(set_name)
-            qids = pick_queries(bench, which, ranker.heads, args.seed)
+            plan_item = PlanItem.parse(f"{item}:first-stage")
+            set_name, lists = plan_item.set_name, plan_lists(plan_item, ranker.heads, args.seed)
             started, ran = time.time(), 0
-            for n, qid in enumerate(qids):
-                cands = bench.candidates[qid][:DEPTH]
-                if done.get((set_name, qid)) == [c.docid for c in cands]:
+            for n, (qid, query, docs) in enumerate(lists):
+                docids = [d for d, _ in docs]
+                if done.get((set_name, qid)) == docids:
                     continue
-                scores = ranker.score(bench.queries[qid], [c.text for c in cands], fuse_first_stage=0,
-                                      safety_valve=False)
-                out.write(json.dumps({"set": set_name, "qid": qid, "docids": [c.docid for c in cands],
-                                      "scores": scores, "ranker": key}) + "\n")
+                scores = ranker.score(query, [t for _, t in docs], fuse_first_stage=0, safety_valve=False)
+                out.write(json.dumps({"set": set_name, "qid": qid, "docids": docids, "scores": scores,
+                                      "ranker": key}) + "\n")
                 out.flush()
                 ran += 1
                 per_list = (time.time() - started) / ran
-                logging.info("%s %d/%d %.1fs/list, eta for this set %.0f min", item, n + 1, len(qids), per_list,
-                             per_list * (len(qids) - n - 1) / 60)
+                logging.info("%s %d/%d %.1fs/list, eta for this set %.0f min", item, n + 1, len(lists), per_list,
+                             per_list * (len(lists) - n - 1) / 60)
 
 
 if __name__ == "__main__":

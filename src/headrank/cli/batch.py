@@ -114,7 +114,7 @@ def _rerank_with_progress(batch, spec, out: Path, run_options: dict) -> int:
         if path is not None:
             err_console.print(f"skipped {len(batch.problems)} input rows (listed in {path}); first: {batch.problems[0]}")
 
-    with LineProgress(*progress_columns("queries", elapsed=True)) as progress, user_errors(ImportError):
+    with LineProgress(*progress_columns("queries", elapsed=True)) as progress, user_errors():
         task = progress.add_task("rerank", total=len(batch.lists))
 
         def on_done(done: int, total: int) -> None:  # the first call: the lists an earlier run finished

@@ -98,7 +98,7 @@ def evaluate(
     quantize = _evaluate_quantize(quantize, method, model, device, dtype, shared_capture)
     configure_threads(threads)
     valve = preset_valve(model) if safety_valve else None  # before anything loads
-    with user_errors(ImportError):  # ImportError: ir_datasets
+    with user_errors():  # ImportError: ir_datasets
         settings = EvalSettings(method=method, depth=depth, order=order, model=None if method == "bm25" else model,
                                 heads=heads if method == "heads" else None,
                                 max_passage_tokens=None if method == "bm25" else max_passage_tokens,

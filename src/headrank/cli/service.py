@@ -88,7 +88,7 @@ def serve(
     setup_logging()
     check_quantize_option(quantize, method.value if method else None, device, dtype)
     configure_threads(threads)
-    with user_errors(ImportError):  # the 'serve' extra, named by the import
+    with user_errors():  # ImportError: the 'serve' extra, named by the import
         from headrank.serve import ServeConfig
         from headrank.serve import serve as run_service
     max_batch = max_batch or _default_max_batch(device)
@@ -140,7 +140,7 @@ def _serve_here(config, run_service) -> None:
 
 def serve_ray(config, ray_options: dict) -> None:
     """``serve --ray``: check the extra and the options, deploy, say when every replica is up."""
-    with user_errors(ImportError):
+    with user_errors():
         try:
             import ray.serve  # noqa: F401
         except ImportError as err:

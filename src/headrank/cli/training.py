@@ -154,7 +154,7 @@ def train(
     from headrank.learn.align import TrainConfig, require_peft, train_head_set
 
     setup_logging()
-    with user_errors(ImportError):
+    with user_errors():
         require_peft()
         check_training_set(benchmark, split)
         head_set = HeadSet.load(heads)
@@ -272,7 +272,7 @@ def check_build_paths(out: Path, name: str, checkpoint: Path | None, card: Path 
 
     check_output_dir(out, "--out")
     if checkpoint is None:
-        with user_errors(ImportError):
+        with user_errors():
             require_peft()
     if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\")):
         fail(f"--name {name!r} must be a plain name (no '/' or '..'): it names the preset and its work folder")
